@@ -1,0 +1,199 @@
+"""The ``clipbert-emo`` command line.
+
+    clipbert-emo synthemo --out data/synthemo            # generate the built-in benchmark
+    clipbert-emo finetune --config configs/synthemo_cpu.yaml train.epochs=5
+    clipbert-emo evaluate runs/synthemo_cpu/checkpoint data/synthemo/test.jsonl --n-test 16
+    clipbert-emo predict runs/synthemo_cpu/checkpoint my_video.mp4 --text "no way!"
+    clipbert-emo demo                                    # what `make demo` runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+
+OVERRIDES_HELP = "config overrides as key.sub=value, e.g. train.epochs=5 data.frame_size=224"
+
+
+def _cmd_synthemo(args) -> int:
+    from .data.synthemo import SynthEmoConfig, generate_synthemo
+
+    fields = {f.name for f in dataclasses.fields(SynthEmoConfig)}
+    kwargs = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    summary = generate_synthemo(args.out, SynthEmoConfig(**kwargs), progress=not args.quiet)
+    c = summary["ceilings"]
+    print(f"SynthEmo written to {args.out}: {summary['counts']} videos in {summary['generation_seconds']:.1f} s")
+    print(f"best possible accuracy: video only {c['video_only']:.3f}, text only {c['text_only']:.3f}, "
+          f"video+text {c['video_text']:.3f}")
+    return 0
+
+
+def _cmd_finetune(args) -> int:
+    from .config import load_config
+    from .train.loop import finetune
+
+    cfg = load_config(args.config, args.overrides)
+    metrics = finetune(cfg, progress=not args.quiet)
+    print(f"best checkpoint: {metrics['checkpoint']} (epoch {metrics['best_epoch']}, "
+          f"val macro-F1 {metrics['best_val_macro_f1']})")
+    if "test" in metrics:
+        _print_eval_summary(metrics["test"])
+    print(f"run folder: {cfg.train.output_dir} (config.yaml, metrics.json, learning_curves.png, confusion_matrix.png)")
+    return 0
+
+
+def _print_eval_summary(result: dict) -> None:
+    from .eval.report import format_table
+
+    rows = []
+    for how, rep in result["reports"].items():
+        row = {"n_test": result["n_test"], "aggregation": how}
+        row.update({k: rep[k] for k in ("accuracy", "macro_f1", "weighted_f1") if k in rep})
+        row.update({k: rep[k] for k in ("micro_f1", "subset_accuracy") if k in rep})
+        rows.append(row)
+    print(format_table(rows, list(rows[0].keys())))
+    if result["skipped"]:
+        print(f"skipped {len(result['skipped'])} sample(s): " + "; ".join(f"{w}: {r}" for w, r in result["skipped"][:5]))
+
+
+def _cmd_evaluate(args) -> int:
+    from .train.evaluate import evaluate
+
+    out_dir = args.out or str(Path(args.checkpoint).parent)
+    result = evaluate(args.checkpoint, args.manifest, out_dir, num_clips=args.n_test,
+                      aggregations=args.aggregation or ("mean", "max", "lse"), batch_size=args.batch_size,
+                      progress=not args.quiet, print_report=not args.json)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print()
+        _print_eval_summary(result)
+        print(f"written: {Path(out_dir) / 'eval_metrics.json'}")
+    return 0
+
+
+def _cmd_predict(args) -> int:
+    from .predict import Predictor
+
+    predictor = Predictor(args.checkpoint, device=args.device)
+    result = predictor(args.video, text=args.text, num_clips=args.n_test, aggregation=args.aggregation)
+    if args.plot:
+        from .eval.plots import plot_clip_timeline
+        import numpy as np
+
+        times = [(c["start"] + c["end"]) / 2 for c in result["clips"]]
+        probs = np.array([[c["probabilities"][lab] for lab in predictor.labels] for c in result["clips"]])
+        plot_clip_timeline(times, probs, predictor.labels, args.plot, title=Path(args.video).name)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    from .eval.report import format_table
+
+    print(f"{result['video']}  text={result['text']!r}")
+    print(f"prediction: {result['prediction']}  ({result['aggregation']} over {result['num_clips']} clips)")
+    print(format_table([{"label": k, "probability": v} for k, v in
+                        sorted(result["probabilities"].items(), key=lambda kv: -kv[1])], ["label", "probability"]))
+    if result["clips"] and result["clips"][0]["start"] is not None:
+        rows = [{"clip": i, "start_s": c["start"], "end_s": c["end"], "top": c["prediction"],
+                 "p_top": c["probabilities"][c["prediction"]]} for i, c in enumerate(result["clips"])]
+        print("\nper clip:")
+        print(format_table(rows, ["clip", "start_s", "end_s", "top", "p_top"], floatfmt=".2f"))
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    run_demo(data_dir=args.data, out_dir=args.out, config=args.config, overrides=args.overrides,
+             progress=not args.quiet)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="clipbert-emo",
+        description="ClipBERT-style emotion recognition in short videos: sparse clips for training, "
+                    "dense clips for inference, video and transcript fused in one BERT.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="log every epoch's metrics")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("synthemo", help="generate the SynthEmo benchmark (mp4 files + JSONL manifests)")
+    s.add_argument("--out", default="data/synthemo", help="output folder (default: %(default)s)")
+    from .data.synthemo import SynthEmoConfig
+
+    for f in dataclasses.fields(SynthEmoConfig):
+        default = getattr(SynthEmoConfig(), f.name)
+        s.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=type(default), default=None,
+                       help=f"default: {default}")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=_cmd_synthemo)
+
+    s = sub.add_parser("finetune", help="fine-tune on emotion labels from a config",
+                       description="Fine-tune end to end. Writes config.yaml, checkpoint/, metrics.json and plots "
+                                   "to train.output_dir.")
+    s.add_argument("--config", "-c", help="experiment YAML in configs/ (default: built-in defaults)")
+    s.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    s.set_defaults(func=_cmd_finetune)
+
+    s = sub.add_parser("evaluate", help="dense evaluation of a checkpoint on a manifest",
+                       description="Accuracy, macro-F1, weighted-F1, per-class P/R/F1 and the confusion matrix for "
+                                   "every aggregation, at the chosen N_test.")
+    s.add_argument("checkpoint", help="checkpoint folder (…/checkpoint)")
+    s.add_argument("manifest", help="JSONL manifest with labels")
+    s.add_argument("--n-test", type=int, default=None, help="clips per video (default: the config's N_test)")
+    s.add_argument("--aggregation", action="append", choices=["mean", "max", "lse"],
+                   help="repeatable; default: all three")
+    s.add_argument("--batch-size", type=int, default=None)
+    s.add_argument("--out", help="folder for eval_metrics.json and confusion_matrix.png (default: the run folder)")
+    s.add_argument("--json", action="store_true", help="print the result as JSON")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(func=_cmd_evaluate)
+
+    s = sub.add_parser("predict", help="predict the emotion of one video (+ optional transcript)",
+                       description="Per-clip scores and the aggregated distribution for one video.")
+    s.add_argument("checkpoint", help="checkpoint folder (…/checkpoint)")
+    s.add_argument("video", nargs="?", help="video file (any format decord reads)")
+    s.add_argument("--text", default=None, help="transcript or caption")
+    s.add_argument("--n-test", type=int, default=None, help="clips (default: the config's N_test)")
+    s.add_argument("--aggregation", choices=["mean", "max", "lse"], default=None)
+    s.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
+    s.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    s.add_argument("--plot", metavar="PNG", help="also draw the per-clip timeline to this PNG")
+    s.set_defaults(func=_cmd_predict)
+
+    s = sub.add_parser("demo", help="the README's demo: SynthEmo, three models, the comparison table")
+    s.add_argument("--data", default="data/synthemo", help="SynthEmo folder (generated if missing)")
+    s.add_argument("--out", default="runs/demo", help="run folder (default: %(default)s)")
+    s.add_argument("--config", default=None, help="base config (default: configs/synthemo_cpu.yaml settings)")
+    s.add_argument("overrides", nargs="*", help=OVERRIDES_HELP + " (applied to all three models)")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(func=_cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    from .config import ConfigError
+    from .data.decode import VideoDecodeError
+    from .data.manifest import ManifestError
+    from .train.checkpoint import CheckpointError
+
+    try:
+        return args.func(args)
+    except (ConfigError, ManifestError, VideoDecodeError, CheckpointError, FileNotFoundError) as e:
+        print(f"clipbert-emo {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,272 @@
+"""Typed experiment configuration.
+
+The dataclasses below are the schema. A YAML file in ``configs/`` sets some of
+their fields, may name one ``base:`` YAML whose values it overrides (one level
+only, so a reader never chases a chain), and ``key.sub=value`` strings from the
+command line override both. Unknown keys are an error that names the key and
+the file, because a misspelt key that is silently ignored costs a training run.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+import yaml
+
+EMOTIONS: tuple[str, ...] = ("neutral", "happy", "sad", "angry", "surprised", "fearful")
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not fit the schema."""
+
+
+@dataclass
+class DataConfig:
+    # Manifests: JSONL, one {"video", "text", "label"} object per line (see data/manifest.py).
+    train_manifest: str = ""
+    val_manifest: str = ""
+    test_manifest: str = ""
+    labels: list[str] = field(default_factory=lambda: list(EMOTIONS))
+    multilabel: bool = False
+    # Modalities: a model trained without one never sees it, at train or test time.
+    use_video: bool = True
+    use_text: bool = True
+    frame_size: int = 448  # frames are letterboxed to a frame_size x frame_size square
+    num_frames: int = 2  # T: frames per clip
+    clip_fps: float = 2.0  # a clip spans num_frames / clip_fps seconds
+    num_clips_train: int = 1  # N_train
+    num_clips_test: int = 16  # N_test
+    single_clip: str = "middle"  # where the only clip sits when N_test == 1: "middle" | "start"
+    max_text_len: int = 40
+    augment: bool = True  # random resized crop + horizontal flip at train time
+    crop_scale_min: float = 0.6
+    hflip: bool = True
+    num_workers: int = 0
+    strict: bool = False  # True: a missing video in a manifest is fatal instead of skipped and reported
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "resnet50"  # torchvision ResNet depth: resnet18 | resnet34 | resnet50 | resnet101
+    backbone_stages: int = 4  # residual stages kept: 4 = up to res5 (stride 32), 3 = up to res4 (stride 16)
+    temporal_fusion: str = "mean"  # "mean" (ClipBERT) | "attention" (learned weights over the T frames)
+    hidden_size: int = 768
+    num_layers: int = 12
+    num_heads: int = 12
+    intermediate_size: int = 3072
+    dropout: float = 0.1
+    max_grid: int = 100  # rows/cols of the 2-D visual position tables
+    max_text_positions: int = 512
+    tokenizer: str = ""  # "" = build a WordPiece vocabulary from the training texts; else a folder or hub id
+    vocab_size: int = 2000  # size of the vocabulary built from the training texts
+    aggregation: str = "lse"  # clip-logit aggregation for the training loss: mean | max | lse
+    pixel_mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
+    pixel_std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+
+
+@dataclass
+class OptimConfig:
+    lr_cnn: float = 5e-5
+    lr_transformer: float = 5e-5
+    weight_decay: float = 1e-3
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    eps: float = 1e-6
+    warmup_ratio: float = 0.1
+    grad_clip: float = 5.0
+
+
+@dataclass
+class TrainConfig:
+    output_dir: str = "runs/finetune"
+    seed: int = 42
+    epochs: int = 20
+    batch_size: int = 16
+    eval_batch_size: int = 8
+    grad_accum_steps: int = 1
+    mixed_precision: str = "no"  # no | fp16 | bf16
+    val_num_clips: int = 4  # N_test used for the per-epoch validation (cheaper than the final N_test)
+    log_every: int = 10
+    init_checkpoint: str = ""  # start from these weights (a checkpoint folder written by this library)
+    max_steps: int = 0  # stop after this many optimizer steps (0 = run all epochs); for smoke tests
+    threads: int = 0  # torch CPU threads (0 = torch's default)
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "experiment"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> None:
+        choices = {
+            "model.aggregation": (self.model.aggregation, ("mean", "max", "lse")),
+            "model.temporal_fusion": (self.model.temporal_fusion, ("mean", "attention")),
+            "model.backbone": (self.model.backbone, ("resnet18", "resnet34", "resnet50", "resnet101")),
+            "data.single_clip": (self.data.single_clip, ("middle", "start")),
+            "train.mixed_precision": (self.train.mixed_precision, ("no", "fp16", "bf16")),
+        }
+        for key, (value, allowed) in choices.items():
+            if value not in allowed:
+                raise ConfigError(f"{key}={value!r}: expected one of {', '.join(allowed)}")
+        if not (self.data.use_video or self.data.use_text):
+            raise ConfigError("data.use_video and data.use_text are both false: the model would see nothing")
+        if self.model.backbone_stages not in (3, 4):
+            raise ConfigError(f"model.backbone_stages={self.model.backbone_stages}: expected 3 or 4")
+        if self.model.hidden_size % self.model.num_heads:
+            raise ConfigError(
+                f"model.hidden_size={self.model.hidden_size} is not divisible by model.num_heads={self.model.num_heads}"
+            )
+        for key in ("num_frames", "num_clips_train", "num_clips_test", "frame_size", "max_text_len"):
+            if getattr(self.data, key) < 1:
+                raise ConfigError(f"data.{key} must be >= 1, got {getattr(self.data, key)}")
+        if len(set(self.data.labels)) != len(self.data.labels) or not self.data.labels:
+            raise ConfigError(f"data.labels must be a non-empty list of distinct names, got {self.data.labels}")
+
+
+# ---------------------------------------------------------------------------------------------
+# dict <-> dataclass with type checking
+
+
+def _coerce(value: Any, typ: Any, where: str) -> Any:
+    origin = get_origin(typ)
+    if dataclasses.is_dataclass(typ):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return _from_dict(typ, value, where)
+    if origin is list:
+        (item_type,) = get_args(typ)
+        if isinstance(value, tuple):
+            value = list(value)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(v, item_type, f"{where}[{i}]") for i, v in enumerate(value)]
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if typ is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if typ is float:
+        if isinstance(value, str):
+            # YAML 1.1 reads "1e-3" (no dot) as a string; accept what float() accepts.
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if typ is str:
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def _from_dict(cls: type, data: dict, where: str) -> Any:
+    hints = get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(names))}")
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(data: dict, where: str = "config") -> ExperimentConfig:
+    cfg = _from_dict(ExperimentConfig, data, where)
+    cfg.validate()
+    return cfg
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    return data
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ConfigError(f"override {item!r}: expected key.sub=value")
+    key, raw = item.split("=", 1)
+    keys = key.strip().split(".")
+    if not all(keys):
+        raise ConfigError(f"override {item!r}: empty key part")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return keys, value
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    data = copy.deepcopy(data)
+    for item in overrides:
+        keys, value = parse_override(item)
+        node = data
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {k} is not a section")
+        node[keys[-1]] = value
+    return data
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read a YAML experiment (with its optional ``base:``) and apply ``key.sub=value`` overrides."""
+    data: dict = {}
+    where = "config"
+    if path:
+        path = Path(path)
+        where = str(path)
+        data = _read_yaml(path)
+        base = data.pop("base", None)
+        if base:
+            base_path = (path.parent / base).resolve()
+            base_data = _read_yaml(base_path)
+            if "base" in base_data:
+                raise ConfigError(f"{base_path}: a base config may not name another base (one level only)")
+            data = _deep_merge(base_data, data)
+    data = apply_overrides(data, overrides or [])
+    return from_dict(data, where)
+
+
+def save_config(cfg: ExperimentConfig, path: str | os.PathLike) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    os.replace(tmp, path)

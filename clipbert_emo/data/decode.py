@@ -1,0 +1,68 @@
+"""Reading frames from a video file with decord, touching only the sampled frames."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+DEFAULT_FPS = 25.0
+
+
+class VideoDecodeError(RuntimeError):
+    """A video that cannot be opened or decoded; the message names the file."""
+
+
+@dataclass
+class VideoInfo:
+    path: str
+    num_frames: int
+    fps: float
+
+    @property
+    def duration(self) -> float:
+        return self.num_frames / self.fps
+
+
+def open_video(path: str | os.PathLike, num_threads: int = 1):
+    """Open ``path`` with decord; raise VideoDecodeError naming the file on any failure."""
+    import decord
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise VideoDecodeError(f"{path}: file not found")
+    if os.path.getsize(path) == 0:
+        raise VideoDecodeError(f"{path}: file is empty (0 bytes)")
+    try:
+        reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=num_threads)
+    except Exception as e:  # decord raises its own DECORDError and RuntimeError variants
+        raise VideoDecodeError(f"{path}: cannot open video ({_short(e)})") from None
+    if len(reader) == 0:
+        raise VideoDecodeError(f"{path}: video has no frames")
+    return reader
+
+
+def video_info(reader, path: str) -> VideoInfo:
+    fps = float(reader.get_avg_fps() or 0.0)
+    if not np.isfinite(fps) or fps <= 0:
+        # Some containers carry no frame rate; a fixed guess keeps clip spans sane.
+        fps = DEFAULT_FPS
+    return VideoInfo(path=path, num_frames=len(reader), fps=fps)
+
+
+def read_frames(reader, indices: np.ndarray, path: str) -> np.ndarray:
+    """Decode exactly the frames at ``indices`` (any shape). Returns indices.shape + (H, W, 3) uint8 RGB."""
+    flat = np.asarray(indices, dtype=np.int64).reshape(-1)
+    unique, inverse = np.unique(flat, return_inverse=True)
+    try:
+        frames = reader.get_batch(unique.tolist()).asnumpy()  # (U, H, W, 3)
+    except Exception as e:
+        raise VideoDecodeError(f"{path}: decoding frames {unique.tolist()[:8]} failed ({_short(e)})") from None
+    frames = frames[inverse]  # (U, H, W, 3) -> (N*T, H, W, 3)
+    return frames.reshape(*np.shape(indices), *frames.shape[1:])  # (N*T, H, W, 3) -> (N, T, H, W, 3)
+
+
+def _short(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:200] if text else type(e).__name__

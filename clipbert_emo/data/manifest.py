@@ -1,0 +1,164 @@
+"""The manifest: how a user describes a dataset.
+
+A manifest is a JSONL file, one object per line::
+
+    {"video": "clips/0001.mp4", "text": "i can't believe it", "label": "surprised"}
+
+- ``video``: path of the video file, relative to the manifest's folder (or absolute).
+  May be omitted only for a text-only experiment.
+- ``text``: the transcript or caption; optional (missing or empty = no text, the model
+  then sees only the visual tokens).
+- ``label``: one class name from the experiment's ``data.labels``; for multi-label
+  experiments ``labels``: a list of class names. Optional only for prediction.
+- ``start`` / ``end``: optional seconds, to use only that span of the video.
+- any other key (for example ``meta``) is carried along and ignored by training.
+
+A CSV file with the same column names is read the same way. Every problem is reported
+with the file and line number; missing video files are collected and reported, and the
+samples skipped, unless ``strict`` asks for a hard error.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+logger = logging.getLogger(__name__)
+
+
+class ManifestError(ValueError):
+    """A manifest line that cannot be used; the message names the file and the line."""
+
+
+@dataclass
+class Sample:
+    video: str | None  # absolute path, or None for text-only samples
+    text: str
+    label: int | None = None  # single-label index
+    labels: list[int] | None = None  # multi-label indices
+    start: float | None = None
+    end: float | None = None
+    source: str = ""  # "file:line", for error messages
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class Manifest:
+    path: str
+    samples: list[Sample]
+    skipped: list[tuple[str, str]]  # (file:line, reason) of samples left out
+
+
+def _rows(path: Path):
+    if path.suffix.lower() == ".csv":
+        with path.open(newline="") as f:
+            for lineno, row in enumerate(csv.DictReader(f), start=2):
+                yield lineno, {k.strip(): v for k, v in row.items() if k is not None}
+        return
+    with path.open() as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ManifestError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+            if not isinstance(obj, dict):
+                raise ManifestError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+            yield lineno, obj
+
+
+def read_manifest(
+    path: str | os.PathLike,
+    labels: Sequence[str],
+    multilabel: bool = False,
+    require_video: bool = True,
+    require_label: bool = True,
+    strict: bool = False,
+) -> Manifest:
+    path = Path(path)
+    if not path.exists():
+        raise ManifestError(f"manifest not found: {path}")
+    label_index = {name: i for i, name in enumerate(labels)}
+    samples: list[Sample] = []
+    skipped: list[tuple[str, str]] = []
+    for lineno, row in _rows(path):
+        where = f"{path}:{lineno}"
+        video = row.get("video")
+        if video in (None, ""):
+            if require_video:
+                raise ManifestError(f"{where}: missing field 'video'")
+            video_path = None
+        else:
+            if not isinstance(video, str):
+                raise ManifestError(f"{where}: field 'video' must be a string, got {video!r}")
+            video_path = str(video if os.path.isabs(video) else (path.parent / video))
+        text = row.get("text") or ""
+        if not isinstance(text, str):
+            raise ManifestError(f"{where}: field 'text' must be a string, got {text!r}")
+        label = labels_ = None
+        if multilabel:
+            raw = row.get("labels")
+            if raw is None and require_label:
+                raise ManifestError(f"{where}: missing field 'labels' (a list of class names)")
+            if isinstance(raw, str):  # CSV: "happy;sad"
+                raw = [x for x in raw.replace(",", ";").split(";") if x.strip()]
+            if raw is not None:
+                labels_ = [_label(x, label_index, where) for x in raw]
+        else:
+            raw = row.get("label")
+            if raw in (None, "") and require_label:
+                raise ManifestError(f"{where}: missing field 'label'")
+            if raw not in (None, ""):
+                label = _label(raw, label_index, where)
+        start, end = _seconds(row.get("start"), where, "start"), _seconds(row.get("end"), where, "end")
+        if start is not None and end is not None and end <= start:
+            raise ManifestError(f"{where}: end ({end}) must be after start ({start})")
+        if video_path is not None and not os.path.exists(video_path):
+            if strict:
+                raise ManifestError(f"{where}: video file not found: {video_path}")
+            skipped.append((where, f"video file not found: {video_path}"))
+            continue
+        known = {"video", "text", "label", "labels", "start", "end"}
+        samples.append(
+            Sample(
+                video=video_path,
+                text=text,
+                label=label,
+                labels=labels_,
+                start=start,
+                end=end,
+                source=where,
+                extra={k: v for k, v in row.items() if k not in known},
+            )
+        )
+    if skipped:
+        shown = "\n".join(f"  {w}: {r}" for w, r in skipped[:10])
+        more = f"\n  ... and {len(skipped) - 10} more" if len(skipped) > 10 else ""
+        logger.warning("%s: skipped %d sample(s):\n%s%s", path, len(skipped), shown, more)
+    if not samples:
+        raise ManifestError(f"{path}: no usable samples")
+    return Manifest(path=str(path), samples=samples, skipped=skipped)
+
+
+def _label(raw, label_index: dict, where: str) -> int:
+    if isinstance(raw, str) and raw.strip() in label_index:
+        return label_index[raw.strip()]
+    raise ManifestError(f"{where}: unknown label {raw!r}; expected one of {', '.join(label_index)}")
+
+
+def _seconds(raw, where: str, name: str) -> float | None:
+    if raw in (None, ""):
+        return None
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise ManifestError(f"{where}: field '{name}' must be a number of seconds, got {raw!r}") from None
+    if value < 0:
+        raise ManifestError(f"{where}: field '{name}' must be >= 0, got {value}")
+    return value

@@ -1,0 +1,103 @@
+"""Which frames of a video become clips: ClipBERT's sparse sampling.
+
+A clip is ``num_frames`` (T) frames spread evenly over ``num_frames / clip_fps``
+seconds. Training draws ``num_clips`` (N_train) clips at independent random
+starts, so every epoch sees a different sparse glimpse of each video. Testing
+places N_test clips deterministically: clip i starts at
+``(video_len - clip_len) * i / N_test``, which covers the video evenly; with a
+single test clip it sits in the middle (or at the start, as ClipBERT's QA does).
+
+The functions here are pure: the same inputs (and, for training, the same
+generator state) give the same indices, which keeps data loading reproducible
+and resumable.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def clip_length_in_frames(num_frames: int, clip_fps: float, video_fps: float) -> float:
+    """Length of one clip in frames of the source video (not rounded)."""
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    if clip_fps <= 0 or video_fps <= 0:
+        raise ValueError(f"frame rates must be positive, got clip_fps={clip_fps}, video_fps={video_fps}")
+    if num_frames == 1:
+        return 1.0
+    return num_frames / clip_fps * video_fps
+
+
+def _frames_of_clip(start: float, clip_len: float, num_frames: int, video_len: int) -> np.ndarray:
+    # The T frames sit at linspace(start, end) over the clip's span; a clip longer than the
+    # video repeats frames rather than reading past the end.
+    end = start + max(clip_len - 1.0, 0.0)
+    idx = np.rint(np.linspace(start, end, num_frames)).astype(np.int64)
+    return np.clip(idx, 0, video_len - 1)
+
+
+def sample_clip_indices_train(
+    video_len: int,
+    video_fps: float,
+    num_clips: int,
+    num_frames: int,
+    clip_fps: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """N_train clips at independent uniformly random starts. Returns (num_clips, num_frames) int64."""
+    _check(video_len, num_clips)
+    clip_len = clip_length_in_frames(num_frames, clip_fps, video_fps)
+    slack = max(video_len - clip_len, 0.0)
+    starts = rng.uniform(0.0, slack, size=num_clips) if slack > 0 else np.zeros(num_clips)
+    return np.stack([_frames_of_clip(s, clip_len, num_frames, video_len) for s in starts])
+
+
+def sample_clip_indices_test(
+    video_len: int,
+    video_fps: float,
+    num_clips: int,
+    num_frames: int,
+    clip_fps: float,
+    single_clip: str = "middle",
+) -> np.ndarray:
+    """N_test clips evenly covering the video, deterministic. Returns (num_clips, num_frames) int64."""
+    _check(video_len, num_clips)
+    clip_len = clip_length_in_frames(num_frames, clip_fps, video_fps)
+    slack = max(video_len - clip_len, 0.0)
+    if num_clips == 1:
+        if single_clip not in ("middle", "start"):
+            raise ValueError(f"single_clip must be 'middle' or 'start', got {single_clip!r}")
+        starts = [slack / 2.0 if single_clip == "middle" else 0.0]
+    else:
+        starts = [slack * i / num_clips for i in range(num_clips)]
+    return np.stack([_frames_of_clip(s, clip_len, num_frames, video_len) for s in starts])
+
+
+def sample_clip_indices(
+    video_len: int,
+    video_fps: float,
+    num_clips: int,
+    num_frames: int,
+    clip_fps: float,
+    training: bool,
+    rng: np.random.Generator | None = None,
+    single_clip: str = "middle",
+) -> np.ndarray:
+    """Dispatch to the train (random) or test (uniform) sampler. Returns (num_clips, num_frames) int64."""
+    if training:
+        if rng is None:
+            raise ValueError("training sampling needs an explicit numpy Generator, for reproducibility")
+        return sample_clip_indices_train(video_len, video_fps, num_clips, num_frames, clip_fps, rng)
+    return sample_clip_indices_test(video_len, video_fps, num_clips, num_frames, clip_fps, single_clip)
+
+
+def clip_spans_seconds(indices: np.ndarray, video_fps: float) -> list[tuple[float, float]]:
+    """(start, end) in seconds of each clip, from its first and last frame; for timelines."""
+    return [(float(row[0]) / video_fps, float(row[-1] + 1) / video_fps) for row in indices]
+
+
+def _check(video_len: int, num_clips: int) -> None:
+    if video_len < 1:
+        raise ValueError(f"video has no frames (video_len={video_len})")
+    if num_clips < 1:
+        raise ValueError(f"num_clips must be >= 1, got {num_clips}")

@@ -1,0 +1,758 @@
+"""SynthEmo: a procedural video+text emotion benchmark.
+
+SynthEmo writes real H.264 ``.mp4`` files and JSONL manifests. They are
+built so that a model needs both video and text, and has to look at the
+whole video (dense multi-clip inference), to reach the top score.
+
+Layout written by :func:`generate_synthemo`::
+
+    out_dir/
+      synthemo.json             config, ceilings, counts (the summary dict)
+      train.jsonl val.jsonl test.jsonl
+      videos/<split>/<id>.mp4   ids are zero-padded (000017) and stable for a seed
+
+Manifest format (user datasets use the same format)
+----------------------------------------------------
+Each line is one JSON object::
+
+    {"video": "videos/train/000017.mp4", "text": "wow, look at that!",
+     "label": "surprised", "meta": {...}}
+
+``video`` is a path relative to the folder that holds the manifest.
+``label`` is one of :data:`EMOTIONS`. ``meta`` is optional and holds only
+diagnostics, so models must never read it. SynthEmo writes:
+``id``, ``window_start`` / ``window_end`` (the expression window in seconds),
+``ambiguous`` (a sad/angry video that shows the shared ambiguous expression),
+``text_group`` (the transcript family) and ``visual`` (the expression family
+shown). For ``neutral`` videos a window is still drawn and recorded, but
+nothing happens in it.
+
+Content
+-------
+Each video is a cartoon face on a random textured background, with a shape
+drifting behind the face. The face has a random skin tone, size, position,
+slow drift and blinks. Its expression ramps from neutral to the class
+expression inside a random window that covers ``window_min..window_max`` of
+the video: 25% ramp up, 50% hold, 25% ramp down. Outside the window the face
+is neutral, so a single short clip often misses the expression.
+
+Visual families (``visual`` in meta) for each class:
+
+* neutral -> ``neutral`` (no expression at all)
+* happy -> ``happy``
+* sad -> ``sad`` with prob. 1-q, else ``ambiguous``
+* angry -> ``angry`` with prob. 1-q, else ``ambiguous``
+* surprised, fearful -> ``astonished`` (the same distribution on purpose)
+
+Text groups for each class (a = ``happy_positive_text``, r = ``sad_specific_text``):
+
+* neutral -> neutral_utterance
+* happy -> positive_exclaim (a) / neutral_utterance (1-a)
+* sad -> negative_low (r) / neutral_utterance (1-r)
+* angry, fearful -> negative_agitated
+* surprised -> positive_exclaim
+
+Ceilings (Bayes-optimal held-out accuracy, balanced classes)
+-------------------------------------------------------------
+The families are separable from each other (jitter never makes two of them
+overlap), and appearance, window, blinks and distractor do not depend on the
+class. So the best classifier given an observation ``o`` picks
+``argmax_c P(o|c)``, and accuracy = (1/6) * sum_o max_c P(o|c).
+:func:`ceilings` computes this from the two probability tables above.
+
+* video only, o = visual family: neutral 1 + happy 1 + sad-specific (1-q) +
+  angry-specific (1-q) + ambiguous q + astonished 1 (surprised and fearful
+  tie), giving (5 - q)/6 = **0.767** at q = 0.4.
+* text only, o = text group: neutral_utterance 1 (neutral) +
+  positive_exclaim 1 (surprised) + negative_agitated 1 (angry/fearful tie) +
+  negative_low r (sad), giving (3 + r)/6 = **0.583** at r = 0.5
+  (does not depend on a).
+* video+text, o = (family, group): astonished is split by
+  positive_exclaim/negative_agitated, and ambiguous is split because sad never
+  says negative_agitated while angry always does, so **1.0** for any q, a, r.
+
+Determinism: every video is seeded from (seed, split, index). Manifests are
+byte-identical for a seed whatever ``workers`` is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+EMOTIONS: tuple[str, ...] = ("neutral", "happy", "sad", "angry", "surprised", "fearful")
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+_SPLIT_KEY = {"train": 0, "val": 1, "test": 2}
+
+# Expression vector layout. The neutral vector is the identity of the ramp.
+EXPRESSION_FIELDS: tuple[str, ...] = (
+    "mouth_curve",   # >0 smile (corners up), <0 frown
+    "mouth_open",    # 0 closed .. 1 wide open
+    "mouth_width",   # multiplier of the neutral width
+    "brow_height",   # -1 lowered .. +1 raised
+    "brow_tilt",     # >0 inner ends up (sad/fear), <0 inner ends down (angry)
+    "eye_open",      # multiplier of the neutral eye height
+)
+NEUTRAL_EXPRESSION = np.array([0.0, 0.0, 1.0, 0.0, 0.0, 1.0])
+
+VISUAL_KINDS: tuple[str, ...] = ("neutral", "happy", "sad", "angry", "ambiguous", "astonished")
+_KIND_TARGETS = {
+    "neutral": NEUTRAL_EXPRESSION,
+    "happy": np.array([0.85, 0.25, 1.15, 0.0, 0.0, 0.65]),
+    "sad": np.array([-0.7, 0.0, 0.9, 0.15, 0.9, 0.8]),
+    "angry": np.array([-0.3, 0.0, 0.75, -0.85, -0.9, 0.55]),
+    "ambiguous": np.array([-0.35, 0.0, 0.9, -0.4, 0.0, 0.85]),
+    "astonished": np.array([0.0, 1.0, 0.55, 1.0, 0.0, 1.45]),
+}
+
+TEXT_GROUPS: tuple[str, ...] = ("neutral_utterance", "positive_exclaim", "negative_agitated", "negative_low")
+
+# Each template is filled from slot lists. Keep every expansion at 3-8 words;
+# the test suite checks this.
+_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "neutral_utterance": (
+        "here is my video from {day}",
+        "ok let me show you this",
+        "so this is what i {saw} {day}",
+        "just a quick clip from {day}",
+        "let me tell you about {thing}",
+        "this was recorded {day}",
+        "let me talk about {thing}",
+        "here we go with {thing}",
+    ),
+    "positive_exclaim": (
+        "{wow} this is {amazing}",
+        "no way, that is {amazing}",
+        "{wow}, look at that!",
+        "i can not believe it, {amazing}!",
+        "{wow} what a {surprise}",
+        "oh my gosh, {amazing}!",
+        "that is so {amazing}, {wow}!",
+        "what, really? that is {amazing}",
+    ),
+    "negative_agitated": (
+        "oh no what is that",
+        "this is {terrible} get away",
+        "{stop} right now, {terrible}!",
+        "no no no, {stop}!",
+        "what is happening, this is {terrible}",
+        "get away from me {now}",
+        "why would you do that, {terrible}",
+        "i can not stand this {now}",
+    ),
+    "negative_low": (
+        "i feel so {down} today",
+        "it is all gone now",
+        "nothing {matters} anymore",
+        "i just want to {rest}",
+        "i {miss} them so much",
+        "everything feels so {empty}",
+        "it did not work out {again}",
+        "i am so tired of {it}",
+    ),
+}
+_SLOTS: dict[str, tuple[str, ...]] = {
+    "day": ("today", "this morning", "yesterday", "last week", "this afternoon"),
+    "saw": ("saw", "did", "found"),
+    "thing": ("my weekend", "the new place", "my trip", "the meeting", "my day"),
+    "wow": ("wow", "whoa", "oh wow", "yay"),
+    "amazing": ("amazing", "incredible", "fantastic", "awesome", "unbelievable"),
+    "surprise": ("surprise", "great surprise", "lovely thing"),
+    "terrible": ("terrible", "awful", "horrible", "outrageous"),
+    "stop": ("stop it", "stop", "back off"),
+    "now": ("now", "right now"),
+    "down": ("down", "low", "tired", "lonely"),
+    "matters": ("matters", "helps", "works"),
+    "rest": ("be alone", "stay in bed", "cry"),
+    "miss": ("miss", "really miss"),
+    "empty": ("empty", "grey", "heavy", "pointless"),
+    "again": ("again", "at all", "this time"),
+    "it": ("it", "everything", "all this"),
+}
+
+
+@dataclass
+class SynthEmoConfig:
+    num_train: int = 600
+    num_val: int = 150
+    num_test: int = 300
+    size: int = 64            # frame width = height in px
+    fps: float = 8.0
+    duration: float = 4.0     # seconds per video
+    window_min: float = 0.2   # expression window as a fraction of the video
+    window_max: float = 0.4
+    ambiguous_fraction: float = 0.4   # q: share of sad/angry videos drawn from the shared ambiguous expression
+    happy_positive_text: float = 0.5  # a: share of happy videos whose transcript is positive-exclamation (else class-neutral)
+    sad_specific_text: float = 0.5    # r: share of sad videos whose transcript is low-energy-negative (else class-neutral)
+    seed: int = 0
+    workers: int = 2
+
+    @property
+    def num_frames(self) -> int:
+        return max(1, int(round(self.fps * self.duration)))
+
+    def split_sizes(self) -> dict[str, int]:
+        return {"train": self.num_train, "val": self.num_val, "test": self.num_test}
+
+
+# --------------------------------------------------------------------------
+# Probability tables: the generator samples from them and ceilings() reads
+# them, so the two can never disagree.
+
+
+def visual_kind_table(cfg: SynthEmoConfig) -> np.ndarray:
+    """P(visual kind | class): shape (len(EMOTIONS), len(VISUAL_KINDS))."""
+    q = float(cfg.ambiguous_fraction)
+    t = np.zeros((len(EMOTIONS), len(VISUAL_KINDS)))
+    k = VISUAL_KINDS.index
+    t[EMOTIONS.index("neutral"), k("neutral")] = 1.0
+    t[EMOTIONS.index("happy"), k("happy")] = 1.0
+    t[EMOTIONS.index("sad"), k("sad")] = 1.0 - q
+    t[EMOTIONS.index("sad"), k("ambiguous")] = q
+    t[EMOTIONS.index("angry"), k("angry")] = 1.0 - q
+    t[EMOTIONS.index("angry"), k("ambiguous")] = q
+    t[EMOTIONS.index("surprised"), k("astonished")] = 1.0
+    t[EMOTIONS.index("fearful"), k("astonished")] = 1.0
+    return t
+
+
+def text_group_table(cfg: SynthEmoConfig) -> np.ndarray:
+    """P(text group | class): shape (len(EMOTIONS), len(TEXT_GROUPS))."""
+    a, r = float(cfg.happy_positive_text), float(cfg.sad_specific_text)
+    t = np.zeros((len(EMOTIONS), len(TEXT_GROUPS)))
+    g = TEXT_GROUPS.index
+    t[EMOTIONS.index("neutral"), g("neutral_utterance")] = 1.0
+    t[EMOTIONS.index("happy"), g("positive_exclaim")] = a
+    t[EMOTIONS.index("happy"), g("neutral_utterance")] = 1.0 - a
+    t[EMOTIONS.index("sad"), g("negative_low")] = r
+    t[EMOTIONS.index("sad"), g("neutral_utterance")] = 1.0 - r
+    t[EMOTIONS.index("angry"), g("negative_agitated")] = 1.0
+    t[EMOTIONS.index("surprised"), g("positive_exclaim")] = 1.0
+    t[EMOTIONS.index("fearful"), g("negative_agitated")] = 1.0
+    return t
+
+
+def _bayes_accuracy(likelihood: np.ndarray) -> float:
+    # Uniform class prior: accuracy = mean over classes of the mass the
+    # argmax rule assigns correctly = (1/C) * sum_o max_c P(o|c).
+    return float(likelihood.max(axis=0).sum() / likelihood.shape[0])
+
+
+def ceilings(cfg: SynthEmoConfig) -> dict[str, float]:
+    """Best achievable held-out accuracy (Bayes ceiling) derived from cfg's parameters: keys 'video_only', 'text_only', 'video_text'."""
+    v, t = visual_kind_table(cfg), text_group_table(cfg)
+    joint = (v[:, :, None] * t[:, None, :]).reshape(len(EMOTIONS), -1)
+    return {
+        "video_only": _bayes_accuracy(v),
+        "text_only": _bayes_accuracy(t),
+        "video_text": _bayes_accuracy(joint),
+    }
+
+
+# --------------------------------------------------------------------------
+# Per-video parameters
+
+
+@dataclass
+class FaceParams:
+    """Everything needed to render one video. Geometry is in fractions of the
+    frame and times are in fractions of the video, so one FaceParams can be
+    rendered at any size and frame count."""
+
+    expression: np.ndarray            # target vector, see EXPRESSION_FIELDS
+    window: tuple[float, float]       # expression window, fractions of the video
+    center: tuple[float, float]       # face centre (x, y), fraction of frame
+    face_ry: float                    # half face height, fraction of frame
+    face_aspect: float                # rx / ry
+    drift_amp: tuple[float, float]
+    drift_freq: float                 # cycles per video
+    drift_phase: tuple[float, float]
+    skin: tuple[float, float, float]
+    ink: tuple[float, float, float]   # colour of brows, mouth, outlines
+    blinks: tuple[tuple[float, int], ...]   # (start fraction, length in frames)
+    bg_colors: np.ndarray             # (2, 3) gradient end colours
+    bg_angle: float
+    blobs: np.ndarray                 # (n, 6): x, y, sigma, r, g, b (+ alpha below)
+    blob_alpha: np.ndarray
+    distractor_square: bool
+    distractor_color: tuple[float, float, float]
+    distractor_radius: float
+    distractor_path: tuple[float, float, float, float]   # x0, y0, x1, y1
+    noise_sigma: float = 2.0
+    label: str = field(default="")
+
+
+
+def sample_face_params(kind: str, window: tuple[float, float], rng: np.random.Generator) -> FaceParams:
+    """Draws a video's appearance and the expression jitter for visual family
+    ``kind``. The number of random draws does not depend on ``kind``, so two
+    classes that share a family and a seed get identical parameters."""
+    u = rng.random(40)
+    ry = 0.5 * (0.45 + 0.25 * u[0])   # face height 45..70% of the frame
+    aspect = 0.78 + 0.12 * u[1]
+    amp = (0.015 + 0.02 * u[2], 0.01 + 0.015 * u[3])
+    margin_y = ry + amp[1] + 0.01
+    margin_x = ry * aspect + amp[0] + 0.01
+    cx = margin_x + (1 - 2 * margin_x) * u[4]
+    cy = margin_y + (1 - 2 * margin_y) * u[5]
+    light, dark = np.array([240.0, 200.0, 170.0]), np.array([105.0, 68.0, 48.0])
+    skin = light + (dark - light) * u[6] + (u[7] - 0.5) * np.array([14.0, 10.0, 8.0])
+    ink = np.array([35.0, 25.0, 25.0]) + 25.0 * u[8]
+    n_blinks = 1 + int(u[9] * 3)   # 1..3
+    blinks = tuple((float(0.05 + 0.9 * u[10 + i]), 1 + int(u[13 + i] > 0.5)) for i in range(n_blinks))
+    bg = rng.uniform(30, 230, size=(2, 3))
+    blobs = np.concatenate([rng.uniform(0, 1, (5, 2)), rng.uniform(0.12, 0.3, (5, 1)), rng.uniform(0, 255, (5, 3))], axis=1)
+    blob_alpha = rng.uniform(0.25, 0.6, 5)
+    dist_col = rng.uniform(0, 255, 3)
+    # The distractor starts on one side and leaves on the other.
+    side = u[16] < 0.5
+    x0, x1 = (-0.1, 1.1) if side else (1.1, -0.1)
+    path = (x0, 0.1 + 0.8 * u[17], x1, 0.1 + 0.8 * u[18])
+
+    # Multiplicative jitter of the deviation from neutral keeps every family
+    # on its own side of neutral, so families never overlap.
+    target = _KIND_TARGETS[kind]
+    scale = rng.uniform(0.85, 1.15, len(EXPRESSION_FIELDS))
+    add = rng.uniform(-0.04, 0.04, len(EXPRESSION_FIELDS))
+    expr = NEUTRAL_EXPRESSION + (target - NEUTRAL_EXPRESSION) * scale
+    if kind != "neutral":
+        expr = expr + add
+    return FaceParams(
+        expression=expr,
+        window=(float(window[0]), float(window[1])),
+        center=(float(cx), float(cy)),
+        face_ry=float(ry),
+        face_aspect=float(aspect),
+        drift_amp=(float(amp[0]), float(amp[1])),
+        drift_freq=float(0.3 + 0.5 * u[19]),
+        drift_phase=(float(u[20]), float(u[21])),
+        skin=tuple(float(c) for c in skin),
+        ink=tuple(float(c) for c in ink),
+        blinks=blinks,
+        bg_colors=bg,
+        bg_angle=float(2 * np.pi * u[22]),
+        blobs=blobs,
+        blob_alpha=blob_alpha,
+        distractor_square=bool(u[23] < 0.5),
+        distractor_color=tuple(float(c) for c in dist_col),
+        distractor_radius=float(0.07 + 0.06 * u[24]),
+        distractor_path=tuple(float(p) for p in path),
+    )
+
+
+# --------------------------------------------------------------------------
+# Rendering (vectorised numpy; soft edges from approximate signed distances)
+
+
+def _blend(img: np.ndarray, alpha: np.ndarray, color) -> None:
+    a = alpha[..., None]
+    img *= 1.0 - a
+    img += a * np.asarray(color, dtype=np.float32)
+
+
+def _cover(dist: np.ndarray) -> np.ndarray:
+    # One-pixel linear ramp: cheap anti-aliasing from a signed distance in px.
+    return np.clip(0.5 - dist, 0.0, 1.0)
+
+
+def _ellipse_sd(xx, yy, cx, cy, a, b):
+    """Approximate signed distance in px to an axis-aligned ellipse."""
+    a, b = max(a, 1e-3), max(b, 1e-3)
+    dx, dy = xx - cx, yy - cy
+    g = np.sqrt((dx / a) ** 2 + (dy / b) ** 2) + 1e-6
+    grad = np.sqrt((dx / a**2) ** 2 + (dy / b**2) ** 2) / g + 1e-6
+    return (g - 1.0) / grad
+
+
+def _polyline_dist(xx, yy, pts: np.ndarray) -> np.ndarray:
+    """Distance in px from each pixel to a polyline given as (K, 2) points."""
+    p = np.stack([xx.ravel(), yy.ravel()], axis=1)[:, None, :]
+    pts = pts.astype(np.float32)
+    a, b = pts[:-1][None], pts[1:][None]
+    ab = b - a
+    t = np.clip(((p - a) * ab).sum(-1) / np.maximum((ab * ab).sum(-1), 1e-9), 0.0, 1.0)
+    diff = p - (a + t[..., None] * ab)
+    d = np.sqrt((diff * diff).sum(-1).min(axis=1))
+    return d.reshape(xx.shape)
+
+
+def _draw_polyline(img, xx, yy, pts: np.ndarray, half_thick: float, color, alpha: float = 1.0) -> None:
+    # Only the bounding box of the stroke is touched: distance fields over the
+    # whole frame dominated render time.
+    pad = half_thick + 2.0
+    h, w = img.shape[:2]
+    x0 = max(int(np.floor(pts[:, 0].min() - pad)), 0)
+    x1 = min(int(np.ceil(pts[:, 0].max() + pad)), w)
+    y0 = max(int(np.floor(pts[:, 1].min() - pad)), 0)
+    y1 = min(int(np.ceil(pts[:, 1].max() + pad)), h)
+    if x1 <= x0 or y1 <= y0 or alpha <= 0:
+        return
+    box = (slice(y0, y1), slice(x0, x1))
+    d = _polyline_dist(xx[box], yy[box], pts)
+    _blend(img[box], alpha * _cover(d - half_thick), color)
+
+
+def _box(shape, x0, x1, y0, y1, pad: float):
+    """Slices of the pixels within [x0, x1] x [y0, y1] (+pad), clipped to the frame."""
+    h, w = shape[:2]
+    xs = slice(max(int(np.floor(x0 - pad)), 0), max(min(int(np.ceil(x1 + pad)), w), 0))
+    ys = slice(max(int(np.floor(y0 - pad)), 0), max(min(int(np.ceil(y1 + pad)), h), 0))
+    return ys, xs
+
+
+def _smoothstep(x):
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3 - 2 * x)
+
+
+def expression_intensity(window: tuple[float, float], t: np.ndarray) -> np.ndarray:
+    """Ramp 0 -> 1 -> 0 inside ``window``: 25% up, 50% hold, 25% down."""
+    s, e = window
+    length = max(e - s, 1e-9)
+    x = (np.asarray(t, dtype=np.float64) - s) / length
+    up = _smoothstep(x / 0.25)
+    down = _smoothstep((1.0 - x) / 0.25)
+    return np.where((x < 0) | (x > 1), 0.0, np.minimum(up, down))
+
+
+def _background(p: FaceParams, size: int, xx, yy) -> np.ndarray:
+    s = float(size)
+    proj = ((xx / s - 0.5) * np.cos(p.bg_angle) + (yy / s - 0.5) * np.sin(p.bg_angle)) + 0.5
+    w = np.clip(proj, 0, 1)[..., None]
+    img = (p.bg_colors[0] * (1 - w) + p.bg_colors[1] * w).astype(np.float32)
+    for blob, alpha in zip(p.blobs, p.blob_alpha):
+        d2 = (xx / s - blob[0]) ** 2 + (yy / s - blob[1]) ** 2
+        _blend(img, (alpha * np.exp(-d2 / (2 * blob[2] ** 2))).astype(np.float32), blob[3:6])
+    return img
+
+
+def face_center(params: FaceParams, t: float, size: int) -> tuple[float, float]:
+    """Face centre in px at time ``t`` (fraction of the video); tests and
+    diagnostics use it to find the mouth without re-deriving the drift."""
+    ph = 2 * np.pi * params.drift_freq * t
+    cx = params.center[0] + params.drift_amp[0] * np.sin(ph + 2 * np.pi * params.drift_phase[0])
+    cy = params.center[1] + params.drift_amp[1] * np.sin(ph + 2 * np.pi * params.drift_phase[1])
+    return float(cx * size), float(cy * size)
+
+
+def render_face_frames(params: FaceParams, num_frames: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Renders a video as a (F, H, W, 3) uint8 RGB array. ``rng`` only drives
+    the per-pixel sensor noise; all content comes from ``params``."""
+    s = float(size)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    base = _background(params, size, xx, yy)
+    t = (np.arange(num_frames) + 0.5) / num_frames
+    intensity = expression_intensity(params.window, t)
+    blink_open = np.ones(num_frames)
+    for start, length in params.blinks:
+        i0 = min(int(start * num_frames), num_frames - 1)
+        blink_open[i0:i0 + length] = 0.0
+
+    ry_px = params.face_ry * s
+    rx_px = ry_px * params.face_aspect
+    # Feature thickness scales with the face but never drops below 2 px so
+    # brows and mouth stay readable at 64 px.
+    thick = max(2.0, 0.13 * ry_px)
+    frames = np.empty((num_frames, size, size, 3), dtype=np.float32)
+    for f in range(num_frames):
+        img = base.copy()
+        # Distractor first: the face occludes it, so it never touches the
+        # features and only adds motion clutter.
+        x0, y0, x1, y1 = params.distractor_path
+        dx, dy = (x0 + (x1 - x0) * t[f]) * s, (y0 + (y1 - y0) * t[f]) * s
+        rad = params.distractor_radius * s
+        if params.distractor_square:
+            sd = np.maximum(np.abs(xx - dx), np.abs(yy - dy)) - rad
+        else:
+            sd = np.sqrt((xx - dx) ** 2 + (yy - dy) ** 2) - rad
+        _blend(img, _cover(sd), params.distractor_color)
+
+        cx, cy = face_center(params, t[f], size)
+        fb = _box(img.shape, cx - rx_px, cx + rx_px, cy - ry_px, cy + ry_px, 2.0)
+        face_sd = _ellipse_sd(xx[fb], yy[fb], cx, cy, rx_px, ry_px)
+        _blend(img[fb], _cover(face_sd + 1.0), params.ink)      # 1 px outline
+        _blend(img[fb], _cover(face_sd), params.skin)
+
+        e = NEUTRAL_EXPRESSION + intensity[f] * (params.expression - NEUTRAL_EXPRESSION)
+        curve, mopen, mwidth, brow_h, brow_tilt, eye_open = e
+
+        # Eyes: white ellipse, ink outline, pupil; a blink collapses them to a line.
+        ew, eh = 0.23 * rx_px, 0.15 * ry_px * max(eye_open, 0.05) * blink_open[f]
+        eh_draw = max(eh, 0.3)
+        ey = cy - 0.18 * ry_px
+        for side in (-1.0, 1.0):
+            ex = cx + side * 0.38 * rx_px
+            eb = _box(img.shape, ex - ew, ex + ew, ey - eh_draw, ey + eh_draw, 2.0)
+            sub, sx, sy = img[eb], xx[eb], yy[eb]
+            sd = _ellipse_sd(sx, sy, ex, ey, ew, eh_draw)
+            _blend(sub, _cover(np.abs(sd) - 0.6), params.ink)
+            if eh > 0.8:
+                _blend(sub, _cover(sd + 0.6), (245.0, 245.0, 245.0))
+                pr = min(0.5 * ew, eh) * 0.8
+                pupil = _cover(np.sqrt((sx - ex) ** 2 + (sy - ey) ** 2) - pr) * _cover(sd)
+                _blend(sub, pupil, (20.0, 20.0, 30.0))
+
+            # Brows: inner end nearer the nose; tilt moves the inner end.
+            by = ey - (0.30 + 0.2 * brow_h) * ry_px
+            inner_x, outer_x = ex - side * 0.24 * rx_px, ex + side * 0.24 * rx_px
+            inner_y = by - brow_tilt * 0.13 * ry_px
+            outer_y = by + brow_tilt * 0.06 * ry_px
+            seg = np.array([[inner_x, inner_y], [outer_x, outer_y]])
+            _draw_polyline(img, xx, yy, seg, thick / 2, params.ink)
+
+        # Mouth: centre line y = my + k*curve*(0.5 - u^2); y grows downward, so
+        # curve > 0 lowers the middle and raises the corners (smile).
+        my = cy + 0.45 * ry_px
+        mw = 0.4 * rx_px * max(mwidth, 0.2)
+        k = 0.28 * ry_px
+        uu = np.linspace(-1.0, 1.0, 13)
+        line_y = my + k * curve * (0.5 - uu**2)
+        oh = 0.24 * ry_px * max(mopen, 0.0)
+        if oh > 0.3:
+            span = abs(k * curve) * 0.5 + oh
+            mb = _box(img.shape, cx - mw, cx + mw, my - span, my + span, 2.0)
+            sub, sx, sy = img[mb], xx[mb], yy[mb]
+            um = (sx - cx) / mw
+            yc = my + k * curve * (0.5 - np.clip(um, -1, 1) ** 2)
+            half = oh * np.sqrt(np.clip(1.0 - um**2, 0.0, None))
+            margin = np.minimum(half - np.abs(sy - yc), (1.0 - np.abs(um)) * mw)
+            _blend(sub, _cover(-margin - 1.0), params.ink)   # lips outline
+            _blend(sub, _cover(-margin), (90.0, 20.0, 30.0))
+        # The closed-mouth line fades out as the mouth opens into an O, so a
+        # wide-open mouth is not crossed by a bar.
+        pts = np.stack([cx + uu * mw, line_y], axis=1)
+        line_alpha = 1.0 - float(np.clip((mopen - 0.2) / 0.5, 0.0, 1.0))
+        _draw_polyline(img, xx, yy, pts, thick / 2, params.ink, line_alpha)
+        frames[f] = img
+
+    if params.noise_sigma > 0:
+        frames += params.noise_sigma * rng.standard_normal(frames.shape, dtype=np.float32)
+    out = np.clip(frames + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
+# --------------------------------------------------------------------------
+# Video writing
+
+
+def _as_rate(fps) -> Fraction:
+    if isinstance(fps, Fraction):
+        rate = fps
+    else:
+        # limit_denominator turns float noise (29.97 -> 29.969999...) back
+        # into a short ratio that the mp4 muxer stores exactly.
+        rate = Fraction(fps).limit_denominator(1001)
+    if rate <= 0:
+        raise ValueError(f"fps must be positive, got {fps!r}")
+    return rate
+
+
+def write_mp4(path, frames: np.ndarray, fps: float) -> None:
+    """Writes (F, H, W, 3) uint8 RGB frames (or (F, H, W) grey) as an H.264
+    yuv420p mp4 at ``fps`` (float or Fraction, e.g. 7.5 or Fraction(30000, 1001)).
+
+    yuv420p needs even sizes, so an odd width/height is PADDED by one pixel,
+    replicating the last column/row: a 45x33 input reads back as 46x34.
+    Known decord 0.6.0 bug (dmlc/decord#93, #336): for some widths
+    (2, 4, 6, 8, 12, 16, 24, 48, 72 px) it decodes 4 channels and get_batch
+    fails. The file itself is fine (PyAV reads it); just avoid those widths
+    when the reader is decord.
+    The file appears atomically: it is written to a temporary name in the same
+    folder and renamed, so an interrupted run never leaves a partial file.
+    """
+    import av  # local import: keeps module import light for spawn workers
+
+    frames = np.asarray(frames)
+    if frames.ndim == 3:
+        frames = np.repeat(frames[..., None], 3, axis=-1)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] < 1:
+        raise ValueError(f"expected frames of shape (F, H, W, 3), got {frames.shape}")
+    if frames.dtype != np.uint8:
+        raise ValueError(f"expected uint8 frames, got {frames.dtype}")
+    h, w = frames.shape[1:3]
+    pad_h, pad_w = h % 2, w % 2
+    if pad_h or pad_w:
+        frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    frames = np.ascontiguousarray(frames)
+    rate = _as_rate(fps)
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        with av.open(str(tmp), mode="w", format="mp4") as container:
+            stream = container.add_stream("libx264", rate=rate)
+            stream.width, stream.height = frames.shape[2], frames.shape[1]
+            stream.pix_fmt = "yuv420p"
+            # One thread: parallelism comes from the worker pool. A keyframe
+            # every ~second keeps random clip seeks cheap; no B-frames keeps
+            # decoded frame counts exact.
+            gop = max(1, int(round(float(rate))))
+            stream.codec_context.thread_count = 1
+            stream.codec_context.options = {
+                "crf": "18",
+                "preset": "veryfast",
+                "x264-params": f"keyint={gop}:min-keyint=1:scenecut=0:bframes=0",
+            }
+            for i, arr in enumerate(frames):
+                frame = av.VideoFrame.from_ndarray(arr, format="rgb24").reformat(format="yuv420p")
+                frame.pts = i
+                frame.time_base = 1 / rate
+                container.mux(stream.encode(frame))
+            container.mux(stream.encode(None))
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+# --------------------------------------------------------------------------
+# Dataset generation
+
+
+def _seed_seq(cfg: SynthEmoConfig, split: str, *key: int) -> np.random.SeedSequence:
+    return np.random.SeedSequence(entropy=int(cfg.seed), spawn_key=(_SPLIT_KEY[split], *key))
+
+
+def balanced_labels(n: int, rng: np.random.Generator) -> list[str]:
+    """A shuffled label list with counts differing by at most one."""
+    order = rng.permutation(len(EMOTIONS))
+    labels = [EMOTIONS[order[i % len(EMOTIONS)]] for i in range(n)]
+    return [labels[i] for i in rng.permutation(n)]
+
+
+def make_text(group: str, rng: np.random.Generator) -> str:
+    template = _TEMPLATES[group][int(rng.integers(len(_TEMPLATES[group])))]
+    fills = {name: vals[int(rng.integers(len(vals)))] for name, vals in sorted(_SLOTS.items())}
+    return template.format(**fills)
+
+
+def _draw_from_row(row: np.ndarray, u: float) -> int:
+    # Inverse CDF on a shared uniform: classes with the same row (surprised,
+    # fearful) or the same ambiguous share (sad, angry) make the same choice.
+    return int(min(np.searchsorted(np.cumsum(row), u, side="right"), len(row) - 1))
+
+
+def sample_video(cfg: SynthEmoConfig, split: str, index: int, label: str) -> tuple[FaceParams, str, dict]:
+    """Draws the params, transcript and meta of one video from (seed, split, index)."""
+    vis_ss, text_ss = _seed_seq(cfg, split, 1, index).spawn(2)
+    vrng = np.random.default_rng(vis_ss)
+    c = EMOTIONS.index(label)
+    kind = VISUAL_KINDS[_draw_from_row(visual_kind_table(cfg)[c], vrng.random())]
+    wlen = vrng.uniform(cfg.window_min, cfg.window_max)
+    wstart = vrng.uniform(0.0, 1.0 - wlen)
+    params = sample_face_params(kind, (wstart, wstart + wlen), vrng)
+    params.label = label
+
+    trng = np.random.default_rng(text_ss)
+    group = TEXT_GROUPS[_draw_from_row(text_group_table(cfg)[c], trng.random())]
+    text = make_text(group, trng)
+    n = cfg.num_frames
+    dur = n / cfg.fps   # actual encoded length, may differ from cfg.duration by rounding
+    meta = {
+        "id": f"{index:06d}",
+        "window_start": round(wstart * dur, 4),
+        "window_end": round((wstart + wlen) * dur, 4),
+        "ambiguous": kind == "ambiguous",
+        "text_group": group,
+        "visual": kind,
+    }
+    return params, text, meta
+
+
+def _render_task(task) -> str:
+    path, params, num_frames, size, fps, entropy, key = task
+    rng = np.random.default_rng(np.random.SeedSequence(entropy=entropy, spawn_key=key))
+    write_mp4(path, render_face_frames(params, num_frames, size, rng), fps)
+    return path
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def generate_synthemo(out_dir: str | os.PathLike, cfg: SynthEmoConfig = SynthEmoConfig(), progress: bool = True) -> dict:
+    """Writes out_dir/{train,val,test}.jsonl and out_dir/videos/<split>/<id>.mp4, plus out_dir/synthemo.json (the config and the ceilings). Returns that summary dict."""
+    if not 0 < cfg.window_min <= cfg.window_max <= 1:
+        raise ValueError("need 0 < window_min <= window_max <= 1")
+    out = Path(out_dir)
+    manifests: dict[str, list[str]] = {}
+    tasks = []
+    for split, n in cfg.split_sizes().items():
+        (out / "videos" / split).mkdir(parents=True, exist_ok=True)
+        labels = balanced_labels(n, np.random.default_rng(_seed_seq(cfg, split, 0)))
+        lines = []
+        for i, label in enumerate(labels):
+            params, text, meta = sample_video(cfg, split, i, label)
+            rel = f"videos/{split}/{i:06d}.mp4"
+            lines.append(json.dumps({"video": rel, "text": text, "label": label, "meta": meta}, sort_keys=False))
+            tasks.append((str(out / rel), params, cfg.num_frames, cfg.size, cfg.fps, int(cfg.seed), (_SPLIT_KEY[split], 2, i)))
+        manifests[split] = lines
+
+    t0 = time.perf_counter()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(tasks), desc="synthemo", unit="video")
+    workers = max(1, int(cfg.workers))
+    if workers == 1 or len(tasks) <= 1:
+        for task in tasks:
+            _render_task(task)
+            if bar is not None:
+                bar.update(1)
+    else:
+        # spawn: safe even when the parent already holds CUDA or threads.
+        with mp.get_context("spawn").Pool(workers) as pool:
+            for _ in pool.imap_unordered(_render_task, tasks, chunksize=4):
+                if bar is not None:
+                    bar.update(1)
+    if bar is not None:
+        bar.close()
+
+    # Manifests go last so they never point at videos that are not written yet.
+    for split, lines in manifests.items():
+        _atomic_write_text(out / f"{split}.jsonl", "".join(line + "\n" for line in lines))
+    cfg_dict = asdict(cfg)
+    summary = {
+        "name": "synthemo",
+        "version": 1,
+        "config": cfg_dict,
+        "ceilings": ceilings(cfg),
+        "emotions": list(EMOTIONS),
+        "num_frames": cfg.num_frames,
+        "counts": {s: len(v) for s, v in manifests.items()},
+        "manifests": {s: f"{s}.jsonl" for s in manifests},
+    }
+    _atomic_write_text(out / "synthemo.json", json.dumps(summary, indent=2) + "\n")
+    summary["generation_seconds"] = time.perf_counter() - t0
+    return summary
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description="Generate the SynthEmo benchmark.")
+    ap.add_argument("out_dir")
+    for name, value in asdict(SynthEmoConfig()).items():
+        ap.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
+    ap.add_argument("--no-progress", action="store_true")
+    args = vars(ap.parse_args(argv))
+    out_dir, quiet = args.pop("out_dir"), args.pop("no_progress")
+    summary = generate_synthemo(out_dir, SynthEmoConfig(**args), progress=not quiet)
+    print(json.dumps({"ceilings": summary["ceilings"], "counts": summary["counts"],
+                      "seconds": round(summary["generation_seconds"], 1)}))
+
+
+if __name__ == "__main__":
+    main()

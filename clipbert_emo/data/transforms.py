@@ -1,0 +1,77 @@
+"""Frame geometry: letterbox to a square, plus train-time random resized crop and flip.
+
+Frames stay uint8 here; scaling to float and normalising happens in the model, on
+the device, so that the data loader moves four times fewer bytes.
+All T frames of a clip get the same crop and flip: a clip is one short moment, and
+jittering its frames independently would invent motion that is not in the video.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def letterbox(frames: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize the longer side to ``size`` (bilinear) and zero-pad bottom/right to a square.
+
+    (F, 3, H, W) uint8 -> (F, 3, size, size) uint8. This is ClipBERT's test-time geometry:
+    no pixel of the frame is cropped away.
+    """
+    f, c, h, w = frames.shape
+    scale = size / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    resized = _resize(frames, nh, nw)
+    out = torch.zeros((f, c, size, size), dtype=frames.dtype)
+    out[:, :, :nh, :nw] = resized
+    return out
+
+
+def random_resized_crop_params(
+    height: int, width: int, scale_min: float, rng: np.random.Generator, ratio=(3 / 4, 4 / 3)
+) -> tuple[int, int, int, int]:
+    """(top, left, h, w) of a crop covering scale_min..1 of the area with an aspect ratio in ``ratio``."""
+    area = height * width
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target = area * rng.uniform(scale_min, 1.0)
+        aspect = math.exp(rng.uniform(*log_ratio))
+        w = int(round(math.sqrt(target * aspect)))
+        h = int(round(math.sqrt(target / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            top = int(rng.integers(0, height - h + 1))
+            left = int(rng.integers(0, width - w + 1))
+            return top, left, h, w
+    return 0, 0, height, width  # fall back to the whole frame
+
+
+def clip_transform(
+    clip: np.ndarray,
+    size: int,
+    training: bool,
+    rng: np.random.Generator | None = None,
+    scale_min: float = 0.6,
+    hflip: bool = True,
+) -> torch.Tensor:
+    """One clip of decoded frames to model input geometry.
+
+    (T, H, W, 3) uint8 numpy -> (T, 3, size, size) uint8 torch.
+    """
+    frames = torch.from_numpy(np.ascontiguousarray(clip)).permute(0, 3, 1, 2)  # (T, H, W, 3) -> (T, 3, H, W)
+    frames = letterbox(frames, size)
+    if training and rng is not None:
+        top, left, h, w = random_resized_crop_params(size, size, scale_min, rng)
+        frames = _resize(frames[:, :, top : top + h, left : left + w], size, size)
+        if hflip and rng.random() < 0.5:
+            frames = frames.flip(-1)
+    return frames
+
+
+def _resize(frames: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    if frames.shape[-2:] == (h, w):
+        return frames
+    out = F.interpolate(frames.float(), size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+    return out.round_().clamp_(0, 255).to(torch.uint8)

@@ -1,0 +1,71 @@
+"""Running a model over a loader and turning clip logits into reports for every aggregation."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..models.aggregation import AGGREGATIONS, aggregate_clip_logits
+from .metrics import classification_report, multilabel_report
+
+
+@torch.no_grad()
+def collect_clip_logits(model, loader, accelerator=None, progress: bool = True, desc: str = "eval") -> dict:
+    """Clip logits (S, N, K), labels and dataset indices of every sample the loader yields.
+
+    Under several processes each rank scores its shard and the results are gathered once
+    per sample (``gather_for_metrics`` drops the padding that evens out the last batch).
+    """
+    model.eval()
+    device = accelerator.device if accelerator else next(model.parameters()).device
+    clip_logits, labels, indices, skipped = [], [], [], []
+    main = accelerator is None or accelerator.is_main_process
+    for batch in tqdm(loader, desc=desc, disable=not (progress and main), leave=False):
+        skipped.extend(batch["skipped"])
+        if "input_ids" not in batch:
+            continue
+        video = batch.get("video")
+        out = model.clip_logits(batch["input_ids"].to(device), batch["attention_mask"].to(device),
+                                video.to(device) if video is not None else None)
+        lab = batch.get("labels")
+        idx = batch["index"].to(device)
+        if accelerator is not None:
+            out, idx = accelerator.gather_for_metrics((out, idx))
+            if lab is not None:
+                lab = accelerator.gather_for_metrics(lab.to(device))
+        clip_logits.append(out.float().cpu())
+        indices.append(idx.cpu())
+        if lab is not None:
+            labels.append(lab.cpu())
+    if not clip_logits:
+        raise RuntimeError("no sample could be evaluated (all were skipped)")
+    return {
+        "clip_logits": torch.cat(clip_logits),  # (S, N, K)
+        "labels": torch.cat(labels) if labels else None,
+        "indices": torch.cat(indices),
+        "skipped": skipped,
+    }
+
+
+def reports_for_aggregations(clip_logits: torch.Tensor, labels: torch.Tensor, label_names, multilabel: bool = False,
+                             aggregations=AGGREGATIONS) -> dict:
+    """{aggregation: report dict} from the same clip logits."""
+    out = {}
+    for how in aggregations:
+        logits = aggregate_clip_logits(clip_logits, how)  # (S, N, K) -> (S, K)
+        if multilabel:
+            out[how] = multilabel_report(labels.numpy(), torch.sigmoid(logits).numpy(), list(label_names))
+        else:
+            out[how] = classification_report(labels.numpy(), logits.argmax(-1).numpy(), list(label_names)).to_dict()
+    return out
+
+
+def mean_loss(clip_logits: torch.Tensor, labels: torch.Tensor, how: str, multilabel: bool) -> float:
+    from ..models.aggregation import classification_loss
+
+    return float(classification_loss(aggregate_clip_logits(clip_logits, how), labels, multilabel))
+
+
+def class_probabilities(logits: torch.Tensor, multilabel: bool) -> np.ndarray:
+    return (torch.sigmoid(logits) if multilabel else logits.softmax(-1)).numpy()

@@ -1,0 +1,268 @@
+"""Training / evaluation / inference plots, rendered headlessly to PNG.
+
+Figures are built with ``matplotlib.figure.Figure`` and an explicit Agg
+canvas instead of ``pyplot``: that needs no display, never switches the
+process-wide backend, and leaves no figures registered in pyplot's global
+manager (so nothing leaks when called many times during training).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+__all__ = ["plot_learning_curves", "plot_confusion_matrix", "plot_clip_timeline"]
+
+_LOSS_KEYS_ORDER = ("train_loss", "val_loss")
+_X_KEYS = ("epoch", "step")
+
+
+def _new_figure(figsize) -> Figure:
+    fig = Figure(figsize=figsize, dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", bbox_inches="tight")
+    # Figures created without pyplot are not tracked globally; clearing
+    # drops artist references promptly for callers that keep `fig` alive.
+    fig.clear()
+
+
+def _finite_number(v) -> bool:
+    if isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def _series(history: list[dict], key: str, xkey: str | None):
+    xs, ys = [], []
+    for i, entry in enumerate(history):
+        v = entry.get(key)
+        if not _finite_number(v):
+            continue
+        x = entry.get(xkey) if xkey else None
+        xs.append(float(x) if _finite_number(x) else float(i + 1))
+        ys.append(float(v))
+    return xs, ys
+
+
+def _pick_x_key(history: list[dict]) -> str | None:
+    # Prefer the axis most entries carry; epoch wins ties because per-epoch
+    # summaries are the common case.
+    counts = {k: sum(1 for e in history if _finite_number(e.get(k))) for k in _X_KEYS}
+    best = max(_X_KEYS, key=lambda k: counts[k])
+    return best if counts[best] else None
+
+
+def plot_learning_curves(history: list[dict], path) -> None:
+    """Loss panel (every ``*loss*`` key) and metrics panel (everything else).
+
+    Entries may be per-epoch (``"epoch"``) or per-step (``"step"``); keys
+    missing from some entries simply leave gaps in that series. The learning
+    rate, when present, goes on a log-scaled twin axis of the metrics panel
+    since it lives on a very different scale from accuracy/F1.
+    """
+    history = [dict(e) for e in (history or []) if isinstance(e, dict)]
+    xkey = _pick_x_key(history)
+    keys: list[str] = []
+    for e in history:
+        for k, v in e.items():
+            if k in _X_KEYS or k in keys or not _finite_number(v):
+                continue
+            keys.append(k)
+    loss_keys = sorted(
+        (k for k in keys if "loss" in k),
+        key=lambda k: (_LOSS_KEYS_ORDER.index(k) if k in _LOSS_KEYS_ORDER else 99, k),
+    )
+    lr_keys = [k for k in keys if k == "lr" or k.startswith("lr_") or k.endswith("_lr")]
+    metric_keys = [k for k in keys if k not in loss_keys and k not in lr_keys]
+
+    fig = _new_figure((12, 4.5))
+    ax_loss, ax_met = fig.subplots(1, 2)
+    xlabel = xkey or "entry"
+
+    # Lines only for dense per-step logs; markers make sparse epoch logs and
+    # single-point series visible.
+    def draw(ax, key):
+        xs, ys = _series(history, key, xkey)
+        if xs:
+            ax.plot(xs, ys, marker="o" if len(xs) <= 50 else None, ms=3, label=key)
+
+    for k in loss_keys:
+        draw(ax_loss, k)
+    ax_loss.set_title("Loss")
+    ax_loss.set_xlabel(xlabel)
+    ax_loss.set_ylabel("loss")
+    ax_loss.grid(True, alpha=0.3)
+    if loss_keys:
+        ax_loss.legend(loc="best", fontsize=8)
+    else:
+        ax_loss.text(0.5, 0.5, "no loss values", ha="center", va="center",
+                     transform=ax_loss.transAxes, color="gray")
+
+    for k in metric_keys:
+        draw(ax_met, k)
+    ax_met.set_title("Metrics")
+    ax_met.set_xlabel(xlabel)
+    ax_met.grid(True, alpha=0.3)
+    handles, names = ax_met.get_legend_handles_labels()
+    if lr_keys:
+        ax_lr = ax_met.twinx()
+        for k in lr_keys:
+            xs, ys = _series(history, k, xkey)
+            if xs:
+                ax_lr.plot(xs, ys, color="gray", ls="--", lw=1, label=k)
+        lr_vals = [y for k in lr_keys for y in _series(history, k, xkey)[1]]
+        if lr_vals and all(y > 0 for y in lr_vals):
+            ax_lr.set_yscale("log")
+        ax_lr.set_ylabel("learning rate", color="gray")
+        ax_lr.tick_params(axis="y", colors="gray", labelsize=8)
+        h2, n2 = ax_lr.get_legend_handles_labels()
+        handles += h2
+        names += n2
+    if handles:
+        ax_met.legend(handles, names, loc="best", fontsize=8)
+    else:
+        ax_met.text(0.5, 0.5, "no metric values", ha="center", va="center",
+                    transform=ax_met.transAxes, color="gray")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_confusion_matrix(confusion, labels: Sequence[str], path, normalize: bool = True,
+                          title: str | None = None) -> None:
+    """Heatmap of a (K, K) confusion matrix (rows = true, cols = predicted).
+
+    With ``normalize`` the colours show row-normalised recall so that rare
+    classes are as readable as frequent ones; each cell is annotated with the
+    raw count and the row percentage either way.
+    """
+    cm = np.asarray(confusion, dtype=np.int64)
+    labels = [str(x) for x in labels]
+    k = len(labels)
+    if cm.shape != (k, k):
+        raise ValueError(f"confusion must be ({k}, {k}) to match labels, got {cm.shape}")
+    row_sums = cm.sum(axis=1, keepdims=True)
+    pct = np.divide(cm, row_sums, out=np.zeros(cm.shape, dtype=np.float64),
+                    where=row_sums > 0)
+    values = pct if normalize else cm.astype(np.float64)
+    vmax = 1.0 if normalize else max(float(values.max()), 1.0)
+
+    side = max(4.0, 0.7 * k + 2.5)
+    fig = _new_figure((side + 1.2, side))
+    ax = fig.add_subplot(1, 1, 1)
+    im = ax.imshow(values, cmap="Blues", vmin=0.0, vmax=vmax, interpolation="nearest")
+    cbar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    cbar.set_label("fraction of true class" if normalize else "count")
+
+    ax.set_xticks(range(k))
+    ax.set_yticks(range(k))
+    ax.set_xticklabels(labels, rotation=45, ha="right", rotation_mode="anchor")
+    ax.set_yticklabels(labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title or ("Confusion matrix (row-normalised)" if normalize else "Confusion matrix"))
+
+    fontsize = 9 if k <= 8 else 7 if k <= 15 else 5
+    for i in range(k):
+        for j in range(k):
+            text = f"{cm[i, j]}"
+            if row_sums[i, 0] > 0:
+                text += f"\n{100 * pct[i, j]:.0f}%"
+            # Dark text on light cells, white on dark ones.
+            dark = values[i, j] / vmax > 0.5
+            ax.text(j, i, text, ha="center", va="center", fontsize=fontsize,
+                    color="white" if dark else "black")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_clip_timeline(clip_times: list[float], clip_probs, labels: Sequence[str], path,
+                       title: str | None = None) -> None:
+    """Per-clip class probabilities over video time.
+
+    Stacked areas show how probability mass is split at each clip; the
+    argmax class per clip is drawn as a strip underneath so the dominant
+    emotion can be read off at a glance.
+    """
+    times = np.asarray(clip_times, dtype=np.float64).reshape(-1)
+    probs = np.asarray(clip_probs, dtype=np.float64)
+    labels = [str(x) for x in labels]
+    k = len(labels)
+    if probs.ndim == 1 and k and probs.size == times.size * k:
+        probs = probs.reshape(times.size, k)
+    if probs.ndim != 2 or probs.shape != (times.size, k):
+        raise ValueError(
+            f"clip_probs must have shape ({times.size}, {k}) to match clip_times and labels, "
+            f"got {probs.shape}"
+        )
+    order = np.argsort(times, kind="stable")
+    times, probs = times[order], probs[order]
+
+    cmap = _class_colors(k)
+    fig = _new_figure((10, 4.5))
+    gs = fig.add_gridspec(2, 1, height_ratios=[6, 1], hspace=0.08)
+    ax = fig.add_subplot(gs[0])
+    strip = fig.add_subplot(gs[1], sharex=ax)
+
+    if times.size == 0:
+        ax.text(0.5, 0.5, "no clips", ha="center", va="center", transform=ax.transAxes)
+    elif times.size == 1:
+        # stackplot needs two x positions to draw an area; a single clip is
+        # shown as one stacked bar instead.
+        bottom = 0.0
+        for c in range(k):
+            ax.bar(times[0], probs[0, c], bottom=bottom, width=1.0, color=cmap[c], label=labels[c])
+            bottom += probs[0, c]
+    else:
+        ax.stackplot(times, probs.T, labels=labels, colors=cmap, alpha=0.85)
+
+    # Probabilities from softmax heads sum to 1; sigmoid heads may not, so
+    # let the axis grow in that case rather than clipping the stack.
+    top = float(probs.sum(axis=1).max()) if probs.size else 1.0
+    ax.set_ylim(0.0, max(1.0, top * 1.02))
+    ax.set_ylabel("probability")
+    ax.set_title(title or "Emotion probabilities over time")
+    ax.grid(True, alpha=0.3)
+    # Reverse so the legend reads top-to-bottom in the same order as the stack.
+    handles, names = ax.get_legend_handles_labels()
+    ax.legend(handles[::-1], names[::-1], loc="upper left", bbox_to_anchor=(1.01, 1.0),
+              fontsize=8, frameon=False)
+    ax.tick_params(labelbottom=False)
+
+    if times.size:
+        top_cls = probs.argmax(axis=1)
+        # Each clip's strip segment spans halfway to its neighbours.
+        if times.size > 1:
+            mids = (times[:-1] + times[1:]) / 2
+            edges = np.concatenate([[times[0] - (mids[0] - times[0])], mids,
+                                    [times[-1] + (times[-1] - mids[-1])]])
+        else:
+            edges = np.array([times[0] - 0.5, times[0] + 0.5])
+        for i, c in enumerate(top_cls):
+            strip.axvspan(edges[i], edges[i + 1], color=cmap[c], lw=0)
+        ax.set_xlim(edges[0], edges[-1])
+    strip.set_yticks([])
+    strip.set_ylabel("top", rotation=0, ha="right", va="center")
+    strip.set_xlabel("time (s)")
+    _save(fig, path)
+
+
+def _class_colors(k: int) -> list:
+    from matplotlib import colormaps
+
+    name = "tab10" if k <= 10 else "tab20"
+    cmap = colormaps[name]
+    return [cmap(i % cmap.N) for i in range(k)]

@@ -1,0 +1,75 @@
+"""ClipBERT for emotion recognition: video clips + text -> per-clip logits -> video logits.
+
+The whole path, in order: uint8 frames (B, N, T, 3, H, W) -> ResNet per frame -> grid
+encoder -> temporal fusion per clip (B, N, D, h, w) -> visual tokens, concatenated with
+the text tokens of the same sample -> BERT encoder -> pooled [CLS] -> classifier, per clip
+(B, N, K) -> aggregation over clips (B, K). Tokenization happens in the data pipeline,
+never here.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from einops import rearrange, repeat
+
+from ..config import ModelConfig
+from .aggregation import aggregate_clip_logits, classification_loss
+from .fusion import ClassifierHead, FusionTransformer, make_bert_config
+from .outputs import ClipBertOutput
+from .visual import VisualEncoder
+
+
+class ClipBertForEmotion(nn.Module):
+    def __init__(self, cfg: ModelConfig, num_labels: int, vocab_size: int, use_video: bool = True,
+                 multilabel: bool = False, pad_token_id: int = 0):
+        super().__init__()
+        self.cfg = cfg
+        self.num_labels = num_labels
+        self.multilabel = multilabel
+        self.cnn = (
+            VisualEncoder(cfg.backbone, cfg.backbone_stages, cfg.hidden_size, cfg.temporal_fusion,
+                          cfg.pixel_mean, cfg.pixel_std)
+            if use_video else None
+        )
+        bert_cfg = make_bert_config(cfg.hidden_size, cfg.num_layers, cfg.num_heads, cfg.intermediate_size,
+                                    vocab_size, cfg.dropout, cfg.max_text_positions, pad_token_id)
+        self.transformer = FusionTransformer(bert_cfg, cfg.max_grid)
+        self.head = ClassifierHead(cfg.hidden_size, num_labels, cfg.dropout)
+        self.head.apply(self.transformer._init_weights)
+
+    @property
+    def uses_video(self) -> bool:
+        return self.cnn is not None
+
+    def clip_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                    video: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-clip logits (B, N, K); N = 1 for a text-only model."""
+        if self.cnn is None or video is None:
+            if self.cnn is not None:
+                raise ValueError("this model was trained with video; pass video=(B, N, T, 3, H, W)")
+            _, pooled = self.transformer(input_ids, attention_mask)  # (B, D)
+            return self.head(pooled)[:, None, :]  # (B, K) -> (B, 1, K)
+        b, n = video.shape[:2]
+        grids = self.cnn(video)  # (B, N, T, 3, H, W) -> (B, N, D, h, w)
+        grids = rearrange(grids, "b n d h w -> (b n) d h w")  # -> (B*N, D, h, w)
+        # Every clip is fused with the full text of its video.
+        ids = repeat(input_ids, "b l -> (b n) l", n=n)  # (B, L) -> (B*N, L)
+        mask = repeat(attention_mask, "b l -> (b n) l", n=n)  # (B, L) -> (B*N, L)
+        _, pooled = self.transformer(ids, mask, grids)  # -> (B*N, D)
+        return rearrange(self.head(pooled), "(b n) k -> b n k", b=b, n=n)  # (B*N, K) -> (B, N, K)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, video: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, aggregation: str | None = None) -> ClipBertOutput:
+        clip_logits = self.clip_logits(input_ids, attention_mask, video)
+        logits = aggregate_clip_logits(clip_logits, aggregation or self.cfg.aggregation)
+        loss = classification_loss(logits, labels, self.multilabel) if labels is not None else None
+        return ClipBertOutput(loss=loss, logits=logits, clip_logits=clip_logits)
+
+    def parameter_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
+        """Named parameters split into the CNN and the transformer side, for separate learning rates."""
+        groups: dict[str, list] = {"cnn": [], "transformer": []}
+        for name, p in self.named_parameters():
+            if p.requires_grad:
+                groups["cnn" if name.startswith("cnn.") else "transformer"].append((name, p))
+        return groups

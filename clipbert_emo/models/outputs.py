@@ -1,0 +1,23 @@
+"""What the models return: dataclasses, so callers use names rather than tuple positions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class ClipBertOutput:
+    loss: torch.Tensor | None  # scalar, when labels were given
+    logits: torch.Tensor  # (B, K) video-level logits, aggregated over clips
+    clip_logits: torch.Tensor  # (B, N, K) one row of logits per clip
+
+
+@dataclass
+class ClipBertPretrainingOutput:
+    loss: torch.Tensor | None
+    loss_mlm: torch.Tensor | None
+    loss_itm: torch.Tensor | None
+    mlm_logits: torch.Tensor  # (B, L, V)
+    itm_logits: torch.Tensor  # (B, 2)

@@ -1,0 +1,89 @@
+"""Pixels to a grid of visual features, one grid per clip.
+
+Each frame goes through a torchvision ResNet trunk (conv1 .. res5, or .. res4 for
+tiny presets), then ClipBERT's grid encoder (3x3 conv to the transformer width,
+2x2 max-pool, ReLU: total stride 64 with res5), and the T frames of a clip are fused
+into one grid: by a plain mean as in ClipBERT, or by learned per-frame weights.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torchvision
+from einops import rearrange
+
+_STAGES = ("layer1", "layer2", "layer3", "layer4")
+
+
+class ResNetTrunk(nn.Module):
+    """torchvision ResNet without its classifier: stem + the first ``num_stages`` residual stages."""
+
+    def __init__(self, depth: str = "resnet50", num_stages: int = 4):
+        super().__init__()
+        if not hasattr(torchvision.models, depth):
+            raise ValueError(f"unknown backbone {depth!r}")
+        net = getattr(torchvision.models, depth)(weights=None)
+        self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
+        self.stages = nn.Sequential(*[getattr(net, name) for name in _STAGES[:num_stages]])
+        last = self.stages[-1][-1]
+        self.out_channels = (last.conv3 if hasattr(last, "conv3") else last.conv2).out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stages(self.stem(x))  # (F, 3, H, W) -> (F, C, H/s, W/s)
+
+
+class GridEncoder(nn.Sequential):
+    """Conv3x3 (C -> D, no bias) -> MaxPool 2x2 -> ReLU, as ClipBERT's ``cnn.grid_encoder``."""
+
+    def __init__(self, in_channels: int, hidden_size: int):
+        super().__init__(
+            nn.Conv2d(in_channels, hidden_size, kernel_size=3, padding=1, bias=False),
+            nn.MaxPool2d(kernel_size=2, stride=2),
+            nn.ReLU(inplace=True),
+        )
+
+
+class TemporalFusion(nn.Module):
+    """(B*N, T, D, h, w) -> (B*N, D, h, w)."""
+
+    def __init__(self, how: str, hidden_size: int):
+        super().__init__()
+        self.how = how
+        if how == "attention":
+            # One score per frame from its globally pooled grid: cheap, and it can learn to
+            # favour the frame where the expression is strongest.
+            self.score = nn.Linear(hidden_size, 1)
+        elif how != "mean":
+            raise ValueError(f"unknown temporal fusion {how!r}")
+
+    def forward(self, grids: torch.Tensor) -> torch.Tensor:
+        if self.how == "mean" or grids.shape[1] == 1:
+            return grids.mean(dim=1)
+        pooled = grids.mean(dim=(-2, -1))  # (BN, T, D, h, w) -> (BN, T, D)
+        weights = self.score(pooled).softmax(dim=1)  # (BN, T, 1)
+        return (grids * weights[..., None, None]).sum(dim=1)  # (BN, T, D, h, w) -> (BN, D, h, w)
+
+
+class VisualEncoder(nn.Module):
+    def __init__(self, depth: str, num_stages: int, hidden_size: int, temporal_fusion: str,
+                 pixel_mean, pixel_std):
+        super().__init__()
+        self.backbone = ResNetTrunk(depth, num_stages)
+        self.grid_encoder = GridEncoder(self.backbone.out_channels, hidden_size)
+        self.temporal = TemporalFusion(temporal_fusion, hidden_size)
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(1, 3, 1, 1), persistent=False)
+
+    def normalize(self, frames: torch.Tensor) -> torch.Tensor:
+        # uint8 0..255 -> float, then per-channel standardisation.
+        return (frames.float() / 255.0 - self.pixel_mean) / self.pixel_std
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        """(B, N, T, 3, H, W) uint8 -> (B, N, D, h, w) clip grids."""
+        b, n, t = video.shape[:3]
+        frames = rearrange(video, "b n t c h w -> (b n t) c h w")  # (B, N, T, 3, H, W) -> (B*N*T, 3, H, W)
+        grids = self.grid_encoder(self.backbone(self.normalize(frames)))  # -> (B*N*T, D, h, w)
+        grids = rearrange(grids, "(bn t) d h w -> bn t d h w", t=t)  # -> (B*N, T, D, h, w)
+        clips = self.temporal(grids)  # -> (B*N, D, h, w)
+        return rearrange(clips, "(b n) d h w -> b n d h w", b=b, n=n)  # -> (B, N, D, h, w)

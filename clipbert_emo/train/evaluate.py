@@ -1,0 +1,54 @@
+"""Dense evaluation of a saved checkpoint: N_test clips, every aggregation, full report."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ..eval.inference import collect_clip_logits, reports_for_aggregations
+from ..eval.plots import plot_confusion_matrix
+from ..eval.report import format_classification_report, write_json
+from ..models.aggregation import AGGREGATIONS
+from .builders import load_manifest, make_loader
+from .checkpoint import load_checkpoint
+
+
+def evaluate(checkpoint: str | Path, manifest: str, out_dir: str | Path | None = None, num_clips: int | None = None,
+             aggregations=AGGREGATIONS, batch_size: int | None = None, accelerator=None, progress: bool = True,
+             print_report: bool = False) -> dict:
+    """Score ``manifest`` with the checkpoint at N_test = ``num_clips`` (default: the config's).
+
+    Returns {"n_test", "eval_seconds", "num_samples", "skipped", "reports": {aggregation: report}}; with
+    ``out_dir`` also writes eval_metrics.json and confusion_matrix.png (for the training aggregation).
+    """
+    from accelerate import Accelerator
+
+    accelerator = accelerator or Accelerator(cpu=not __import__("torch").cuda.is_available())
+    model, cfg, tokenizer = load_checkpoint(checkpoint, accelerator.device)
+    n_test = num_clips or cfg.data.num_clips_test
+    m = load_manifest(manifest, cfg.data)
+    loader = make_loader(m, cfg.data, tokenizer, False, batch_size or cfg.train.eval_batch_size, cfg.train.seed,
+                         num_clips=n_test)
+    loader = accelerator.prepare(loader)
+    start = time.time()
+    res = collect_clip_logits(model, loader, accelerator, progress=progress, desc=f"eval N_test={n_test}")
+    reports = reports_for_aggregations(res["clip_logits"], res["labels"], cfg.data.labels, cfg.data.multilabel,
+                                       aggregations)
+    result = {"checkpoint": str(checkpoint), "manifest": str(manifest), "n_test": n_test if model.uses_video else 1,
+              "eval_seconds": time.time() - start, "num_samples": int(res["clip_logits"].shape[0]),
+              "skipped": [list(s) for s in list(m.skipped) + res["skipped"]], "reports": reports}
+    if accelerator.is_main_process:
+        primary = cfg.model.aggregation if cfg.model.aggregation in reports else next(iter(reports))
+        if out_dir is not None:
+            out_dir = Path(out_dir)
+            write_json(out_dir / "eval_metrics.json", result)
+            if not cfg.data.multilabel:
+                plot_confusion_matrix(reports[primary]["confusion"], cfg.data.labels, out_dir / "confusion_matrix.png",
+                                      title=f"{Path(manifest).name}: N_test={n_test}, {primary}")
+        if print_report and not cfg.data.multilabel:
+            from ..eval.metrics import ClassificationReport
+
+            for how, rep in reports.items():
+                print(f"\n== N_test={n_test}, aggregation={how} ==")
+                print(format_classification_report(ClassificationReport(**rep)))
+    return result

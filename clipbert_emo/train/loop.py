@@ -1,0 +1,171 @@
+"""Fine-tuning on emotion labels, under accelerate from the first line.
+
+One process by default; ``accelerate launch`` with a multi-GPU or DeepSpeed config
+changes the process layout, not this code.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+
+from ..config import ExperimentConfig, save_config
+from ..data.text import build_wordpiece_tokenizer, load_tokenizer
+from ..eval.inference import collect_clip_logits, mean_loss, reports_for_aggregations
+from ..eval.plots import plot_confusion_matrix, plot_learning_curves
+from ..eval.report import format_classification_report, write_json
+from ..models.clipbert import ClipBertForEmotion
+from .builders import load_manifest, make_loader
+from .checkpoint import TOKENIZER, WEIGHTS, load_weights, save_checkpoint
+from .optim import build_optimizer, warmup_linear_decay
+
+logger = logging.getLogger(__name__)
+
+
+def make_accelerator(cfg: ExperimentConfig) -> Accelerator:
+    return Accelerator(
+        cpu=not torch.cuda.is_available(),
+        mixed_precision=cfg.train.mixed_precision,
+        gradient_accumulation_steps=cfg.train.grad_accum_steps,
+    )
+
+
+def _tokenizer_for(cfg: ExperimentConfig, train_texts: list[str], out_dir: Path, accelerator: Accelerator):
+    if cfg.train.init_checkpoint:
+        return load_tokenizer(Path(cfg.train.init_checkpoint) / TOKENIZER)
+    if cfg.model.tokenizer:
+        return load_tokenizer(cfg.model.tokenizer)
+    tok_dir = out_dir / "tokenizer"
+    if accelerator.is_main_process:
+        build_wordpiece_tokenizer(train_texts, cfg.model.vocab_size, tok_dir)
+    accelerator.wait_for_everyone()
+    return load_tokenizer(tok_dir)
+
+
+def finetune(cfg: ExperimentConfig, progress: bool = True) -> dict:
+    """Train, validate every epoch, keep the best checkpoint by validation macro-F1, test it.
+
+    Writes into ``cfg.train.output_dir``: config.yaml, checkpoint/ (best), metrics.json,
+    learning_curves.png and confusion_matrix.png. Returns the metrics dict.
+    """
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    accelerator = make_accelerator(cfg)
+    set_seed(cfg.train.seed)
+    out_dir = Path(cfg.train.output_dir)
+    if accelerator.is_main_process:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out_dir / "config.yaml")
+    main = accelerator.is_main_process
+
+    data = cfg.data
+    if not data.train_manifest:
+        raise ValueError("data.train_manifest is not set")
+    train_m = load_manifest(data.train_manifest, data)
+    val_m = load_manifest(data.val_manifest, data) if data.val_manifest else None
+    tokenizer = _tokenizer_for(cfg, [s.text for s in train_m.samples], out_dir, accelerator)
+
+    model = ClipBertForEmotion(cfg.model, len(data.labels), len(tokenizer), use_video=data.use_video,
+                               multilabel=data.multilabel, pad_token_id=tokenizer.pad_token_id or 0)
+    if cfg.train.init_checkpoint:
+        report = load_weights(model, Path(cfg.train.init_checkpoint) / WEIGHTS)
+        if main and any(report.values()):
+            logger.warning("init_checkpoint %s: %s", cfg.train.init_checkpoint,
+                           {k: len(v) for k, v in report.items()})
+
+    train_loader = make_loader(train_m, data, tokenizer, True, cfg.train.batch_size, cfg.train.seed)
+    val_loader = (make_loader(val_m, data, tokenizer, False, cfg.train.eval_batch_size, cfg.train.seed,
+                              num_clips=cfg.train.val_num_clips) if val_m else None)
+    steps_per_epoch = math.ceil(len(train_loader) / (cfg.train.grad_accum_steps * accelerator.num_processes))
+    total_steps = steps_per_epoch * cfg.train.epochs
+    if cfg.train.max_steps:
+        total_steps = min(total_steps, cfg.train.max_steps)
+    optimizer = build_optimizer(model, cfg.optim)
+    scheduler = warmup_linear_decay(optimizer, total_steps, cfg.optim.warmup_ratio)
+    model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
+    if val_loader is not None:
+        val_loader = accelerator.prepare(val_loader)
+
+    history: list[dict] = []
+    skipped: list = list(train_m.skipped) + (list(val_m.skipped) if val_m else [])
+    best = {"epoch": 0, "val_macro_f1": -1.0}
+    step = 0
+    start = time.time()
+    bar = tqdm(total=total_steps, desc=f"finetune {cfg.name}", disable=not (progress and main))
+    for epoch in range(1, cfg.train.epochs + 1):
+        model.train()
+        # The dataset draws each sample's clips and crops from (seed, epoch, index).
+        train_loader.dataset.set_epoch(epoch)
+        losses = []
+        for batch in train_loader:
+            skipped.extend(batch["skipped"])
+            if "input_ids" not in batch:
+                continue
+            with accelerator.accumulate(model):
+                out = model(batch["input_ids"], batch["attention_mask"], batch.get("video"), labels=batch["labels"])
+                if not torch.isfinite(out.loss):
+                    raise FloatingPointError(f"non-finite loss {out.loss.item()} at epoch {epoch}, step {step}; "
+                                             "lower the learning rate or use mixed_precision=no")
+                accelerator.backward(out.loss)
+                if accelerator.sync_gradients and cfg.optim.grad_clip > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            losses.append(out.loss.item())
+            if accelerator.sync_gradients:
+                step += 1
+                bar.update(1)
+                bar.set_postfix(epoch=epoch, loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
+            if cfg.train.max_steps and step >= cfg.train.max_steps:
+                break
+        entry = {"epoch": epoch, "step": step, "train_loss": sum(losses) / max(1, len(losses)),
+                 "lr": scheduler.get_last_lr()[-1]}
+        if val_loader is not None:
+            res = collect_clip_logits(model, val_loader, accelerator, progress=progress, desc="val")
+            agg = cfg.model.aggregation
+            rep = reports_for_aggregations(res["clip_logits"], res["labels"], data.labels, data.multilabel, [agg])[agg]
+            entry["val_loss"] = mean_loss(res["clip_logits"], res["labels"], agg, data.multilabel)
+            entry["val_macro_f1"] = rep["macro_f1"]
+            if "accuracy" in rep:
+                entry["val_accuracy"] = rep["accuracy"]
+            skipped.extend(res["skipped"])
+        history.append(entry)
+        score = entry.get("val_macro_f1", -entry["train_loss"])
+        if main:
+            logger.info("epoch %d: %s", epoch, {k: round(v, 4) if isinstance(v, float) else v for k, v in entry.items()})
+            if score > best["val_macro_f1"] or val_loader is None:
+                best = {"epoch": epoch, "val_macro_f1": score}
+                save_checkpoint(out_dir / "checkpoint", accelerator.unwrap_model(model), cfg, tokenizer,
+                                {"epoch": epoch, "step": step, "val_macro_f1": entry.get("val_macro_f1")})
+            plot_learning_curves(history, out_dir / "learning_curves.png")
+        accelerator.wait_for_everyone()
+        if cfg.train.max_steps and step >= cfg.train.max_steps:
+            break
+    bar.close()
+    train_seconds = time.time() - start
+
+    metrics = {"name": cfg.name, "history": history, "best_epoch": best["epoch"],
+               "best_val_macro_f1": best["val_macro_f1"] if val_loader is not None else None,
+               "train_seconds": train_seconds, "steps": step, "checkpoint": str(out_dir / "checkpoint"),
+               "skipped": [list(s) for s in skipped]}
+    if data.test_manifest:
+        from .evaluate import evaluate
+
+        accelerator.wait_for_everyone()
+        metrics["test"] = evaluate(out_dir / "checkpoint", data.test_manifest, out_dir, accelerator=accelerator,
+                                   progress=progress)
+    if main:
+        write_json(out_dir / "metrics.json", metrics)
+    accelerator.end_training()
+    return metrics
+
+
+__all__ = ["finetune", "make_accelerator", "format_classification_report"]

@@ -1,0 +1,41 @@
+"""AdamW with ClipBERT's parameter groups and a per-step linear warmup/decay schedule."""
+
+from __future__ import annotations
+
+import torch
+from torch.optim.lr_scheduler import LambdaLR
+
+from ..config import OptimConfig
+
+
+def _no_decay(name: str, param: torch.nn.Parameter) -> bool:
+    # Biases and normalisation scales are not regularised toward zero (as in BERT/ClipBERT).
+    return param.ndim <= 1 or name.endswith(".bias") or "LayerNorm" in name or ".norm" in name or ".bn" in name
+
+
+def build_optimizer(model, cfg: OptimConfig) -> torch.optim.AdamW:
+    groups = []
+    for side, named in model.parameter_groups().items():
+        lr = cfg.lr_cnn if side == "cnn" else cfg.lr_transformer
+        decay = [p for n, p in named if not _no_decay(n, p)]
+        no_decay = [p for n, p in named if _no_decay(n, p)]
+        for params, wd in ((decay, cfg.weight_decay), (no_decay, 0.0)):
+            if params:
+                groups.append({"params": params, "lr": lr, "weight_decay": wd, "name": f"{side}/{'decay' if wd else 'no_decay'}"})
+    kwargs = {}
+    if torch.cuda.is_available():
+        kwargs["fused"] = True
+    return torch.optim.AdamW(groups, betas=tuple(cfg.betas), eps=cfg.eps, **kwargs)
+
+
+def warmup_linear_decay(optimizer, total_steps: int, warmup_ratio: float) -> LambdaLR:
+    """lr factor rises linearly from 0 to 1 over the warmup steps, then falls linearly to 0."""
+    total_steps = max(1, total_steps)
+    warmup = int(round(total_steps * warmup_ratio))
+
+    def factor(step: int) -> float:
+        if warmup > 0 and step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return LambdaLR(optimizer, factor)

@@ -1,0 +1,42 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+here = Path(__file__).parent
+version = {}
+for line in (here / "clipbert_emo" / "__init__.py").read_text().splitlines():
+    if line.startswith("__version__"):
+        version["v"] = line.split("=")[1].strip().strip('"')
+
+setup(
+    name="clipbert-emo",
+    version=version["v"],
+    description="ClipBERT-style video+text emotion recognition: sparse clips for training, dense clips for inference",
+    long_description=(here / "README.md").read_text() if (here / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["clipbert_emo", "clipbert_emo.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "torch>=2.1,<=2.14.1",
+        "torchvision",
+        "transformers>=4.40",
+        "accelerate>=0.30",
+        "decord>=0.6.0",
+        "av",
+        "einops",
+        "numpy",
+        "pyyaml",
+        "safetensors",
+        "tqdm",
+        "matplotlib",
+        "tokenizers",
+    ],
+    extras_require={
+        "pretrain": ["pycocotools", "sentencepiece"],
+        "deepspeed": ["deepspeed"],
+        # NVIDIA apex is not on PyPI (the PyPI package named "apex" is unrelated): build it from
+        # NVIDIA's sources yourself; clipbert-emo uses it only if it is importable.
+        "dev": ["pytest"],
+    },
+    entry_points={"console_scripts": ["clipbert-emo=clipbert_emo.cli:main"]},
+)
