@@ -79,11 +79,14 @@ def test_window_inside_video_and_sized(tiny):
 
 def test_determinism_across_workers_and_seeds(tiny, tmp_path):
     out, _ = tiny
-    # workers=2 exercises the spawn pool; manifests must not depend on it.
+    # workers=2 exercises the process pool; manifests must not depend on it.
     again = se.generate_synthemo(tmp_path / "a", replace(TINY, workers=2), progress=False)
     assert again["counts"] == {"train": 12, "val": 6, "test": 6}
     for split in se.SPLITS:
         assert (out / f"{split}.jsonl").read_bytes() == (tmp_path / "a" / f"{split}.jsonl").read_bytes()
+    # Single-threaded x264 is deterministic, so the videos match too.
+    for video in (out / "videos").rglob("*.mp4"):
+        assert video.read_bytes() == (tmp_path / "a" / video.relative_to(out)).read_bytes()
     se.generate_synthemo(tmp_path / "b", replace(TINY, seed=4), progress=False)
     assert (tmp_path / "b" / "train.jsonl").read_bytes() != (out / "train.jsonl").read_bytes()
 

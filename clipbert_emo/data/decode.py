@@ -58,9 +58,33 @@ def read_frames(reader, indices: np.ndarray, path: str) -> np.ndarray:
     try:
         frames = reader.get_batch(unique.tolist()).asnumpy()  # (U, H, W, 3)
     except Exception as e:
-        raise VideoDecodeError(f"{path}: decoding frames {unique.tolist()[:8]} failed ({_short(e)})") from None
+        if "DECORDArrayCopyFromTo" not in str(e):
+            raise VideoDecodeError(f"{path}: decoding frames {unique.tolist()[:8]} failed ({_short(e)})") from None
+        # decord 0.6 fails to copy out frames of some widths (24, 48, ... px) whose row padding it
+        # mis-sizes; PyAV decodes those files correctly, up to the last frame needed.
+        frames = _read_frames_pyav(path, unique)
     frames = frames[inverse]  # (U, H, W, 3) -> (N*T, H, W, 3)
     return frames.reshape(*np.shape(indices), *frames.shape[1:])  # (N*T, H, W, 3) -> (N, T, H, W, 3)
+
+
+def _read_frames_pyav(path: str, wanted: np.ndarray) -> np.ndarray:
+    import av
+
+    wanted_set, last = set(int(i) for i in wanted), int(wanted.max())
+    got: dict[int, np.ndarray] = {}
+    try:
+        with av.open(path) as container:
+            for i, frame in enumerate(container.decode(video=0)):
+                if i in wanted_set:
+                    got[i] = frame.to_ndarray(format="rgb24")
+                if i >= last:
+                    break
+    except Exception as e:
+        raise VideoDecodeError(f"{path}: decoding failed ({_short(e)})") from None
+    missing = sorted(wanted_set - set(got))
+    if missing:
+        raise VideoDecodeError(f"{path}: frames {missing[:8]} could not be decoded (truncated file?)")
+    return np.stack([got[int(i)] for i in wanted])
 
 
 def _short(e: Exception) -> str:

@@ -280,7 +280,7 @@ class FaceParams:
     blinks: tuple[tuple[float, int], ...]   # (start fraction, length in frames)
     bg_colors: np.ndarray             # (2, 3) gradient end colours
     bg_angle: float
-    blobs: np.ndarray                 # (n, 6): x, y, sigma, r, g, b (+ alpha below)
+    blobs: np.ndarray                 # (n, 6): x, y, sigma, r, g, b
     blob_alpha: np.ndarray
     distractor_square: bool
     distractor_color: tuple[float, float, float]
@@ -641,7 +641,9 @@ def make_text(group: str, rng: np.random.Generator) -> str:
 def _draw_from_row(row: np.ndarray, u: float) -> int:
     # Inverse CDF on a shared uniform: classes with the same row (surprised,
     # fearful) or the same ambiguous share (sad, angry) make the same choice.
-    return int(min(np.searchsorted(np.cumsum(row), u, side="right"), len(row) - 1))
+    cum = np.cumsum(row)
+    cum = cum / cum[-1]   # exact 1.0 at the end, so rounding never picks a zero-probability tail
+    return int(min(np.searchsorted(cum, u, side="right"), len(row) - 1))
 
 
 def sample_video(cfg: SynthEmoConfig, split: str, index: int, label: str) -> tuple[FaceParams, str, dict]:
@@ -685,9 +687,14 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 
 def generate_synthemo(out_dir: str | os.PathLike, cfg: SynthEmoConfig = SynthEmoConfig(), progress: bool = True) -> dict:
-    """Writes out_dir/{train,val,test}.jsonl and out_dir/videos/<split>/<id>.mp4, plus out_dir/synthemo.json (the config and the ceilings). Returns that summary dict."""
+    """Writes out_dir/{train,val,test}.jsonl and out_dir/videos/<split>/<id>.mp4, plus out_dir/synthemo.json (the config and the ceilings). Returns that summary dict.
+
+    The returned dict also carries ``generation_seconds`` (not written to disk)."""
     if not 0 < cfg.window_min <= cfg.window_max <= 1:
         raise ValueError("need 0 < window_min <= window_max <= 1")
+    for name in ("ambiguous_fraction", "happy_positive_text", "sad_specific_text"):
+        if not 0.0 <= getattr(cfg, name) <= 1.0:
+            raise ValueError(f"{name} must lie in [0, 1]")
     out = Path(out_dir)
     manifests: dict[str, list[str]] = {}
     tasks = []
@@ -714,8 +721,12 @@ def generate_synthemo(out_dir: str | os.PathLike, cfg: SynthEmoConfig = SynthEmo
             if bar is not None:
                 bar.update(1)
     else:
-        # spawn: safe even when the parent already holds CUDA or threads.
-        with mp.get_context("spawn").Pool(workers) as pool:
+        # fork where available: spawn/forkserver re-import __main__, which
+        # breaks (and respawns workers forever) for stdin scripts and scripts
+        # without a main guard. Workers only touch numpy and PyAV, never CUDA,
+        # so forking a parent that holds a GPU context is safe.
+        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+        with mp.get_context(method).Pool(workers) as pool:
             for _ in pool.imap_unordered(_render_task, tasks, chunksize=4):
                 if bar is not None:
                     bar.update(1)
@@ -737,6 +748,8 @@ def generate_synthemo(out_dir: str | os.PathLike, cfg: SynthEmoConfig = SynthEmo
         "manifests": {s: f"{s}.jsonl" for s in manifests},
     }
     _atomic_write_text(out / "synthemo.json", json.dumps(summary, indent=2) + "\n")
+    # Wall time goes only into the returned dict: the file must stay
+    # byte-identical for a seed.
     summary["generation_seconds"] = time.perf_counter() - t0
     return summary
 

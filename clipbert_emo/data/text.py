@@ -15,21 +15,39 @@ SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
 def build_wordpiece_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | os.PathLike):
-    """Train a lower-cased WordPiece vocabulary on ``texts``; save and return a BertTokenizerFast."""
-    from tokenizers import BertWordPieceTokenizer
+    """Build a lower-cased WordPiece vocabulary from ``texts``; save and return a BertTokenizerFast.
+
+    The vocabulary is: the special tokens, every character seen (alone and as a ``##``
+    continuation piece, so any word made of known characters is spelled out rather than
+    collapsed to [UNK]), then whole words by frequency, ties broken alphabetically. Unlike
+    the ``tokenizers`` trainer, whose parallel merge order varies between runs, this gives
+    the same ids every time, which a seeded run needs to be reproducible.
+    """
+    from collections import Counter
+
+    from tokenizers.normalizers import BertNormalizer
+    from tokenizers.pre_tokenizers import BertPreTokenizer
     from transformers import BertTokenizerFast
 
+    normalizer, pre = BertNormalizer(lowercase=True), BertPreTokenizer()
+    words: Counter = Counter()
+    for text in texts:
+        words.update(w for w, _ in pre.pre_tokenize_str(normalizer.normalize_str(text or "")))
+    chars = sorted({c for w in words for c in w} | set("abcdefghijklmnopqrstuvwxyz0123456789.,!?'"))
+    vocab = list(SPECIAL_TOKENS) + chars + [f"##{c}" for c in chars]
+    seen = set(vocab)
+    for word, _ in sorted(words.items(), key=lambda kv: (-kv[1], kv[0])):
+        if len(vocab) >= vocab_size:
+            break
+        if word not in seen:
+            vocab.append(word)
+            seen.add(word)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    wp = BertWordPieceTokenizer(lowercase=True)
-    # An empty corpus would give a vocabulary of special tokens only; a letter alphabet keeps
-    # unseen words spellable as word pieces instead of collapsing to [UNK].
-    alphabet = list("abcdefghijklmnopqrstuvwxyz0123456789.,!?'")
-    wp.train_from_iterator(
-        list(texts) or [""], vocab_size=vocab_size, min_frequency=1, special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=alphabet, show_progress=False,
-    )
-    wp.save_model(str(out_dir))
+    for stale in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        # from_pretrained prefers tokenizer.json: one left by an earlier run would win over the new vocab.
+        (out_dir / stale).unlink(missing_ok=True)
+    (out_dir / "vocab.txt").write_text("".join(t + "\n" for t in vocab))
     # Loading from the folder (not a vocab_file argument) works across transformers 4.x and 5.x.
     tok = BertTokenizerFast.from_pretrained(str(out_dir), do_lower_case=True)
     tok.save_pretrained(str(out_dir))

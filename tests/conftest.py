@@ -1,0 +1,64 @@
+"""Shared fixtures: tiny SynthEmo data and tiny model configs (hidden 32, 2 layers, 32 px)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+TINY_OVERRIDES = [
+    "data.frame_size=32",
+    "data.clip_fps=4",
+    "data.num_clips_train=2",
+    "data.num_clips_test=3",
+    "data.num_workers=0",
+    "model.backbone=resnet18",
+    "model.backbone_stages=3",
+    "model.hidden_size=32",
+    "model.num_layers=2",
+    "model.num_heads=2",
+    "model.intermediate_size=64",
+    "model.vocab_size=200",
+    "optim.lr_cnn=1e-3",
+    "optim.lr_transformer=1e-3",
+    "train.epochs=1",
+    "train.batch_size=4",
+    "train.eval_batch_size=4",
+    "train.val_num_clips=2",
+]
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: long-running tests, off by default (run with -m slow)")
+    config.addinivalue_line("markers", "gpu: needs a CUDA device, off by default")
+
+
+@pytest.fixture(scope="session")
+def synthemo_dir(tmp_path_factory):
+    """16 train / 6 val / 6 test SynthEmo videos of 32 px, 2 s at 8 fps."""
+    from clipbert_emo.data.synthemo import SynthEmoConfig, generate_synthemo
+
+    out = tmp_path_factory.mktemp("synthemo")
+    generate_synthemo(out, SynthEmoConfig(num_train=16, num_val=6, num_test=6, size=32, duration=2.0, fps=8.0,
+                                          workers=1), progress=False)
+    return out
+
+
+@pytest.fixture
+def make_video(tmp_path):
+    """Write a small mp4 with a moving bar; returns its path. Frames encode their index in brightness."""
+    from clipbert_emo.data.synthemo import write_mp4
+
+    def _make(name="v.mp4", num_frames=20, height=36, width=48, fps=8.0):
+        frames = np.zeros((num_frames, height, width, 3), dtype=np.uint8)
+        for i in range(num_frames):
+            frames[i, :, :, :] = int(10 + 240 * i / max(1, num_frames - 1))
+        path = tmp_path / name
+        write_mp4(path, frames, fps)
+        return path
+
+    return _make

@@ -1,0 +1,113 @@
+"""End to end through the command line on tiny SynthEmo data (open_clip-style ``main([...])``)."""
+
+import json
+import shutil
+
+import pytest
+
+from clipbert_emo.cli import main
+from conftest import TINY_OVERRIDES
+
+
+def _data_overrides(d):
+    return [f"data.train_manifest={d / 'train.jsonl'}", f"data.val_manifest={d / 'val.jsonl'}",
+            f"data.test_manifest={d / 'test.jsonl'}"]
+
+
+@pytest.fixture(scope="module")
+def trained_run(synthemo_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    rc = main(["finetune", "-q", *TINY_OVERRIDES, *_data_overrides(synthemo_dir), f"train.output_dir={out}",
+               "train.epochs=2"])
+    assert rc == 0
+    return out
+
+
+def test_finetune_writes_config_metrics_checkpoint_and_plots(trained_run):
+    for name in ("config.yaml", "metrics.json", "learning_curves.png", "confusion_matrix.png",
+                 "checkpoint/model.safetensors", "checkpoint/config.yaml", "checkpoint/tokenizer/tokenizer_config.json"):
+        assert (trained_run / name).exists(), name
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2]
+    assert all(h["train_loss"] > 0 for h in metrics["history"])
+    assert metrics["steps"] == 2 * 4  # 16 samples / batch 4
+    test = metrics["test"]
+    assert test["num_samples"] == 6 and test["n_test"] == 3
+    for how in ("mean", "max", "lse"):
+        rep = test["reports"][how]
+        assert 0 <= rep["macro_f1"] <= 1 and len(rep["per_class"]) == 6
+        assert sum(map(sum, rep["confusion"])) == 6
+
+
+def test_evaluate_reports_every_aggregation(trained_run, synthemo_dir, tmp_path, capsys):
+    rc = main(["evaluate", str(trained_run / "checkpoint"), str(synthemo_dir / "test.jsonl"), "--n-test", "4",
+               "--out", str(tmp_path), "-q"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "macro_f1" in printed and "weighted_f1" in printed and "confusion" in printed.lower()
+    result = json.loads((tmp_path / "eval_metrics.json").read_text())
+    assert result["n_test"] == 4 and set(result["reports"]) == {"mean", "max", "lse"}
+    assert (tmp_path / "confusion_matrix.png").stat().st_size > 0
+
+
+def test_predict_gives_distribution_and_timeline(trained_run, synthemo_dir, tmp_path, capsys):
+    video = synthemo_dir / "videos" / "test" / "000000.mp4"
+    rc = main(["predict", str(trained_run / "checkpoint"), str(video), "--text", "oh wow", "--n-test", "5",
+               "--json", "--plot", str(tmp_path / "timeline.png")])
+    assert rc == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["num_clips"] == 5 and len(result["clips"]) == 5
+    assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert result["prediction"] == max(result["probabilities"], key=result["probabilities"].get)
+    starts = [c["start"] for c in result["clips"]]
+    assert starts == sorted(starts) and starts[0] == 0.0
+    assert (tmp_path / "timeline.png").stat().st_size > 0
+
+
+def test_python_one_call_predict_matches_cli_api(trained_run, synthemo_dir):
+    from clipbert_emo import Predictor, predict
+
+    video = synthemo_dir / "videos" / "test" / "000001.mp4"
+    a = predict(trained_run / "checkpoint", video, text="i feel so down", num_clips=4)
+    b = Predictor(trained_run / "checkpoint")(video, text="i feel so down", num_clips=4)
+    assert a["probabilities"] == pytest.approx(b["probabilities"])
+    assert set(a["probabilities"]) == {"neutral", "happy", "sad", "angry", "surprised", "fearful"}
+
+
+def test_corrupt_video_in_a_batch_is_skipped_and_reported(trained_run, synthemo_dir, tmp_path, capsys):
+    lines = (synthemo_dir / "test.jsonl").read_text().splitlines()
+    data = tmp_path / "data"
+    shutil.copytree(synthemo_dir / "videos", data / "videos")
+    bad = data / "videos" / "test" / "000002.mp4"
+    bad.write_bytes(bad.read_bytes()[:200])  # truncated
+    (data / "videos" / "test" / "000003.mp4").write_bytes(b"")  # zero bytes
+    (data / "test.jsonl").write_text("\n".join(lines) + "\n")
+    rc = main(["evaluate", str(trained_run / "checkpoint"), str(data / "test.jsonl"), "--out", str(tmp_path), "-q",
+               "--json"])
+    assert rc == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["num_samples"] == 4
+    reasons = " ".join(r for _, r in result["skipped"])
+    assert "000002.mp4" in reasons and "000003.mp4" in reasons and "empty" in reasons
+    assert all(":" in where for where, _ in result["skipped"])  # file:line
+
+
+def test_bad_input_gives_a_clear_cli_error(trained_run, tmp_path, capsys):
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"video": "x.mp4", "label": "joyful"}\n')
+    rc = main(["evaluate", str(trained_run / "checkpoint"), str(manifest), "-q"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "m.jsonl:1: unknown label 'joyful'" in err
+    rc = main(["finetune", "-q", "train.epoch=1"])
+    assert rc == 2 and "unknown key(s) epoch" in capsys.readouterr().err
+    rc = main(["predict", str(tmp_path), str(manifest)])
+    assert rc == 2 and "not a clipbert-emo checkpoint" in capsys.readouterr().err
+
+
+def test_help_explains_every_subcommand(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for cmd in ("synthemo", "finetune", "evaluate", "predict", "demo"):
+        assert cmd in text

@@ -1,0 +1,152 @@
+import pytest
+import torch
+
+from clipbert_emo.config import ModelConfig
+from clipbert_emo.models.aggregation import aggregate_clip_logits, classification_loss
+from clipbert_emo.models.clipbert import ClipBertForEmotion
+
+K, V = 6, 50
+
+
+def tiny(**kw) -> ModelConfig:
+    base = dict(backbone="resnet18", backbone_stages=3, hidden_size=32, num_layers=2, num_heads=2,
+                intermediate_size=64, dropout=0.0)
+    base.update(kw)
+    return ModelConfig(**base)
+
+
+def batch(b=2, n=3, t=2, size=32, length=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    video = torch.randint(0, 256, (b, n, t, 3, size, size), dtype=torch.uint8, generator=g)
+    ids = torch.randint(5, V, (b, length), generator=g)
+    ids[:, 0] = 2
+    mask = torch.ones(b, length, dtype=torch.long)
+    mask[0, length - 2:] = 0
+    return video, ids, mask
+
+
+@pytest.mark.parametrize("aggregation", ["mean", "max", "lse"])
+def test_forward_shapes_for_each_aggregation(aggregation):
+    torch.manual_seed(0)
+    model = ClipBertForEmotion(tiny(aggregation=aggregation), K, V).eval()
+    video, ids, mask = batch()
+    out = model(ids, mask, video, labels=torch.tensor([1, 4]))
+    assert out.clip_logits.shape == (2, 3, K)
+    assert out.logits.shape == (2, K)
+    assert out.loss.ndim == 0 and torch.isfinite(out.loss)
+    assert torch.allclose(out.logits, aggregate_clip_logits(out.clip_logits, aggregation))
+
+
+def test_visual_grid_is_stride_64_with_res5_and_32_with_res4():
+    video, _, _ = batch(size=128)
+    full = ClipBertForEmotion(tiny(backbone_stages=4), K, V).eval()
+    res4 = ClipBertForEmotion(tiny(backbone_stages=3), K, V).eval()
+    assert full.cnn(video).shape == (2, 3, 32, 2, 2)  # 128 / 64
+    assert res4.cnn(video).shape == (2, 3, 32, 4, 4)  # 128 / 32
+
+
+def test_aggregation_math():
+    clip = torch.tensor([[[0.0, 1.0], [2.0, -1.0]]])  # (B=1, N=2, K=2)
+    assert torch.allclose(aggregate_clip_logits(clip, "mean"), torch.tensor([[1.0, 0.0]]))
+    assert torch.allclose(aggregate_clip_logits(clip, "max"), torch.tensor([[2.0, 1.0]]))
+    lse = aggregate_clip_logits(clip, "lse")
+    assert torch.allclose(lse, torch.log(torch.exp(clip).sum(1)))
+    # ClipBERT's form of the lse loss: logsumexp over all clip-class logits minus logsumexp over clips at the label.
+    label = torch.tensor([0])
+    expected = torch.logsumexp(clip.flatten(), 0) - torch.logsumexp(clip[0, :, 0], 0)
+    assert torch.allclose(classification_loss(lse, label, multilabel=False), expected)
+    with pytest.raises(ValueError, match="unknown aggregation"):
+        aggregate_clip_logits(clip, "median")
+
+
+def test_text_only_and_video_without_text():
+    torch.manual_seed(0)
+    text_model = ClipBertForEmotion(tiny(), K, V, use_video=False).eval()
+    video, ids, mask = batch()
+    out = text_model(ids, mask)
+    assert text_model.cnn is None and out.clip_logits.shape == (2, 1, K)
+    # A sample with no text is [CLS] [SEP]: only the visual tokens carry information.
+    model = ClipBertForEmotion(tiny(), K, V).eval()
+    empty = torch.tensor([[2, 3], [2, 3]])
+    a = model(empty, torch.ones_like(empty), video).logits
+    b = model(empty, torch.ones_like(empty), video.flip(0)).logits
+    assert a.shape == (2, K) and (a - b).abs().max() > 1e-6
+    with pytest.raises(ValueError, match="trained with video"):
+        model(ids, mask)
+
+
+def test_padding_is_masked_and_text_matters():
+    torch.manual_seed(0)
+    model = ClipBertForEmotion(tiny(), K, V).eval()
+    video, ids, mask = batch()
+    base = model(ids, mask, video).logits
+    changed_pad = ids.clone()
+    changed_pad[0, -1] = 7  # a padded position: must not change anything
+    assert torch.allclose(model(changed_pad, mask, video).logits, base, atol=1e-7)
+    changed_word = ids.clone()
+    changed_word[0, 1] = (ids[0, 1] + 1) % V
+    assert (model(changed_word, mask, video).logits[0] - base[0]).abs().max() > 1e-6
+
+
+def test_attention_temporal_fusion_and_multilabel():
+    torch.manual_seed(0)
+    model = ClipBertForEmotion(tiny(temporal_fusion="attention"), K, V, multilabel=True)
+    video, ids, mask = batch()
+    target = torch.zeros(2, K)
+    target[0, [1, 2]] = 1
+    out = model(ids, mask, video, labels=target)
+    out.loss.backward()
+    assert model.cnn.temporal.score.weight.grad is not None
+    assert model.cnn.temporal.score.weight.grad.abs().sum() > 0
+
+
+def test_one_training_step_lowers_the_loss_on_a_fixed_batch():
+    torch.manual_seed(0)
+    model = ClipBertForEmotion(tiny(), K, V)
+    model.train()
+    video, ids, mask = batch(b=4, seed=1)
+    labels = torch.tensor([0, 1, 2, 3])
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model.eval()  # fixed BN statistics and no dropout: the loss before and after is comparable
+    before = model(ids, mask, video, labels=labels).loss.item()
+    model.train()
+    for _ in range(3):
+        opt.zero_grad()
+        model(ids, mask, video, labels=labels).loss.backward()
+        opt.step()
+    model.eval()
+    after = model(ids, mask, video, labels=labels).loss.item()
+    assert after < before
+
+
+def test_checkpoint_key_names_follow_clipbert():
+    keys = ClipBertForEmotion(tiny(), K, V).state_dict().keys()
+    for expected in ("transformer.bert.embeddings.word_embeddings.weight",
+                     "transformer.bert.encoder.layer.0.attention.self.query.weight",
+                     "transformer.bert.pooler.dense.weight",
+                     "transformer.bert.visual_embeddings.row_position_embeddings.weight",
+                     "transformer.bert.visual_embeddings.col_position_embeddings.weight",
+                     "transformer.bert.visual_embeddings.token_type_embeddings.weight",
+                     "cnn.grid_encoder.0.weight", "head.classifier.0.weight", "head.classifier.2.weight"):
+        assert expected in keys
+
+
+def test_separate_parameter_groups():
+    from clipbert_emo.config import OptimConfig
+    from clipbert_emo.train.optim import build_optimizer, warmup_linear_decay
+
+    model = ClipBertForEmotion(tiny(), K, V)
+    opt = build_optimizer(model, OptimConfig(lr_cnn=1e-4, lr_transformer=2e-5))
+    lrs = {g["name"]: g["lr"] for g in opt.param_groups}
+    assert lrs["cnn/decay"] == 1e-4 and lrs["transformer/decay"] == 2e-5
+    assert all(g["weight_decay"] == 0 for g in opt.param_groups if g["name"].endswith("no_decay"))
+    n_params = sum(p.numel() for g in opt.param_groups for p in g["params"])
+    assert n_params == sum(p.numel() for p in model.parameters())
+    sched = warmup_linear_decay(opt, total_steps=10, warmup_ratio=0.2)
+    factors = []
+    for _ in range(10):
+        factors.append(opt.param_groups[0]["lr"] / 1e-4)
+        opt.step()
+        sched.step()
+    assert factors[0] == pytest.approx(0.5) and factors[1] == pytest.approx(1.0)
+    assert factors[2] > factors[5] > factors[9] > 0
