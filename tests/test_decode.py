@@ -68,3 +68,19 @@ def test_train_transform_is_random_but_shared_across_the_clip_frames():
     t1 = clip_transform(clip, 32, training=False)
     t2 = clip_transform(clip, 32, training=False)
     assert np.array_equal(t1, t2)
+
+
+@pytest.mark.parametrize("num_frames,height,width,fps", [(3, 33, 45, 7.5), (1, 40, 64, 29.97), (50, 64, 40, 60.0)])
+def test_short_and_odd_videos_still_give_full_clip_tensors(make_video, num_frames, height, width, fps):
+    from clipbert_emo.config import DataConfig
+    from clipbert_emo.data.dataset import load_clips
+    from clipbert_emo.data.manifest import Sample
+
+    path = make_video(num_frames=num_frames, height=height, width=width, fps=fps)
+    cfg = DataConfig(frame_size=32, num_frames=2, clip_fps=2.0)
+    sample = Sample(video=str(path), text="", source="test")
+    for training, n in ((True, 2), (False, 16)):
+        rng = np.random.default_rng(0) if training else None
+        clips, spans = load_clips(sample, cfg, n, training, rng)
+        assert clips.shape == (n, 2, 3, 32, 32) and clips.dtype.is_floating_point is False
+        assert len(spans) == n and all(0 <= s <= e for s, e in spans)

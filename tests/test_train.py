@@ -50,3 +50,33 @@ def test_text_only_run_never_decodes_video(synthemo_dir, tmp_path, monkeypatch):
     assert len(m["history"]) == 2
     meta = json.loads((tmp_path / "t" / "checkpoint" / "meta.json").read_text())
     assert meta["uses_video"] is False
+
+
+def test_a_failed_save_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    from clipbert_emo.config import ExperimentConfig, ModelConfig
+    from clipbert_emo.data.text import build_wordpiece_tokenizer
+    from clipbert_emo.models.clipbert import ClipBertForEmotion
+    from clipbert_emo.train import checkpoint as ckpt
+
+    cfg = ExperimentConfig(model=ModelConfig(backbone="resnet18", backbone_stages=3, hidden_size=32, num_layers=1,
+                                             num_heads=2, intermediate_size=64))
+    tok = build_wordpiece_tokenizer(["hello world"], 50, tmp_path / "tok")
+    model = ClipBertForEmotion(cfg.model, 6, len(tok))
+    ckpt.save_checkpoint(tmp_path / "checkpoint", model, cfg, tok, {"epoch": 1})
+    before = (tmp_path / "checkpoint" / "model.safetensors").read_bytes()
+
+    def broken(state, path):
+        with open(path, "wb") as f:
+            f.write(b"partial")
+        raise KeyboardInterrupt  # killed mid-write
+
+    monkeypatch.setattr(ckpt, "save_file", broken)
+    try:
+        ckpt.save_checkpoint(tmp_path / "checkpoint", model, cfg, tok, {"epoch": 2})
+    except KeyboardInterrupt:
+        pass
+    assert (tmp_path / "checkpoint" / "model.safetensors").read_bytes() == before
+    assert json.loads((tmp_path / "checkpoint" / "meta.json").read_text())["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    loaded, _, _ = ckpt.load_checkpoint(tmp_path / "checkpoint")
+    assert loaded.num_labels == 6
