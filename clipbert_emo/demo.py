@@ -97,13 +97,13 @@ def _plot_summary(rows: list[dict], path: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(8, 3.8))
+    fig = Figure(figsize=(9, 4.5))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     names = [f"{r['modalities']}\nN={r['n_test']} {r['aggregation']}" for r in rows]
     colors = {"video": "#4C72B0", "text": "#DD8452", "video+text": "#55A868"}
     ax.bar(range(len(rows)), [r["macro_f1"] for r in rows], color=[colors[r["modalities"]] for r in rows])
-    ax.set_xticks(range(len(rows)), names, fontsize=7)
+    ax.set_xticks(range(len(rows)), names, fontsize=7, rotation=45, ha="right")
     ax.set_ylim(0, 1)
     ax.set_ylabel("held-out macro-F1")
     ax.axhline(0.9, color="gray", lw=0.8, ls="--")
