@@ -36,7 +36,7 @@ def _cmd_finetune(args) -> int:
     from .config import load_config
     from .train.loop import finetune
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(args.config, args.overrides + (["train.resume=true"] if args.resume else []))
     metrics = finetune(cfg, progress=not args.quiet)
     print(f"best checkpoint: {metrics['checkpoint']} (epoch {metrics['best_epoch']}, "
           f"val macro-F1 {metrics['best_val_macro_f1']})")
@@ -140,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "to train.output_dir.")
     s.add_argument("--config", "-c", help="experiment YAML in configs/ (default: built-in defaults)")
     s.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
+    s.add_argument("--resume", action="store_true",
+                   help="continue a killed run from train.output_dir/last (same config and seed)")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=_cmd_finetune)
 

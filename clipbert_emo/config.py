@@ -105,6 +105,8 @@ class TrainConfig:
     log_every: int = 10
     init_checkpoint: str = ""  # start from these weights (a checkpoint folder written by this library)
     max_steps: int = 0  # stop after this many optimizer steps (0 = run all epochs); for smoke tests
+    save_every_steps: int = 0  # also write the resumable state (output_dir/last) every N steps; 0 = each epoch
+    resume: bool = False  # continue from output_dir/last if it exists (same config, same seed)
     threads: int = 0  # torch CPU threads (0 = torch's default)
 
 

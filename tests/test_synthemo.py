@@ -84,9 +84,14 @@ def test_determinism_across_workers_and_seeds(tiny, tmp_path):
     assert again["counts"] == {"train": 12, "val": 6, "test": 6}
     for split in se.SPLITS:
         assert (out / f"{split}.jsonl").read_bytes() == (tmp_path / "a" / f"{split}.jsonl").read_bytes()
-    # Single-threaded x264 is deterministic, so the videos match too.
-    for video in (out / "videos").rglob("*.mp4"):
-        assert video.read_bytes() == (tmp_path / "a" / video.relative_to(out)).read_bytes()
+    # The rendered pixels do not depend on the worker count. (Compared after decoding: the encoder's
+    # bytes matched in every run seen here, but byte equality is more than users rely on.)
+    import decord
+
+    for video in sorted((out / "videos").rglob("*.mp4")):
+        a = decord.VideoReader(str(video)).get_batch([0, 5]).asnumpy().astype(int)
+        b = decord.VideoReader(str(tmp_path / "a" / video.relative_to(out))).get_batch([0, 5]).asnumpy().astype(int)
+        assert np.abs(a - b).max() <= 3, video.name
     se.generate_synthemo(tmp_path / "b", replace(TINY, seed=4), progress=False)
     assert (tmp_path / "b" / "train.jsonl").read_bytes() != (out / "train.jsonl").read_bytes()
 

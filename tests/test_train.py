@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 
 from clipbert_emo.config import load_config
@@ -80,3 +81,41 @@ def test_a_failed_save_leaves_the_previous_checkpoint_intact(tmp_path, monkeypat
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     loaded, _, _ = ckpt.load_checkpoint(tmp_path / "checkpoint")
     assert loaded.num_labels == 6
+
+
+def test_killed_run_resumes_with_the_same_loss_trajectory(synthemo_dir, tmp_path, monkeypatch):
+    from clipbert_emo.cli import main
+    from clipbert_emo.train import loop
+
+    extra = ["train.epochs=2", "train.save_every_steps=3", "data.val_manifest="]
+    full = finetune(_cfg(synthemo_dir, tmp_path / "full", *extra), progress=False)
+    assert len(full["step_losses"]) == 8  # 16 samples / batch 4 x 2 epochs
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_7(step):
+        if step == 7:
+            raise Killed
+
+    monkeypatch.setattr(loop, "_after_step", kill_at_7)
+    try:
+        finetune(_cfg(synthemo_dir, tmp_path / "killed", *extra), progress=False)
+    except Killed:
+        pass
+    monkeypatch.setattr(loop, "_after_step", lambda step: None)
+    state = torch.load(tmp_path / "killed" / "last" / "training_state.pt", weights_only=True)
+    # saved at step 6: epoch 2, two batches in, so the resume skips into the middle of an epoch
+    assert state["step"] == 6 and state["epoch"] == 2 and state["batches_done"] == 2
+    rc = main(["finetune", "-q", "--resume", *[o for o in _cfg_overrides(synthemo_dir, tmp_path / "killed")], *extra])
+    assert rc == 0
+    resumed = json.loads((tmp_path / "killed" / "metrics.json").read_text())
+    assert resumed["steps"] == 8
+    assert resumed["step_losses"] == pytest.approx(full["step_losses"], rel=0, abs=1e-6)
+    a = load_checkpoint(tmp_path / "full" / "last")[0].state_dict()
+    b = load_checkpoint(tmp_path / "killed" / "last")[0].state_dict()
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
+
+
+def _cfg_overrides(d, out):
+    return [*TINY_OVERRIDES, f"data.train_manifest={d / 'train.jsonl'}", f"train.output_dir={out}"]

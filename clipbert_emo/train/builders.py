@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from ..config import DataConfig
 from ..data.dataset import Collator, VideoTextDataset
@@ -15,6 +15,33 @@ def load_manifest(path: str, cfg: DataConfig, require_label: bool = True) -> Man
                          require_label=require_label, strict=cfg.strict)
 
 
+class EpochShuffleSampler(Sampler[int]):
+    """A fresh permutation each epoch, drawn from (seed, epoch) alone.
+
+    Epoch e's order is known without replaying epochs 1..e-1, so a resumed run sees
+    exactly the batches an uninterrupted one would have.
+    """
+
+    def __init__(self, num_samples: int, seed: int):
+        self.num_samples = num_samples
+        self.seed = seed
+        self.epoch = 0
+        self.skip = 0  # samples of this epoch already consumed before a resume
+
+    def set_position(self, epoch: int, skip: int = 0) -> None:
+        # Not named set_epoch on purpose: accelerate calls set_epoch(its own counter) on every
+        # iteration, which would overwrite the epoch and the resume offset.
+        self.epoch = epoch
+        self.skip = skip
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.num_samples, generator=g).tolist()[self.skip:])
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
 def make_loader(manifest: Manifest, cfg: DataConfig, tokenizer, training: bool, batch_size: int, seed: int,
                 num_clips: int | None = None) -> DataLoader:
     dataset = VideoTextDataset(manifest, cfg, training=training, num_clips=num_clips, seed=seed)
@@ -23,7 +50,7 @@ def make_loader(manifest: Manifest, cfg: DataConfig, tokenizer, training: bool, 
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=training,
+        sampler=EpochShuffleSampler(len(dataset), seed) if training else None,
         drop_last=False,
         num_workers=cfg.num_workers,
         collate_fn=collate,

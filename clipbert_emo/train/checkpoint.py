@@ -28,8 +28,13 @@ class CheckpointError(RuntimeError):
     pass
 
 
+TRAINING_STATE = "training_state.pt"
+
+
 def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, cfg: ExperimentConfig, tokenizer,
-                    meta: dict | None = None) -> Path:
+                    meta: dict | None = None, training_state: dict | None = None) -> Path:
+    """Write a checkpoint folder atomically; ``training_state`` (optimizer, scheduler, counters) makes it
+    resumable."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
@@ -41,6 +46,8 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, cfg: Experi
         info = {"num_labels": model.num_labels, "vocab_size": model.transformer.config.vocab_size,
                 "uses_video": model.uses_video, **(meta or {})}
         (tmp / META).write_text(json.dumps(info, indent=2, default=str))
+        if training_state is not None:
+            torch.save(training_state, tmp / TRAINING_STATE)
         old = path.with_name(f".{path.name}.old")
         if path.exists():
             if old.exists():
@@ -78,6 +85,11 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
                                multilabel=cfg.data.multilabel, pad_token_id=tokenizer.pad_token_id or 0, pretrained=False)
     load_weights(model, path / WEIGHTS, strict=True)
     return model.to(device).eval(), cfg, tokenizer
+
+
+def load_training_state(path: str | os.PathLike) -> dict:
+    """The resumable state saved beside the weights; plain tensors and numbers only (weights_only)."""
+    return torch.load(Path(path) / TRAINING_STATE, map_location="cpu", weights_only=True)
 
 
 def load_weights(model: torch.nn.Module, file: str | os.PathLike, strict: bool = False) -> dict:

@@ -23,7 +23,7 @@ from ..eval.plots import plot_confusion_matrix, plot_learning_curves
 from ..eval.report import format_classification_report, write_json
 from ..models.clipbert import ClipBertForEmotion
 from .builders import load_manifest, make_loader
-from .checkpoint import TOKENIZER, WEIGHTS, load_weights, save_checkpoint
+from .checkpoint import TOKENIZER, TRAINING_STATE, WEIGHTS, load_training_state, load_weights, save_checkpoint
 from .optim import build_optimizer, warmup_linear_decay
 
 logger = logging.getLogger(__name__)
@@ -49,6 +49,10 @@ def _tokenizer_for(cfg: ExperimentConfig, train_texts: list[str], out_dir: Path,
     return load_tokenizer(tok_dir)
 
 
+def _after_step(step: int) -> None:
+    """Called after every optimizer step; tests replace it to simulate a run killed mid-training."""
+
+
 def finetune(cfg: ExperimentConfig, progress: bool = True) -> dict:
     """Train, validate every epoch, keep the best checkpoint by validation macro-F1, test it.
 
@@ -72,9 +76,14 @@ def finetune(cfg: ExperimentConfig, progress: bool = True) -> dict:
     val_m = load_manifest(data.val_manifest, data) if data.val_manifest else None
     tokenizer = _tokenizer_for(cfg, [s.text for s in train_m.samples], out_dir, accelerator)
 
+    last_dir = out_dir / "last"
+    resuming = cfg.train.resume and (last_dir / TRAINING_STATE).exists()
     model = ClipBertForEmotion(cfg.model, len(data.labels), len(tokenizer), use_video=data.use_video,
-                               multilabel=data.multilabel, pad_token_id=tokenizer.pad_token_id or 0)
-    if cfg.train.init_checkpoint:
+                               multilabel=data.multilabel, pad_token_id=tokenizer.pad_token_id or 0,
+                               pretrained=not resuming)
+    if resuming:
+        load_weights(model, last_dir / WEIGHTS, strict=True)
+    elif cfg.train.init_checkpoint:
         report = load_weights(model, Path(cfg.train.init_checkpoint) / WEIGHTS)
         if main and any(report.values()):
             logger.warning("init_checkpoint %s: %s", cfg.train.init_checkpoint,
@@ -89,25 +98,61 @@ def finetune(cfg: ExperimentConfig, progress: bool = True) -> dict:
         total_steps = min(total_steps, cfg.train.max_steps)
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = warmup_linear_decay(optimizer, total_steps, cfg.optim.warmup_ratio)
+    train_sampler = train_loader.sampler
     model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
     if val_loader is not None:
         val_loader = accelerator.prepare(val_loader)
 
     history: list[dict] = []
+    step_losses: list[float] = []
     skipped: list = list(train_m.skipped) + (list(val_m.skipped) if val_m else [])
     best = {"epoch": 0, "val_macro_f1": -1.0}
-    step = 0
+    step = micro_step = 0
+    first_epoch, batches_done = 1, 0
+    if resuming:
+        state = load_training_state(last_dir)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler") is not None and accelerator.scaler is not None:
+            accelerator.scaler.load_state_dict(state["scaler"])
+        step, micro_step = state["step"], state["micro_step"]
+        first_epoch, batches_done = state["epoch"], state["batches_done"]
+        history, step_losses, best = state["history"], state["step_losses"], state["best"]
+        if main:
+            logger.warning("resuming %s from step %d (epoch %d, batch %d)", last_dir, step, first_epoch, batches_done)
+
+    def save_last(epoch: int, batches: int) -> None:
+        training_state = {
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
+            "step": step, "micro_step": micro_step, "epoch": epoch, "batches_done": batches,
+            "history": history, "step_losses": step_losses, "best": best,
+        }
+        save_checkpoint(last_dir, accelerator.unwrap_model(model), cfg, tokenizer, {"epoch": epoch, "step": step},
+                        training_state)
+
     start = time.time()
-    bar = tqdm(total=total_steps, desc=f"finetune {cfg.name}", disable=not (progress and main))
-    for epoch in range(1, cfg.train.epochs + 1):
+    bar = tqdm(total=total_steps, initial=step, desc=f"finetune {cfg.name}", disable=not (progress and main))
+    for epoch in range(first_epoch, cfg.train.epochs + 1):
         model.train()
-        # The dataset draws each sample's clips and crops from (seed, epoch, index).
-        train_loader.dataset.set_epoch(epoch)
+        # The sampler's order and each sample's clips and crops are functions of (seed, epoch[, index]).
+        # On resume, the sampler drops the batches the killed run had already trained on
+        # (accelerate's skip_first_batches rebuilds the loader with another sampler, losing the order).
+        skip = batches_done if epoch == first_epoch else 0
+        train_sampler.set_position(epoch, skip * cfg.train.batch_size * accelerator.num_processes)
+        train_loader.set_epoch(epoch)  # accelerate passes it on to the dataset when it iterates
+        loader = train_loader
+        batches = skip
         losses, aux_losses = [], []
-        for batch in train_loader:
+        for batch in loader:
+            batches += 1
             skipped.extend(batch["skipped"])
             if "input_ids" not in batch:
                 continue
+            # Dropout draws from the global generator; reseeding it per micro-step makes the masks a
+            # function of (seed, step), so a resumed run reproduces them exactly.
+            micro_step += 1
+            torch.manual_seed(cfg.train.seed * 1_000_003 + micro_step)
             with accelerator.accumulate(model):
                 out = model(batch["input_ids"], batch["attention_mask"], batch.get("video"), labels=batch["labels"])
                 if not torch.isfinite(out.loss):
@@ -124,8 +169,12 @@ def finetune(cfg: ExperimentConfig, progress: bool = True) -> dict:
                 aux_losses.append(out.loss_visual_aux.item())
             if accelerator.sync_gradients:
                 step += 1
+                step_losses.append(out.loss.item())
                 bar.update(1)
                 bar.set_postfix(epoch=epoch, loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
+                if cfg.train.save_every_steps and step % cfg.train.save_every_steps == 0 and main:
+                    save_last(epoch, batches)
+                _after_step(step)
             if cfg.train.max_steps and step >= cfg.train.max_steps:
                 break
         entry = {"epoch": epoch, "step": step, "train_loss": sum(losses) / max(1, len(losses)),
@@ -150,6 +199,7 @@ def finetune(cfg: ExperimentConfig, progress: bool = True) -> dict:
                 save_checkpoint(out_dir / "checkpoint", accelerator.unwrap_model(model), cfg, tokenizer,
                                 {"epoch": epoch, "step": step, "val_macro_f1": entry.get("val_macro_f1")})
             plot_learning_curves(history, out_dir / "learning_curves.png")
+            save_last(epoch + 1, 0)
         accelerator.wait_for_everyone()
         if cfg.train.max_steps and step >= cfg.train.max_steps:
             break
@@ -158,7 +208,8 @@ def finetune(cfg: ExperimentConfig, progress: bool = True) -> dict:
 
     metrics = {"name": cfg.name, "history": history, "best_epoch": best["epoch"],
                "best_val_macro_f1": best["val_macro_f1"] if val_loader is not None else None,
-               "train_seconds": train_seconds, "steps": step, "checkpoint": str(out_dir / "checkpoint"),
+               "train_seconds": train_seconds, "steps": step, "step_losses": step_losses,
+               "checkpoint": str(out_dir / "checkpoint"),
                "skipped": [list(s) for s in skipped]}
     if data.test_manifest:
         from .evaluate import evaluate
