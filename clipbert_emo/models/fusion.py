@@ -57,6 +57,25 @@ class FusionTransformer(nn.Module):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
 
+    def load_bert(self, name_or_path: str) -> dict:
+        """Copy a pretrained BERT-family encoder (embeddings, layers, pooler) into ``self.bert``.
+
+        The visual embeddings are new and keep their initialisation; every other tensor must be
+        found with the same shape, or this raises, so nothing is silently left at random init.
+        """
+        pretrained = BertModel.from_pretrained(name_or_path, add_pooling_layer=True)
+        theirs = pretrained.config
+        ours = self.config
+        for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size"):
+            if getattr(theirs, key) != getattr(ours, key):
+                raise ValueError(f"model.text_init={name_or_path}: its {key} is {getattr(theirs, key)}, the "
+                                 f"model's is {getattr(ours, key)}; set the model config (and tokenizer) to match")
+        result = self.bert.load_state_dict(pretrained.state_dict(), strict=False)
+        missing = [k for k in result.missing_keys if not k.startswith("visual_embeddings.")]
+        if missing:
+            raise ValueError(f"model.text_init={name_or_path}: no weights for {missing[:5]}")
+        return {"missing": list(result.missing_keys), "unexpected": list(result.unexpected_keys)}
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 visual_grid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Text (B', L) ids and mask, visual grid (B', D, h, w) or None.

@@ -40,8 +40,8 @@ def make_accelerator(cfg: ExperimentConfig) -> Accelerator:
 def _tokenizer_for(cfg: ExperimentConfig, train_texts: list[str], out_dir: Path, accelerator: Accelerator):
     if cfg.train.init_checkpoint:
         return load_tokenizer(Path(cfg.train.init_checkpoint) / TOKENIZER)
-    if cfg.model.tokenizer:
-        return load_tokenizer(cfg.model.tokenizer)
+    if cfg.model.tokenizer or cfg.model.text_init:
+        return load_tokenizer(cfg.model.tokenizer or cfg.model.text_init)
     tok_dir = out_dir / "tokenizer"
     if accelerator.is_main_process:
         build_wordpiece_tokenizer(train_texts, cfg.model.vocab_size, tok_dir)
