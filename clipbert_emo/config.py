@@ -112,6 +112,7 @@ class TrainConfig:
     save_every_steps: int = 0  # also write the resumable state (output_dir/last) every N steps; 0 = each epoch
     resume: bool = False  # continue from output_dir/last if it exists (same config, same seed)
     threads: int = 0  # torch CPU threads (0 = torch's default)
+    gradient_checkpointing: bool = False  # recompute ResNet stages and BERT layers in backward to save memory
 
 
 @dataclass

@@ -167,3 +167,25 @@ def test_visual_aux_loss_is_added_in_training_only():
     assert out.loss_visual_aux is None
     assert torch.allclose(out.loss, classification_loss(out.logits, labels, multilabel=False))
     assert ClipBertForEmotion(tiny(), K, V).visual_aux is None
+
+
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients():
+    torch.manual_seed(0)
+    a = ClipBertForEmotion(tiny(), K, V)
+    b = ClipBertForEmotion(tiny(), K, V)
+    b.load_state_dict(a.state_dict())
+    b.enable_gradient_checkpointing()
+    assert b.cnn.backbone.gradient_checkpointing and b.transformer.bert.encoder.layer[0].gradient_checkpointing
+    video, ids, mask = batch()
+    labels = torch.tensor([1, 4])
+    grads = []
+    for model in (a, b):
+        model.train()
+        torch.manual_seed(3)  # same dropout masks
+        loss = model(ids, mask, video, labels=labels).loss
+        loss.backward()
+        grads.append((loss.item(), model.cnn.backbone.stages[0][0].conv1.weight.grad.clone(),
+                      model.transformer.bert.encoder.layer[0].attention.self.query.weight.grad.clone()))
+    assert grads[0][0] == pytest.approx(grads[1][0], abs=1e-6)
+    assert torch.allclose(grads[0][1], grads[1][1], atol=1e-6)
+    assert torch.allclose(grads[0][2], grads[1][2], atol=1e-6)

@@ -85,6 +85,12 @@ class ClipBertForEmotion(nn.Module):
                 loss = loss + self.cfg.visual_aux_weight * loss_aux
         return ClipBertOutput(loss=loss, logits=logits, clip_logits=clip_logits, loss_visual_aux=loss_aux)
 
+    def enable_gradient_checkpointing(self) -> None:
+        """Trade compute for memory: recompute ResNet stages and BERT layers in the backward pass."""
+        self.transformer.bert.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if self.cnn is not None and hasattr(self.cnn.backbone, "gradient_checkpointing"):
+            self.cnn.backbone.gradient_checkpointing = True
+
     def parameter_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
         """Named parameters split into the CNN and the transformer side, for separate learning rates."""
         groups: dict[str, list] = {"cnn": [], "transformer": []}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.utils.checkpoint
 import torchvision
 from einops import rearrange
 
@@ -33,8 +34,18 @@ class ResNetTrunk(nn.Module):
         last = self.stages[-1][-1]
         self.out_channels = (last.conv3 if hasattr(last, "conv3") else last.conv2).out_channels
 
+        self.gradient_checkpointing = False
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.stages(self.stem(x))  # (F, 3, H, W) -> (F, C, H/s, W/s)
+        x = self.stem(x)  # (F, 3, H, W) -> (F, 64, H/4, W/4)
+        for stage in self.stages:
+            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+                # Recomputed in backward instead of stored: activation memory for T x N frames is what
+                # limits batch size at 448-768 px. (BatchNorm running stats see the batch twice.)
+                x = torch.utils.checkpoint.checkpoint(stage, x, use_reentrant=False)
+            else:
+                x = stage(x)
+        return x  # (F, C, H/s, W/s)
 
 
 def _torchvision_imagenet_weights(depth: str) -> dict:

@@ -89,6 +89,9 @@ def finetune(cfg: ExperimentConfig, progress: bool = True) -> dict:
             logger.warning("init_checkpoint %s: %s", cfg.train.init_checkpoint,
                            {k: len(v) for k, v in report.items()})
 
+    if cfg.train.gradient_checkpointing:
+        model.enable_gradient_checkpointing()
+
     train_loader = make_loader(train_m, data, tokenizer, True, cfg.train.batch_size, cfg.train.seed)
     val_loader = (make_loader(val_m, data, tokenizer, False, cfg.train.eval_batch_size, cfg.train.seed,
                               num_clips=cfg.train.val_num_clips) if val_m else None)
