@@ -19,6 +19,8 @@ def collect_clip_logits(model, loader, accelerator=None, progress: bool = True, 
     """
     model.eval()
     device = accelerator.device if accelerator else next(model.parameters()).device
+    # The DDP wrapper only forwards forward(); clip_logits lives on the module itself.
+    net = accelerator.unwrap_model(model) if accelerator is not None else model
     clip_logits, labels, indices, skipped = [], [], [], []
     main = accelerator is None or accelerator.is_main_process
     for batch in tqdm(loader, desc=desc, disable=not (progress and main), leave=False):
@@ -26,7 +28,7 @@ def collect_clip_logits(model, loader, accelerator=None, progress: bool = True, 
         if "input_ids" not in batch:
             continue
         video = batch.get("video")
-        out = model.clip_logits(batch["input_ids"].to(device), batch["attention_mask"].to(device),
+        out = net.clip_logits(batch["input_ids"].to(device), batch["attention_mask"].to(device),
                                 video.to(device) if video is not None else None)
         lab = batch.get("labels")
         idx = batch["index"].to(device)

@@ -209,7 +209,11 @@ def finetune(cfg: ExperimentConfig, progress: bool = True) -> dict:
     bar.close()
     train_seconds = time.time() - start
 
+    # One number per rank: DDP keeps replicas identical, and this makes that checkable after the fact.
+    checksum = torch.stack([p.detach().double().sum() for p in accelerator.unwrap_model(model).parameters()]).sum()
+    rank_checksums = accelerator.gather(checksum.reshape(1).to(accelerator.device)).cpu().tolist()
     metrics = {"name": cfg.name, "history": history, "best_epoch": best["epoch"],
+               "num_processes": accelerator.num_processes, "rank_param_checksums": rank_checksums,
                "best_val_macro_f1": best["val_macro_f1"] if val_loader is not None else None,
                "train_seconds": train_seconds, "steps": step, "step_losses": step_losses,
                "checkpoint": str(out_dir / "checkpoint"),
