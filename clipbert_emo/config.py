@@ -87,6 +87,9 @@ class ModelConfig:
 
 @dataclass
 class OptimConfig:
+    # adamw: torch.optim.AdamW (fused kernels on CUDA). apex_fused_adam: NVIDIA apex's FusedAdam, only if
+    # apex is installed (it is not on PyPI; build it from NVIDIA's sources). Nothing imports apex otherwise.
+    optimizer: str = "adamw"
     lr_cnn: float = 5e-5
     lr_transformer: float = 5e-5
     weight_decay: float = 1e-3
@@ -131,6 +134,7 @@ class ExperimentConfig:
                                                        "efficientnet_lite0")),
             "data.single_clip": (self.data.single_clip, ("middle", "start")),
             "train.mixed_precision": (self.train.mixed_precision, ("no", "fp16", "bf16")),
+            "optim.optimizer": (self.optim.optimizer, ("adamw", "apex_fused_adam")),
         }
         for key, (value, allowed) in choices.items():
             if value not in allowed:

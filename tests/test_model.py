@@ -189,3 +189,25 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients():
     assert grads[0][0] == pytest.approx(grads[1][0], abs=1e-6)
     assert torch.allclose(grads[0][1], grads[1][1], atol=1e-6)
     assert torch.allclose(grads[0][2], grads[1][2], atol=1e-6)
+
+
+def test_apex_is_optional_and_its_absence_is_explained(monkeypatch):
+    import builtins
+    import sys
+
+    from clipbert_emo.config import OptimConfig
+    from clipbert_emo.train.optim import build_optimizer
+
+    assert "apex" not in sys.modules  # nothing imports apex unless asked
+    real_import = builtins.__import__
+
+    def no_apex(name, *a, **k):
+        if name.startswith("apex"):
+            raise ImportError("No module named 'apex'")
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_apex)
+    model = ClipBertForEmotion(tiny(), K, V)
+    with pytest.raises(ImportError, match="not on PyPI"):
+        build_optimizer(model, OptimConfig(optimizer="apex_fused_adam"))
+    assert isinstance(build_optimizer(model, OptimConfig()), torch.optim.AdamW)

@@ -22,6 +22,15 @@ def build_optimizer(model, cfg: OptimConfig) -> torch.optim.AdamW:
         for params, wd in ((decay, cfg.weight_decay), (no_decay, 0.0)):
             if params:
                 groups.append({"params": params, "lr": lr, "weight_decay": wd, "name": f"{side}/{'decay' if wd else 'no_decay'}"})
+    if cfg.optimizer == "apex_fused_adam":
+        try:
+            from apex.optimizers import FusedAdam
+        except ImportError:
+            raise ImportError(
+                "optim.optimizer=apex_fused_adam needs NVIDIA apex, built from NVIDIA's sources (it is not on "
+                "PyPI, and the PyPI package named 'apex' is unrelated); or use optim.optimizer=adamw"
+            ) from None
+        return FusedAdam(groups, betas=tuple(cfg.betas), eps=cfg.eps, adam_w_mode=True)
     kwargs = {}
     if torch.cuda.is_available():
         kwargs["fused"] = True
