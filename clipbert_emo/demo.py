@@ -16,7 +16,6 @@ benchmark's accuracy ceilings) goes to ``<out>/details.json`` and ``<out>/summar
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 from .config import load_config

@@ -77,7 +77,6 @@ byte-identical for a seed whatever ``workers`` is.
 
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing as mp
 import os
@@ -752,20 +751,3 @@ def generate_synthemo(out_dir: str | os.PathLike, cfg: SynthEmoConfig = SynthEmo
     # byte-identical for a seed.
     summary["generation_seconds"] = time.perf_counter() - t0
     return summary
-
-
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description="Generate the SynthEmo benchmark.")
-    ap.add_argument("out_dir")
-    for name, value in asdict(SynthEmoConfig()).items():
-        ap.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
-    ap.add_argument("--no-progress", action="store_true")
-    args = vars(ap.parse_args(argv))
-    out_dir, quiet = args.pop("out_dir"), args.pop("no_progress")
-    summary = generate_synthemo(out_dir, SynthEmoConfig(**args), progress=not quiet)
-    print(json.dumps({"ceilings": summary["ceilings"], "counts": summary["counts"],
-                      "seconds": round(summary["generation_seconds"], 1)}))
-
-
-if __name__ == "__main__":
-    main()

@@ -19,8 +19,8 @@ from tqdm.auto import tqdm
 from ..config import ExperimentConfig, save_config
 from ..data.text import build_wordpiece_tokenizer, load_tokenizer
 from ..eval.inference import collect_clip_logits, mean_loss, reports_for_aggregations
-from ..eval.plots import plot_confusion_matrix, plot_learning_curves
-from ..eval.report import format_classification_report, write_json
+from ..eval.plots import plot_learning_curves
+from ..eval.report import write_json
 from ..models.clipbert import ClipBertForEmotion
 from .builders import load_manifest, make_loader
 from .checkpoint import TOKENIZER, TRAINING_STATE, WEIGHTS, load_training_state, load_weights, save_checkpoint
@@ -230,4 +230,4 @@ def finetune(cfg: ExperimentConfig, progress: bool = True) -> dict:
     return metrics
 
 
-__all__ = ["finetune", "make_accelerator", "format_classification_report"]
+__all__ = ["finetune", "make_accelerator"]
