@@ -25,14 +25,33 @@ class ConfigError(ValueError):
     """A config file or override that does not fit the schema."""
 
 
+TASKS = ("single_label", "multilabel", "multitask", "regression")
+DATA_FORMATS = ("manifest", "meld", "mosi", "mosei", "sims", "daisee", "fer2013", "image_folder", "coco",
+                "visual_genome")
+
+
 @dataclass
 class DataConfig:
-    # Manifests: JSONL, one {"video", "text", "label"} object per line (see data/manifest.py).
+    # Where the samples come from. "manifest": the three JSONL/CSV files below (data/manifest.py).
+    # Any other value reads that public release as distributed, from data.root (data/benchmarks.py).
+    format: str = "manifest"
+    root: str = ""
+    # Which annotation of a release is the target, where it has several: meld: emotion | sentiment;
+    # mosi/mosei/sims: sentiment (regression) | sentiment_2 | sentiment_7 (classes) | emotions (mosei only,
+    # multi-label). "" = the release's usual one.
+    target: str = ""
     train_manifest: str = ""
     val_manifest: str = ""
     test_manifest: str = ""
     labels: list[str] = field(default_factory=lambda: list(EMOTIONS))
-    multilabel: bool = False
+    # single_label: one of data.labels (softmax CE); multilabel: any subset of data.labels (sigmoid BCE);
+    # multitask: one of data.labels for each of data.heads (one softmax per head, e.g. DAiSEE's four
+    # states x four levels); regression: one real number (e.g. sentiment in [-3, 3]; L1 loss).
+    task: str = "single_label"
+    heads: list[str] = field(default_factory=list)  # multitask head names
+    # Keep only this fraction of the training split (stratified by label, fixed by train.seed), for
+    # label-efficiency experiments; 1.0 = all of it.
+    train_fraction: float = 1.0
     # Modalities: a model trained without one never sees it, at train or test time.
     use_video: bool = True
     use_text: bool = True
@@ -48,6 +67,19 @@ class DataConfig:
     hflip: bool = True
     num_workers: int = 0
     strict: bool = False  # True: a missing video in a manifest is fatal instead of skipped and reported
+
+    @property
+    def multilabel(self) -> bool:
+        return self.task == "multilabel"
+
+    @property
+    def num_outputs(self) -> int:
+        """Width of the classifier's output: K, K per head for multitask, 1 for regression."""
+        if self.task == "regression":
+            return 1
+        if self.task == "multitask":
+            return len(self.labels) * len(self.heads)
+        return len(self.labels)
 
 
 @dataclass
@@ -133,6 +165,8 @@ class ExperimentConfig:
             "model.backbone": (self.model.backbone, ("resnet18", "resnet34", "resnet50", "resnet101",
                                                        "efficientnet_lite0")),
             "data.single_clip": (self.data.single_clip, ("middle", "start")),
+            "data.task": (self.data.task, TASKS),
+            "data.format": (self.data.format, DATA_FORMATS),
             "train.mixed_precision": (self.train.mixed_precision, ("no", "fp16", "bf16")),
             "optim.optimizer": (self.optim.optimizer, ("adamw", "apex_fused_adam")),
         }
@@ -150,6 +184,12 @@ class ExperimentConfig:
         for key in ("num_frames", "num_clips_train", "num_clips_test", "frame_size", "max_text_len"):
             if getattr(self.data, key) < 1:
                 raise ConfigError(f"data.{key} must be >= 1, got {getattr(self.data, key)}")
+        if self.data.task == "multitask" and not self.data.heads:
+            raise ConfigError("data.task=multitask needs data.heads (the names of the heads)")
+        if not 0.0 < self.data.train_fraction <= 1.0:
+            raise ConfigError(f"data.train_fraction must be in (0, 1], got {self.data.train_fraction}")
+        if self.data.format != "manifest" and not self.data.root:
+            raise ConfigError(f"data.format={self.data.format} reads the release from data.root; set data.root=PATH")
         if len(set(self.data.labels)) != len(self.data.labels) or not self.data.labels:
             raise ConfigError(f"data.labels must be a non-empty list of distinct names, got {self.data.labels}")
 

@@ -41,6 +41,12 @@ class Sample:
     text: str
     label: int | None = None  # single-label index
     labels: list[int] | None = None  # multi-label indices
+    # multitask: one class index per head in data.heads order (-1 = not annotated for that head)
+    task_labels: list[int] | None = None
+    target: float | None = None  # regression target (e.g. sentiment in [-3, 3])
+    # A still image held in memory, (H, W, 3) uint8 RGB (FER2013 stores pixels in its CSV); it is
+    # used as a one-frame video. Image *files* go in ``video`` (decode.py tells them apart by suffix).
+    image: object = None
     start: float | None = None
     end: float | None = None
     source: str = ""  # "file:line", for error messages
