@@ -148,6 +148,18 @@ class TrainConfig:
     resume: bool = False  # continue from output_dir/last if it exists (same config, same seed)
     threads: int = 0  # torch CPU threads (0 = torch's default)
     gradient_checkpointing: bool = False  # recompute ResNet stages and BERT layers in backward to save memory
+    # Validation metric that picks the best epoch's checkpoint; "" = the task's usual one (macro_f1 for
+    # classification, mean_macro_f1 for multitask, mae for regression). Every reported metric comes from
+    # that one checkpoint. Metrics where lower is better (mae, loss) are minimised.
+    select_metric: str = ""
+    # Class imbalance (single_label and multitask): ce | weighted_ce (weights from the training split's
+    # counts, inverse frequency normalised to mean 1) | focal (focal_gamma, no class weights).
+    loss: str = "ce"
+    focal_gamma: float = 2.0
+    # shuffle: a permutation per epoch; class_balanced: draw with replacement so each class is equally
+    # likely (single_label, or multitask by train.balance_head)
+    sampler: str = "shuffle"
+    balance_head: str = ""  # multitask: the head whose classes the class_balanced sampler equalises
 
 
 @dataclass
@@ -169,6 +181,8 @@ class ExperimentConfig:
             "data.format": (self.data.format, DATA_FORMATS),
             "train.mixed_precision": (self.train.mixed_precision, ("no", "fp16", "bf16")),
             "optim.optimizer": (self.optim.optimizer, ("adamw", "apex_fused_adam")),
+            "train.loss": (self.train.loss, ("ce", "weighted_ce", "focal")),
+            "train.sampler": (self.train.sampler, ("shuffle", "class_balanced")),
         }
         for key, (value, allowed) in choices.items():
             if value not in allowed:
