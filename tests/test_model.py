@@ -90,7 +90,7 @@ def test_padding_is_masked_and_text_matters():
 
 def test_attention_temporal_fusion_and_multilabel():
     torch.manual_seed(0)
-    model = ClipBertForEmotion(tiny(temporal_fusion="attention"), K, V, multilabel=True)
+    model = ClipBertForEmotion(tiny(temporal_fusion="attention"), K, V, task="multilabel")
     video, ids, mask = batch()
     target = torch.zeros(2, K)
     target[0, [1, 2]] = 1

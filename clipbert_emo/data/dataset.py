@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..config import DataConfig
-from .decode import VideoDecodeError, open_video, read_frames, video_info
+from .decode import VideoDecodeError, is_image_path, open_video, read_frames, read_image, video_info
 from .manifest import Manifest, Sample
 from .sampling import clip_spans_seconds, sample_clip_indices
 from .transforms import clip_transform
@@ -32,7 +32,22 @@ def load_clips(
     training: bool,
     rng: np.random.Generator | None,
 ) -> tuple[torch.Tensor, list[tuple[float, float]]]:
-    """Decode ``num_clips`` clips of one video. Returns (N, T, 3, S, S) uint8 and each clip's (start, end) s."""
+    """Decode ``num_clips`` clips of one video. Returns (N, T, 3, S, S) uint8 and each clip's (start, end) s.
+
+    A still image (``sample.image`` or an image file) is a one-frame video: every clip repeats it, and
+    at train time each clip still gets its own crop and flip.
+    """
+    if sample.image is not None or (sample.video is not None and is_image_path(sample.video)):
+        image = np.asarray(sample.image) if sample.image is not None else read_image(sample.video)
+        if image.ndim == 2:
+            image = np.repeat(image[:, :, None], 3, axis=2)  # (H, W) grey -> (H, W, 3)
+        frames = np.broadcast_to(image, (num_clips, cfg.num_frames, *image.shape))  # -> (N, T, H, W, 3)
+        clips = torch.stack([
+            clip_transform(c, cfg.frame_size, training and cfg.augment, rng, cfg.crop_scale_min, cfg.hflip,
+                           cfg.pad)
+            for c in frames
+        ])  # N x (T, 3, S, S) -> (N, T, 3, S, S)
+        return clips, [(0.0, 0.0)] * num_clips
     reader = open_video(sample.video)
     info = video_info(reader, sample.video)
     first = 0
@@ -54,11 +69,18 @@ def load_clips(
     frames = read_frames(reader, indices, sample.video)  # (N, T, H, W, 3)
     clips = torch.stack(
         [
-            clip_transform(c, cfg.frame_size, training and cfg.augment, rng, cfg.crop_scale_min, cfg.hflip)
+            clip_transform(c, cfg.frame_size, training and cfg.augment, rng, cfg.crop_scale_min, cfg.hflip,
+                           cfg.pad)
             for c in frames
         ]
     )  # N x (T, 3, S, S) -> (N, T, 3, S, S)
     return clips, clip_spans_seconds(indices, info.fps)
+
+
+def sample_target(sample: Sample, task: str):
+    """The annotation the task trains on: class id, list of class ids, per-head ids, or a value."""
+    return {"single_label": sample.label, "multilabel": sample.labels, "multitask": sample.task_labels,
+            "regression": sample.target}[task]
 
 
 class VideoTextDataset(Dataset):
@@ -79,7 +101,7 @@ class VideoTextDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         sample = self.samples[index]
         item = {"index": index, "text": sample.text if self.cfg.use_text else "", "source": sample.source}
-        item["label"] = sample.labels if self.cfg.multilabel else sample.label
+        item["label"] = sample_target(sample, self.cfg.task)
         if not self.cfg.use_video:
             return item
         rng = np.random.default_rng([self.seed, self.epoch, index]) if self.training else None
@@ -97,7 +119,7 @@ class Collator:
     tokenizer: object
     max_text_len: int
     num_labels: int
-    multilabel: bool = False
+    task: str = "single_label"
 
     def __call__(self, items: list[dict]) -> dict:
         skipped = [(it["source"], it["error"]) for it in items if "error" in it]
@@ -121,11 +143,13 @@ class Collator:
             batch["spans"] = [it["spans"] for it in items]
         labels = [it["label"] for it in items]
         if all(lab is not None for lab in labels):
-            if self.multilabel:
+            if self.task == "multilabel":
                 target = torch.zeros(len(items), self.num_labels)
                 for row, idx in enumerate(labels):
                     target[row, idx] = 1.0
                 batch["labels"] = target  # (B, K) multi-hot
+            elif self.task == "regression":
+                batch["labels"] = torch.tensor(labels, dtype=torch.float32)  # (B,)
             else:
-                batch["labels"] = torch.tensor(labels, dtype=torch.long)  # (B,)
+                batch["labels"] = torch.tensor(labels, dtype=torch.long)  # (B,), or (B, H) for multitask
         return batch

@@ -8,6 +8,26 @@ from dataclasses import dataclass
 import numpy as np
 
 DEFAULT_FPS = 25.0
+# Still images are read as one-frame videos (FER2013, image folders, COCO / Visual Genome pretraining).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def is_image_path(path: str | os.PathLike) -> bool:
+    return os.fspath(path).lower().endswith(IMAGE_SUFFIXES)
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """An image file as (H, W, 3) uint8 RGB; VideoDecodeError naming the file if it cannot be read."""
+    from PIL import Image
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise VideoDecodeError(f"{path}: file not found")
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("RGB"))
+    except Exception as e:  # PIL raises UnidentifiedImageError, OSError, SyntaxError for broken files
+        raise VideoDecodeError(f"{path}: cannot read image ({_short(e)})") from None
 
 
 class VideoDecodeError(RuntimeError):

@@ -50,23 +50,38 @@ def collect_clip_logits(model, loader, accelerator=None, progress: bool = True, 
     }
 
 
-def reports_for_aggregations(clip_logits: torch.Tensor, labels: torch.Tensor, label_names, multilabel: bool = False,
+# Validation metric chosen by default for each task; the ones in LOWER_IS_BETTER are minimised.
+DEFAULT_SELECT_METRIC = {"single_label": "macro_f1", "multilabel": "macro_f1", "multitask": "mean_macro_f1",
+                         "regression": "mae"}
+LOWER_IS_BETTER = {"mae", "loss"}
+
+
+def task_report(logits: torch.Tensor, labels: torch.Tensor, data) -> dict:
+    """The report of one task kind from aggregated logits (S, K_out) and the labels the collator made."""
+    task = data.task
+    if task == "multilabel":
+        return multilabel_report(labels.numpy(), torch.sigmoid(logits).numpy(), list(data.labels))
+    if task == "regression":
+        from .metrics import regression_report
+
+        return regression_report(labels.numpy(), logits[:, 0].numpy())
+    if task == "multitask":
+        from .metrics import multitask_report
+
+        pred = logits.reshape(len(logits), len(data.heads), len(data.labels)).argmax(-1)  # (S, H*K) -> (S, H, K) -> (S, H)
+        return multitask_report(labels.numpy(), pred.numpy(), list(data.heads), list(data.labels))
+    return classification_report(labels.numpy(), logits.argmax(-1).numpy(), list(data.labels)).to_dict()
+
+
+def reports_for_aggregations(clip_logits: torch.Tensor, labels: torch.Tensor, data,
                              aggregations=AGGREGATIONS) -> dict:
-    """{aggregation: report dict} from the same clip logits."""
-    out = {}
-    for how in aggregations:
-        logits = aggregate_clip_logits(clip_logits, how)  # (S, N, K) -> (S, K)
-        if multilabel:
-            out[how] = multilabel_report(labels.numpy(), torch.sigmoid(logits).numpy(), list(label_names))
-        else:
-            out[how] = classification_report(labels.numpy(), logits.argmax(-1).numpy(), list(label_names)).to_dict()
-    return out
+    """{aggregation: report dict} from the same clip logits; ``data`` is the run's DataConfig."""
+    return {how: task_report(aggregate_clip_logits(clip_logits, how), labels, data) for how in aggregations}
 
 
-def mean_loss(clip_logits: torch.Tensor, labels: torch.Tensor, how: str, multilabel: bool) -> float:
-    from ..models.aggregation import classification_loss
-
-    return float(classification_loss(aggregate_clip_logits(clip_logits, how), labels, multilabel))
+def mean_loss(model, clip_logits: torch.Tensor, labels: torch.Tensor, how: str) -> float:
+    """The model's own training loss on aggregated validation logits."""
+    return float(model.loss(aggregate_clip_logits(clip_logits, how), labels))
 
 
 def class_probabilities(logits: torch.Tensor, multilabel: bool) -> np.ndarray:

@@ -14,7 +14,7 @@ import torch.nn as nn
 from einops import rearrange, repeat
 
 from ..config import ModelConfig
-from .aggregation import aggregate_clip_logits, classification_loss
+from .aggregation import aggregate_clip_logits, task_loss
 from .fusion import ClassifierHead, FusionTransformer, make_bert_config
 from .outputs import ClipBertOutput
 from .visual import VisualEncoder
@@ -22,17 +22,23 @@ from .visual import VisualEncoder
 
 class ClipBertForEmotion(nn.Module):
     def __init__(self, cfg: ModelConfig, num_labels: int, vocab_size: int, use_video: bool = True,
-                 multilabel: bool = False, pad_token_id: int = 0, pretrained: bool = True):
-        """``pretrained=False`` skips loading the backbone's pretrained weights, for when a checkpoint
-        is loaded next anyway."""
+                 task: str = "single_label", num_heads: int = 1, pad_token_id: int = 0, pretrained: bool = True):
+        """``num_labels`` is the classifier's output width (``DataConfig.num_outputs``: K, heads x K for
+        multitask, 1 for regression). ``pretrained=False`` skips loading the backbone's pretrained
+        weights, for when a checkpoint is loaded next anyway."""
         super().__init__()
         self.cfg = cfg
         self.num_labels = num_labels
-        self.multilabel = multilabel
+        self.task = task
+        self.num_heads = num_heads
+        self.loss_kind = "ce"
+        self.focal_gamma = 2.0
+        # Derived from the training split at the start of each run, so not part of the checkpoint.
+        self.register_buffer("class_weights", None, persistent=False)
         self.cnn = (
             VisualEncoder(cfg.backbone, cfg.backbone_stages, cfg.hidden_size, cfg.temporal_fusion,
                           cfg.pixel_mean, cfg.pixel_std, pretrained and cfg.pretrained,
-                          cfg.backbone_weights if pretrained else "")
+                          cfg.backbone_weights if pretrained else "", channel_order=cfg.channel_order)
             if use_video else None
         )
         bert_cfg = make_bert_config(cfg.hidden_size, cfg.num_layers, cfg.num_heads, cfg.intermediate_size,
@@ -78,12 +84,27 @@ class ClipBertForEmotion(nn.Module):
         logits = aggregate_clip_logits(clip_logits, how)
         loss = loss_aux = None
         if labels is not None:
-            loss = classification_loss(logits, labels, self.multilabel)
+            loss = self.loss(logits, labels)
             if self.visual_aux is not None and self.training and grids is not None:
                 aux_clip = self.visual_aux(grids.mean(dim=(-2, -1)))  # (B, N, D, h, w) -> (B, N, K)
-                loss_aux = classification_loss(aggregate_clip_logits(aux_clip, how), labels, self.multilabel)
+                loss_aux = self.loss(aggregate_clip_logits(aux_clip, how), labels)
                 loss = loss + self.cfg.visual_aux_weight * loss_aux
         return ClipBertOutput(loss=loss, logits=logits, clip_logits=clip_logits, loss_visual_aux=loss_aux)
+
+    @property
+    def multilabel(self) -> bool:
+        return self.task == "multilabel"
+
+    def set_loss(self, kind: str = "ce", class_weights: torch.Tensor | None = None, gamma: float = 2.0) -> None:
+        """Choose the class-imbalance treatment (TrainConfig.loss); weights are (K,) or (H, K) for multitask."""
+        self.loss_kind = kind
+        self.focal_gamma = gamma
+        self.class_weights = class_weights
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Training loss of aggregated logits (B, K_out) for this model's task."""
+        return task_loss(logits, labels, self.task, self.num_heads, self.loss_kind, self.class_weights,
+                         self.focal_gamma)
 
     def enable_gradient_checkpointing(self) -> None:
         """Trade compute for memory: recompute ResNet stages and BERT layers in the backward pass."""

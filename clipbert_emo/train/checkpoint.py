@@ -39,11 +39,17 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, cfg: Experi
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        state, seen = {}, set()
+        for k, v in model.state_dict().items():
+            v = v.detach().contiguous().cpu()
+            # safetensors refuses tensors that share memory (the MLM decoder is tied to the word
+            # embeddings); the copy is stored twice, as ClipBERT's own checkpoint does.
+            state[k] = v.clone() if v.data_ptr() in seen else v
+            seen.add(v.data_ptr())
         save_file(state, str(tmp / WEIGHTS))
         save_config(cfg, tmp / CONFIG)
         tokenizer.save_pretrained(str(tmp / TOKENIZER))
-        info = {"num_labels": model.num_labels, "vocab_size": model.transformer.config.vocab_size,
+        info = {"num_labels": getattr(model, "num_labels", 0), "vocab_size": model.transformer.config.vocab_size,
                 "uses_video": model.uses_video, **(meta or {})}
         (tmp / META).write_text(json.dumps(info, indent=2, default=str))
         if training_state is not None:
@@ -82,7 +88,8 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     cfg, meta = read_checkpoint_config(path)
     tokenizer = load_tokenizer(path / TOKENIZER)
     model = ClipBertForEmotion(cfg.model, meta["num_labels"], meta["vocab_size"], use_video=meta["uses_video"],
-                               multilabel=cfg.data.multilabel, pad_token_id=tokenizer.pad_token_id or 0, pretrained=False)
+                               task=cfg.data.task, num_heads=max(1, len(cfg.data.heads)),
+                               pad_token_id=tokenizer.pad_token_id or 0, pretrained=False)
     load_weights(model, path / WEIGHTS, strict=True)
     return model.to(device).eval(), cfg, tokenizer
 

@@ -9,7 +9,7 @@ from ..eval.inference import collect_clip_logits, reports_for_aggregations
 from ..eval.plots import plot_confusion_matrix
 from ..eval.report import format_classification_report, write_json
 from ..models.aggregation import AGGREGATIONS
-from .builders import load_manifest, make_loader
+from .builders import load_manifest, load_split, make_loader
 from .checkpoint import load_checkpoint
 
 
@@ -17,6 +17,9 @@ def evaluate(checkpoint: str | Path, manifest: str, out_dir: str | Path | None =
              aggregations=AGGREGATIONS, batch_size: int | None = None, accelerator=None, progress: bool = True,
              print_report: bool = False) -> dict:
     """Score ``manifest`` with the checkpoint at N_test = ``num_clips`` (default: the config's).
+
+    ``manifest`` is a manifest file, or a split name (train | val | test) of the checkpoint's own data
+    config, which is how benchmark releases read from data.root are evaluated.
 
     Returns {"n_test", "eval_seconds", "num_samples", "skipped", "reports": {aggregation: report}}; with
     ``out_dir`` also writes eval_metrics.json and confusion_matrix.png (for the training aggregation).
@@ -26,14 +29,13 @@ def evaluate(checkpoint: str | Path, manifest: str, out_dir: str | Path | None =
     accelerator = accelerator or Accelerator(cpu=not __import__("torch").cuda.is_available())
     model, cfg, tokenizer = load_checkpoint(checkpoint, accelerator.device)
     n_test = num_clips or cfg.data.num_clips_test
-    m = load_manifest(manifest, cfg.data)
+    m = load_manifest(manifest, cfg.data) if manifest not in ("train", "val", "test") else load_split(cfg.data, manifest)
     loader = make_loader(m, cfg.data, tokenizer, False, batch_size or cfg.train.eval_batch_size, cfg.train.seed,
                          num_clips=n_test)
     loader = accelerator.prepare(loader)
     start = time.time()
     res = collect_clip_logits(model, loader, accelerator, progress=progress, desc=f"eval N_test={n_test}")
-    reports = reports_for_aggregations(res["clip_logits"], res["labels"], cfg.data.labels, cfg.data.multilabel,
-                                       aggregations)
+    reports = reports_for_aggregations(res["clip_logits"], res["labels"], cfg.data, aggregations)
     result = {"checkpoint": str(checkpoint), "manifest": str(manifest), "n_test": n_test if model.uses_video else 1,
               "eval_seconds": time.time() - start, "num_samples": int(res["clip_logits"].shape[0]),
               "skipped": [list(s) for s in list(m.skipped) + res["skipped"]], "reports": reports}
@@ -42,10 +44,10 @@ def evaluate(checkpoint: str | Path, manifest: str, out_dir: str | Path | None =
         if out_dir is not None:
             out_dir = Path(out_dir)
             write_json(out_dir / "eval_metrics.json", result)
-            if not cfg.data.multilabel:
+            if cfg.data.task == "single_label":
                 plot_confusion_matrix(reports[primary]["confusion"], cfg.data.labels, out_dir / "confusion_matrix.png",
                                       title=f"{Path(manifest).name}: N_test={n_test}, {primary}")
-        if print_report and not cfg.data.multilabel:
+        if print_report and cfg.data.task == "single_label":
             from ..eval.metrics import ClassificationReport
 
             for how, rep in reports.items():

@@ -18,11 +18,12 @@ from tqdm.auto import tqdm
 
 from ..config import ExperimentConfig, save_config
 from ..data.text import build_wordpiece_tokenizer, load_tokenizer
-from ..eval.inference import collect_clip_logits, mean_loss, reports_for_aggregations
+from ..eval.inference import (DEFAULT_SELECT_METRIC, LOWER_IS_BETTER, collect_clip_logits, mean_loss,
+                              reports_for_aggregations)
 from ..eval.plots import plot_learning_curves
 from ..eval.report import write_json
 from ..models.clipbert import ClipBertForEmotion
-from .builders import load_manifest, make_loader
+from .builders import class_counts, has_split, load_split, make_loader, make_train_sampler, stratified_subset
 from .checkpoint import TOKENIZER, TRAINING_STATE, WEIGHTS, load_training_state, load_weights, save_checkpoint
 from .optim import build_optimizer, warmup_linear_decay
 
@@ -70,17 +71,25 @@ def finetune(cfg: ExperimentConfig, progress: bool = True) -> dict:
     main = accelerator.is_main_process
 
     data = cfg.data
-    if not data.train_manifest:
-        raise ValueError("data.train_manifest is not set")
-    train_m = load_manifest(data.train_manifest, data)
-    val_m = load_manifest(data.val_manifest, data) if data.val_manifest else None
+    train_m = stratified_subset(load_split(data, "train"), data.train_fraction, cfg.train.seed, data.task)
+    val_m = load_split(data, "val") if has_split(data, "val") else None
     tokenizer = _tokenizer_for(cfg, [s.text for s in train_m.samples], out_dir, accelerator)
 
     last_dir = out_dir / "last"
     resuming = cfg.train.resume and (last_dir / TRAINING_STATE).exists()
-    model = ClipBertForEmotion(cfg.model, len(data.labels), len(tokenizer), use_video=data.use_video,
-                               multilabel=data.multilabel, pad_token_id=tokenizer.pad_token_id or 0,
-                               pretrained=not resuming)
+    model = ClipBertForEmotion(cfg.model, data.num_outputs, len(tokenizer), use_video=data.use_video,
+                               task=data.task, num_heads=max(1, len(data.heads)),
+                               pad_token_id=tokenizer.pad_token_id or 0, pretrained=not resuming)
+    class_weights = None
+    if cfg.train.loss == "weighted_ce":
+        from ..models.losses import class_weights_from_counts
+
+        counts = class_counts(train_m, data)
+        class_weights = (torch.stack([class_weights_from_counts(c.tolist()) for c in counts])
+                         if counts.ndim == 2 else class_weights_from_counts(counts.tolist()))
+        if main:
+            logger.info("class weights from the training split: %s", class_weights.tolist())
+    model.set_loss(cfg.train.loss, class_weights, cfg.train.focal_gamma)
     if resuming:
         load_weights(model, last_dir / WEIGHTS, strict=True)
     elif cfg.train.init_checkpoint:
@@ -92,7 +101,9 @@ def finetune(cfg: ExperimentConfig, progress: bool = True) -> dict:
     if cfg.train.gradient_checkpointing:
         model.enable_gradient_checkpointing()
 
-    train_loader = make_loader(train_m, data, tokenizer, True, cfg.train.batch_size, cfg.train.seed)
+    train_loader = make_loader(train_m, data, tokenizer, True, cfg.train.batch_size, cfg.train.seed,
+                               sampler=make_train_sampler(train_m, data, cfg.train.sampler, cfg.train.seed,
+                                                          cfg.train.balance_head))
     val_loader = (make_loader(val_m, data, tokenizer, False, cfg.train.eval_batch_size, cfg.train.seed,
                               num_clips=cfg.train.val_num_clips) if val_m else None)
     steps_per_epoch = math.ceil(len(train_loader) / (cfg.train.grad_accum_steps * accelerator.num_processes))
@@ -109,7 +120,9 @@ def finetune(cfg: ExperimentConfig, progress: bool = True) -> dict:
     history: list[dict] = []
     step_losses: list[float] = []
     skipped: list = list(train_m.skipped) + (list(val_m.skipped) if val_m else [])
-    best = {"epoch": 0, "val_macro_f1": -1.0}
+    select = cfg.train.select_metric or DEFAULT_SELECT_METRIC[data.task]
+    sign = -1.0 if select in LOWER_IS_BETTER else 1.0  # best = highest sign * metric
+    best = {"epoch": 0, "metric": select, "score": -math.inf, "value": None}
     step = micro_step = 0
     first_epoch, batches_done = 1, 0
     if resuming:
@@ -187,20 +200,26 @@ def finetune(cfg: ExperimentConfig, progress: bool = True) -> dict:
         if val_loader is not None:
             res = collect_clip_logits(model, val_loader, accelerator, progress=progress, desc="val")
             agg = cfg.model.aggregation
-            rep = reports_for_aggregations(res["clip_logits"], res["labels"], data.labels, data.multilabel, [agg])[agg]
-            entry["val_loss"] = mean_loss(res["clip_logits"], res["labels"], agg, data.multilabel)
-            entry["val_macro_f1"] = rep["macro_f1"]
-            if "accuracy" in rep:
-                entry["val_accuracy"] = rep["accuracy"]
+            rep = reports_for_aggregations(res["clip_logits"], res["labels"], data, [agg])[agg]
+            entry["val_loss"] = mean_loss(accelerator.unwrap_model(model), res["clip_logits"], res["labels"], agg)
+            for key in ("macro_f1", "weighted_f1", "accuracy", "mean_macro_f1", "mean_accuracy", "mae", "corr",
+                        "acc2", "acc7", "micro_f1"):
+                if key in rep:
+                    entry[f"val_{key}"] = rep[key]
+            if select != "loss" and select not in rep:
+                raise ValueError(f"train.select_metric={select}: the {data.task} validation report has no such "
+                                 f"metric; choose one of {', '.join(k for k, v in rep.items() if isinstance(v, float))}")
+            entry["val_" + select] = rep[select] if select != "loss" else entry["val_loss"]
             skipped.extend(res["skipped"])
         history.append(entry)
-        score = entry.get("val_macro_f1", -entry["train_loss"])
+        value = entry.get("val_" + select, entry["train_loss"])
+        score = sign * value if val_loader is not None else -entry["train_loss"]
         if main:
             logger.info("epoch %d: %s", epoch, {k: round(v, 4) if isinstance(v, float) else v for k, v in entry.items()})
-            if score > best["val_macro_f1"] or val_loader is None:
-                best = {"epoch": epoch, "val_macro_f1": score}
+            if score > best["score"] or val_loader is None:
+                best = {"epoch": epoch, "metric": select, "score": score, "value": value}
                 save_checkpoint(out_dir / "checkpoint", accelerator.unwrap_model(model), cfg, tokenizer,
-                                {"epoch": epoch, "step": step, "val_macro_f1": entry.get("val_macro_f1")})
+                                {"epoch": epoch, "step": step, "select_metric": select, "val_" + select: value})
             plot_learning_curves(history, out_dir / "learning_curves.png")
             save_last(epoch + 1, 0)
         accelerator.wait_for_everyone()
@@ -214,15 +233,16 @@ def finetune(cfg: ExperimentConfig, progress: bool = True) -> dict:
     rank_checksums = accelerator.gather(checksum.reshape(1).to(accelerator.device)).cpu().tolist()
     metrics = {"name": cfg.name, "history": history, "best_epoch": best["epoch"],
                "num_processes": accelerator.num_processes, "rank_param_checksums": rank_checksums,
-               "best_val_macro_f1": best["val_macro_f1"] if val_loader is not None else None,
+               "select_metric": select, "best_val_score": best["value"] if val_loader is not None else None,
+               "best_val_macro_f1": next((h.get("val_macro_f1") for h in history if h["epoch"] == best["epoch"]), None),
                "train_seconds": train_seconds, "steps": step, "step_losses": step_losses,
                "checkpoint": str(out_dir / "checkpoint"),
                "skipped": [list(s) for s in skipped]}
-    if data.test_manifest:
+    if has_split(data, "test"):
         from .evaluate import evaluate
 
         accelerator.wait_for_everyone()
-        metrics["test"] = evaluate(out_dir / "checkpoint", data.test_manifest, out_dir, accelerator=accelerator,
+        metrics["test"] = evaluate(out_dir / "checkpoint", "test", out_dir, accelerator=accelerator,
                                    progress=progress)
     if main:
         write_json(out_dir / "metrics.json", metrics)
