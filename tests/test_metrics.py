@@ -8,6 +8,8 @@ from clipbert_emo.eval.metrics import (
     classification_report,
     confusion_matrix,
     multilabel_report,
+    multitask_report,
+    regression_report,
 )
 from clipbert_emo.eval.report import (
     format_classification_report,
@@ -207,3 +209,190 @@ def test_write_json_atomic(tmp_path):
     # A failed write leaves the previous file intact and no temp files behind.
     assert json.loads(path.read_text()) == {"v": 2}
     assert sorted(p.name for p in path.parent.iterdir()) == ["metrics.json"]
+
+
+# ---------------------------------------------------------------------------
+# multilabel weighted accuracy (CMU-MOSEI emotion metric)
+
+
+def test_multilabel_weighted_accuracy_hand_example():
+    # label a: true [1,1,0,0,0,0] pred [1,0,1,0,0,0]: P=2 N=4 TP=1 TN=3
+    #   WA = (1*4/2 + 3) / 8 = 5/8 (= mean of recall 1/2 and specificity 3/4)
+    # label b: no positives, pred one false alarm: P=0 -> TP*N/P term = 0, TN=5 N=6
+    #   WA = 5/12
+    # label c: all positive (N=0) -> WA = 0 by convention
+    # mean = (5/8 + 5/12 + 0) / 3 = 25/72
+    y_true = np.array([[1, 0, 1], [1, 0, 1], [0, 0, 1], [0, 0, 1], [0, 0, 1], [0, 0, 1]])
+    y_pred = np.array([[1, 0, 1], [0, 0, 1], [1, 0, 1], [0, 0, 1], [0, 0, 1], [0, 1, 1]])
+    rep = multilabel_report(y_true, y_pred, ["a", "b", "c"])
+    was = [r["weighted_accuracy"] for r in rep["per_label"]]
+    assert was == pytest.approx([5 / 8, 5 / 12, 0.0])
+    assert rep["mean_weighted_accuracy"] == pytest.approx(25 / 72)
+    # the old keys are all still there
+    for key in ("threshold", "per_label", "micro_precision", "micro_recall", "micro_f1", "macro_f1",
+                "subset_accuracy", "labels"):
+        assert key in rep
+    assert all("f1" in r for r in rep["per_label"])
+    json.dumps(rep)
+
+
+def test_multilabel_weighted_accuracy_always_absent_is_half():
+    # Predicting "absent" everywhere: recall 0, specificity 1 -> WA = 0.5 however rare the label.
+    y_true = np.zeros((10, 1), dtype=int)
+    y_true[0, 0] = 1
+    rep = multilabel_report(y_true, np.zeros((10, 1)), ["x"])
+    assert rep["per_label"][0]["weighted_accuracy"] == pytest.approx(0.5)
+
+
+def test_multilabel_empty_has_finite_weighted_accuracy():
+    rep = multilabel_report(np.zeros((0, 2)), np.zeros((0, 2)), ["a", "b"])
+    assert rep["mean_weighted_accuracy"] == 0.0
+    assert [r["weighted_accuracy"] for r in rep["per_label"]] == [0.0, 0.0]
+
+
+# ---------------------------------------------------------------------------
+# multitask
+
+
+def test_multitask_report_hand_example():
+    # head eng, rows 0..2 labelled: true [0,1,1] pred [0,0,1] -> acc 2/3;
+    #   class0 TP1 FP1 FN0 -> F1 2/3; class1 TP1 FP0 FN1 -> F1 2/3; macro = weighted = 2/3
+    # head bor, rows 0 and 2 labelled: true [1,0] pred [1,1] -> acc 1/2;
+    #   class0 F1 0; class1 P 1/2 R 1 -> F1 2/3; macro 1/3; weighted (0 + 2/3)/2 = 1/3
+    # predictions where the truth is -1 are ignored, whatever they are.
+    y_true = np.array([[0, 1], [1, -1], [1, 0], [-1, -1]])
+    y_pred = np.array([[0, 1], [0, 1], [1, 1], [1, 0]])
+    rep = multitask_report(y_true, y_pred, ["eng", "bor"], ["low", "high"])
+    assert rep["heads"]["eng"]["accuracy"] == pytest.approx(2 / 3)
+    assert rep["heads"]["eng"]["macro_f1"] == pytest.approx(2 / 3)
+    assert rep["heads"]["bor"]["accuracy"] == pytest.approx(1 / 2)
+    assert rep["heads"]["bor"]["macro_f1"] == pytest.approx(1 / 3)
+    assert rep["heads"]["bor"]["weighted_f1"] == pytest.approx(1 / 3)
+    assert rep["heads"]["bor"]["confusion"] == [[0, 1], [0, 1]]
+    assert rep["num_labelled"] == {"eng": 3, "bor": 2}
+    assert rep["mean_accuracy"] == pytest.approx(7 / 12)
+    assert rep["mean_macro_f1"] == pytest.approx(1 / 2)
+    assert rep["mean_weighted_f1"] == pytest.approx(1 / 2)
+    assert rep["heads"]["eng"] == classification_report([0, 1, 1], [0, 0, 1], ["low", "high"]).to_dict()
+    json.dumps(rep)
+
+
+def test_multitask_report_unlabelled_head_counts_as_zero():
+    y_true = np.array([[0, -1], [1, -1]])
+    y_pred = np.array([[0, 0], [1, 0]])
+    rep = multitask_report(y_true, y_pred, ["a", "b"], ["x", "y"])
+    assert rep["heads"]["a"]["accuracy"] == 1.0
+    assert rep["heads"]["b"]["accuracy"] == 0.0
+    assert rep["mean_accuracy"] == pytest.approx(0.5)
+    assert rep["mean_macro_f1"] == pytest.approx(0.5)
+
+
+def test_multitask_report_per_head_labels_and_errors():
+    rep = multitask_report([[0, 2]], [[0, 2]], ["a", "b"], [["n", "p"], ["x", "y", "z"]])
+    assert rep["heads"]["b"]["labels"] == ["x", "y", "z"]
+    with pytest.raises(ValueError, match="shape mismatch"):
+        multitask_report([[0, 1]], [[0, 1], [1, 1]], ["a", "b"], ["n", "p"])
+    with pytest.raises(ValueError, match="columns"):
+        multitask_report([[0, 1]], [[0, 1]], ["a"], ["n", "p"])
+    with pytest.raises(ValueError, match="outside"):
+        multitask_report([[0, 1]], [[0, 5]], ["a", "b"], ["n", "p"])
+
+
+# ---------------------------------------------------------------------------
+# regression (MOSI / MOSEI / CH-SIMS)
+
+# Worked by hand:
+#   y_true = [-2.4, -0.6,  0.0, 0.8, 2.6, 1.4]
+#   y_pred = [-1.6,  0.4, -0.2, 1.5, 2.4, 0.0]
+# mae = (0.8 + 1.0 + 0.2 + 0.7 + 0.2 + 1.4) / 6 = 4.3 / 6
+# has0 (>= 0 non-negative): true [N,N,P,P,P,P] pred [N,P,N,P,P,P] -> acc 4/6
+#   neg: TP1 FP1 FN1 -> F1 1/2 (support 2); pos: TP3 FP1 FN1 -> F1 3/4 (support 4)
+#   weighted F1 = (2*1/2 + 4*3/4) / 6 = 2/3
+# non0 (drop the true 0; pred 0.0 counts as negative): true [N,N,P,P,P] pred [N,P,P,P,N] -> acc 3/5
+#   neg: TP1 FP1 FN1 -> 1/2 (support 2); pos: TP2 FP1 FN1 -> 2/3 (support 3)
+#   weighted F1 = (2*1/2 + 3*2/3) / 5 = 3/5
+# acc7: round(clip(.,-3,3)): true [-2,-1,0,1,3,1] pred [-2,0,0,2,2,0] -> 2/6
+# acc5: round(clip(.,-2,2)): true [-2,-1,0,1,2,1] pred [-2,0,0,2,2,0] -> 3/6
+REG_TRUE = [-2.4, -0.6, 0.0, 0.8, 2.6, 1.4]
+REG_PRED = [-1.6, 0.4, -0.2, 1.5, 2.4, 0.0]
+
+
+def test_regression_report_mosi_hand_example():
+    rep = regression_report(REG_TRUE, REG_PRED)
+    assert rep["mae"] == pytest.approx(4.3 / 6)
+    assert rep["acc2_has0"] == pytest.approx(4 / 6)
+    assert rep["f1_has0"] == pytest.approx(2 / 3)
+    assert rep["acc2_non0"] == pytest.approx(3 / 5)
+    assert rep["f1_non0"] == pytest.approx(3 / 5)
+    assert rep["acc2"] == rep["acc2_non0"] and rep["f1"] == rep["f1_non0"]
+    assert rep["acc7"] == pytest.approx(2 / 6)
+    assert rep["acc5"] == pytest.approx(3 / 6)
+    assert rep["num_samples"] == 6
+    assert rep["corr"] == pytest.approx(np.corrcoef(REG_TRUE, REG_PRED)[0, 1])
+    assert "acc3" not in rep
+    json.dumps(rep)
+
+
+def test_regression_report_matches_sklearn_weighted_f1():
+    sk = pytest.importorskip("sklearn.metrics")
+    t, p = np.array(REG_TRUE), np.array(REG_PRED)
+    rep = regression_report(t, p)
+    assert rep["f1_has0"] == pytest.approx(sk.f1_score(t >= 0, p >= 0, average="weighted"))
+    nz = t != 0
+    assert rep["f1_non0"] == pytest.approx(sk.f1_score(t[nz] > 0, p[nz] > 0, average="weighted"))
+
+
+def test_regression_corr_hand_values_and_constant():
+    # da = [-1,0,1], db = [-1,1,0]: sum(da*db) = 1, sqrt(2*2) = 2 -> 0.5
+    assert regression_report([1, 2, 3], [1, 3, 2])["corr"] == pytest.approx(0.5)
+    assert regression_report([1, 2, 3], [2, 4, 6])["corr"] == pytest.approx(1.0)
+    assert regression_report([1, 2, 3], [3, 2, 1])["corr"] == pytest.approx(-1.0)
+    assert regression_report([1, 2, 3], [0.5, 0.5, 0.5])["corr"] == 0.0
+    assert regression_report([1.0], [2.0])["corr"] == 0.0
+
+
+def test_regression_rounding_is_half_to_even_like_mmsa():
+    # np.round: 0.5 -> 0, 1.5 -> 2, -2.5 -> -2
+    rep = regression_report([0.5, 1.5, -2.5], [0.0, 2.0, -2.0])
+    assert rep["acc7"] == 1.0
+    assert rep["acc5"] == 1.0
+
+
+def test_regression_report_empty_all_true_zero_and_shapes():
+    rep = regression_report([], [])
+    assert rep["num_samples"] == 0
+    assert all(v == 0 for v in rep.values())
+    # every true value is 0: non0 metrics have no samples -> 0, has0 still defined
+    rep = regression_report([0.0, 0.0], [0.3, -0.3])
+    assert rep["acc2_non0"] == 0.0 and rep["f1_non0"] == 0.0
+    assert rep["acc2_has0"] == pytest.approx(0.5)
+    # (N, 1) head outputs are accepted
+    rep = regression_report(np.array(REG_TRUE), np.array(REG_PRED)[:, None])
+    assert rep["mae"] == pytest.approx(4.3 / 6)
+    for v in rep.values():
+        assert np.isfinite(v)
+    with pytest.raises(ValueError, match="length mismatch"):
+        regression_report([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError, match="non-finite"):
+        regression_report([1.0, 2.0], [1.0, float("nan")])
+    with pytest.raises(ValueError, match="scale"):
+        regression_report([1.0], [1.0], scale="mosei")
+
+
+def test_regression_report_sims_hand_example():
+    # clip to [-1, 1]: pred 1.3 -> 1.0
+    # acc3 bins [-1,-0.1] (-0.1,0.1] (0.1,1]:
+    #   true [0,0,0,1,1,2,2,2] pred [0,1,0,1,2,2,2,2] -> 6/8
+    # acc5 bins [-1,-0.7] (-0.7,-0.1] (-0.1,0.1] (0.1,0.7] (0.7,1]:
+    #   true [0,1,1,2,2,3,4,4] pred [0,2,1,2,3,3,4,3] -> 5/8
+    # mae = (0.15+0.35+0.1+0.1+0.15+0.35+0.2+0.31) / 8 = 1.71 / 8
+    t = [-0.9, -0.4, -0.1, 0.0, 0.05, 0.3, 0.8, 1.0]
+    p = [-0.75, -0.05, -0.2, 0.1, 0.2, 0.65, 1.3, 0.69]
+    rep = regression_report(t, p, scale="sims")
+    assert rep["acc3"] == pytest.approx(6 / 8)
+    assert rep["acc5"] == pytest.approx(5 / 8)
+    assert rep["mae"] == pytest.approx(1.71 / 8)
+    # signs all agree -> binary metrics are perfect in both conventions
+    assert rep["acc2_has0"] == 1.0 and rep["acc2_non0"] == 1.0 and rep["f1"] == 1.0
+    assert "acc7" not in rep
+    assert rep["num_samples"] == 8

@@ -1,0 +1,73 @@
+"""Samplers that rebalance skewed training splits.
+
+Same resume contract as :class:`clipbert_emo.train.builders.EpochShuffleSampler`:
+epoch e's order is a pure function of (seed, e), and ``set_position(epoch, skip)``
+drops the first ``skip`` indices of that order, so a run resumed mid-epoch sees
+exactly the batches an uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch.utils.data import Sampler
+
+__all__ = ["ClassBalancedSampler"]
+
+
+class ClassBalancedSampler(Sampler[int]):
+    """Draws ``num_samples`` indices per epoch, with replacement, so that every class is equally likely.
+
+    Sample ``i`` is drawn with probability proportional to ``1 / count(labels[i])``,
+    so each class that occurs in ``labels`` gets the same total probability
+    ``1 / C`` (C = number of distinct labels present). A class with no sample in
+    ``labels`` simply cannot be drawn: there is nothing to oversample, and the
+    remaining classes share the probability equally. Every distinct value is a
+    class, including a placeholder such as ``-1`` for "not annotated" (used when
+    balancing one head of a multitask set): such samples then form their own
+    group and are still seen, rather than silently dropped.
+
+    ``num_samples`` defaults to ``len(labels)``, so an "epoch" has the usual
+    length; with replacement, a minority sample appears several times in it and
+    some majority samples not at all.
+
+    The draw uses a ``torch.Generator`` seeded from (seed, epoch) only, never
+    global RNG state.
+    """
+
+    def __init__(self, labels: Sequence[int], seed: int, num_samples: int | None = None):
+        labels = list(labels)
+        if not labels:
+            raise ValueError("labels must not be empty")
+        if num_samples is None:
+            num_samples = len(labels)
+        if int(num_samples) != num_samples or num_samples <= 0:
+            raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
+        counts: dict = {}
+        for y in labels:
+            counts[y] = counts.get(y, 0) + 1
+        # float64 keeps 1/count exact enough that classes stay equally weighted for any split size.
+        self.weights = torch.tensor([1.0 / counts[y] for y in labels], dtype=torch.float64)
+        self.class_counts = dict(sorted(counts.items(), key=lambda kv: str(kv[0])))
+        self.num_samples = int(num_samples)
+        self.seed = seed
+        self.epoch = 0
+        self.skip = 0  # samples of this epoch already consumed before a resume
+
+    def set_position(self, epoch: int, skip: int = 0) -> None:
+        # Not named set_epoch on purpose: accelerate calls set_epoch(its own counter) on every
+        # iteration, which would overwrite the epoch and the resume offset.
+        self.epoch = epoch
+        self.skip = skip
+
+    def epoch_indices(self, epoch: int) -> list[int]:
+        """The full order of ``epoch`` (no skip), a pure function of (seed, epoch)."""
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.multinomial(self.weights, self.num_samples, replacement=True, generator=g).tolist()
+
+    def __iter__(self):
+        return iter(self.epoch_indices(self.epoch)[self.skip:])
+
+    def __len__(self) -> int:
+        return self.num_samples
