@@ -2,9 +2,11 @@
 
     clipbert-emo synthemo --out data/synthemo            # generate the built-in benchmark
     clipbert-emo finetune --config configs/synthemo_cpu.yaml train.epochs=5
+    clipbert-emo pretrain --config configs/pretrain_coco_vg.yaml data.root=/data/coco
     clipbert-emo evaluate runs/synthemo_cpu/checkpoint data/synthemo/test.jsonl --n-test 16
     clipbert-emo predict runs/synthemo_cpu/checkpoint my_video.mp4 --text "no way!"
     clipbert-emo demo                                    # what `make demo` runs
+    clipbert-emo convert-clipbert clipbert_image_text_pretrained.pt runs/clipbert_original_init
 """
 
 from __future__ import annotations
@@ -39,10 +41,23 @@ def _cmd_finetune(args) -> int:
     cfg = load_config(args.config, args.overrides + (["train.resume=true"] if args.resume else []))
     metrics = finetune(cfg, progress=not args.quiet)
     print(f"best checkpoint: {metrics['checkpoint']} (epoch {metrics['best_epoch']}, "
-          f"val macro-F1 {metrics['best_val_macro_f1']})")
+          f"val {metrics['select_metric']} {metrics['best_val_score']})")
     if "test" in metrics:
         _print_eval_summary(metrics["test"])
     print(f"run folder: {cfg.train.output_dir} (config.yaml, metrics.json, learning_curves.png, confusion_matrix.png)")
+    return 0
+
+
+def _cmd_pretrain(args) -> int:
+    from .config import load_config
+    from .train.pretrain import pretrain
+
+    cfg = load_config(args.config, args.overrides + (["train.resume=true"] if args.resume else []))
+    metrics = pretrain(cfg, progress=not args.quiet)
+    last = metrics["history"][-1] if metrics["history"] else {}
+    shown = {k: round(v, 4) for k, v in last.items() if k.startswith(("train_loss", "val_")) and isinstance(v, float)}
+    print(f"pretrained on {metrics['train_pairs']} image-text pairs, {metrics['steps']} steps: {shown}")
+    print(f"checkpoint: {metrics['checkpoint']}  (fine-tune from it with train.init_checkpoint={metrics['checkpoint']})")
     return 0
 
 
@@ -88,7 +103,7 @@ def _cmd_predict(args) -> int:
         times = [(c["start"] + c["end"]) / 2 for c in result["clips"]]
         probs = np.array([[c["probabilities"][lab] for lab in predictor.labels] for c in result["clips"]])
         plot_clip_timeline(times, probs, predictor.labels, args.plot, title=Path(args.video).name)
-    if args.json:
+    if args.json or not isinstance(result["prediction"], str):  # regression / multitask: nested values
         print(json.dumps(result, indent=2))
         return 0
     from .eval.report import format_table
@@ -110,6 +125,31 @@ def _cmd_demo(args) -> int:
 
     run_demo(data_dir=args.data, out_dir=args.out, config=args.config, overrides=args.overrides,
              progress=not args.quiet)
+    return 0
+
+
+def _cmd_convert_clipbert(args) -> int:
+    from .convert import convert_clipbert
+    from .eval.report import format_table
+
+    labels = [lab.strip() for lab in args.labels.split(",") if lab.strip()] if args.labels else None
+    report = convert_clipbert(args.ckpt, args.out, tokenizer=args.tokenizer, labels=labels,
+                              overrides=args.overrides, config=args.config)
+    rows = []
+    for status, key in (("loaded", "loaded"), ("kept aside", "kept_aside"), ("dropped", "dropped"),
+                        ("initialised", "initialised")):
+        for group, n in report[key].items():
+            why = report["why"].get(group, "") if key == "dropped" else ""
+            if key == "initialised":
+                why = next((w for p, w in report["initialised_why"].items() if group.startswith(p)), "")
+            if key == "kept_aside":
+                why = f"pretraining heads, in {report['kept_aside_file']}"
+            rows.append({"status": status, "group": group, "tensors": n, "note": why})
+    print(format_table(rows, ["status", "group", "tensors", "note"]))
+    t = report["tensors"]
+    print(f"\n{t['file']} tensors in {args.ckpt}: {t['loaded']} loaded, {t['kept_aside']} kept aside, "
+          f"{t['dropped']} dropped; {t['initialised']} model tensors start at their initialisation")
+    print(f"written: {args.out} (fine-tune with train.init_checkpoint={args.out}; report in conversion_report.json)")
     return 0
 
 
@@ -145,6 +185,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=_cmd_finetune)
 
+    s = sub.add_parser("pretrain", help="image-text pretraining (ITM + MLM), ClipBERT's stage 1",
+                       description="Pretrain the CNN and the fusion transformer on image-text pairs (COCO captions, "
+                                   "Visual Genome regions, or a JSONL of {\"video\": image, \"text\": caption}) with "
+                                   "image-text matching and masked language modeling. Writes checkpoint/ for "
+                                   "finetune's train.init_checkpoint.")
+    s.add_argument("--config", "-c", help="experiment YAML, e.g. configs/pretrain_coco_vg.yaml")
+    s.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
+    s.add_argument("--resume", action="store_true", help="continue a killed run from train.output_dir/last")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    s.set_defaults(func=_cmd_pretrain)
+
     s = sub.add_parser("evaluate", help="dense evaluation of a checkpoint on a manifest",
                        description="Accuracy, macro-F1, weighted-F1, per-class P/R/F1 and the confusion matrix for "
                                    "every aggregation, at the chosen N_test.")
@@ -178,6 +229,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("overrides", nargs="*", help=OVERRIDES_HELP + " (applied to all three models)")
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=_cmd_demo)
+
+    s = sub.add_parser("convert-clipbert", help="convert the original ClipBERT checkpoint into a checkpoint folder",
+                       description="Map the original ClipBERT state dict (clipbert_image_text_pretrained.pt) onto "
+                                   "this model (configs/clipbert_original.yaml); detector-only tensors are dropped "
+                                   "and reported. Fine-tune from the result with train.init_checkpoint=OUT.")
+    s.add_argument("ckpt", help="the original checkpoint (.pt; read as plain tensors, never as code)")
+    s.add_argument("out", help="checkpoint folder to write")
+    s.add_argument("overrides", nargs="*", help=OVERRIDES_HELP + " (applied to configs/clipbert_original.yaml)")
+    s.add_argument("--tokenizer", default="bert-base-uncased",
+                   help="the checkpoint's vocabulary: hub id or a local folder (offline) (default: %(default)s)")
+    s.add_argument("--labels", default=None, help="comma-separated label names (default: the config's data.labels)")
+    s.add_argument("--config", default=None, help="model config (default: configs/clipbert_original.yaml)")
+    s.set_defaults(func=_cmd_convert_clipbert)
     return p
 
 

@@ -41,7 +41,7 @@ def load_clips(
         image = np.asarray(sample.image) if sample.image is not None else read_image(sample.video)
         if image.ndim == 2:
             image = np.repeat(image[:, :, None], 3, axis=2)  # (H, W) grey -> (H, W, 3)
-        frames = np.broadcast_to(image, (num_clips, cfg.num_frames, *image.shape))  # -> (N, T, H, W, 3)
+        frames = np.broadcast_to(image, (num_clips, cfg.num_frames, *image.shape)).copy()  # -> (N, T, H, W, 3)
         clips = torch.stack([
             clip_transform(c, cfg.frame_size, training and cfg.augment, rng, cfg.crop_scale_min, cfg.hflip,
                            cfg.pad)
