@@ -11,8 +11,8 @@ from ..data.manifest import Manifest, ManifestError, read_manifest
 
 
 def load_manifest(path: str, cfg: DataConfig, require_label: bool = True) -> Manifest:
-    return read_manifest(path, cfg.labels, multilabel=cfg.multilabel, require_video=cfg.use_video,
-                         require_label=require_label, strict=cfg.strict)
+    return read_manifest(path, cfg.labels, require_video=cfg.use_video, require_label=require_label,
+                         strict=cfg.strict, task=cfg.task, heads=cfg.heads)
 
 
 def has_split(cfg: DataConfig, split: str) -> bool:
