@@ -73,6 +73,13 @@ class. So the best classifier given an observation ``o`` picks
 
 Determinism: every video is seeded from (seed, split, index). Manifests are
 byte-identical for a seed whatever ``workers`` is.
+
+Extras for the pretraining and low-label experiments
+----------------------------------------------------
+:func:`generate_captioned_frames` writes still frames of SynthEmo faces at
+their expression peak with captions that describe the face's look (never the
+emotion), for image-text pretraining. :func:`subset_manifest` writes a
+stratified fraction of a manifest (e.g. 10% of the train labels).
 """
 
 from __future__ import annotations
@@ -751,3 +758,426 @@ def generate_synthemo(out_dir: str | os.PathLike, cfg: SynthEmoConfig = SynthEmo
     # byte-identical for a seed.
     summary["generation_seconds"] = time.perf_counter() - t0
     return summary
+
+
+# --------------------------------------------------------------------------
+# Captioned still frames (image-text pretraining) and labelled subsets
+#
+# ClipBERT's first stage matches images with captions (ITM) and fills in
+# masked caption words (MLM). generate_captioned_frames() gives that stage an
+# in-domain corpus: SynthEmo faces at their expression peak, each with a
+# caption that says what the face LOOKS like (mouth, brows, eyes) and never
+# which emotion it is. Fine-tuning then still has to learn the mapping from
+# appearance to label; pretraining only teaches the model to see the features.
+
+_CAPTION_KEY = 7   # spawn-key branch of the caption corpus; videos use 0..2, so the two never share streams
+
+# Words a caption must never contain: emotion names, their obvious synonyms
+# and stems, and the visual family names. "calm" is here too because RAVDESS
+# uses it as an emotion class. Tests check every caption against this list.
+CAPTION_FORBIDDEN_WORDS: frozenset[str] = frozenset({
+    "happy", "happiness", "happily", "joy", "joyful", "glad", "cheerful", "delighted", "pleased", "content",
+    "sad", "sadness", "sadly", "unhappy", "sorrow", "sorrowful", "grief", "gloomy", "depressed", "miserable",
+    "angry", "anger", "angrily", "mad", "furious", "rage", "irritated", "annoyed", "hostile",
+    "surprise", "surprised", "surprising", "astonished", "astonishment", "amazed", "shocked", "startled",
+    "fear", "fearful", "afraid", "scared", "frightened", "terrified", "anxious", "worried", "nervous",
+    "neutral", "calm", "relaxed", "disgust", "disgusted", "contempt", "upset", "excited",
+    "emotion", "emotional", "mood", "feeling", "ambiguous",
+})
+
+# Phrases for each visible feature. "np": noun phrases that follow "with";
+# "verb": participles for "someone <verb> with ..."; "adj": for "a <adj> face".
+_FEATURE_PHRASES: dict[str, dict[str, tuple[str, ...]]] = {
+    "smile": {
+        "np": ("a broad smile", "a wide smile", "upturned mouth corners", "mouth corners curled up", "a big grin"),
+        "verb": ("smiling broadly", "grinning", "smiling widely"),
+        "adj": ("smiling", "grinning"),
+    },
+    "frown": {
+        "np": ("mouth corners turned down", "a downturned mouth", "a drooping mouth",
+               "the corners of the mouth pulled down"),
+        "verb": ("frowning", "frowning deeply"),
+        "adj": ("frowning",),
+    },
+    "slight_frown": {
+        "np": ("slightly downturned mouth corners", "a mouth that curves down a little",
+               "a faint downward curve to the mouth"),
+        "verb": ("frowning slightly",),
+        "adj": ("slightly frowning",),
+    },
+    "mouth_straight": {
+        "np": ("a closed mouth", "a straight closed mouth", "lips closed in a straight line", "a flat closed mouth"),
+    },
+    "mouth_wide_open": {
+        "np": ("a wide open mouth", "a gaping mouth", "a round open mouth", "the mouth open wide", "a dropped jaw"),
+        "verb": ("gaping", "staring open-mouthed"),
+        "adj": ("open-mouthed", "gaping"),
+    },
+    "mouth_parted": {
+        "np": ("parted lips", "a slightly open mouth", "lips a little apart"),
+    },
+    "tight_lips": {
+        "np": ("tightly pressed lips", "a tight narrow mouth", "lips pressed together"),
+    },
+    "brows_raised": {
+        "np": ("raised brows", "eyebrows lifted high", "brows arched up high", "high raised eyebrows"),
+    },
+    "brows_lowered": {
+        "np": ("brows pulled down", "lowered eyebrows", "eyebrows drawn low"),
+    },
+    "brows_slightly_lowered": {
+        "np": ("slightly lowered brows", "brows a little low", "eyebrows set a bit low"),
+    },
+    "brows_inner_up": {
+        "np": ("brows raised at the inner ends", "eyebrows slanting up toward the middle", "inner brow corners lifted"),
+    },
+    "brows_knitted": {
+        "np": ("brows drawn together", "knitted eyebrows", "brows slanting down toward the nose"),
+    },
+    "brows_level": {
+        "np": ("level brows", "flat eyebrows", "eyebrows at rest"),
+    },
+    "eyes_wide": {
+        "np": ("wide open eyes", "eyes opened wide", "big round eyes"),
+        "adj": ("wide-eyed",),
+    },
+    "eyes_narrow": {
+        "np": ("narrowed eyes", "squinting eyes", "half-closed eyes"),
+        "verb": ("squinting",),
+    },
+    "eyes_normal": {
+        "np": ("eyes open normally", "ordinary open eyes", "a steady gaze"),
+    },
+}
+CAPTION_FEATURES: tuple[str, ...] = tuple(_FEATURE_PHRASES)
+
+_CAPTION_SUBJECTS = ("a face", "a cartoon face", "a drawn face", "a person", "someone", "a cartoon person",
+                     "a close-up of a face")
+_CAPTION_NOUN_TEMPLATES = ("{subject} with {list}", "{subject} showing {list}", "{subject} that has {list}")
+_CAPTION_VERB_TEMPLATES = ("{person} {verb} with {list}", "{person} {verb}, with {list}")
+_CAPTION_ADJ_TEMPLATES = ("{article} {adj} face with {list}", "{article} {adj} cartoon face with {list}")
+_CAPTION_PERSONS = ("someone", "a person", "a cartoon person", "a cartoon face", "a drawn face")
+
+
+def describe_expression(expression) -> list[str]:
+    """The visible features of an expression vector (layout :data:`EXPRESSION_FIELDS`), as
+    :data:`CAPTION_FEATURES` keys in a fixed order (mouth, brows, eyes).
+
+    Thresholds sit in the gaps between the visual families' jitter ranges
+    (see ``sample_face_params``: deviation from neutral x U(0.85, 1.15),
+    +- 0.04), so every family always gets its own core features:
+
+    * happy: smile, mouth_parted (+ eyes_narrow for most draws: the happy
+      eye range 0.56..0.74 straddles the 0.72 cut);
+    * sad: frown, brows_inner_up;
+    * angry: slight_frown, tight_lips, brows_lowered, brows_knitted, eyes_narrow;
+    * ambiguous: slight_frown, brows_slightly_lowered;
+    * astonished: mouth_wide_open, brows_raised, eyes_wide;
+    * neutral: mouth_straight, brows_level, eyes_normal.
+    """
+    curve, mopen, mwidth, brow_h, brow_tilt, eye_open = (float(v) for v in np.asarray(expression, dtype=np.float64))
+    feats: list[str] = []
+    # mouth
+    if mopen > 0.6:
+        feats.append("mouth_wide_open")
+    if curve > 0.4:
+        feats.append("smile")
+    elif curve < -0.5:
+        feats.append("frown")
+    elif curve < -0.15:
+        feats.append("slight_frown")
+    if 0.1 < mopen <= 0.6:
+        feats.append("mouth_parted")
+    elif mopen <= 0.1:
+        if mwidth < 0.84:
+            feats.append("tight_lips")
+        elif abs(curve) < 0.15:
+            feats.append("mouth_straight")
+    # brows
+    n_before = len(feats)
+    if brow_h > 0.5:
+        feats.append("brows_raised")
+    elif brow_h < -0.6:
+        feats.append("brows_lowered")
+    elif brow_h < -0.2:
+        feats.append("brows_slightly_lowered")
+    if brow_tilt > 0.5:
+        feats.append("brows_inner_up")
+    elif brow_tilt < -0.5:
+        feats.append("brows_knitted")
+    if len(feats) == n_before:
+        feats.append("brows_level")
+    # eyes
+    if eye_open > 1.2:
+        feats.append("eyes_wide")
+    elif eye_open < 0.72:
+        feats.append("eyes_narrow")
+    elif 0.95 <= eye_open <= 1.2:
+        feats.append("eyes_normal")
+    return feats
+
+
+def _pick(options, rng: np.random.Generator):
+    return options[int(rng.integers(len(options)))]
+
+
+def _join_phrases(parts: list[str]) -> str:
+    if len(parts) <= 1:
+        return "".join(parts)
+    return ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def make_caption(expression, rng: np.random.Generator) -> str:
+    """A plain-words caption of the face's look, e.g. "someone smiling broadly with narrowed eyes
+    and level brows". Varies template, feature order and synonyms with ``rng``; the content
+    comes from :func:`describe_expression` only, and no word of
+    :data:`CAPTION_FORBIDDEN_WORDS` can occur."""
+    feats = describe_expression(expression)
+    order = [feats[i] for i in rng.permutation(len(feats))]
+    style = int(rng.integers(3))   # 0 noun phrase, 1 verb lead, 2 adjective lead
+    lead_key = "verb" if style == 1 else "adj"
+    leads = [f for f in order if lead_key in _FEATURE_PHRASES[f]]
+    if style and leads:
+        lead = leads[0]
+        rest = [_pick(_FEATURE_PHRASES[f]["np"], rng) for f in order if f != lead]
+        if style == 1:
+            verb = _pick(_FEATURE_PHRASES[lead]["verb"], rng)
+            person = _pick(_CAPTION_PERSONS, rng)
+            if not rest:
+                return f"{person} {verb}"
+            return _pick(_CAPTION_VERB_TEMPLATES, rng).format(person=person, verb=verb, list=_join_phrases(rest))
+        adj = _pick(_FEATURE_PHRASES[lead]["adj"], rng)
+        article = "an" if adj[0] in "aeiou" else "a"
+        if not rest:
+            return f"{article} {adj} face"
+        return _pick(_CAPTION_ADJ_TEMPLATES, rng).format(article=article, adj=adj, list=_join_phrases(rest))
+    parts = [_pick(_FEATURE_PHRASES[f]["np"], rng) for f in order]
+    return _pick(_CAPTION_NOUN_TEMPLATES, rng).format(subject=_pick(_CAPTION_SUBJECTS, rng), list=_join_phrases(parts))
+
+
+def write_png(path, image: np.ndarray) -> None:
+    """Writes an (H, W, 3) uint8 RGB array as an 8-bit PNG, atomically.
+
+    Plain zlib, no imaging library: the bytes depend only on the pixels (and
+    zlib's level-6 output), so the corpus is byte-identical for a seed
+    whatever Pillow version is installed.
+    """
+    import struct
+    import zlib
+
+    img = np.ascontiguousarray(np.asarray(image))
+    if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+        raise ValueError(f"expected (H, W, 3) uint8, got {img.shape} {img.dtype}")
+    h, w = img.shape[:2]
+    # Each scanline starts with its filter type byte; 0 = no filter.
+    raw = np.concatenate([np.zeros((h, 1), dtype=np.uint8), img.reshape(h, w * 3)], axis=1).tobytes()
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    data = (b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))   # 8 bit, RGB, deflate, no interlace
+            + chunk(b"IDAT", zlib.compress(raw, 6))
+            + chunk(b"IEND", b""))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _caption_seq(seed: int, *key: int) -> np.random.SeedSequence:
+    return np.random.SeedSequence(entropy=int(seed), spawn_key=(_CAPTION_KEY, *key))
+
+
+def sample_captioned_frame(seed: int, index: int, kind: str) -> tuple[FaceParams, str]:
+    """Params and caption of still ``index``: a face of visual family ``kind``
+    drawn as in the videos, but with no blinks (a one-frame render at t = 0.5 would otherwise often
+    catch one) and a window covering the whole clip, so the single frame shows the expression at
+    full intensity."""
+    from dataclasses import replace
+
+    vis_ss, text_ss = _caption_seq(seed, 1, index).spawn(2)
+    params = replace(sample_face_params(kind, (0.0, 1.0), np.random.default_rng(vis_ss)), blinks=())
+    caption = make_caption(params.expression, np.random.default_rng(text_ss))
+    return params, caption
+
+
+def _render_still_task(task) -> str:
+    path, params, size, seed, index = task
+    rng = np.random.default_rng(_caption_seq(seed, 2, index))
+    # One frame at t = 0.5; with window (0, 1) the intensity there is exactly 1.
+    write_png(path, render_face_frames(params, 1, size, rng)[0])
+    return path
+
+
+def generate_captioned_frames(out_dir: str | os.PathLike, num_images: int = 2000, size: int = 64, seed: int = 0,
+                              progress: bool = True, workers: int = 0) -> dict:
+    """Writes SynthEmo still frames with appearance captions, for image-text pretraining.
+
+    Layout::
+
+        out_dir/
+          images/<id>.png        (size x size RGB), ids 000000.. stable for a seed
+          captions.jsonl         90%: {"video": "images/000017.png", "text": caption,
+                                       "meta": {"id", "kind", "features"}}
+          val_captions.jsonl     10% held out (round(0.1 * num_images) images)
+          captions.json          summary: config, counts, kinds
+
+    The key is ``video`` because the pretraining reader treats an image as a
+    one-frame video; paths are relative to ``out_dir`` (the manifests' folder).
+    Visual kinds (:data:`VISUAL_KINDS`, neutral included) are balanced (counts
+    differ by at most one); appearance is drawn as for the videos; the face is
+    fully expressed. Captions come from :func:`make_caption` and contain no
+    emotion word (:data:`CAPTION_FORBIDDEN_WORDS`); ``meta`` carries the kind
+    and feature keys for diagnostics only.
+
+    Deterministic: everything is seeded from (seed, index), so the files are
+    byte-identical for a seed whatever ``workers`` is. ``workers`` <= 1
+    renders in this process; more uses a process pool. Returns the summary
+    dict plus ``generation_seconds`` (not written to disk).
+    """
+    if int(num_images) != num_images or num_images < 1:
+        raise ValueError(f"num_images must be a positive int, got {num_images!r}")
+    if int(size) != size or size < 8:
+        raise ValueError(f"size must be an int >= 8, got {size!r}")
+    num_images, size, seed = int(num_images), int(size), int(seed)
+    out = Path(out_dir)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+
+    order_rng = np.random.default_rng(_caption_seq(seed, 0))
+    kind_order = order_rng.permutation(len(VISUAL_KINDS))
+    kinds = [VISUAL_KINDS[kind_order[i % len(VISUAL_KINDS)]] for i in range(num_images)]
+    kinds = [kinds[i] for i in order_rng.permutation(num_images)]
+    num_val = int(round(0.1 * num_images))
+    val_ids = set(order_rng.permutation(num_images)[:num_val].tolist())
+
+    lines = {"train": [], "val": []}
+    tasks = []
+    for i, kind in enumerate(kinds):
+        params, caption = sample_captioned_frame(seed, i, kind)
+        rel = f"images/{i:06d}.png"
+        meta = {"id": f"{i:06d}", "kind": kind, "features": describe_expression(params.expression)}
+        lines["val" if i in val_ids else "train"].append(json.dumps({"video": rel, "text": caption, "meta": meta}))
+        tasks.append((str(out / rel), params, size, seed, i))
+
+    t0 = time.perf_counter()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(tasks), desc="synthemo captions", unit="image")
+    workers = max(1, int(workers))
+    if workers == 1 or len(tasks) <= 1:
+        for task in tasks:
+            _render_still_task(task)
+            if bar is not None:
+                bar.update(1)
+    else:
+        # fork where available, for the reasons given in generate_synthemo.
+        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+        with mp.get_context(method).Pool(workers) as pool:
+            for _ in pool.imap_unordered(_render_still_task, tasks, chunksize=16):
+                if bar is not None:
+                    bar.update(1)
+    if bar is not None:
+        bar.close()
+
+    # Manifests last, so they never point at images that are not written yet.
+    _atomic_write_text(out / "captions.jsonl", "".join(line + "\n" for line in lines["train"]))
+    _atomic_write_text(out / "val_captions.jsonl", "".join(line + "\n" for line in lines["val"]))
+    kind_counts = {k: kinds.count(k) for k in VISUAL_KINDS}
+    summary = {
+        "name": "synthemo_captions",
+        "version": 1,
+        "config": {"num_images": num_images, "size": size, "seed": seed},
+        "counts": {"train": len(lines["train"]), "val": len(lines["val"])},
+        "kinds": kind_counts,
+        "manifests": {"train": "captions.jsonl", "val": "val_captions.jsonl"},
+    }
+    _atomic_write_text(out / "captions.json", json.dumps(summary, indent=2) + "\n")
+    summary["generation_seconds"] = time.perf_counter() - t0
+    return summary
+
+
+def _allocate_stratified(sizes: list[int], fraction: float) -> list[int]:
+    """How many to keep from each group: about ``fraction`` of the total, at least one per
+    non-empty group. Largest-remainder rounding makes the total exactly
+    ``round(fraction * N)`` unless the one-per-group floor forces more."""
+    n = sum(sizes)
+    target = int(round(fraction * n))
+    quotas = [fraction * s for s in sizes]
+    alloc = [min(s, max(1, int(np.floor(q)))) if s else 0 for s, q in zip(sizes, quotas)]
+    while sum(alloc) < target:
+        # Give the next one to the group furthest below its quota (lowest index on ties).
+        gaps = [(q - a) if a < s else -np.inf for a, s, q in zip(alloc, sizes, quotas)]
+        alloc[int(np.argmax(gaps))] += 1
+    return alloc
+
+
+def subset_manifest(manifest_path: str | os.PathLike, out_path: str | os.PathLike, fraction: float,
+                    seed: int = 0) -> dict:
+    """Writes a stratified random subset of a JSONL manifest (e.g. 10% of the SynthEmo train labels).
+
+    Lines are grouped by ``label`` (a list label, as in multi-label manifests, is grouped by its
+    sorted tuple; a line without a label forms its own group). Each group keeps a random
+    ``~fraction`` of its lines, at least one, with the total exactly ``round(fraction * N)``
+    unless keeping one per group needs more (see :func:`_allocate_stratified`). Kept lines stay in
+    their original order, otherwise unchanged, except ``video``: a relative path is rewritten
+    relative to ``out_path``'s folder (absolute if that is impossible, e.g. another drive), so
+    the subset works wherever it is written. Randomness comes from ``seed`` only.
+
+    Returns ``{"source", "fraction", "seed", "num_lines", "num_source_lines", "counts"}``
+    (``counts``: kept lines per label, labels as strings).
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    src = Path(manifest_path)
+    out = Path(out_path)
+    raw_lines = [ln for ln in src.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    if not raw_lines:
+        raise ValueError(f"{src} has no lines")
+    records = [json.loads(ln) for ln in raw_lines]
+
+    def key(rec):
+        lab = rec.get("label")
+        return tuple(sorted(lab)) if isinstance(lab, list) else lab
+
+    groups: dict = {}
+    for i, rec in enumerate(records):
+        groups.setdefault(key(rec), []).append(i)
+    names = sorted(groups, key=lambda k: (k is None, json.dumps(k, sort_keys=True)))   # a stable order
+    alloc = _allocate_stratified([len(groups[k]) for k in names], float(fraction))
+    rng = np.random.default_rng(np.random.SeedSequence(int(seed)))
+    keep: list[int] = []
+    counts: dict[str, int] = {}
+    for name, k in zip(names, alloc):
+        idx = groups[name]
+        keep.extend(idx[j] for j in rng.permutation(len(idx))[:k])
+        counts[name if isinstance(name, str) else json.dumps(name)] = int(k)
+    keep.sort()
+
+    src_dir = src.resolve().parent
+    out_dir = out.resolve().parent
+    lines = []
+    for i in keep:
+        rec = records[i]
+        video = rec.get("video")
+        if isinstance(video, str) and video and not os.path.isabs(video) and src_dir != out_dir:
+            target = src_dir / video
+            try:
+                rec = {**rec, "video": Path(os.path.relpath(target, out_dir)).as_posix()}
+            except ValueError:   # no relative path between them (Windows drives)
+                rec = {**rec, "video": str(target)}
+            lines.append(json.dumps(rec))
+        else:
+            lines.append(raw_lines[i])   # untouched lines are copied byte for byte
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write_text(out, "".join(line + "\n" for line in lines))
+    return {
+        "source": str(src),
+        "fraction": float(fraction),
+        "seed": int(seed),
+        "num_lines": len(lines),
+        "num_source_lines": len(records),
+        "counts": counts,
+    }
