@@ -64,7 +64,8 @@ def task_report(logits: torch.Tensor, labels: torch.Tensor, data) -> dict:
     if task == "regression":
         from .metrics import regression_report
 
-        return regression_report(labels.numpy(), logits[:, 0].numpy())
+        # CH-SIMS is annotated on [-1, 1] and reported with its own class intervals (acc3/acc5).
+        return regression_report(labels.numpy(), logits[:, 0].numpy(), scale="sims" if data.format == "sims" else "mosi")
     if task == "multitask":
         from .metrics import multitask_report
 

@@ -167,7 +167,8 @@ def pretrain(cfg: ExperimentConfig, progress: bool = True) -> dict:
         total_steps = min(total_steps, cfg.train.max_steps)
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = warmup_linear_decay(optimizer, total_steps, cfg.optim.warmup_ratio)
-    model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
+    # Stepped below once per optimizer step; accelerate's scheduler wrapper would step it once per rank.
+    model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
     if val_loader is not None:
         val_loader = accelerator.prepare(val_loader)
 
@@ -223,7 +224,8 @@ def pretrain(cfg: ExperimentConfig, progress: bool = True) -> dict:
                 if accelerator.sync_gradients and cfg.optim.grad_clip > 0:
                     accelerator.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
                 optimizer.step()
-                scheduler.step()
+                if accelerator.sync_gradients and not accelerator.optimizer_step_was_skipped:
+                    scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
             for k in sums:
                 sums[k].append(getattr(out, k).item())
