@@ -9,11 +9,14 @@ A manifest is a JSONL file, one object per line::
 - ``text``: the transcript or caption; optional (missing or empty = no text, the model
   then sees only the visual tokens).
 - ``label``: one class name from the experiment's ``data.labels``; for multi-label
-  experiments ``labels``: a list of class names. Optional only for prediction.
+  experiments ``labels``: a list of class names; for multitask experiments ``task_labels``:
+  an object ``{head: class name}`` over ``data.heads`` (a head left out = not annotated);
+  for regression ``target``: a number. Optional only for prediction and pretraining.
 - ``start`` / ``end``: optional seconds, to use only that span of the video.
 - any other key (for example ``meta``) is carried along and ignored by training.
 
-A CSV file with the same column names is read the same way. Every problem is reported
+A CSV file with the same column names is read the same way, except that a multitask
+CSV has one column per head name instead of ``task_labels``. Every problem is reported
 with the file and line number; missing video files are collected and reported, and the
 samples skipped, unless ``strict`` asks for a hard error.
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,10 +90,18 @@ def read_manifest(
     require_video: bool = True,
     require_label: bool = True,
     strict: bool = False,
+    task: str = "",
+    heads: Sequence[str] = (),
 ) -> Manifest:
+    """Read a JSONL or CSV manifest. ``task`` (single_label | multilabel | multitask | regression),
+    when given, decides which label field is read and overrides ``multilabel``."""
     path = Path(path)
     if not path.exists():
         raise ManifestError(f"manifest not found: {path}")
+    task = task or ("multilabel" if multilabel else "single_label")
+    if task == "multitask" and not heads:
+        raise ManifestError(f"{path}: a multitask manifest needs the head names (data.heads)")
+    is_csv = path.suffix.lower() == ".csv"
     label_index = {name: i for i, name in enumerate(labels)}
     samples: list[Sample] = []
     skipped: list[tuple[str, str]] = []
@@ -107,8 +119,12 @@ def read_manifest(
         text = row.get("text") or ""
         if not isinstance(text, str):
             raise ManifestError(f"{where}: field 'text' must be a string, got {text!r}")
-        label = labels_ = None
-        if multilabel:
+        label = labels_ = task_labels = target = None
+        if task == "regression":
+            target = _target(row.get("target"), where, require_label)
+        elif task == "multitask":
+            task_labels = _task_labels(row, heads, label_index, where, is_csv, require_label)
+        elif task == "multilabel":
             raw = row.get("labels")
             if raw is None and require_label:
                 raise ManifestError(f"{where}: missing field 'labels' (a list of class names)")
@@ -130,13 +146,17 @@ def read_manifest(
                 raise ManifestError(f"{where}: video file not found: {video_path}")
             skipped.append((where, f"video file not found: {video_path}"))
             continue
-        known = {"video", "text", "label", "labels", "start", "end"}
+        known = {"video", "text", "label", "labels", "task_labels", "target", "start", "end"}
+        if task == "multitask" and is_csv:
+            known |= set(heads)
         samples.append(
             Sample(
                 video=video_path,
                 text=text,
                 label=label,
                 labels=labels_,
+                task_labels=task_labels,
+                target=target,
                 start=start,
                 end=end,
                 source=where,
@@ -156,6 +176,48 @@ def _label(raw, label_index: dict, where: str) -> int:
     if isinstance(raw, str) and raw.strip() in label_index:
         return label_index[raw.strip()]
     raise ManifestError(f"{where}: unknown label {raw!r}; expected one of {', '.join(label_index)}")
+
+
+def _target(raw, where: str, required: bool) -> float | None:
+    if raw in (None, ""):
+        if required:
+            raise ManifestError(f"{where}: missing field 'target' (a number)")
+        return None
+    try:
+        value = float(raw)  # CSV cells arrive as strings
+    except (TypeError, ValueError):
+        raise ManifestError(f"{where}: field 'target' must be a number, got {raw!r}") from None
+    if isinstance(raw, bool) or not math.isfinite(value):
+        raise ManifestError(f"{where}: field 'target' must be a finite number, got {raw!r}")
+    return value
+
+
+def _task_labels(row: dict, heads: Sequence[str], label_index: dict, where: str, is_csv: bool,
+                 required: bool) -> list[int] | None:
+    if is_csv:
+        # One column per head; an empty cell is a head this sample was not annotated for.
+        raw = {h: row[h] for h in heads if row.get(h) not in (None, "")}
+    else:
+        raw = row.get("task_labels")
+        if raw is None:
+            if required:
+                raise ManifestError(f"{where}: missing field 'task_labels' (an object {{head: class name}})")
+            return None
+        if not isinstance(raw, dict):
+            raise ManifestError(f"{where}: field 'task_labels' must be an object {{head: class name}}, got {raw!r}")
+        unknown = sorted(set(raw) - set(heads))
+        if unknown:
+            raise ManifestError(f"{where}: unknown head(s) {', '.join(map(repr, unknown))} in 'task_labels'; "
+                                f"expected some of {', '.join(heads)}")
+    raw = {h: v for h, v in raw.items() if v not in (None, "")}
+    if not raw:
+        if required:
+            raise ManifestError(f"{where}: no task label: expected a class name for at least one of the heads "
+                                f"{', '.join(heads)}")
+        return None
+    # Levels such as DAiSEE's 0..3 are natural to write as JSON numbers; class names are strings.
+    raw = {h: str(v) if isinstance(v, int) and not isinstance(v, bool) else v for h, v in raw.items()}
+    return [_label(raw[h], label_index, f"{where} ({h})") if h in raw else -1 for h in heads]
 
 
 def _seconds(raw, where: str, name: str) -> float | None:

@@ -1,0 +1,59 @@
+"""Recipe: fine-tune on CMU-MOSI, CMU-MOSEI or CH-SIMS and print what their papers report.
+
+    python finetune/mosi.py data.root=/path/to/MOSI                                   # configs/mosi.yaml
+    python finetune/mosi.py --config configs/mosei.yaml data.root=/path/to/MOSEI
+    python finetune/mosi.py --config configs/sims.yaml data.root=/path/to/SIMS
+    python finetune/mosi.py --config configs/mosei_emotions.yaml data.root=/path/to/MOSEI
+
+The same run as `clipbert-emo finetune --config <config> data.root=...`; afterwards it reads the
+run's metrics.json and prints, for the sentiment score, MAE, Pearson correlation, Acc-2 / F1
+(both the negative-vs-non-negative and the zeros-excluded conventions) and Acc-7 (MOSI/MOSEI) or
+Acc-3 / Acc-5 (CH-SIMS); for MOSEI emotions, weighted accuracy per emotion. Everything except
+--config is passed on (key.sub=value overrides, --resume, -q).
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from clipbert_emo.cli import main
+from clipbert_emo.config import load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+NAMES = {"mosi": "CMU-MOSI", "mosei": "CMU-MOSEI", "sims": "CH-SIMS"}
+
+
+def summary(cfg) -> None:
+    path = Path(cfg.train.output_dir) / "metrics.json"
+    test = json.loads(path.read_text()).get("test") if path.exists() else None
+    name = NAMES.get(cfg.data.format, cfg.data.format)
+    if not test:
+        print(f"{name}: no test numbers in {path}")
+        return
+    print(f"{name} test, target {cfg.data.target or 'sentiment'} ({test['n_test']} clips per sample)")
+    for how, rep in test["reports"].items():
+        if cfg.data.task == "regression":
+            keys = ["mae", "corr", "acc2_has0", "f1_has0", "acc2_non0", "f1_non0"]
+            # Acc-5/Acc-7 round scores on [-3, 3]; CH-SIMS ([-1, 1]) reports binned Acc-3/Acc-5 instead.
+            keys += ["acc3", "acc5"] if cfg.data.format == "sims" and "acc3" in rep else (
+                [] if cfg.data.format == "sims" else ["acc5", "acc7"])
+        elif cfg.data.task == "multilabel":
+            keys = ["mean_weighted_accuracy", "micro_f1", "macro_f1"]
+        else:
+            keys = ["accuracy", "weighted_f1", "macro_f1"]
+        print(f"  {how:>4}: " + "  ".join(f"{k} {rep[k]:.4f}" for k in keys if k in rep))
+    rep = next(iter(test["reports"].values()))
+    if cfg.data.task == "multilabel":
+        print("  weighted accuracy per emotion: "
+              + ", ".join(f"{r['label']} {r['weighted_accuracy']:.3f}" for r in rep["per_label"]))
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default=str(ROOT / "configs" / "mosi.yaml"))
+    a, rest = p.parse_known_args()
+    rc = main(["finetune", "--config", a.config, *rest])
+    if rc == 0:
+        summary(load_config(a.config, [x for x in rest if "=" in x and not x.startswith("-")]))
+    sys.exit(rc)

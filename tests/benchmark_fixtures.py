@@ -1,0 +1,274 @@
+"""Tiny copies of public benchmark releases, in each release's real on-disk layout.
+
+Each ``write_*`` function builds one release under ``root`` with a handful of samples and the
+defects the real release has (a missing clip, a zero-byte clip, mojibake, stray rows), so the
+readers in clipbert_emo/data/benchmarks.py are tested against the files users actually unpack.
+Videos are real: 32 px, 6 frames, written once per process and copied.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+SIZE = 32
+FRAMES = 6
+
+
+@functools.lru_cache(maxsize=None)
+def _template(kind: str) -> bytes:
+    """Bytes of one tiny video ("mp4": H.264, "avi": MPEG-4 part 2 in AVI) or image ("jpg", "png", ...)."""
+    frames = np.stack([np.full((SIZE, SIZE, 3), 20 + 40 * i, np.uint8) for i in range(FRAMES)])  # (F, H, W, 3)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"t.{kind}"
+        if kind == "mp4":
+            from clipbert_emo.data.synthemo import write_mp4
+
+            write_mp4(path, frames, 8.0)
+        elif kind == "avi":
+            import av
+
+            with av.open(str(path), "w", format="avi") as container:
+                stream = container.add_stream("mpeg4", rate=8)
+                stream.width, stream.height, stream.pix_fmt = SIZE, SIZE, "yuv420p"
+                for frame in frames:
+                    container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+                container.mux(stream.encode())
+        else:
+            from PIL import Image
+
+            Image.fromarray(frames[-1]).save(path)
+        return path.read_bytes()
+
+
+def put(path: Path, kind: str | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(_template(kind or path.suffix.lstrip(".").lower().replace("jpeg", "jpg")))
+    return path
+
+
+def _csv(path: Path, header: list[str], rows: list[list], header_line: str | None = None) -> Path:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    if header_line is None:
+        writer.writerow(header)
+    else:
+        out.write(header_line + "\n")
+    writer.writerows(rows)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(out.getvalue(), encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# MELD.Raw
+
+MELD_HEADER = ["Sr No.", "Utterance", "Speaker", "Emotion", "Sentiment", "Dialogue_ID", "Utterance_ID", "Season",
+               "Episode", "StartTime", "EndTime"]
+STRAY_APOSTROPHE = "@@92@@"  # written as the raw cp1252 byte 0x92, which is not UTF-8
+
+
+def write_meld(root: Path) -> Path:
+    """train: 5 usable rows (dia125_utt3 is a zero-byte clip, left for the loader) + 1 malformed;
+    dev: 2 usable + dia110_utt7 without its clip; test: 2."""
+    t = ["8", "21", "00:16:16,059", "00:16:21,731"]
+    train = [
+        ["1", f"also I was the point person on my company{STRAY_APOSTROPHE}s transition", "Chandler", "neutral",
+         "neutral", "0", "0", *t],
+        ["2", "You must\u00e2\u20ac\u2122ve had your hands full.", "The Interviewer", "neutral", "neutral", "0", "1",
+         *t],
+        ["3", "That I did. That I did.", "Chandler", "surprise", "positive", "0", "2", *t],
+        ["4", "Oh my God!", "Ross", "disgust", "negative", "1", "0", *t],
+        ["5", "Whatever.", "Rachel", "anger", "negative", "125", "3", *t],
+        ["6", "No ids here.", "Joey", "joy", "positive", "", "4", *t],
+    ]
+    dev = [
+        ["1", "Oh, what\u2019s up?", "Phoebe", "joy", "positive", "0", "0", *t],
+        ["2", "Not much.", "Monica", "sadness", "negative", "0", "1", *t],
+        ["3", "This clip is missing in the real release.", "Joey", "fear", "negative", "110", "7", *t],
+    ]
+    test = [
+        ["1", "Why do all your coffee mugs have numbers on the bottom?", "Mark", "surprise", "positive", "0", "0", *t],
+        ["2", "Oh. That\u2019s so Monica can keep track.", "Rachel", "joy", "positive", "0", "1", *t],
+    ]
+    for name, rows, clips in (("train", train, "train_splits"), ("dev", dev, "dev_splits_complete"),
+                              ("test", test, "output_repeated_splits_test")):
+        path = _csv(root / f"{name}_sent_emo.csv", MELD_HEADER, rows)
+        path.write_bytes(path.read_bytes().replace(STRAY_APOSTROPHE.encode(), b"\x92"))
+        for row in rows:
+            dia, utt = row[5], row[6]
+            if not dia or (dia, utt) == ("110", "7"):
+                continue
+            clip = root / clips / f"dia{dia}_utt{utt}.mp4"
+            if (dia, utt) == ("125", "3"):
+                clip.parent.mkdir(parents=True, exist_ok=True)
+                clip.write_bytes(b"")
+            else:
+                put(clip)
+    return root
+
+
+# ---------------------------------------------------------------------------------------------
+# CMU-MOSI / CMU-MOSEI / CH-SIMS, MMSA raw layout
+
+MMSA_HEADER = ["video_id", "clip_id", "text", "label", "label_T", "label_A", "label_V", "annotation", "mode"]
+MOSEI_EMOTION_COLUMNS = ["happy", "sad", "anger", "surprise", "disgust", "fear"]
+# (video_id, clip_id, text, score on [-3, 3], mode, clip file present, emotion intensities)
+MMSA_ROWS = [
+    ("03bSnISJMiM", 1, "this movie was great", 2.4, "train", True, [1.0, 0, 0, 0.33, 0, 0]),
+    ("03bSnISJMiM", 2, "i hated every minute", -1.8, "train", True, [0, 0.67, 1.33, 0, 0.33, 0]),
+    ("0h-zjBukYpk", 1, "it was fine i guess", 0.0, "train", True, [0, 0, 0, 0, 0, 0]),
+    ("0h-zjBukYpk", 2, "meh", -0.5, "train", True, [0, 0.33, 0, 0, 0, 0]),
+    ("1DmNV9C1hbY", 1, "the clip of this row is missing", 1.0, "valid", False, [0.33, 0, 0, 0, 0, 0]),
+    ("1DmNV9C1hbY", 2, "absolutely wonderful", 3.0, "valid", True, [2.0, 0, 0, 0, 0, 0]),
+    ("2iHGV1TDI1w", 1, "score is not a number", "n/a", "test", True, [0, 0, 0, 0, 0, 0]),
+    ("2iHGV1TDI1w", 2, "terrible", -2.6, "test", True, [0, 1.0, 0.67, 0, 0, 0.33]),
+]
+
+
+def write_mmsa(root: Path, scale: float = 3.0, emotions: bool = False, zero_padded_clips: bool = False) -> Path:
+    """label.csv + Raw/<video_id>/<clip_id>.mp4. ``scale`` 1.0 gives CH-SIMS's [-1, 1] scores;
+    ``zero_padded_clips`` names the files 0001.mp4 while label.csv says 1 (a CSV re-saved by a
+    spreadsheet); ``emotions`` adds CMU-MOSEI's six emotion columns."""
+    header = MMSA_HEADER + (MOSEI_EMOTION_COLUMNS if emotions else [])
+    rows = []
+    for video_id, clip_id, text, score, mode, present, emo in MMSA_ROWS:
+        value = score if isinstance(score, str) else round(score * scale / 3.0, 4)
+        polarity = "" if isinstance(value, str) else "Positive" if value > 0 else "Negative" if value < 0 else "Neutral"
+        rows.append([video_id, clip_id, text, value, value, value, value, polarity, mode]
+                    + (emo if emotions else []))
+        if present:
+            put(root / "Raw" / video_id / (f"{clip_id:04d}.mp4" if zero_padded_clips else f"{clip_id}.mp4"))
+    _csv(root / "label.csv", header, rows)
+    return root
+
+
+# ---------------------------------------------------------------------------------------------
+# DAiSEE
+
+DAISEE_HEADER_LINE = "ClipID,Boredom,Engagement,Confusion,Frustration "  # the release's trailing space
+
+
+def write_daisee(root: Path) -> Path:
+    """Train: 3 usable clips (one listed as .mp4 and stored as .mp4 under another subject's folder),
+    one without a file, one with a level outside 0..3; Validation and Test: one clip each."""
+    labels = {
+        "Train": [["1100011002.avi", 0, 2, 0, 0], ["1100011003.avi", 1, 3, 1, 0], ["5000441001.mp4", 2, 1, 3, 1],
+                  ["1100011004.avi", 0, 2, 0, 0], ["1100011005.avi", 0, 7, 0, 0]],
+        "Validation": [["4000221001.avi", 3, 0, 2, 2]],
+        "Test": [["5000221011.avi", 1, 1, 1, 3]],
+    }
+    files = {"Train": ["110001/1100011002/1100011002.avi", "110001/1100011003/1100011003.avi",
+                       "500045/5000441001/5000441001.mp4", "110001/1100011005/1100011005.avi"],
+             "Validation": ["400022/4000221001/4000221001.avi"],
+             "Test": ["500022/5000221011/5000221011.avi"]}
+    for split, rows in labels.items():
+        _csv(root / "Labels" / f"{split}Labels.csv", [], rows, header_line=DAISEE_HEADER_LINE)
+        for rel in files[split]:
+            put(root / "DataSet" / split / rel)
+    return root
+
+
+# ---------------------------------------------------------------------------------------------
+# FER2013
+
+def _pixels(seed: int, n: int = 48 * 48) -> str:
+    return " ".join(map(str, np.random.default_rng(seed).integers(0, 256, n)))
+
+
+FER_ROWS = [  # (emotion, pixels, Usage); CSV line = index + 2
+    ("0", _pixels(0), "Training"),
+    ("3", _pixels(1), "Training"),
+    ("6", _pixels(2, 48 * 48 - 1), "Training"),  # one value short
+    ("4", _pixels(3).replace("7", "x", 1), "Training"),  # not an integer
+    ("5", _pixels(4), "PublicTest"),
+    ("1", _pixels(5), "PrivateTest"),
+    ("2", _pixels(6), "PrivateTest"),
+]
+
+
+def write_fer2013(root: Path) -> Path:
+    return _csv(root / "fer2013.csv", ["emotion", "pixels", "Usage"], [list(r) for r in FER_ROWS]).parent
+
+
+# ---------------------------------------------------------------------------------------------
+# image folders
+
+IMAGE_FOLDER_FILES = {
+    "train": ["happy/a.jpg", "happy/b.png", "sad/c.bmp", "contempt/d.jpg", "readme.txt", "sad/notes.txt"],
+    "val": ["sad/e.webp", "happy/f.jpeg"],
+    "test": ["happy/g.jpg"],
+}
+
+
+def write_image_folder(root: Path) -> Path:
+    for split, files in IMAGE_FOLDER_FILES.items():
+        for rel in files:
+            path = root / split / rel
+            if path.suffix == ".txt":
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text("not an image\n")
+            else:
+                put(path)
+    return root
+
+
+# ---------------------------------------------------------------------------------------------
+# COCO captions 2017
+
+def write_coco(root: Path) -> Path:
+    """train2017: images 9 and 25 with two captions each, but 25.jpg is absent; val2017: image 139."""
+    info = {"description": "COCO 2017 Dataset", "version": "1.0", "year": 2017}
+    licenses = [{"url": "http://creativecommons.org/licenses/by-nc-sa/2.0/", "id": 1, "name": "BY-NC-SA"}]
+
+    def image(i: int) -> dict:
+        return {"license": 1, "file_name": f"{i:012d}.jpg", "coco_url": "", "height": SIZE, "width": SIZE,
+                "date_captured": "2013-11-14 11:18:45", "flickr_url": "", "id": i}
+
+    subsets = {
+        "train2017": ([9, 25], [(9, 48, "A man riding a wave on top of a surfboard."),
+                                (9, 67, "  A plate of food   with broccoli. "),
+                                (25, 126, "A giraffe eating food from the top of the tree."),
+                                (25, 219, "A tall giraffe standing next to a tree.")], [9]),
+        "val2017": ([139], [(139, 370, "A woman stands in the dining area at the table."),
+                            (139, 3003, "A room with chairs, a table, and a woman in it.")], [139]),
+    }
+    for subset, (ids, captions, present) in subsets.items():
+        ann = {"info": info, "licenses": licenses, "images": [image(i) for i in ids],
+               "annotations": [{"image_id": i, "id": a, "caption": c} for i, a, c in captions]}
+        path = root / "annotations" / f"captions_{subset}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(ann))
+        (root / subset).mkdir(parents=True, exist_ok=True)
+        for i in present:
+            put(root / subset / f"{i:012d}.jpg")
+    return root
+
+
+# ---------------------------------------------------------------------------------------------
+# Visual Genome region descriptions
+
+def write_visual_genome(root: Path) -> Path:
+    """Images 1 (VG_100K) and 2 (absent) are train, 100 (VG_100K_2) is held out for val/test."""
+    def region(image_id: int, region_id: int, phrase: str) -> dict:
+        return {"region_id": region_id, "width": 10, "height": 8, "image_id": image_id, "phrase": phrase,
+                "y": 3, "x": 4}
+
+    entries = [
+        {"id": 1, "regions": [region(1, 1382, "the clock is green in colour"),
+                              region(1, 1383, "shade is along the street "), region(1, 1384, "")]},
+        {"id": 2, "regions": [region(2, 1520, "man is wearing sneakers")]},
+        {"id": 100, "regions": [region(100, 9001, "a white plate on a table"),
+                                region(100, 9002, "two forks")]},
+    ]
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "region_descriptions.json").write_text(json.dumps(entries))
+    put(root / "VG_100K" / "1.jpg")
+    put(root / "VG_100K_2" / "100.jpg")
+    return root
