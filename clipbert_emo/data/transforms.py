@@ -15,18 +15,22 @@ import torch
 import torch.nn.functional as F
 
 
-def letterbox(frames: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize the longer side to ``size`` (bilinear) and zero-pad bottom/right to a square.
+def letterbox(frames: torch.Tensor, size: int, pad: str = "bottom_right") -> torch.Tensor:
+    """Resize the longer side to ``size`` (bilinear) and zero-pad to a square.
 
     (F, 3, H, W) uint8 -> (F, 3, size, size) uint8. This is ClipBERT's test-time geometry:
-    no pixel of the frame is cropped away.
+    no pixel of the frame is cropped away. ``pad="bottom_right"`` puts the frame in the top-left
+    corner as ClipBERT does (its weights saw content there); ``"center"`` splits the padding evenly.
     """
+    if pad not in ("bottom_right", "center"):
+        raise ValueError(f"pad must be bottom_right or center, got {pad!r}")
     f, c, h, w = frames.shape
     scale = size / max(h, w)
     nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
     resized = _resize(frames, nh, nw)
+    top, left = ((size - nh) // 2, (size - nw) // 2) if pad == "center" else (0, 0)
     out = torch.zeros((f, c, size, size), dtype=frames.dtype)
-    out[:, :, :nh, :nw] = resized
+    out[:, :, top : top + nh, left : left + nw] = resized
     return out
 
 
@@ -55,13 +59,14 @@ def clip_transform(
     rng: np.random.Generator | None = None,
     scale_min: float = 0.6,
     hflip: bool = True,
+    pad: str = "bottom_right",
 ) -> torch.Tensor:
     """One clip of decoded frames to model input geometry.
 
     (T, H, W, 3) uint8 numpy -> (T, 3, size, size) uint8 torch.
     """
     frames = torch.from_numpy(np.ascontiguousarray(clip)).permute(0, 3, 1, 2)  # (T, H, W, 3) -> (T, 3, H, W)
-    frames = letterbox(frames, size)
+    frames = letterbox(frames, size, pad)
     if training and rng is not None:
         top, left, h, w = random_resized_crop_params(size, size, scale_min, rng)
         frames = _resize(frames[:, :, top : top + h, left : left + w], size, size)

@@ -1,8 +1,9 @@
 """Pixels to a grid of visual features, one grid per clip.
 
 Each frame goes through a torchvision ResNet trunk (conv1 .. res5, or .. res4 for
-tiny presets), then ClipBERT's grid encoder (3x3 conv to the transformer width,
-2x2 max-pool, ReLU: total stride 64 with res5), and the T frames of a clip are fused
+tiny presets) or the original's detectron2-style ResNet-50 (detectron_resnet.py), then
+ClipBERT's grid encoder (3x3 conv to the transformer width, 2x2 max-pool, ReLU: total
+stride 64 with res5), and the T frames of a clip are fused
 into one grid: by a plain mean as in ClipBERT, or by learned per-frame weights.
 """
 
@@ -92,6 +93,18 @@ class EfficientNetLiteTrunk(nn.Module):
 def build_trunk(name: str, num_stages: int, pretrained: bool, weights_file: str = "") -> nn.Module:
     if name == "efficientnet_lite0":
         return EfficientNetLiteTrunk(pretrained, weights_file)
+    if name == "detectron2_resnet50":
+        from .detectron_resnet import DetectronResNet50, load_backbone_weights
+
+        net = DetectronResNet50(num_stages)
+        if weights_file:
+            load_backbone_weights(net, weights_file)
+        elif pretrained:
+            # Its weights are the original ClipBERT's: there is no download to fall back on.
+            raise ValueError("model.backbone=detectron2_resnet50 has no built-in pretrained weights: convert the "
+                             "original checkpoint (clipbert-emo convert-clipbert) and fine-tune with "
+                             "train.init_checkpoint, or pass model.backbone_weights=FILE")
+        return net
     return ResNetTrunk(name, num_stages, pretrained, weights_file)
 
 
@@ -129,8 +142,11 @@ class TemporalFusion(nn.Module):
 
 class VisualEncoder(nn.Module):
     def __init__(self, depth: str, num_stages: int, hidden_size: int, temporal_fusion: str,
-                 pixel_mean, pixel_std, pretrained: bool = False, weights_file: str = ""):
+                 pixel_mean, pixel_std, pretrained: bool = False, weights_file: str = "", channel_order: str = "rgb"):
         super().__init__()
+        if channel_order not in ("rgb", "bgr"):
+            raise ValueError(f"channel_order must be rgb or bgr, got {channel_order!r}")
+        self.channel_order = channel_order
         self.backbone = build_trunk(depth, num_stages, pretrained, weights_file)
         self.grid_encoder = GridEncoder(self.backbone.out_channels, hidden_size)
         self.temporal = TemporalFusion(temporal_fusion, hidden_size)
@@ -138,8 +154,10 @@ class VisualEncoder(nn.Module):
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(1, 3, 1, 1), persistent=False)
 
     def normalize(self, frames: torch.Tensor) -> torch.Tensor:
-        # uint8 0..255 -> float, then per-channel standardisation.
-        return (frames.float() / 255.0 - self.pixel_mean) / self.pixel_std
+        # uint8 0..255 -> float, then per-channel standardisation; pixel_mean/std are in RGB order.
+        x = (frames.float() / 255.0 - self.pixel_mean) / self.pixel_std
+        # Weights trained by detectron2 expect BGR; ClipBERT flips after subtracting its RGB-ordered mean.
+        return x.flip(1) if self.channel_order == "bgr" else x  # (F, 3, H, W) RGB -> BGR
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         """(B, N, T, 3, H, W) uint8 -> (B, N, D, h, w) clip grids."""
