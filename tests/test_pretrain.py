@@ -164,3 +164,21 @@ def test_pretrain_resume_matches_uninterrupted(pairs_dir, tmp_path, monkeypatch)
                        progress=False)
     assert resumed["steps"] == full["steps"] == 8
     np.testing.assert_allclose(resumed["step_losses"], full["step_losses"], rtol=1e-5)
+
+
+def test_pretrain_on_coco_and_visual_genome_releases(tmp_path):
+    """COCO captions (through pycocotools) + Visual Genome regions, mixed per batch, on their real layouts."""
+    from benchmark_fixtures import write_coco, write_visual_genome
+
+    coco, vg = write_coco(tmp_path / "coco"), write_visual_genome(tmp_path / "vg")
+    cfg = load_config(None, [*TINY_OVERRIDES, "data.format=coco", f"data.root={coco}", "data.num_frames=1",
+                             "pretrain.sources=[visual_genome]", f"pretrain.roots=[{vg}]", "train.max_steps=2",
+                             "train.batch_size=2", f"train.output_dir={tmp_path / 'run'}"])
+    m = pretrain(cfg, progress=False)
+    from clipbert_emo.data.benchmarks import read_image_text_pairs
+
+    n_coco = len(read_image_text_pairs(cfg.data, "train").samples)
+    n_vg = len(read_image_text_pairs(load_config(None, ["data.format=visual_genome", f"data.root={vg}"]).data,
+                                     "train").samples)
+    assert m["train_pairs"] == n_coco + n_vg and m["steps"] == 2
+    assert (tmp_path / "run" / "checkpoint" / "model.safetensors").exists()
