@@ -15,9 +15,9 @@ from einops import rearrange, repeat
 
 from ..config import ModelConfig
 from .aggregation import aggregate_clip_logits, task_loss
-from .fusion import ClassifierHead, FusionTransformer, make_bert_config
+from .fusion import ClassifierHead, fusion_transformer_from_config
 from .outputs import ClipBertOutput
-from .visual import VisualEncoder
+from .visual import visual_encoder_from_config
 
 
 class ClipBertForEmotion(nn.Module):
@@ -35,18 +35,8 @@ class ClipBertForEmotion(nn.Module):
         self.focal_gamma = 2.0
         # Derived from the training split at the start of each run, so not part of the checkpoint.
         self.register_buffer("class_weights", None, persistent=False)
-        self.cnn = (
-            VisualEncoder(cfg.backbone, cfg.backbone_stages, cfg.hidden_size, cfg.temporal_fusion,
-                          cfg.pixel_mean, cfg.pixel_std, pretrained and cfg.pretrained,
-                          cfg.backbone_weights if pretrained else "", channel_order=cfg.channel_order)
-            if use_video else None
-        )
-        bert_cfg = make_bert_config(cfg.hidden_size, cfg.num_layers, cfg.num_heads, cfg.intermediate_size,
-                                    vocab_size, cfg.dropout, cfg.max_text_positions, pad_token_id,
-                                    cfg.initializer_range)
-        self.transformer = FusionTransformer(bert_cfg, cfg.max_grid)
-        if cfg.text_init and pretrained:
-            self.transformer.load_bert(cfg.text_init)
+        self.cnn = visual_encoder_from_config(cfg, pretrained) if use_video else None
+        self.transformer = fusion_transformer_from_config(cfg, vocab_size, pad_token_id, pretrained)
         self.head = ClassifierHead(cfg.hidden_size, num_labels, cfg.dropout)
         self.head.apply(self.transformer._init_weights)
         self.visual_aux = (nn.Linear(cfg.hidden_size, num_labels)

@@ -95,6 +95,17 @@ class FusionTransformer(nn.Module):
         return sequence, pooled
 
 
+def fusion_transformer_from_config(cfg, vocab_size: int, pad_token_id: int = 0, pretrained: bool = True
+                                   ) -> FusionTransformer:
+    """The fusion transformer a ModelConfig describes, started from ``cfg.text_init`` when set."""
+    bert_cfg = make_bert_config(cfg.hidden_size, cfg.num_layers, cfg.num_heads, cfg.intermediate_size, vocab_size,
+                                cfg.dropout, cfg.max_text_positions, pad_token_id, cfg.initializer_range)
+    transformer = FusionTransformer(bert_cfg, cfg.max_grid)
+    if cfg.text_init and pretrained:
+        transformer.load_bert(cfg.text_init)
+    return transformer
+
+
 class ClassifierHead(nn.Module):
     """ClipBERT's downstream head: dropout -> Linear(D, 2D) -> ReLU -> Linear(2D, K)."""
 

@@ -17,25 +17,18 @@ from einops import rearrange
 from transformers.models.bert.modeling_bert import BertPreTrainingHeads
 
 from ..config import ModelConfig
-from .fusion import FusionTransformer, make_bert_config
+from .fusion import fusion_transformer_from_config
 from .outputs import ClipBertPretrainingOutput
-from .visual import VisualEncoder
+from .visual import visual_encoder_from_config
 
 
 class ClipBertForPretraining(nn.Module):
     def __init__(self, cfg: ModelConfig, vocab_size: int, pad_token_id: int = 0, pretrained: bool = True):
         super().__init__()
         self.cfg = cfg
-        self.cnn = VisualEncoder(cfg.backbone, cfg.backbone_stages, cfg.hidden_size, cfg.temporal_fusion,
-                                 cfg.pixel_mean, cfg.pixel_std, pretrained and cfg.pretrained,
-                                 cfg.backbone_weights if pretrained else "")
-        bert_cfg = make_bert_config(cfg.hidden_size, cfg.num_layers, cfg.num_heads, cfg.intermediate_size,
-                                    vocab_size, cfg.dropout, cfg.max_text_positions, pad_token_id,
-                                    cfg.initializer_range)
-        self.transformer = FusionTransformer(bert_cfg, cfg.max_grid)
-        if cfg.text_init and pretrained:
-            self.transformer.load_bert(cfg.text_init)
-        self.transformer.cls = BertPreTrainingHeads(bert_cfg)
+        self.cnn = visual_encoder_from_config(cfg, pretrained)
+        self.transformer = fusion_transformer_from_config(cfg, vocab_size, pad_token_id, pretrained)
+        self.transformer.cls = BertPreTrainingHeads(self.transformer.config)
         self.transformer.cls.apply(self.transformer._init_weights)
         # BERT ties the MLM decoder to the input word embeddings: a word is predicted by the same
         # vector that represents it, which also keeps a small pretraining vocabulary cheap.

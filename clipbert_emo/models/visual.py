@@ -167,3 +167,11 @@ class VisualEncoder(nn.Module):
         grids = rearrange(grids, "(bn t) d h w -> bn t d h w", t=t)  # -> (B*N, T, D, h, w)
         clips = self.temporal(grids)  # -> (B*N, D, h, w)
         return rearrange(clips, "(b n) d h w -> b n d h w", b=b, n=n)  # -> (B, N, D, h, w)
+
+
+def visual_encoder_from_config(cfg, pretrained: bool = True) -> VisualEncoder:
+    """The visual path a ModelConfig describes; ``pretrained=False`` skips fetching backbone weights
+    (a checkpoint is about to be loaded over them)."""
+    return VisualEncoder(cfg.backbone, cfg.backbone_stages, cfg.hidden_size, cfg.temporal_fusion,
+                         cfg.pixel_mean, cfg.pixel_std, pretrained and cfg.pretrained,
+                         cfg.backbone_weights if pretrained else "", channel_order=cfg.channel_order)
