@@ -182,6 +182,11 @@ class PretrainConfig:
     # batch comes from one source, all sources equally likely (ClipBERT alternates COCO and VG 50/50).
     sources: list[str] = field(default_factory=list)
     roots: list[str] = field(default_factory=list)
+    # Weight of an auxiliary loss in which a linear layer on each image's mean visual token predicts the
+    # words of its caption (soft-target cross-entropy over the vocabulary, matched pairs only). 0 = plain
+    # ClipBERT. As visual_aux_weight does for fine-tuning, it gives the CNN a learning signal from the
+    # first step when the fusion transformer starts from random weights and cannot yet route one to it.
+    visual_words_weight: float = 0.0
 
 
 @dataclass

@@ -182,3 +182,25 @@ def test_pretrain_on_coco_and_visual_genome_releases(tmp_path):
                                      "train").samples)
     assert m["train_pairs"] == n_coco + n_vg and m["steps"] == 2
     assert (tmp_path / "run" / "checkpoint" / "model.safetensors").exists()
+
+
+def test_visual_words_auxiliary_loss(tmp_path):
+    """The optional caption-words loss: added with its weight, matched pairs only, and it reaches the CNN."""
+    from clipbert_emo.models.pretraining import ClipBertForPretraining
+
+    cfg = load_config(None, TINY_OVERRIDES).model
+    tok = _tokenizer(tmp_path)
+    torch.manual_seed(0)
+    model = ClipBertForPretraining(cfg, len(tok), visual_words_weight=0.5)
+    enc = tok(CAPTIONS[:3], padding=True, return_tensors="pt")
+    video = torch.randint(0, 255, (3, 1, 1, 3, 32, 32), dtype=torch.uint8)
+    mlm = torch.full_like(enc["input_ids"], -100)
+    out = model(enc["input_ids"], enc["attention_mask"], video, mlm, torch.tensor([1, 0, 1]))
+    assert torch.allclose(out.loss, out.loss_mlm + out.loss_itm + 0.5 * out.loss_visual_words)
+    out.loss_visual_words.backward()
+    assert model.cnn.grid_encoder[0].weight.grad.abs().sum() > 0
+    # Only matched pairs count: a mismatched pair's caption does not describe its image.
+    model.eval()
+    a = model(enc["input_ids"][:1], enc["attention_mask"][:1], video[:1], mlm[:1], torch.tensor([1]))
+    b = model(enc["input_ids"], enc["attention_mask"], video, mlm, torch.tensor([1, 0, 0]))
+    assert torch.allclose(a.loss_visual_words, b.loss_visual_words, atol=1e-5)

@@ -22,3 +22,4 @@ class ClipBertPretrainingOutput:
     loss_itm: torch.Tensor | None
     mlm_logits: torch.Tensor  # (B, L, V)
     itm_logits: torch.Tensor  # (B, 2)
+    loss_visual_words: torch.Tensor | None = None  # the auxiliary caption-words loss, when enabled

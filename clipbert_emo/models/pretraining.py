@@ -23,9 +23,12 @@ from .visual import visual_encoder_from_config
 
 
 class ClipBertForPretraining(nn.Module):
-    def __init__(self, cfg: ModelConfig, vocab_size: int, pad_token_id: int = 0, pretrained: bool = True):
+    def __init__(self, cfg: ModelConfig, vocab_size: int, pad_token_id: int = 0, pretrained: bool = True,
+                 visual_words_weight: float = 0.0):
         super().__init__()
         self.cfg = cfg
+        self.visual_words_weight = visual_words_weight
+        self.visual_words = nn.Linear(cfg.hidden_size, vocab_size) if visual_words_weight > 0 else None
         self.cnn = visual_encoder_from_config(cfg, pretrained)
         self.transformer = fusion_transformer_from_config(cfg, vocab_size, pad_token_id, pretrained)
         self.transformer.cls = BertPreTrainingHeads(self.transformer.config)
@@ -62,10 +65,27 @@ class ClipBertForPretraining(nn.Module):
                 loss_mlm = mlm_logits.sum() * 0.0
         if itm_labels is not None:
             loss_itm = F.cross_entropy(itm_logits.float(), itm_labels)
+        loss_words = None
+        if self.visual_words is not None and mlm_labels is not None and itm_labels is not None:
+            loss_words = self._visual_words_loss(grids, input_ids, attention_mask, mlm_labels, itm_labels)
         if loss_mlm is not None or loss_itm is not None:
             loss = sum(x for x in (loss_mlm, loss_itm) if x is not None)
+            if loss_words is not None:
+                loss = loss + self.visual_words_weight * loss_words
         return ClipBertPretrainingOutput(loss=loss, loss_mlm=loss_mlm, loss_itm=loss_itm, mlm_logits=mlm_logits,
-                                         itm_logits=itm_logits)
+                                         itm_logits=itm_logits, loss_visual_words=loss_words)
+
+    def _visual_words_loss(self, grids, input_ids, attention_mask, mlm_labels, itm_labels) -> torch.Tensor:
+        """Cross-entropy between the words predicted from the mean visual token and the caption's
+        bag of words (uniform over its tokens), on the pairs whose caption is the image's own."""
+        original = torch.where(mlm_labels != -100, mlm_labels, input_ids)  # undo the MLM masking, (B, L)
+        bag = torch.zeros(original.shape[0], self.visual_words.out_features, device=original.device)
+        bag.scatter_add_(1, original, attention_mask.float())  # (B, L) -> (B, V) token counts
+        target = bag / bag.sum(-1, keepdim=True).clamp_min(1.0)
+        logits = self.visual_words(grids.mean(dim=(1, 3, 4)))  # (B, 1, D, h, w) -> (B, D) -> (B, V)
+        per_pair = -(target * F.log_softmax(logits.float(), dim=-1)).sum(-1)  # (B,)
+        matched = (itm_labels == 1).float()
+        return (per_pair * matched).sum() / matched.sum().clamp_min(1.0)
 
     def enable_gradient_checkpointing(self) -> None:
         self.transformer.bert.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..config import DataConfig, ExperimentConfig, save_config
+from ..convert import PRETRAINING_HEADS
 from ..data.manifest import Manifest
 from ..data.pretraining import ImageTextCollator, ImageTextPairDataset
 from ..eval.report import write_json
@@ -139,11 +140,16 @@ def pretrain(cfg: ExperimentConfig, progress: bool = True) -> dict:
 
     last_dir = out_dir / "last"
     resuming = cfg.train.resume and (last_dir / TRAINING_STATE).exists()
-    model = ClipBertForPretraining(cfg.model, len(tokenizer), tokenizer.pad_token_id or 0, pretrained=not resuming)
+    model = ClipBertForPretraining(cfg.model, len(tokenizer), tokenizer.pad_token_id or 0, pretrained=not resuming,
+                                   visual_words_weight=cfg.pretrain.visual_words_weight)
     if resuming:
         load_weights(model, last_dir / WEIGHTS, strict=True)
     elif cfg.train.init_checkpoint:
         report = load_weights(model, Path(cfg.train.init_checkpoint) / WEIGHTS)
+        heads = Path(cfg.train.init_checkpoint) / PRETRAINING_HEADS
+        if heads.exists():  # a converted original ClipBERT keeps its MLM/ITM heads beside the weights
+            head_report = load_weights(model, heads)
+            report["missing"] = [k for k in report["missing"] if k in head_report["missing"]]
         if main and any(report.values()):
             logger.warning("init_checkpoint %s: %s", cfg.train.init_checkpoint, {k: len(v) for k, v in report.items()})
     if cfg.train.gradient_checkpointing:
@@ -207,6 +213,8 @@ def pretrain(cfg: ExperimentConfig, progress: bool = True) -> dict:
         train_loader.set_epoch(epoch)
         batches = skip
         sums = {"loss": [], "loss_mlm": [], "loss_itm": []}
+        if cfg.pretrain.visual_words_weight > 0:
+            sums["loss_visual_words"] = []
         for batch in train_loader:
             batches += 1
             skipped.extend(batch["skipped"])
