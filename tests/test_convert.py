@@ -528,3 +528,19 @@ def test_full_size_bert_base_conversion_equals_the_reference(tmp_path):
         _, tokens = ref_visual_tokens(video, fake)
         ref = ref_clip_logits(enc["input_ids"], enc["attention_mask"], tokens, 2, fake, 12)
     assert torch.allclose(logits, ref, rtol=1e-4, atol=1e-4), (logits - ref).abs().max()
+
+
+def test_converted_folder_continues_pretraining_with_its_mlm_and_itm_heads(converted, fake):
+    from clipbert_emo.models.pretraining import ClipBertForPretraining
+    from clipbert_emo.train.checkpoint import read_checkpoint_config
+    from clipbert_emo.train.pretrain import load_pretraining_init
+
+    out, _ = converted
+    cfg, meta = read_checkpoint_config(out)
+    model = ClipBertForPretraining(cfg.model, meta["vocab_size"], pretrained=False)
+    report = load_pretraining_init(model, out)
+    assert not report["missing"] and not report["shape_mismatch"]
+    own = model.state_dict()
+    for key in ("transformer.cls.seq_relationship.weight", "transformer.cls.predictions.transform.dense.weight",
+                "transformer.cls.predictions.bias"):
+        assert torch.equal(own[key], fake[key]), key

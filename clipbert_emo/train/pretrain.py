@@ -47,6 +47,18 @@ def load_pairs(cfg: DataConfig, split: str) -> Manifest | None:
     return read_image_text_pairs(cfg, split)
 
 
+def load_pretraining_init(model: ClipBertForPretraining, folder: str | Path) -> dict:
+    """Start pretraining from a checkpoint folder: a finished pretraining run, a fine-tuned model (its
+    classifier is reported unused), or a converted original ClipBERT, whose MLM/ITM heads the converter
+    keeps beside the weights. Returns load_weights' report of what did not match."""
+    report = load_weights(model, Path(folder) / WEIGHTS)
+    heads = Path(folder) / PRETRAINING_HEADS
+    if heads.exists():
+        head_report = load_weights(model, heads)
+        report["missing"] = [k for k in report["missing"] if k in head_report["missing"]]
+    return report
+
+
 class MixedSourceBatchSampler:
     """Batches drawn from one source at a time, each source equally likely per batch.
 
@@ -145,11 +157,7 @@ def pretrain(cfg: ExperimentConfig, progress: bool = True) -> dict:
     if resuming:
         load_weights(model, last_dir / WEIGHTS, strict=True)
     elif cfg.train.init_checkpoint:
-        report = load_weights(model, Path(cfg.train.init_checkpoint) / WEIGHTS)
-        heads = Path(cfg.train.init_checkpoint) / PRETRAINING_HEADS
-        if heads.exists():  # a converted original ClipBERT keeps its MLM/ITM heads beside the weights
-            head_report = load_weights(model, heads)
-            report["missing"] = [k for k in report["missing"] if k in head_report["missing"]]
+        report = load_pretraining_init(model, cfg.train.init_checkpoint)
         if main and any(report.values()):
             logger.warning("init_checkpoint %s: %s", cfg.train.init_checkpoint, {k: len(v) for k, v in report.items()})
     if cfg.train.gradient_checkpointing:
