@@ -25,17 +25,11 @@ from ..eval.report import write_json
 from ..models.clipbert import ClipBertForEmotion
 from .builders import class_counts, has_split, load_split, make_loader, make_train_sampler, stratified_subset
 from .checkpoint import TOKENIZER, TRAINING_STATE, WEIGHTS, load_training_state, load_weights, save_checkpoint
+from .distributed import (NonFiniteGuard, load_optimizer_for_resume, make_accelerator, model_for_saving,
+                          optimizer_state_for_resume, param_checksum, prune_deepspeed_states, sync_buffers)
 from .optim import build_optimizer, warmup_linear_decay
 
 logger = logging.getLogger(__name__)
-
-
-def make_accelerator(cfg: ExperimentConfig) -> Accelerator:
-    return Accelerator(
-        cpu=not torch.cuda.is_available(),
-        mixed_precision=cfg.train.mixed_precision,
-        gradient_accumulation_steps=cfg.train.grad_accum_steps,
-    )
 
 
 def _tokenizer_for(cfg: ExperimentConfig, train_texts: list[str], out_dir: Path, accelerator: Accelerator):
@@ -85,8 +79,14 @@ def finetune(cfg: ExperimentConfig, progress: bool = True) -> dict:
         from ..models.losses import class_weights_from_counts
 
         counts = class_counts(train_m, data)
-        class_weights = (torch.stack([class_weights_from_counts(c.tolist()) for c in counts])
-                         if counts.ndim == 2 else class_weights_from_counts(counts.tolist()))
+        if counts.ndim == 2:  # multitask: one weight vector per head
+            empty = [h for h, c in zip(data.heads, counts) if int(c.sum()) == 0]
+            if empty:
+                raise ValueError(f"train.loss=weighted_ce: head(s) {', '.join(empty)} have no annotated sample in "
+                                 "the training split; drop them from data.heads or use train.loss=ce")
+            class_weights = torch.stack([class_weights_from_counts(c.tolist()) for c in counts])
+        else:
+            class_weights = class_weights_from_counts(counts.tolist())
         if main:
             logger.info("class weights from the training split: %s", class_weights.tolist())
     model.set_loss(cfg.train.loss, class_weights, cfg.train.focal_gamma)
@@ -113,7 +113,9 @@ def finetune(cfg: ExperimentConfig, progress: bool = True) -> dict:
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = warmup_linear_decay(optimizer, total_steps, cfg.optim.warmup_ratio)
     train_sampler = train_loader.sampler
-    model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
+    # The scheduler counts optimizer steps and is stepped here, not by accelerate: accelerate's wrapper steps it
+    # num_processes times per optimizer step, which under N ranks ran this schedule N times too fast.
+    model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
     if val_loader is not None:
         val_loader = accelerator.prepare(val_loader)
 
@@ -125,10 +127,12 @@ def finetune(cfg: ExperimentConfig, progress: bool = True) -> dict:
     best = {"epoch": 0, "metric": select, "score": -math.inf, "value": None}
     step = micro_step = 0
     first_epoch, batches_done = 1, 0
+    guard = NonFiniteGuard(accelerator)  # stops on a NaN/inf loss; counts fp16 overflow steps the scaler skipped
     if resuming:
         state = load_training_state(last_dir)
-        optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_for_resume(accelerator, model, optimizer, state, out_dir)  # DeepSpeed: per-rank shards
         scheduler.load_state_dict(state["scheduler"])
+        guard.skipped_steps = list(state.get("overflow_skipped_steps", []))
         if state.get("scaler") is not None and accelerator.scaler is not None:
             accelerator.scaler.load_state_dict(state["scaler"])
         step, micro_step = state["step"], state["micro_step"]
@@ -137,15 +141,22 @@ def finetune(cfg: ExperimentConfig, progress: bool = True) -> dict:
         if main:
             logger.warning("resuming %s from step %d (epoch %d, batch %d)", last_dir, step, first_epoch, batches_done)
 
-    def save_last(epoch: int, batches: int) -> None:
+    def save_last(epoch: int, batches: int, to_save=...) -> None:
+        # Every rank calls this: under DeepSpeed each writes its optimizer shard, under ZeRO-3 all join
+        # the weight gather (model_for_saving; ... = not gathered yet); only the main process writes last/.
+        to_save = model_for_saving(accelerator, model) if to_save is ... else to_save
+        opt_state = optimizer_state_for_resume(accelerator, model, optimizer, out_dir, step)
+        if not main:
+            return
         training_state = {
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            **opt_state, "scheduler": scheduler.state_dict(),
             "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
             "step": step, "micro_step": micro_step, "epoch": epoch, "batches_done": batches,
             "history": history, "step_losses": step_losses, "best": best,
+            "overflow_skipped_steps": guard.skipped_steps,
         }
-        save_checkpoint(last_dir, accelerator.unwrap_model(model), cfg, tokenizer, {"epoch": epoch, "step": step},
-                        training_state)
+        save_checkpoint(last_dir, to_save, cfg, tokenizer, {"epoch": epoch, "step": step}, training_state)
+        prune_deepspeed_states(accelerator, out_dir, opt_state.get("deepspeed_state"))
 
     start = time.time()
     bar = tqdm(total=total_steps, initial=step, desc=f"finetune {cfg.name}", disable=not (progress and main))
@@ -171,25 +182,25 @@ def finetune(cfg: ExperimentConfig, progress: bool = True) -> dict:
             torch.manual_seed(cfg.train.seed * 1_000_003 + micro_step)
             with accelerator.accumulate(model):
                 out = model(batch["input_ids"], batch["attention_mask"], batch.get("video"), labels=batch["labels"])
-                if not torch.isfinite(out.loss):
-                    raise FloatingPointError(f"non-finite loss {out.loss.item()} at epoch {epoch}, step {step}; "
-                                             "lower the learning rate or use mixed_precision=no")
+                guard.check_loss(out.loss, epoch, step)  # raises before backward unless an fp16 scaler skips it
                 accelerator.backward(out.loss)
                 if accelerator.sync_gradients and cfg.optim.grad_clip > 0:
                     accelerator.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
                 optimizer.step()
-                scheduler.step()
+                if accelerator.sync_gradients and not accelerator.optimizer_step_was_skipped:
+                    scheduler.step()  # once per optimizer step actually taken
                 optimizer.zero_grad(set_to_none=True)
             losses.append(out.loss.item())
             if out.loss_visual_aux is not None:
                 aux_losses.append(out.loss_visual_aux.item())
             if accelerator.sync_gradients:
                 step += 1
+                guard.after_step(optimizer, step)  # fp16: warn and count when the scaler skipped this step
                 step_losses.append(out.loss.item())
                 bar.update(1)
                 bar.set_postfix(epoch=epoch, loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
-                if cfg.train.save_every_steps and step % cfg.train.save_every_steps == 0 and main:
-                    save_last(epoch, batches)
+                if cfg.train.save_every_steps and step % cfg.train.save_every_steps == 0:
+                    save_last(epoch, batches)  # on every rank (DeepSpeed shards, ZeRO-3 gather)
                 _after_step(step)
             if cfg.train.max_steps and step >= cfg.train.max_steps:
                 break
@@ -197,6 +208,7 @@ def finetune(cfg: ExperimentConfig, progress: bool = True) -> dict:
                  "lr": scheduler.get_last_lr()[-1]}
         if aux_losses:
             entry["train_loss_visual_aux"] = sum(aux_losses) / len(aux_losses)
+        sync_buffers(accelerator, model)  # every rank validates with the BatchNorm statistics that get saved
         if val_loader is not None:
             res = collect_clip_logits(model, val_loader, accelerator, progress=progress, desc="val")
             agg = cfg.model.aggregation
@@ -214,14 +226,15 @@ def finetune(cfg: ExperimentConfig, progress: bool = True) -> dict:
         history.append(entry)
         value = entry.get("val_" + select, entry["train_loss"])
         score = sign * value if val_loader is not None else -entry["train_loss"]
+        to_save = model_for_saving(accelerator, model)  # every rank: ZeRO-3 gathers the full weights here
         if main:
             logger.info("epoch %d: %s", epoch, {k: round(v, 4) if isinstance(v, float) else v for k, v in entry.items()})
             if score > best["score"] or val_loader is None:
                 best = {"epoch": epoch, "metric": select, "score": score, "value": value}
-                save_checkpoint(out_dir / "checkpoint", accelerator.unwrap_model(model), cfg, tokenizer,
+                save_checkpoint(out_dir / "checkpoint", to_save, cfg, tokenizer,
                                 {"epoch": epoch, "step": step, "select_metric": select, "val_" + select: value})
             plot_learning_curves(history, out_dir / "learning_curves.png")
-            save_last(epoch + 1, 0)
+        save_last(epoch + 1, 0, to_save)
         accelerator.wait_for_everyone()
         if cfg.train.max_steps and step >= cfg.train.max_steps:
             break
@@ -229,13 +242,14 @@ def finetune(cfg: ExperimentConfig, progress: bool = True) -> dict:
     train_seconds = time.time() - start
 
     # One number per rank: DDP keeps replicas identical, and this makes that checkable after the fact.
-    checksum = torch.stack([p.detach().double().sum() for p in accelerator.unwrap_model(model).parameters()]).sum()
+    checksum = param_checksum(accelerator, model)  # every rank (ZeRO-3 gathers the slices first)
     rank_checksums = accelerator.gather(checksum.reshape(1).to(accelerator.device)).cpu().tolist()
     metrics = {"name": cfg.name, "history": history, "best_epoch": best["epoch"],
                "num_processes": accelerator.num_processes, "rank_param_checksums": rank_checksums,
                "select_metric": select, "best_val_score": best["value"] if val_loader is not None else None,
                "best_val_macro_f1": next((h.get("val_macro_f1") for h in history if h["epoch"] == best["epoch"]), None),
                "train_seconds": train_seconds, "steps": step, "step_losses": step_losses,
+               "overflow_skipped_steps": len(guard.skipped_steps), "overflow_skipped_step_ids": guard.skipped_steps,
                "checkpoint": str(out_dir / "checkpoint"),
                "skipped": [list(s) for s in skipped]}
     if has_split(data, "test"):
@@ -250,4 +264,4 @@ def finetune(cfg: ExperimentConfig, progress: bool = True) -> dict:
     return metrics
 
 
-__all__ = ["finetune", "make_accelerator"]
+__all__ = ["finetune", "make_accelerator"]  # make_accelerator lives in .distributed; re-exported for old callers
