@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -34,12 +35,19 @@ def _cmd_synthemo(args) -> int:
     return 0
 
 
+def _is_main_process() -> bool:
+    # Under accelerate launch / torchrun every rank runs the command; one summary is enough.
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def _cmd_finetune(args) -> int:
     from .config import load_config
     from .train.loop import finetune
 
     cfg = load_config(args.config, args.overrides + (["train.resume=true"] if args.resume else []))
     metrics = finetune(cfg, progress=not args.quiet)
+    if not _is_main_process():
+        return 0
     print(f"best checkpoint: {metrics['checkpoint']} (epoch {metrics['best_epoch']}, "
           f"val {metrics['select_metric']} {metrics['best_val_score']})")
     if "test" in metrics:
@@ -54,6 +62,8 @@ def _cmd_pretrain(args) -> int:
 
     cfg = load_config(args.config, args.overrides + (["train.resume=true"] if args.resume else []))
     metrics = pretrain(cfg, progress=not args.quiet)
+    if not _is_main_process():
+        return 0
     last = metrics["history"][-1] if metrics["history"] else {}
     shown = {k: round(v, 4) for k, v in last.items() if k.startswith(("train_loss", "val_")) and isinstance(v, float)}
     print(f"pretrained on {metrics['train_pairs']} image-text pairs, {metrics['steps']} steps: {shown}")

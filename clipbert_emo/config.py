@@ -282,6 +282,10 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
     if typ is str:
         if value is None:
             return ""
+        if isinstance(value, bool):
+            # YAML 1.1 reads a bare no/off/yes/on as a boolean (train.mixed_precision=no); these
+            # string fields mean the word.
+            return "no" if value is False else "yes"
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a string, got {value!r}")
         return value

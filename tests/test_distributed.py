@@ -230,3 +230,19 @@ def test_a_nan_on_one_rank_stops_every_rank(synthemo_dir, tmp_path):
     assert "non-finite loss on rank(s) [1]" in text
     for rank in (0, 1):
         assert f"[rank{rank}]: clipbert_emo.train.distributed.NonFiniteLossError" in text, text[-3000:]
+
+
+def test_two_process_pretraining(pairs_dir, tmp_path):
+    """`clipbert-emo pretrain` under 2 gloo ranks: replicas stay identical and one summary is printed."""
+    out = tmp_path / "pre"
+    cmd = [*LAUNCH_DDP, "-m", "clipbert_emo.cli", "pretrain", "-q", *TINY_OVERRIDES, "data.num_frames=1",
+           f"data.train_manifest={pairs_dir / 'train.jsonl'}", f"data.val_manifest={pairs_dir / 'val.jsonl'}",
+           "train.batch_size=2", f"train.output_dir={out}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=_env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["num_processes"] == 2 and metrics["steps"] == 2  # 8 pairs / (2 per batch x 2 ranks)
+    a, b = metrics["rank_param_checksums"]
+    assert a == b
+    assert proc.stdout.count("pretrained on") == 1
+    assert (out / "checkpoint" / "model.safetensors").exists()

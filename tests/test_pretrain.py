@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from clipbert_emo.config import load_config
 from clipbert_emo.data.pretraining import ImageTextCollator, ImageTextPairDataset, mask_tokens
@@ -13,22 +12,7 @@ from clipbert_emo.data.text import build_wordpiece_tokenizer
 from clipbert_emo.train.pretrain import MixedSourceBatchSampler, pretrain
 from conftest import TINY_OVERRIDES
 
-CAPTIONS = ["a face with a wide open mouth", "a frowning face with lowered brows", "someone smiling broadly",
-            "a calm face with a closed mouth", "raised brows and round eyes", "a tight mouth and narrowed eyes"]
-
-
-@pytest.fixture
-def pairs_dir(tmp_path):
-    """Eight 32 px PNGs with captions, as a pretraining JSONL manifest (+ 4 held-out pairs)."""
-    rng = np.random.default_rng(0)
-    (tmp_path / "images").mkdir()
-    for split, n in (("train", 8), ("val", 4)):
-        with open(tmp_path / f"{split}.jsonl", "w") as f:
-            for i in range(n):
-                name = f"images/{split}{i}.png"
-                Image.fromarray(rng.integers(0, 255, (32, 40, 3), dtype=np.uint8)).save(tmp_path / name)
-                f.write(json.dumps({"video": name, "text": CAPTIONS[i % len(CAPTIONS)]}) + "\n")
-    return tmp_path
+from conftest import CAPTIONS
 
 
 def _tokenizer(tmp_path):

@@ -36,6 +36,9 @@ class ClipBertForPretraining(nn.Module):
         # BERT ties the MLM decoder to the input word embeddings: a word is predicted by the same
         # vector that represents it, which also keeps a small pretraining vocabulary cheap.
         self.transformer.cls.predictions.decoder.weight = self.transformer.bert.embeddings.word_embeddings.weight
+        # The output bias is one tensor under two names (``predictions.bias``, ``predictions.decoder.bias``), as
+        # in BERT and ClipBERT's checkpoint; left untied, one copy would never get a gradient.
+        self.transformer.cls.predictions.decoder.bias = self.transformer.cls.predictions.bias
 
     @property
     def uses_video(self) -> bool:

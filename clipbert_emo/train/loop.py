@@ -227,10 +227,13 @@ def finetune(cfg: ExperimentConfig, progress: bool = True) -> dict:
         value = entry.get("val_" + select, entry["train_loss"])
         score = sign * value if val_loader is not None else -entry["train_loss"]
         to_save = model_for_saving(accelerator, model)  # every rank: ZeRO-3 gathers the full weights here
+        # Every rank tracks the best epoch (the gathered metrics are the same everywhere); main saves it.
+        improved = score > best["score"] or val_loader is None
+        if improved:
+            best = {"epoch": epoch, "metric": select, "score": score, "value": value}
         if main:
             logger.info("epoch %d: %s", epoch, {k: round(v, 4) if isinstance(v, float) else v for k, v in entry.items()})
-            if score > best["score"] or val_loader is None:
-                best = {"epoch": epoch, "metric": select, "score": score, "value": value}
+            if improved:
                 save_checkpoint(out_dir / "checkpoint", to_save, cfg, tokenizer,
                                 {"epoch": epoch, "step": step, "select_metric": select, "val_" + select: value})
             plot_learning_curves(history, out_dir / "learning_curves.png")

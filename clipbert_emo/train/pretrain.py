@@ -25,7 +25,9 @@ from ..data.pretraining import ImageTextCollator, ImageTextPairDataset
 from ..eval.report import write_json
 from ..models.pretraining import ClipBertForPretraining
 from .checkpoint import TRAINING_STATE, WEIGHTS, load_training_state, load_weights, save_checkpoint
-from .loop import _tokenizer_for, make_accelerator
+from .distributed import (NonFiniteGuard, load_optimizer_for_resume, make_accelerator, model_for_saving,
+                          optimizer_state_for_resume, param_checksum, prune_deepspeed_states, sync_buffers)
+from .loop import _tokenizer_for
 from .optim import build_optimizer, warmup_linear_decay
 
 logger = logging.getLogger(__name__)
@@ -191,9 +193,11 @@ def pretrain(cfg: ExperimentConfig, progress: bool = True) -> dict:
     skipped: list = list(train_m.skipped)
     step = micro_step = 0
     first_epoch, batches_done = 1, 0
+    guard = NonFiniteGuard(accelerator)
     if resuming:
         state = load_training_state(last_dir)
-        optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_for_resume(accelerator, model, optimizer, state, out_dir)  # DeepSpeed: per-rank shards
+        guard.skipped_steps = list(state.get("overflow_skipped_steps", []))
         scheduler.load_state_dict(state["scheduler"])
         if state.get("scaler") is not None and accelerator.scaler is not None:
             accelerator.scaler.load_state_dict(state["scaler"])
@@ -201,15 +205,21 @@ def pretrain(cfg: ExperimentConfig, progress: bool = True) -> dict:
         first_epoch, batches_done = state["epoch"], state["batches_done"]
         history, step_losses = state["history"], state["step_losses"]
 
-    def save_last(epoch: int, batches: int) -> None:
+    def save_last(epoch: int, batches: int, to_save=None) -> None:
+        # Every rank calls this (DeepSpeed optimizer shards, the ZeRO-3 gather); main writes last/.
+        to_save = to_save if to_save is not None else model_for_saving(accelerator, model)
+        opt_state = optimizer_state_for_resume(accelerator, model, optimizer, out_dir, step)
+        if not main:
+            return
         training_state = {
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            **opt_state, "scheduler": scheduler.state_dict(),
             "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
             "step": step, "micro_step": micro_step, "epoch": epoch, "batches_done": batches,
-            "history": history, "step_losses": step_losses,
+            "history": history, "step_losses": step_losses, "overflow_skipped_steps": guard.skipped_steps,
         }
-        save_checkpoint(last_dir, accelerator.unwrap_model(model), cfg, tokenizer,
-                        {"kind": "pretraining", "epoch": epoch, "step": step}, training_state)
+        save_checkpoint(last_dir, to_save, cfg, tokenizer, {"kind": "pretraining", "epoch": epoch, "step": step},
+                        training_state)
+        prune_deepspeed_states(accelerator, out_dir, opt_state.get("deepspeed_state"))
 
     start = time.time()
     bar = tqdm(total=total_steps, initial=step, desc=f"pretrain {cfg.name}", disable=not (progress and main))
@@ -233,9 +243,7 @@ def pretrain(cfg: ExperimentConfig, progress: bool = True) -> dict:
             with accelerator.accumulate(model):
                 out = model(batch["input_ids"], batch["attention_mask"], batch["video"], batch["mlm_labels"],
                             batch["itm_labels"])
-                if not torch.isfinite(out.loss):
-                    raise FloatingPointError(f"non-finite pretraining loss {out.loss.item()} at epoch {epoch}, step "
-                                             f"{step}; lower optim.lr_* or use train.mixed_precision=no")
+                guard.check_loss(out.loss, epoch, step)  # all ranks stop on NaN/inf unless fp16 scaling skips it
                 accelerator.backward(out.loss)
                 if accelerator.sync_gradients and cfg.optim.grad_clip > 0:
                     accelerator.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
@@ -247,34 +255,41 @@ def pretrain(cfg: ExperimentConfig, progress: bool = True) -> dict:
                 sums[k].append(getattr(out, k).item())
             if accelerator.sync_gradients:
                 step += 1
+                guard.after_step(optimizer, step)
                 step_losses.append(out.loss.item())
                 bar.update(1)
                 recent = sums["loss"][-20:]
                 bar.set_postfix(epoch=epoch, loss=f"{sum(recent) / len(recent):.3f}",
                                 itm=f"{sums['loss_itm'][-1]:.3f}", mlm=f"{sums['loss_mlm'][-1]:.3f}")
-                if cfg.train.save_every_steps and step % cfg.train.save_every_steps == 0 and main:
+                if cfg.train.save_every_steps and step % cfg.train.save_every_steps == 0:
                     save_last(epoch, batches)
             if cfg.train.max_steps and step >= cfg.train.max_steps:
                 break
         entry = {"epoch": epoch, "step": step, "lr": scheduler.get_last_lr()[-1],
                  **{f"train_{k}": sum(v) / max(1, len(v)) for k, v in sums.items()}}
         if val_loader is not None:
+            sync_buffers(accelerator, model)  # every rank evaluates with the BatchNorm statistics that get saved
             entry.update(evaluate_pretraining(model, val_loader, accelerator))
         history.append(entry)
+        to_save = model_for_saving(accelerator, model)  # every rank: ZeRO-3 gathers the full weights here
         if main:
             logger.info("epoch %d: %s", epoch, {k: round(v, 4) if isinstance(v, float) else v for k, v in entry.items()})
-            save_checkpoint(out_dir / "checkpoint", accelerator.unwrap_model(model), cfg, tokenizer,
+            save_checkpoint(out_dir / "checkpoint", to_save, cfg, tokenizer,
                             {"kind": "pretraining", "epoch": epoch, "step": step})
-            save_last(epoch + 1, 0)
             _plot(history, out_dir / "pretrain_curves.png")
+        save_last(epoch + 1, 0, to_save)
         accelerator.wait_for_everyone()
         if cfg.train.max_steps and step >= cfg.train.max_steps:
             break
     bar.close()
+    checksum = param_checksum(accelerator, model)  # every rank; equal numbers = identical replicas
+    rank_checksums = accelerator.gather(checksum.reshape(1).to(accelerator.device)).cpu().tolist()
     metrics = {"name": cfg.name, "history": history, "steps": step, "step_losses": step_losses,
+               "rank_param_checksums": rank_checksums,
                "train_pairs": len(train_m.samples), "val_pairs": len(val_m.samples) if val_m else 0,
                "train_seconds": time.time() - start, "checkpoint": str(out_dir / "checkpoint"),
-               "num_processes": accelerator.num_processes, "skipped": [list(s) for s in skipped]}
+               "num_processes": accelerator.num_processes, "overflow_skipped_steps": len(guard.skipped_steps),
+               "skipped": [list(s) for s in skipped]}
     if main:
         write_json(out_dir / "metrics.json", metrics)
     accelerator.end_training()
