@@ -5,9 +5,9 @@
 2. One WordPiece vocabulary from the captions and the training transcripts, shared by
    every run so the arms differ only in their starting weights.
 3. ``pretrain`` on the captions (ITM + MLM), ``configs/synthemo_pretrain.yaml``.
-4. ``finetune`` on a stratified ``fraction`` of the training labels, twice with the same
-   steps and seed: from the pretrained checkpoint and from scratch (the CNN is ImageNet
-   initialised in both).
+4. ``finetune`` on a stratified ``fraction`` of the training labels, twice per seed with the
+   same steps: from the pretrained checkpoint and from scratch (the CNN is ImageNet
+   initialised in both). The seed also picks the labelled subset.
 5. Both checkpoints scored on the full held-out test split at N_test = 16; the table is
    printed and saved as ``<out>/comparison.json``.
 """
@@ -28,7 +28,7 @@ FINETUNE_CONFIG = "configs/synthemo_10pct.yaml"
 def run_label_efficiency(data_dir: str = "data/synthemo", captions_dir: str = "data/synthemo_captions",
                          out_dir: str = "runs/label_efficiency", fraction: float = 0.1, num_images: int = 3000,
                          pretrain_overrides: list[str] | None = None, finetune_overrides: list[str] | None = None,
-                         progress: bool = True) -> dict:
+                         seeds: tuple[int, ...] = (42,), progress: bool = True) -> dict:
     from .data.synthemo import SynthEmoConfig, generate_captioned_frames, generate_synthemo
     from .data.text import build_wordpiece_tokenizer
     from .train.loop import finetune
@@ -56,36 +56,46 @@ def run_label_efficiency(data_dir: str = "data/synthemo", captions_dir: str = "d
     pre = pretrain(pre_cfg, progress=progress)
 
     arms = {"from_scratch": [], "pretrained": [f"train.init_checkpoint={out_dir / 'pretrain' / 'checkpoint'}"]}
-    results = {}
-    for arm, extra in arms.items():
-        cfg = load_config(FINETUNE_CONFIG, [
-            *shared, f"data.train_fraction={fraction}",
-            f"data.train_manifest={data_dir / 'train.jsonl'}", f"data.val_manifest={data_dir / 'val.jsonl'}",
-            f"data.test_manifest={data_dir / 'test.jsonl'}", f"train.output_dir={out_dir / arm}", f"name={arm}",
-            *extra, *(finetune_overrides or [])])
-        print(f"[label-efficiency] fine-tuning {arm} on {fraction:.0%} of the labels -> {out_dir / arm}")
-        m = finetune(cfg, progress=progress)
-        agg = cfg.model.aggregation
-        test = m["test"]["reports"][agg]
-        results[arm] = {"test_macro_f1": test["macro_f1"], "test_accuracy": test["accuracy"],
-                        "best_val_macro_f1": m["best_val_macro_f1"], "best_epoch": m["best_epoch"],
-                        "steps": m["steps"], "train_seconds": m["train_seconds"],
-                        "n_test": m["test"]["n_test"], "aggregation": agg}
+    runs: dict[str, list[dict]] = {arm: [] for arm in arms}
+    for seed in seeds:
+        for arm, extra in arms.items():
+            run_dir = out_dir / f"{arm}_seed{seed}"
+            cfg = load_config(FINETUNE_CONFIG, [
+                *shared, f"data.train_fraction={fraction}", f"train.seed={seed}",
+                f"data.train_manifest={data_dir / 'train.jsonl'}", f"data.val_manifest={data_dir / 'val.jsonl'}",
+                f"data.test_manifest={data_dir / 'test.jsonl'}", f"train.output_dir={run_dir}", f"name={arm}",
+                *extra, *(finetune_overrides or [])])
+            print(f"[label-efficiency] fine-tuning {arm} on {fraction:.0%} of the labels (seed {seed}) -> {run_dir}")
+            m = finetune(cfg, progress=progress)
+            test = m["test"]["reports"][cfg.model.aggregation]
+            runs[arm].append({"seed": seed, "test_macro_f1": test["macro_f1"], "test_accuracy": test["accuracy"],
+                              "best_val_macro_f1": m["best_val_macro_f1"], "best_epoch": m["best_epoch"],
+                              "steps": m["steps"], "train_seconds": m["train_seconds"], "n_test": m["test"]["n_test"],
+                              "aggregation": cfg.model.aggregation})
+    # The seed also draws which 10% of the videos are labelled, so seeds vary the labelled set too.
+    results = {arm: {"runs": r, **{f"mean_{k}": sum(x[k] for x in r) / len(r)
+                                   for k in ("test_macro_f1", "test_accuracy", "best_val_macro_f1")}}
+               for arm, r in runs.items()}
     num_labelled = sum(1 for _ in open(data_dir / "train.jsonl")) * fraction
     summary = {
-        "fraction": fraction, "approx_labelled_videos": round(num_labelled),
+        "fraction": fraction, "approx_labelled_videos": round(num_labelled), "seeds": list(seeds),
         "pretraining": {"pairs": pre["train_pairs"], "steps": pre["steps"], "seconds": pre["train_seconds"],
                         "final": {k: v for k, v in pre["history"][-1].items() if k.startswith("val_")}},
         "arms": results,
-        "gain_macro_f1": results["pretrained"]["test_macro_f1"] - results["from_scratch"]["test_macro_f1"],
+        "gain_macro_f1": results["pretrained"]["mean_test_macro_f1"] - results["from_scratch"]["mean_test_macro_f1"],
+        "gain_per_seed": [p["test_macro_f1"] - s["test_macro_f1"]
+                          for p, s in zip(runs["pretrained"], runs["from_scratch"])],
         "total_seconds": time.time() - t0,
     }
-    rows = [{"start": arm, **{k: r[k] for k in ("test_macro_f1", "test_accuracy", "best_val_macro_f1", "steps")}}
-            for arm, r in results.items()]
+    rows = [{"start": arm, "seed": r["seed"], **{k: r[k] for k in ("test_macro_f1", "test_accuracy",
+                                                                  "best_val_macro_f1", "steps")}}
+            for arm in arms for r in runs[arm]]
     print()
-    print(f"SynthEmo, {fraction:.0%} of the training labels, test split, N_test={rows and results['pretrained']['n_test']}:")
-    print(format_table(rows, ["start", "test_macro_f1", "test_accuracy", "best_val_macro_f1", "steps"]))
-    print(f"pretraining gain in test macro-F1: {summary['gain_macro_f1']:+.3f}")
+    n_test = runs["pretrained"][0]["n_test"]
+    print(f"SynthEmo, {fraction:.0%} of the training labels, held-out test split (300 videos), N_test={n_test}:")
+    print(format_table(rows, ["start", "seed", "test_macro_f1", "test_accuracy", "best_val_macro_f1", "steps"]))
+    print(f"pretraining gain in test macro-F1: {summary['gain_macro_f1']:+.3f} on average "
+          f"(per seed: {', '.join(f'{g:+.3f}' for g in summary['gain_per_seed'])})")
     write_json(out_dir / "comparison.json", summary)
     print(f"written: {out_dir / 'comparison.json'}")
     return summary

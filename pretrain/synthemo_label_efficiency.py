@@ -2,6 +2,7 @@
 against the same fine-tuning from scratch. Prints the comparison and writes <out>/comparison.json.
 
     python pretrain/synthemo_label_efficiency.py                  # about 20 min on 2 CPU cores
+    python pretrain/synthemo_label_efficiency.py --seeds 42 7      # two labelled subsets and seeds
     python pretrain/synthemo_label_efficiency.py --fraction 0.05 --out runs/le5
 """
 
@@ -18,7 +19,9 @@ if __name__ == "__main__":
     p.add_argument("--num-images", type=int, default=3000, help="captioned frames to generate")
     p.add_argument("--pretrain", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for the pretraining run")
     p.add_argument("--finetune", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for both fine-tunes")
+    p.add_argument("--seeds", type=int, nargs="+", default=[42],
+                   help="fine-tuning seeds; each also draws its own labelled subset (default: 42)")
     p.add_argument("-q", "--quiet", action="store_true")
     a = p.parse_args()
     run_label_efficiency(a.data, a.captions, a.out, a.fraction, a.num_images, a.pretrain, a.finetune,
-                         progress=not a.quiet)
+                         seeds=tuple(a.seeds), progress=not a.quiet)
