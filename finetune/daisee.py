@@ -8,24 +8,12 @@ The same run as `clipbert-emo finetune --config configs/daisee.yaml data.root=..
 except --config is passed on (key.sub=value overrides, --resume, -q).
 """
 
-import argparse
-import json
-import sys
-from pathlib import Path
+from _recipe import run_recipe
 
-from clipbert_emo.cli import main
-from clipbert_emo.config import load_config
-
-ROOT = Path(__file__).resolve().parent.parent
 PUBLISHED = "published VLM-feature baselines: macro F1 0.23-0.29 per state"
 
 
-def summary(cfg) -> None:
-    path = Path(cfg.train.output_dir) / "metrics.json"
-    test = json.loads(path.read_text()).get("test") if path.exists() else None
-    if not test:
-        print(f"DAiSEE: no test numbers in {path}")
-        return
+def summary(cfg, test) -> None:
     print(f"DAiSEE test ({test['n_test']} clips per video); {PUBLISHED}")
     for how, rep in test["reports"].items():
         if cfg.data.task == "multitask":
@@ -37,10 +25,4 @@ def summary(cfg) -> None:
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default=str(ROOT / "configs" / "daisee.yaml"))
-    a, rest = p.parse_known_args()
-    rc = main(["finetune", "--config", a.config, *rest])
-    if rc == 0:
-        summary(load_config(a.config, [x for x in rest if "=" in x and not x.startswith("-")]))
-    sys.exit(rc)
+    run_recipe(__doc__, "daisee.yaml", "DAiSEE", summary)

@@ -9,24 +9,12 @@ reads the run's metrics.json and sets the test numbers beside the published ones
 except --config is passed on (key.sub=value overrides, --resume, -q).
 """
 
-import argparse
-import json
-import sys
-from pathlib import Path
+from _recipe import run_recipe
 
-from clipbert_emo.cli import main
-from clipbert_emo.config import load_config
-
-ROOT = Path(__file__).resolve().parent.parent
 PUBLISHED = "published weighted F1 (7 emotions): ~0.67 text+audio+video, ~0.64 text only"
 
 
-def summary(output_dir: str) -> None:
-    path = Path(output_dir) / "metrics.json"
-    test = json.loads(path.read_text()).get("test") if path.exists() else None
-    if not test:
-        print(f"MELD: no test numbers in {path}")
-        return
+def summary(cfg, test) -> None:
     print(f"MELD test ({test['n_test']} clips per utterance); {PUBLISHED}")
     for how, rep in test["reports"].items():
         print(f"  {how:>4}: weighted F1 {rep['weighted_f1']:.4f}  macro F1 {rep['macro_f1']:.4f}  "
@@ -36,10 +24,4 @@ def summary(output_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default=str(ROOT / "configs" / "meld.yaml"))
-    a, rest = p.parse_known_args()
-    rc = main(["finetune", "--config", a.config, *rest])
-    if rc == 0:
-        summary(load_config(a.config, [x for x in rest if "=" in x and not x.startswith("-")]).train.output_dir)
-    sys.exit(rc)
+    run_recipe(__doc__, "meld.yaml", "MELD", summary)

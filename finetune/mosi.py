@@ -12,25 +12,13 @@ Acc-3 / Acc-5 (CH-SIMS); for MOSEI emotions, weighted accuracy per emotion. Ever
 --config is passed on (key.sub=value overrides, --resume, -q).
 """
 
-import argparse
-import json
-import sys
-from pathlib import Path
+from _recipe import run_recipe
 
-from clipbert_emo.cli import main
-from clipbert_emo.config import load_config
-
-ROOT = Path(__file__).resolve().parent.parent
 NAMES = {"mosi": "CMU-MOSI", "mosei": "CMU-MOSEI", "sims": "CH-SIMS"}
 
 
-def summary(cfg) -> None:
-    path = Path(cfg.train.output_dir) / "metrics.json"
-    test = json.loads(path.read_text()).get("test") if path.exists() else None
+def summary(cfg, test) -> None:
     name = NAMES.get(cfg.data.format, cfg.data.format)
-    if not test:
-        print(f"{name}: no test numbers in {path}")
-        return
     print(f"{name} test, target {cfg.data.target or 'sentiment'} ({test['n_test']} clips per sample)")
     for how, rep in test["reports"].items():
         if cfg.data.task == "regression":
@@ -50,10 +38,4 @@ def summary(cfg) -> None:
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default=str(ROOT / "configs" / "mosi.yaml"))
-    a, rest = p.parse_known_args()
-    rc = main(["finetune", "--config", a.config, *rest])
-    if rc == 0:
-        summary(load_config(a.config, [x for x in rest if "=" in x and not x.startswith("-")]))
-    sys.exit(rc)
+    run_recipe(__doc__, "mosi.yaml", NAMES["mosi"], summary)

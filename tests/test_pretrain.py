@@ -24,7 +24,7 @@ def test_bert_masking_rates_and_specials(tmp_path):
     enc = tok(["a face with a wide open mouth and raised brows"] * 1, return_tensors="pt")
     ids, mask = enc["input_ids"][0], enc["attention_mask"][0]
     special = set(tok.all_special_ids)
-    picked = masked = randomised = kept = 0
+    picked = masked = kept = 0
     for seed in range(2000):
         new, labels = mask_tokens(ids, mask, special, tok.mask_token_id, len(tok), 0.15,
                                   torch.Generator().manual_seed(seed))

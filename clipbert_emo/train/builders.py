@@ -8,6 +8,7 @@ from torch.utils.data import DataLoader, Sampler
 from ..config import DataConfig
 from ..data.dataset import Collator, VideoTextDataset, sample_target
 from ..data.manifest import Manifest, ManifestError, read_manifest
+from .samplers import ClassBalancedSampler, EpochShuffleSampler
 
 
 def load_manifest(path: str, cfg: DataConfig, require_label: bool = True) -> Manifest:
@@ -75,40 +76,11 @@ def class_counts(manifest: Manifest, cfg: DataConfig) -> torch.Tensor:
     return counts
 
 
-class EpochShuffleSampler(Sampler[int]):
-    """A fresh permutation each epoch, drawn from (seed, epoch) alone.
-
-    Epoch e's order is known without replaying epochs 1..e-1, so a resumed run sees
-    exactly the batches an uninterrupted one would have.
-    """
-
-    def __init__(self, num_samples: int, seed: int):
-        self.num_samples = num_samples
-        self.seed = seed
-        self.epoch = 0
-        self.skip = 0  # samples of this epoch already consumed before a resume
-
-    def set_position(self, epoch: int, skip: int = 0) -> None:
-        # Not named set_epoch on purpose: accelerate calls set_epoch(its own counter) on every
-        # iteration, which would overwrite the epoch and the resume offset.
-        self.epoch = epoch
-        self.skip = skip
-
-    def __iter__(self):
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(self.num_samples, generator=g).tolist()[self.skip:])
-
-    def __len__(self) -> int:
-        return self.num_samples
-
-
 def make_train_sampler(manifest: Manifest, cfg: DataConfig, kind: str, seed: int, balance_head: str = ""):
     """shuffle: EpochShuffleSampler; class_balanced: ClassBalancedSampler over the single label, or over
     one multitask head (train.balance_head). Both are functions of (seed, epoch), so resume is exact."""
     if kind == "shuffle":
         return EpochShuffleSampler(len(manifest.samples), seed)
-    from .samplers import ClassBalancedSampler
-
     if cfg.task == "single_label":
         labels = [s.label for s in manifest.samples]
     elif cfg.task == "multitask":

@@ -49,7 +49,9 @@ def check_precision(mixed_precision: str, cuda: bool, deepspeed: bool) -> None:
         return  # DeepSpeed runs fp16 (with its own loss scaler) on CPUs whose oneDNN has fp16 kernels
     # accelerate turns fp16 on a CPU into plain fp32 without a word (no autocast, no grad scaler); a run
     # that claims fp16 must not silently be fp32.
-    raise ValueError(
+    from ..config import ConfigError  # a ValueError; the CLI prints it as one line
+
+    raise ConfigError(
         "train.mixed_precision=fp16 needs a GPU: on a CPU accelerate would silently train in fp32 (no autocast, "
         "no grad scaler)" + (" and this CPU has no fp16 kernels for DeepSpeed" if deepspeed else "") +
         ". Use train.mixed_precision=bf16 or train.mixed_precision=no on a CPU.")

@@ -1,9 +1,9 @@
-"""Samplers that rebalance skewed training splits.
+"""Training samplers whose order can be replayed: a shuffle, and one that rebalances skewed splits.
 
-Same resume contract as :class:`clipbert_emo.train.builders.EpochShuffleSampler`:
-epoch e's order is a pure function of (seed, e), and ``set_position(epoch, skip)``
-drops the first ``skip`` indices of that order, so a run resumed mid-epoch sees
-exactly the batches an uninterrupted run would have.
+Both follow one resume contract: epoch e's order is a pure function of (seed, e), and
+``set_position(epoch, skip)`` drops the first ``skip`` indices of that order, so a run resumed
+mid-epoch sees exactly the batches an uninterrupted run would have, without replaying
+epochs 1..e-1.
 """
 
 from __future__ import annotations
@@ -13,10 +13,48 @@ from typing import Sequence
 import torch
 from torch.utils.data import Sampler
 
-__all__ = ["ClassBalancedSampler"]
+__all__ = ["ClassBalancedSampler", "EpochShuffleSampler"]
 
 
-class ClassBalancedSampler(Sampler[int]):
+class _ReplayableSampler(Sampler[int]):
+    """The resume contract; subclasses say what ``epoch_indices`` is."""
+
+    num_samples: int
+    seed: int
+    epoch: int = 0
+    skip: int = 0  # samples of this epoch already consumed before a resume
+
+    def set_position(self, epoch: int, skip: int = 0) -> None:
+        # Not named set_epoch on purpose: accelerate calls set_epoch(its own counter) on every
+        # iteration, which would overwrite the epoch and the resume offset.
+        self.epoch = epoch
+        self.skip = skip
+
+    def _generator(self, epoch: int) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+
+    def epoch_indices(self, epoch: int) -> list[int]:
+        raise NotImplementedError
+
+    def __iter__(self):
+        return iter(self.epoch_indices(self.epoch)[self.skip:])
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+class EpochShuffleSampler(_ReplayableSampler):
+    """A fresh permutation of all samples each epoch."""
+
+    def __init__(self, num_samples: int, seed: int):
+        self.num_samples = num_samples
+        self.seed = seed
+
+    def epoch_indices(self, epoch: int) -> list[int]:
+        return torch.randperm(self.num_samples, generator=self._generator(epoch)).tolist()
+
+
+class ClassBalancedSampler(_ReplayableSampler):
     """Draws ``num_samples`` indices per epoch, with replacement, so that every class is equally likely.
 
     Sample ``i`` is drawn with probability proportional to ``1 / count(labels[i])``,
@@ -52,22 +90,8 @@ class ClassBalancedSampler(Sampler[int]):
         self.class_counts = dict(sorted(counts.items(), key=lambda kv: str(kv[0])))
         self.num_samples = int(num_samples)
         self.seed = seed
-        self.epoch = 0
-        self.skip = 0  # samples of this epoch already consumed before a resume
-
-    def set_position(self, epoch: int, skip: int = 0) -> None:
-        # Not named set_epoch on purpose: accelerate calls set_epoch(its own counter) on every
-        # iteration, which would overwrite the epoch and the resume offset.
-        self.epoch = epoch
-        self.skip = skip
 
     def epoch_indices(self, epoch: int) -> list[int]:
         """The full order of ``epoch`` (no skip), a pure function of (seed, epoch)."""
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        return torch.multinomial(self.weights, self.num_samples, replacement=True, generator=g).tolist()
-
-    def __iter__(self):
-        return iter(self.epoch_indices(self.epoch)[self.skip:])
-
-    def __len__(self) -> int:
-        return self.num_samples
+        return torch.multinomial(self.weights, self.num_samples, replacement=True,
+                                 generator=self._generator(epoch)).tolist()
