@@ -125,7 +125,7 @@ def test_pretrain_resume_matches_uninterrupted(pairs_dir, tmp_path, monkeypatch)
             "train.epochs=2", "train.batch_size=2", "train.save_every_steps=3"]
     full = pretrain(load_config(None, [*base, f"train.output_dir={tmp_path / 'full'}"]), progress=False)
 
-    import clipbert_emo.train.pretrain as pre
+    import clipbert_emo.train.resume as pre
 
     class Killed(Exception):
         pass

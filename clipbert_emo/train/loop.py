@@ -24,10 +24,10 @@ from ..eval.plots import plot_learning_curves
 from ..eval.report import write_json
 from ..models.clipbert import ClipBertForEmotion
 from .builders import class_counts, has_split, load_split, make_loader, make_train_sampler, stratified_subset
-from .checkpoint import TOKENIZER, TRAINING_STATE, WEIGHTS, load_training_state, load_weights, save_checkpoint
-from .distributed import (NonFiniteGuard, load_optimizer_for_resume, make_accelerator, model_for_saving,
-                          optimizer_state_for_resume, param_checksum, prune_deepspeed_states, sync_buffers)
+from .checkpoint import TOKENIZER, TRAINING_STATE, WEIGHTS, load_weights, save_checkpoint
+from .distributed import NonFiniteGuard, make_accelerator, model_for_saving, param_checksum, sync_buffers
 from .optim import build_optimizer, warmup_linear_decay
+from .resume import restore_training_state, save_training_state
 
 logger = logging.getLogger(__name__)
 
@@ -129,12 +129,7 @@ def finetune(cfg: ExperimentConfig, progress: bool = True) -> dict:
     first_epoch, batches_done = 1, 0
     guard = NonFiniteGuard(accelerator)  # stops on a NaN/inf loss; counts fp16 overflow steps the scaler skipped
     if resuming:
-        state = load_training_state(last_dir)
-        load_optimizer_for_resume(accelerator, model, optimizer, state, out_dir)  # DeepSpeed: per-rank shards
-        scheduler.load_state_dict(state["scheduler"])
-        guard.skipped_steps = list(state.get("overflow_skipped_steps", []))
-        if state.get("scaler") is not None and accelerator.scaler is not None:
-            accelerator.scaler.load_state_dict(state["scaler"])
+        state = restore_training_state(last_dir, out_dir, accelerator, model, optimizer, scheduler, guard)
         step, micro_step = state["step"], state["micro_step"]
         first_epoch, batches_done = state["epoch"], state["batches_done"]
         history, step_losses, best = state["history"], state["step_losses"], state["best"]
@@ -142,21 +137,10 @@ def finetune(cfg: ExperimentConfig, progress: bool = True) -> dict:
             logger.warning("resuming %s from step %d (epoch %d, batch %d)", last_dir, step, first_epoch, batches_done)
 
     def save_last(epoch: int, batches: int, to_save=...) -> None:
-        # Every rank calls this: under DeepSpeed each writes its optimizer shard, under ZeRO-3 all join
-        # the weight gather (model_for_saving; ... = not gathered yet); only the main process writes last/.
-        to_save = model_for_saving(accelerator, model) if to_save is ... else to_save
-        opt_state = optimizer_state_for_resume(accelerator, model, optimizer, out_dir, step)
-        if not main:
-            return
-        training_state = {
-            **opt_state, "scheduler": scheduler.state_dict(),
-            "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
-            "step": step, "micro_step": micro_step, "epoch": epoch, "batches_done": batches,
-            "history": history, "step_losses": step_losses, "best": best,
-            "overflow_skipped_steps": guard.skipped_steps,
-        }
-        save_checkpoint(last_dir, to_save, cfg, tokenizer, {"epoch": epoch, "step": step}, training_state)
-        prune_deepspeed_states(accelerator, out_dir, opt_state.get("deepspeed_state"))
+        counters = {"step": step, "micro_step": micro_step, "epoch": epoch, "batches_done": batches,
+                    "history": history, "step_losses": step_losses, "best": best}
+        save_training_state(last_dir, out_dir, accelerator, model, optimizer, scheduler, guard, cfg, tokenizer,
+                            counters, {"epoch": epoch, "step": step}, to_save)
 
     start = time.time()
     bar = tqdm(total=total_steps, initial=step, desc=f"finetune {cfg.name}", disable=not (progress and main))

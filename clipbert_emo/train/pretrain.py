@@ -24,11 +24,11 @@ from ..data.manifest import Manifest
 from ..data.pretraining import ImageTextCollator, ImageTextPairDataset
 from ..eval.report import write_json
 from ..models.pretraining import ClipBertForPretraining
-from .checkpoint import TRAINING_STATE, WEIGHTS, load_training_state, load_weights, save_checkpoint
-from .distributed import (NonFiniteGuard, load_optimizer_for_resume, make_accelerator, model_for_saving,
-                          optimizer_state_for_resume, param_checksum, prune_deepspeed_states, sync_buffers)
+from .checkpoint import TRAINING_STATE, WEIGHTS, load_weights, save_checkpoint
+from .distributed import NonFiniteGuard, make_accelerator, model_for_saving, param_checksum, sync_buffers
 from .loop import _tokenizer_for
 from .optim import build_optimizer, warmup_linear_decay
+from .resume import restore_training_state, save_training_state
 
 logger = logging.getLogger(__name__)
 
@@ -195,31 +195,16 @@ def pretrain(cfg: ExperimentConfig, progress: bool = True) -> dict:
     first_epoch, batches_done = 1, 0
     guard = NonFiniteGuard(accelerator)
     if resuming:
-        state = load_training_state(last_dir)
-        load_optimizer_for_resume(accelerator, model, optimizer, state, out_dir)  # DeepSpeed: per-rank shards
-        guard.skipped_steps = list(state.get("overflow_skipped_steps", []))
-        scheduler.load_state_dict(state["scheduler"])
-        if state.get("scaler") is not None and accelerator.scaler is not None:
-            accelerator.scaler.load_state_dict(state["scaler"])
+        state = restore_training_state(last_dir, out_dir, accelerator, model, optimizer, scheduler, guard)
         step, micro_step = state["step"], state["micro_step"]
         first_epoch, batches_done = state["epoch"], state["batches_done"]
         history, step_losses = state["history"], state["step_losses"]
 
-    def save_last(epoch: int, batches: int, to_save=None) -> None:
-        # Every rank calls this (DeepSpeed optimizer shards, the ZeRO-3 gather); main writes last/.
-        to_save = to_save if to_save is not None else model_for_saving(accelerator, model)
-        opt_state = optimizer_state_for_resume(accelerator, model, optimizer, out_dir, step)
-        if not main:
-            return
-        training_state = {
-            **opt_state, "scheduler": scheduler.state_dict(),
-            "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
-            "step": step, "micro_step": micro_step, "epoch": epoch, "batches_done": batches,
-            "history": history, "step_losses": step_losses, "overflow_skipped_steps": guard.skipped_steps,
-        }
-        save_checkpoint(last_dir, to_save, cfg, tokenizer, {"kind": "pretraining", "epoch": epoch, "step": step},
-                        training_state)
-        prune_deepspeed_states(accelerator, out_dir, opt_state.get("deepspeed_state"))
+    def save_last(epoch: int, batches: int, to_save=...) -> None:
+        counters = {"step": step, "micro_step": micro_step, "epoch": epoch, "batches_done": batches,
+                    "history": history, "step_losses": step_losses}
+        save_training_state(last_dir, out_dir, accelerator, model, optimizer, scheduler, guard, cfg, tokenizer,
+                            counters, {"kind": "pretraining", "epoch": epoch, "step": step}, to_save)
 
     start = time.time()
     bar = tqdm(total=total_steps, initial=step, desc=f"pretrain {cfg.name}", disable=not (progress and main))
