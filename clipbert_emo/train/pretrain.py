@@ -277,6 +277,9 @@ def pretrain(cfg: ExperimentConfig, progress: bool = True) -> dict:
                "skipped": [list(s) for s in skipped]}
     if main:
         write_json(out_dir / "metrics.json", metrics)
+    # All ranks leave together: a rank that tears down the process group while another still uses it
+    # aborts the launch ("terminate called without an active exception").
+    accelerator.wait_for_everyone()
     accelerator.end_training()
     return metrics
 
