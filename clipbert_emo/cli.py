@@ -77,8 +77,10 @@ def _print_eval_summary(result: dict) -> None:
     rows = []
     for how, rep in result["reports"].items():
         row = {"n_test": result["n_test"], "aggregation": how}
-        row.update({k: rep[k] for k in ("accuracy", "macro_f1", "weighted_f1") if k in rep})
-        row.update({k: rep[k] for k in ("micro_f1", "subset_accuracy") if k in rep})
+        # Whichever the task reports: classes, multi-label, multitask heads, or regression.
+        row.update({k: rep[k] for k in ("accuracy", "macro_f1", "weighted_f1", "micro_f1", "subset_accuracy",
+                                        "mean_weighted_accuracy", "mean_accuracy", "mean_macro_f1",
+                                        "mae", "corr", "acc2", "f1", "acc7") if k in rep})
         rows.append(row)
     print(format_table(rows, list(rows[0].keys())))
     if result["skipped"]:
@@ -210,7 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Accuracy, macro-F1, weighted-F1, per-class P/R/F1 and the confusion matrix for "
                                    "every aggregation, at the chosen N_test.")
     s.add_argument("checkpoint", help="checkpoint folder (…/checkpoint)")
-    s.add_argument("manifest", help="JSONL manifest with labels")
+    s.add_argument("manifest", help="JSONL/CSV manifest with labels, or train | val | test: that split of the "
+                   "checkpoint's own data config (how a benchmark read from data.root is scored)")
     s.add_argument("--n-test", type=int, default=None, help="clips per video (default: the config's N_test)")
     s.add_argument("--aggregation", action="append", choices=["mean", "max", "lse"],
                    help="repeatable; default: all three")
