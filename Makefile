@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow install clean
+.PHONY: demo test test-slow pretrain-demo install clean
 
 $(STAMP): requirements.txt requirements-assets.txt setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/clipbert-emo demo --data data/synthemo --out runs/demo
 
+# Image-text pretraining on captioned SynthEmo frames, then 10% of the labels, against from scratch
+pretrain-demo: $(STAMP)
+	$(PY) pretrain/synthemo_label_efficiency.py --seeds 42 7
+
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
@@ -27,4 +31,4 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -q -m "slow" tests
 
 clean:
-	rm -rf runs data/synthemo
+	rm -rf runs data/synthemo data/synthemo_captions

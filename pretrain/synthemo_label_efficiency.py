@@ -1,7 +1,7 @@
 """Recipe: image-text pretraining on captioned SynthEmo frames, then fine-tuning on 10% of the labels,
 against the same fine-tuning from scratch. Prints the comparison and writes <out>/comparison.json.
 
-    python pretrain/synthemo_label_efficiency.py                  # about 20 min on 2 CPU cores
+    python pretrain/synthemo_label_efficiency.py                  # about half an hour on 2 CPU cores
     python pretrain/synthemo_label_efficiency.py --seeds 42 7      # two labelled subsets and seeds
     python pretrain/synthemo_label_efficiency.py --fraction 0.05 --out runs/le5
 """
