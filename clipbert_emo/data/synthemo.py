@@ -686,6 +686,32 @@ def _render_task(task) -> str:
     return path
 
 
+def _run_tasks(fn, tasks: list, workers: int, progress: bool, desc: str, unit: str, chunksize: int) -> None:
+    """Run ``fn`` on every task, in a process pool when ``workers`` > 1, with a progress bar."""
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(tasks), desc=desc, unit=unit)
+    workers = max(1, int(workers))
+    if workers == 1 or len(tasks) <= 1:
+        for task in tasks:
+            fn(task)
+            if bar is not None:
+                bar.update(1)
+    else:
+        # fork where available: spawn/forkserver re-import __main__, which
+        # breaks (and respawns workers forever) for stdin scripts and scripts
+        # without a main guard. Workers only touch numpy and PyAV, never CUDA,
+        # so forking a parent that holds a GPU context is safe.
+        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+        with mp.get_context(method).Pool(workers) as pool:
+            for _ in pool.imap_unordered(fn, tasks, chunksize=chunksize):
+                if bar is not None:
+                    bar.update(1)
+    if bar is not None:
+        bar.close()
+
+
 def _atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
     tmp.write_text(text, encoding="utf-8")
@@ -716,28 +742,7 @@ def generate_synthemo(out_dir: str | os.PathLike, cfg: SynthEmoConfig = SynthEmo
         manifests[split] = lines
 
     t0 = time.perf_counter()
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=len(tasks), desc="synthemo", unit="video")
-    workers = max(1, int(cfg.workers))
-    if workers == 1 or len(tasks) <= 1:
-        for task in tasks:
-            _render_task(task)
-            if bar is not None:
-                bar.update(1)
-    else:
-        # fork where available: spawn/forkserver re-import __main__, which
-        # breaks (and respawns workers forever) for stdin scripts and scripts
-        # without a main guard. Workers only touch numpy and PyAV, never CUDA,
-        # so forking a parent that holds a GPU context is safe.
-        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-        with mp.get_context(method).Pool(workers) as pool:
-            for _ in pool.imap_unordered(_render_task, tasks, chunksize=4):
-                if bar is not None:
-                    bar.update(1)
-    if bar is not None:
-        bar.close()
+    _run_tasks(_render_task, tasks, int(cfg.workers), progress, "synthemo", "video", chunksize=4)
 
     # Manifests go last so they never point at videos that are not written yet.
     for split, lines in manifests.items():
@@ -1062,25 +1067,7 @@ def generate_captioned_frames(out_dir: str | os.PathLike, num_images: int = 2000
         tasks.append((str(out / rel), params, size, seed, i))
 
     t0 = time.perf_counter()
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=len(tasks), desc="synthemo captions", unit="image")
-    workers = max(1, int(workers))
-    if workers == 1 or len(tasks) <= 1:
-        for task in tasks:
-            _render_still_task(task)
-            if bar is not None:
-                bar.update(1)
-    else:
-        # fork where available, for the reasons given in generate_synthemo.
-        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-        with mp.get_context(method).Pool(workers) as pool:
-            for _ in pool.imap_unordered(_render_still_task, tasks, chunksize=16):
-                if bar is not None:
-                    bar.update(1)
-    if bar is not None:
-        bar.close()
+    _run_tasks(_render_still_task, tasks, workers, progress, "synthemo captions", "image", chunksize=16)
 
     # Manifests last, so they never point at images that are not written yet.
     _atomic_write_text(out / "captions.jsonl", "".join(line + "\n" for line in lines["train"]))

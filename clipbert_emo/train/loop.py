@@ -26,7 +26,7 @@ from ..models.clipbert import ClipBertForEmotion
 from .builders import class_counts, has_split, load_split, make_loader, make_train_sampler, stratified_subset
 from .checkpoint import TOKENIZER, TRAINING_STATE, WEIGHTS, load_weights, save_checkpoint
 from .distributed import NonFiniteGuard, make_accelerator, model_for_saving, param_checksum, sync_buffers
-from .optim import build_optimizer, warmup_linear_decay
+from .optim import optimizer_and_schedule
 from .resume import restore_training_state, save_training_state
 
 logger = logging.getLogger(__name__)
@@ -106,12 +106,7 @@ def finetune(cfg: ExperimentConfig, progress: bool = True) -> dict:
                                                           cfg.train.balance_head))
     val_loader = (make_loader(val_m, data, tokenizer, False, cfg.train.eval_batch_size, cfg.train.seed,
                               num_clips=cfg.train.val_num_clips) if val_m else None)
-    steps_per_epoch = math.ceil(len(train_loader) / (cfg.train.grad_accum_steps * accelerator.num_processes))
-    total_steps = steps_per_epoch * cfg.train.epochs
-    if cfg.train.max_steps:
-        total_steps = min(total_steps, cfg.train.max_steps)
-    optimizer = build_optimizer(model, cfg.optim)
-    scheduler = warmup_linear_decay(optimizer, total_steps, cfg.optim.warmup_ratio)
+    optimizer, scheduler, total_steps = optimizer_and_schedule(model, cfg, len(train_loader), accelerator.num_processes)
     train_sampler = train_loader.sampler
     # The scheduler counts optimizer steps and is stepped here, not by accelerate: accelerate's wrapper steps it
     # num_processes times per optimizer step, which under N ranks ran this schedule N times too fast.

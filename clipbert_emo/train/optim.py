@@ -48,3 +48,17 @@ def warmup_linear_decay(optimizer, total_steps: int, warmup_ratio: float) -> Lam
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
 
     return LambdaLR(optimizer, factor)
+
+
+def optimizer_and_schedule(model, cfg, batches_per_epoch: int, num_processes: int):
+    """AdamW and its per-step schedule over the run's optimizer steps: batches per epoch are shared out
+    over the processes and accumulated ``grad_accum_steps`` at a time; ``train.max_steps`` caps the total.
+    The caller steps the schedule once per optimizer step taken (see the loops)."""
+    import math
+
+    steps_per_epoch = math.ceil(batches_per_epoch / (cfg.train.grad_accum_steps * num_processes))
+    total_steps = steps_per_epoch * cfg.train.epochs
+    if cfg.train.max_steps:
+        total_steps = min(total_steps, cfg.train.max_steps)
+    optimizer = build_optimizer(model, cfg.optim)
+    return optimizer, warmup_linear_decay(optimizer, total_steps, cfg.optim.warmup_ratio), total_steps

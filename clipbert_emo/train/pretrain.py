@@ -27,7 +27,7 @@ from ..models.pretraining import ClipBertForPretraining
 from .checkpoint import TRAINING_STATE, WEIGHTS, load_weights, save_checkpoint
 from .distributed import NonFiniteGuard, make_accelerator, model_for_saving, param_checksum, sync_buffers
 from .loop import _tokenizer_for
-from .optim import build_optimizer, warmup_linear_decay
+from .optim import optimizer_and_schedule
 from .resume import restore_training_state, save_training_state
 
 logger = logging.getLogger(__name__)
@@ -177,12 +177,7 @@ def pretrain(cfg: ExperimentConfig, progress: bool = True) -> dict:
         val_loader = DataLoader(val_set, batch_size=cfg.train.eval_batch_size, num_workers=cfg.data.num_workers,
                                 collate_fn=_collator(cfg, tokenizer))
 
-    steps_per_epoch = math.ceil(len(train_loader) / (cfg.train.grad_accum_steps * accelerator.num_processes))
-    total_steps = steps_per_epoch * cfg.train.epochs
-    if cfg.train.max_steps:
-        total_steps = min(total_steps, cfg.train.max_steps)
-    optimizer = build_optimizer(model, cfg.optim)
-    scheduler = warmup_linear_decay(optimizer, total_steps, cfg.optim.warmup_ratio)
+    optimizer, scheduler, total_steps = optimizer_and_schedule(model, cfg, len(train_loader), accelerator.num_processes)
     # Stepped below once per optimizer step; accelerate's scheduler wrapper would step it once per rank.
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
     if val_loader is not None:
