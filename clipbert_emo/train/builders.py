@@ -7,7 +7,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from ..config import DataConfig
 from ..data.dataset import Collator, VideoTextDataset, sample_target
-from ..data.manifest import Manifest, ManifestError, read_manifest
+from ..data.manifest import Manifest, read_manifest
 from .samplers import ClassBalancedSampler, EpochShuffleSampler
 
 
@@ -18,18 +18,11 @@ def load_manifest(path: str, cfg: DataConfig, require_label: bool = True) -> Man
 
 def has_split(cfg: DataConfig, split: str) -> bool:
     """Whether the experiment has this split: a manifest path is set, or a release is read from data.root."""
-    if cfg.format == "manifest":
-        return bool({"train": cfg.train_manifest, "val": cfg.val_manifest, "test": cfg.test_manifest}[split])
-    return True
+    return cfg.format != "manifest" or bool(getattr(cfg, f"{split}_manifest"))
 
 
-def load_split(cfg: DataConfig, split: str, require_label: bool = True) -> Manifest:
+def load_split(cfg: DataConfig, split: str) -> Manifest:
     """The samples of one split: from the manifests, or read from a public release under data.root."""
-    if cfg.format == "manifest":
-        path = {"train": cfg.train_manifest, "val": cfg.val_manifest, "test": cfg.test_manifest}[split]
-        if not path:
-            raise ManifestError(f"data.{split}_manifest is not set")
-        return load_manifest(path, cfg, require_label)
     from ..data.benchmarks import read_split
 
     return read_split(cfg, split)

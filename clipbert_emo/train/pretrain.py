@@ -35,17 +35,13 @@ logger = logging.getLogger(__name__)
 
 def load_pairs(cfg: DataConfig, split: str) -> Manifest | None:
     """Image-text pairs of one split (no labels needed); None when the source has no such split."""
-    from .builders import load_manifest
-
-    if cfg.format == "manifest":
-        path = {"train": cfg.train_manifest, "val": cfg.val_manifest, "test": cfg.test_manifest}[split]
-        if not path:
-            if split == "train":
-                raise ValueError("data.train_manifest is not set (a JSONL of {\"video\": image, \"text\": caption})")
-            return None
-        return load_manifest(path, cfg, require_label=False)
     from ..data.benchmarks import read_image_text_pairs
+    from .builders import has_split
 
+    if not has_split(cfg, split):
+        if split == "train":
+            raise ValueError("data.train_manifest is not set (a JSONL of {\"video\": image, \"text\": caption})")
+        return None
     return read_image_text_pairs(cfg, split)
 
 
