@@ -1,8 +1,8 @@
 """The ``clipbert-emo`` command line.
 
     clipbert-emo synthemo --out data/synthemo            # generate the built-in benchmark
-    clipbert-emo finetune --config configs/synthemo_cpu.yaml train.epochs=5
-    clipbert-emo pretrain --config configs/pretrain_coco_vg.yaml data.root=/data/coco
+    clipbert-emo finetune --config synthemo_cpu train.epochs=5      # a shipped config, by name or path
+    clipbert-emo pretrain --config pretrain_coco_vg data.root=/data/coco
     clipbert-emo evaluate runs/synthemo_cpu/checkpoint data/synthemo/test.jsonl --n-test 16
     clipbert-emo predict runs/synthemo_cpu/checkpoint my_video.mp4 --text "no way!"
     clipbert-emo demo                                    # what `make demo` runs
@@ -42,7 +42,7 @@ def _is_main_process() -> bool:
 
 def _cmd_finetune(args) -> int:
     from .config import load_config
-    from .train.loop import finetune
+    from .train.finetune import finetune
 
     cfg = load_config(args.config, args.overrides + (["train.resume=true"] if args.resume else []))
     metrics = finetune(cfg, progress=not args.quiet)
@@ -88,7 +88,7 @@ def _print_eval_summary(result: dict) -> None:
 
 
 def _cmd_evaluate(args) -> int:
-    from .train.evaluate import evaluate
+    from .eval.evaluate import evaluate
 
     out_dir = args.out or str(Path(args.checkpoint).parent)
     result = evaluate(args.checkpoint, args.manifest, out_dir, num_clips=args.n_test,
@@ -133,7 +133,7 @@ def _cmd_predict(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    from .demo import run_demo
+    from .experiments.demo import run_demo
 
     run_demo(data_dir=args.data, out_dir=args.out, config=args.config, overrides=args.overrides,
              progress=not args.quiet)
@@ -190,7 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("finetune", help="fine-tune on emotion labels from a config",
                        description="Fine-tune end to end. Writes config.yaml, checkpoint/, metrics.json and plots "
                                    "to train.output_dir.")
-    s.add_argument("--config", "-c", help="experiment YAML in configs/ (default: built-in defaults)")
+    s.add_argument("--config", "-c", help="experiment YAML: a path, or the name of a shipped config (meld, "
+                   "synthemo_cpu, ...; see configs/) (default: built-in defaults)")
     s.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
     s.add_argument("--resume", action="store_true",
                    help="continue a killed run from train.output_dir/last (same config and seed)")
@@ -202,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Visual Genome regions, or a JSONL of {\"video\": image, \"text\": caption}) with "
                                    "image-text matching and masked language modeling. Writes checkpoint/ for "
                                    "finetune's train.init_checkpoint.")
-    s.add_argument("--config", "-c", help="experiment YAML, e.g. configs/pretrain_coco_vg.yaml")
+    s.add_argument("--config", "-c", help="experiment YAML: a path or a shipped config's name, e.g. pretrain_coco_vg")
     s.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
     s.add_argument("--resume", action="store_true", help="continue a killed run from train.output_dir/last")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -238,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("demo", help="the README's demo: SynthEmo, three models, the comparison table")
     s.add_argument("--data", default="data/synthemo", help="SynthEmo folder (generated if missing)")
     s.add_argument("--out", default="runs/demo", help="run folder (default: %(default)s)")
-    s.add_argument("--config", default=None, help="base config (default: configs/synthemo_cpu.yaml settings)")
+    s.add_argument("--config", default=None, help="base config, a path or a shipped config's name (default: synthemo_cpu)")
     s.add_argument("overrides", nargs="*", help=OVERRIDES_HELP + " (applied to all three models)")
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=_cmd_demo)
@@ -265,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     from .config import ConfigError
     from .data.decode import VideoDecodeError
     from .data.manifest import ManifestError
-    from .train.checkpoint import CheckpointError
+    from .checkpoint import CheckpointError
 
     try:
         return args.func(args)

@@ -38,10 +38,10 @@ from pathlib import Path
 
 import torch
 
-from .train.checkpoint import CheckpointError
+from .checkpoint import PRETRAINING_HEADS, CheckpointError, save_checkpoint
+from .config import CONFIG_DIR
 
-ORIGINAL_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "clipbert_original.yaml"
-PRETRAINING_HEADS = "pretraining_heads.safetensors"
+ORIGINAL_CONFIG = CONFIG_DIR / "clipbert_original.yaml"
 REPORT = "conversion_report.json"
 
 # Modules of ClipBertForEmotion that the original has no counterpart for: they start at their
@@ -179,10 +179,9 @@ def convert_clipbert(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike, t
     """
     from safetensors.torch import save_file
 
+    from .build import build_model
     from .config import ConfigError, load_config
     from .data.text import load_tokenizer
-    from .models.clipbert import ClipBertForEmotion
-    from .train.checkpoint import save_checkpoint
 
     config = Path(config) if config else ORIGINAL_CONFIG
     if not config.is_file():
@@ -207,9 +206,8 @@ def convert_clipbert(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike, t
                               f"have {words.shape[0]} rows: pass the vocabulary it was trained with "
                               "(bert-base-uncased for the original)")
 
-    num_labels = cfg.data.num_outputs
-    model = ClipBertForEmotion(cfg.model, num_labels, len(tok), use_video=True,
-                               pad_token_id=tok.pad_token_id or 0, pretrained=False)
+    model = build_model(cfg, len(tok), tok.pad_token_id or 0, pretrained=False)
+    num_labels = model.num_labels
     own = model.state_dict()
     heads = {k: v for k, v in converted.items() if k.startswith("transformer.cls.")}
     weights = {k: v for k, v in converted.items() if k not in heads}

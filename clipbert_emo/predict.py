@@ -12,11 +12,11 @@ import os
 
 import torch
 
-from .data.dataset import load_clips
+from .checkpoint import load_checkpoint
+from .data.dataset import MODALITY_DECODERS
 from .data.manifest import Sample
-from .eval.inference import class_probabilities
 from .models.aggregation import aggregate_clip_logits
-from .train.checkpoint import load_checkpoint
+from .tasks import get_task
 
 
 class Predictor:
@@ -25,6 +25,7 @@ class Predictor:
         self.model, self.cfg, self.tokenizer = load_checkpoint(checkpoint, device)
         self.device = torch.device(device)
         self.labels = list(self.cfg.data.labels)
+        self.task = get_task(self.cfg.data.task)
 
     @torch.no_grad()
     def __call__(self, video: str | os.PathLike | None = None, text: str | None = None, num_clips: int | None = None,
@@ -34,48 +35,24 @@ class Predictor:
         how = aggregation or self.cfg.model.aggregation
         text = (text or "") if cfg.use_text else ""
         enc = self.tokenizer([text], truncation=True, max_length=cfg.max_text_len, return_tensors="pt")
-        clips_t, spans = None, [(None, None)]
-        if self.model.uses_video:
+        inputs = {"input_ids": enc["input_ids"].to(self.device), "attention_mask": enc["attention_mask"].to(self.device)}
+        spans, context = [(None, None)], {}
+        if self.model.modalities:
             if video is None:
-                raise ValueError("this model was trained on video: give a video file")
+                raise ValueError(f"this model was trained on {' and '.join(self.model.modality_names)}: give a "
+                                 "video file")
             n = num_clips or cfg.num_clips_test
             sample = Sample(video=os.fspath(video), text=text, start=start, end=end, source=os.fspath(video))
-            clips, spans = load_clips(sample, cfg, n, training=False, rng=None)  # (N, T, 3, S, S)
-            clips_t = clips[None].to(self.device)  # (N, T, 3, S, S) -> (1, N, T, 3, S, S)
-        clip_logits = self.model.clip_logits(enc["input_ids"].to(self.device),
-                                             enc["attention_mask"].to(self.device), clips_t).float().cpu()  # (1, N, K)
-        result = {
-            "video": os.fspath(video) if video is not None else None,
-            "text": text,
-            "aggregation": how,
-            "num_clips": int(clip_logits.shape[1]),
-        }
+            for name in self.model.modality_names:
+                clips, clip_spans = MODALITY_DECODERS[name](sample, cfg, n, False, None, context)  # (N, ...)
+                context.setdefault("spans", clip_spans)
+                inputs[name] = clips[None].to(self.device)  # (N, ...) -> (1, N, ...)
+            spans = context["spans"]
+        clip_logits = self.model.clip_logits(**inputs).float().cpu()  # (1, N, K)
         logits = aggregate_clip_logits(clip_logits, how)  # (1, N, K) -> (1, K)
-        if cfg.task == "regression":
-            result["prediction"] = float(logits[0, 0])
-            result["clips"] = [{"start": s, "end": e, "prediction": float(v)}
-                               for (s, e), v in zip(spans, clip_logits[0, :, 0])]
-            return result
-        if cfg.task == "multitask":
-            per_head = logits[0].reshape(len(cfg.heads), len(self.labels)).softmax(-1)  # (H*K,) -> (H, K)
-            result["prediction"] = {h: self.labels[int(p.argmax())] for h, p in zip(cfg.heads, per_head)}
-            result["probabilities"] = {h: {lab: float(v) for lab, v in zip(self.labels, p)}
-                                       for h, p in zip(cfg.heads, per_head)}
-            result["clips"] = [{"start": s, "end": e} for s, e in spans]
-            return result
-        probs = class_probabilities(logits, cfg.multilabel)[0]  # (K,)
-        clip_probs = class_probabilities(clip_logits[0], cfg.multilabel)  # (N, K)
-        top = int(probs.argmax())
-        result.update({
-            "prediction": self.labels[top],
-            "probabilities": {lab: float(p) for lab, p in zip(self.labels, probs)},
-            "clips": [
-                {"start": s, "end": e, "prediction": self.labels[int(cp.argmax())],
-                 "probabilities": {lab: float(p) for lab, p in zip(self.labels, cp)}}
-                for (s, e), cp in zip(spans, clip_probs)
-            ],
-        })
-        return result
+        return {"video": os.fspath(video) if video is not None else None, "text": text, "aggregation": how,
+                "num_clips": int(clip_logits.shape[1]),
+                **self.task.prediction(logits[0], clip_logits[0], spans, cfg)}
 
 
 def predict(checkpoint: str | os.PathLike, video: str | os.PathLike | None = None, text: str | None = None,

@@ -9,11 +9,10 @@ Each manifest line: {"video": "clips/0001.mp4", "text": "transcript", "label": "
 
 import argparse
 import sys
-from pathlib import Path
 
-from clipbert_emo.cli import main
-
-ROOT = Path(__file__).resolve().parent.parent
+from clipbert_emo.config import load_config
+from clipbert_emo.eval.report import format_table
+from clipbert_emo.train.finetune import finetune
 
 if __name__ == "__main__":
     argv = sys.argv[1:]
@@ -24,8 +23,12 @@ if __name__ == "__main__":
     p.add_argument("--val", default="")
     p.add_argument("--test", default="")
     p.add_argument("--labels", nargs="+", required=True, help="class names, in a fixed order")
-    p.add_argument("--config", default=str(ROOT / "configs" / "clipbert_base.yaml"))
+    p.add_argument("--config", default="clipbert_base", help="a shipped config's name or a YAML path")
     a = p.parse_args(argv)
-    labels = "[" + ", ".join(a.labels) + "]"
-    sys.exit(main(["finetune", "--config", a.config, f"data.train_manifest={a.train}", f"data.val_manifest={a.val}",
-                   f"data.test_manifest={a.test}", f"data.labels={labels}", *overrides]))
+    cfg = load_config(a.config, [f"data.train_manifest={a.train}", f"data.val_manifest={a.val}",
+                                 f"data.test_manifest={a.test}", f"data.labels={a.labels}", *overrides])
+    metrics = finetune(cfg)
+    if metrics.get("test"):
+        print(format_table([{"aggregation": how, **{k: rep[k] for k in ("accuracy", "macro_f1", "weighted_f1")}}
+                            for how, rep in metrics["test"]["reports"].items()],
+                           ["aggregation", "accuracy", "macro_f1", "weighted_f1"]))

@@ -4,7 +4,7 @@ macro F1 per state, the number DAiSEE baselines are compared on.
     python finetune/daisee.py data.root=/path/to/DAiSEE
     python finetune/daisee.py data.root=/path/to/DAiSEE data.task=single_label data.target=engagement
 
-The same run as `clipbert-emo finetune --config configs/daisee.yaml data.root=...`. Everything
+The same run as `clipbert-emo finetune --config daisee data.root=...`. Everything
 except --config is passed on (key.sub=value overrides, --resume, -q).
 """
 
@@ -25,4 +25,4 @@ def summary(cfg, test) -> None:
 
 
 if __name__ == "__main__":
-    run_recipe(__doc__, "daisee.yaml", "DAiSEE", summary)
+    run_recipe(__doc__, "daisee", "DAiSEE", summary)

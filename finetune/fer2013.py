@@ -3,7 +3,7 @@ the number FER2013 papers report, with macro F1 beside it (disgust is 1.5% of th
 
     python finetune/fer2013.py data.root=/path/to/fer2013      # the folder holding fer2013.csv
 
-The same run as `clipbert-emo finetune --config configs/fer2013.yaml data.root=...`. Everything
+The same run as `clipbert-emo finetune --config fer2013 data.root=...`. Everything
 except --config is passed on (key.sub=value overrides, --resume, -q).
 """
 
@@ -20,4 +20,4 @@ def summary(cfg, test) -> None:
 
 
 if __name__ == "__main__":
-    run_recipe(__doc__, "fer2013.yaml", "FER2013", summary)
+    run_recipe(__doc__, "fer2013", "FER2013", summary)

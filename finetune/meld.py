@@ -1,11 +1,11 @@
 """Recipe: fine-tune on MELD and print the numbers MELD papers report, weighted F1 first.
 
     python finetune/meld.py data.root=/path/to/MELD.Raw
-    python finetune/meld.py --config configs/meld_sentiment.yaml data.root=/path/to/MELD.Raw
+    python finetune/meld.py --config meld_sentiment data.root=/path/to/MELD.Raw
     python finetune/meld.py data.root=/path/to/MELD.Raw data.use_video=false   # text-only baseline
 
-The same run as `clipbert-emo finetune --config configs/meld.yaml data.root=...`; afterwards it
-reads the run's metrics.json and sets the test numbers beside the published ones. Everything
+The same run as `clipbert-emo finetune --config meld data.root=...`; afterwards it
+sets the test numbers beside the published ones. Everything
 except --config is passed on (key.sub=value overrides, --resume, -q).
 """
 
@@ -24,4 +24,4 @@ def summary(cfg, test) -> None:
 
 
 if __name__ == "__main__":
-    run_recipe(__doc__, "meld.yaml", "MELD", summary)
+    run_recipe(__doc__, "meld", "MELD", summary)

@@ -1,12 +1,12 @@
 """Recipe: fine-tune on CMU-MOSI, CMU-MOSEI or CH-SIMS and print what their papers report.
 
-    python finetune/mosi.py data.root=/path/to/MOSI                                   # configs/mosi.yaml
-    python finetune/mosi.py --config configs/mosei.yaml data.root=/path/to/MOSEI
-    python finetune/mosi.py --config configs/sims.yaml data.root=/path/to/SIMS
-    python finetune/mosi.py --config configs/mosei_emotions.yaml data.root=/path/to/MOSEI
+    python finetune/mosi.py data.root=/path/to/MOSI                                   # mosi
+    python finetune/mosi.py --config mosei data.root=/path/to/MOSEI
+    python finetune/mosi.py --config sims data.root=/path/to/SIMS
+    python finetune/mosi.py --config mosei_emotions data.root=/path/to/MOSEI
 
-The same run as `clipbert-emo finetune --config <config> data.root=...`; afterwards it reads the
-run's metrics.json and prints, for the sentiment score, MAE, Pearson correlation, Acc-2 / F1
+The same run as `clipbert-emo finetune --config <config> data.root=...`; afterwards it
+prints, for the sentiment score, MAE, Pearson correlation, Acc-2 / F1
 (both the negative-vs-non-negative and the zeros-excluded conventions) and Acc-7 (MOSI/MOSEI) or
 Acc-3 / Acc-5 (CH-SIMS); for MOSEI emotions, weighted accuracy per emotion. Everything except
 --config is passed on (key.sub=value overrides, --resume, -q).
@@ -38,4 +38,4 @@ def summary(cfg, test) -> None:
 
 
 if __name__ == "__main__":
-    run_recipe(__doc__, "mosi.yaml", NAMES["mosi"], summary)
+    run_recipe(__doc__, "mosi", NAMES["mosi"], summary)

@@ -8,7 +8,7 @@ against the same fine-tuning from scratch. Prints the comparison and writes <out
 
 import argparse
 
-from clipbert_emo.label_efficiency import run_label_efficiency
+from clipbert_emo.experiments.label_efficiency import run_label_efficiency
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -22,7 +22,7 @@ from clipbert_emo.convert import (PRETRAINING_HEADS, REPORT, ConversionError, co
                                   convert_clipbert_state_dict)
 from clipbert_emo.data.transforms import letterbox
 from clipbert_emo.models.detectron_resnet import DetectronResNet50, FrozenBatchNorm2d
-from clipbert_emo.train.checkpoint import load_checkpoint, load_weights
+from clipbert_emo.checkpoint import load_checkpoint, load_weights
 
 TINY = dict(hidden=32, layers=2, heads=2, intermediate=64)
 TINY_OVERRIDES = ["model.hidden_size=32", "model.num_layers=2", "model.num_heads=2", "model.intermediate_size=64"]
@@ -460,7 +460,7 @@ def test_config_fields_and_the_original_preset():
 def test_converted_folder_starts_a_finetune_with_other_labels(converted):
     """What train.init_checkpoint does: load_weights into a model for another label set."""
     from clipbert_emo.models.clipbert import ClipBertForEmotion
-    from clipbert_emo.train.checkpoint import read_checkpoint_config
+    from clipbert_emo.checkpoint import read_checkpoint_config
 
     out, _ = converted
     cfg, meta = read_checkpoint_config(out)
@@ -532,7 +532,7 @@ def test_full_size_bert_base_conversion_equals_the_reference(tmp_path):
 
 def test_converted_folder_continues_pretraining_with_its_mlm_and_itm_heads(converted, fake):
     from clipbert_emo.models.pretraining import ClipBertForPretraining
-    from clipbert_emo.train.checkpoint import read_checkpoint_config
+    from clipbert_emo.checkpoint import read_checkpoint_config
     from clipbert_emo.train.pretrain import load_pretraining_init
 
     out, _ = converted

@@ -42,7 +42,7 @@ def _launch(stage, out, synthemo_dir, *extra, script=("-m", "clipbert_emo.cli"),
 def _check_run(out, precision="no"):
     from safetensors.torch import load_file
 
-    from clipbert_emo.train.checkpoint import load_checkpoint
+    from clipbert_emo.checkpoint import load_checkpoint
 
     m = json.loads((out / "metrics.json").read_text())
     assert m["num_processes"] == 2
@@ -93,7 +93,7 @@ def test_more_zero_stages_and_bf16_on_cpu(stage, precision, synthemo_dir, tmp_pa
 KILL_DRIVER = """
 import os, sys
 from clipbert_emo.cli import main
-from clipbert_emo.train import loop
+from clipbert_emo.train import engine as loop
 
 def stop(step):
     if step == int(os.environ["KILL_AT"]):
@@ -125,7 +125,7 @@ def test_zero3_killed_run_resumes_exactly(synthemo_dir, tmp_path):
 
     # Resuming a DeepSpeed run without DeepSpeed cannot rebuild the sharded optimizer: a clear error
     from clipbert_emo.config import load_config
-    from clipbert_emo.train.loop import finetune
+    from clipbert_emo.train.finetune import finetune
 
     cfg = load_config(None, [*TINY_OVERRIDES, f"data.train_manifest={synthemo_dir / 'train.jsonl'}",
                              f"train.output_dir={tmp_path / 'killed'}", "train.resume=true", *extra])
@@ -137,7 +137,7 @@ def test_zero3_killed_run_resumes_exactly(synthemo_dir, tmp_path):
 def test_fp16_overflow_steps_are_skipped_under_deepspeed_on_cpu(synthemo_dir, tmp_path):
     """DeepSpeed's fp16 loss scaler on CPU (where oneDNN has fp16 kernels): a start scale of 2^60
     overflows, so the scaler skips steps; each is counted in metrics and leaves the weights alone."""
-    from clipbert_emo.train.distributed import _cpu_fp16_supported
+    from clipbert_emo.train.accelerator import _cpu_fp16_supported
 
     if not _cpu_fp16_supported():
         pytest.skip("this CPU has no fp16 kernels for DeepSpeed")

@@ -57,7 +57,7 @@ def test_itm_negatives_are_other_captions_and_reproducible(pairs_dir, tmp_path):
     for i, it in enumerate(items):
         assert (it["text"] == m.samples[i].text) == (it["itm_label"] == 1)
     assert it["video"].shape == (1, 1, 3, 32, 32)  # an image is a one-clip, one-frame video
-    batch = ImageTextCollator(_tokenizer(tmp_path), 16, 6, "single_label")(items)
+    batch = ImageTextCollator(_tokenizer(tmp_path), 16)(items)
     assert batch["mlm_labels"].shape == batch["input_ids"].shape
     assert torch.equal(batch["itm_labels"], torch.tensor([it["itm_label"] for it in items]))
 
@@ -96,7 +96,7 @@ def test_pretrain_run_then_finetune_starts_from_it(pairs_dir, synthemo_dir, tmp_
     # Fine-tuning from it: the CNN and BERT start from the pretrained tensors (max_steps=0 epochs would
     # train; compare against what the model holds right after loading instead).
     from clipbert_emo.models.clipbert import ClipBertForEmotion
-    from clipbert_emo.train.checkpoint import load_weights
+    from clipbert_emo.checkpoint import load_weights
 
     model = ClipBertForEmotion(cfg.model, 6, int(json.loads((out / "checkpoint" / "meta.json").read_text())["vocab_size"]))
     report = load_weights(model, out / "checkpoint" / "model.safetensors")
@@ -110,7 +110,7 @@ def test_pretrain_run_then_finetune_starts_from_it(pairs_dir, synthemo_dir, tmp_
     ft = load_config(None, [*TINY_OVERRIDES, f"data.train_manifest={synthemo_dir / 'train.jsonl'}",
                             f"train.init_checkpoint={out / 'checkpoint'}", "train.max_steps=1",
                             f"train.output_dir={tmp_path / 'ft'}"])
-    from clipbert_emo.train.loop import finetune
+    from clipbert_emo.train.finetune import finetune
 
     res = finetune(ft, progress=False)
     assert res["steps"] == 1

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from clipbert_emo.train.samplers import ClassBalancedSampler
+from clipbert_emo.data.samplers import ClassBalancedSampler
 
 SKEW = [0] * 90 + [1] * 9 + [2] * 1
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from clipbert_emo.config import load_config
-from clipbert_emo.train.loop import finetune
+from clipbert_emo.train.finetune import finetune
 from conftest import TINY_OVERRIDES
 
 LEVELS = ["0", "1", "2", "3"]
@@ -78,17 +78,17 @@ def test_multitask_heads_and_unannotated_heads(synthemo_dir, tmp_path):
 
 
 def test_weighted_ce_uses_training_split_counts(synthemo_dir, tmp_path, monkeypatch):
-    import clipbert_emo.models.clipbert as clipbert
     from clipbert_emo.models.losses import class_weights_from_counts
+    from clipbert_emo.tasks import SingleLabelTask
 
     seen = {}
-    real = clipbert.ClipBertForEmotion.set_loss
+    real = SingleLabelTask.criterion
 
-    def spy(self, kind="ce", class_weights=None, gamma=2.0):
-        seen.update(kind=kind, weights=class_weights)
-        return real(self, kind, class_weights, gamma)
+    def spy(self, data, train, class_weights=None):
+        seen.update(kind=train.loss, weights=class_weights)
+        return real(self, data, train, class_weights)
 
-    monkeypatch.setattr(clipbert.ClipBertForEmotion, "set_loss", spy)
+    monkeypatch.setattr(SingleLabelTask, "criterion", spy)
     cfg = _cfg(synthemo_dir / "train.jsonl", synthemo_dir / "val.jsonl", tmp_path / "run",
                "train.loss=weighted_ce", "train.sampler=class_balanced", "train.max_steps=2")
     finetune(cfg, progress=False)
@@ -99,13 +99,15 @@ def test_weighted_ce_uses_training_split_counts(synthemo_dir, tmp_path, monkeypa
 
 
 def test_train_fraction_is_stratified_and_fixed_by_seed(synthemo_dir):
-    from clipbert_emo.train.builders import load_split, stratified_subset
+    from clipbert_emo.data.loading import stratified_subset
+    from clipbert_emo.tasks import get_task, load_split
 
     cfg = load_config(None, [f"data.train_manifest={synthemo_dir / 'train.jsonl'}"])
+    task = get_task("single_label")
     full = load_split(cfg.data, "train")
-    a = stratified_subset(full, 0.5, seed=1, task="single_label")
-    b = stratified_subset(full, 0.5, seed=1, task="single_label")
-    c = stratified_subset(full, 0.5, seed=2, task="single_label")
+    a = stratified_subset(full, 0.5, seed=1, key=task.stratify_key)
+    b = stratified_subset(full, 0.5, seed=1, key=task.stratify_key)
+    c = stratified_subset(full, 0.5, seed=2, key=task.stratify_key)
     assert [s.source for s in a.samples] == [s.source for s in b.samples]
     assert [s.source for s in a.samples] != [s.source for s in c.samples]
     for k in range(6):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -77,20 +78,36 @@ def load_clips(
     return clips, clip_spans_seconds(indices, info.fps)
 
 
-def sample_target(sample: Sample, task: str):
-    """The annotation the task trains on: class id, list of class ids, per-head ids, or a value."""
-    return {"single_label": sample.label, "multilabel": sample.labels, "multitask": sample.task_labels,
-            "regression": sample.target}[task]
+# Per-clip modalities, in the order their tokens follow the text: name -> decoder. ``data.use_<name>``
+# switches one on; the batch carries its clips under ``<name>``, and the model's encoder of the same name
+# (models/modalities.py) turns them into tokens. A decoder returns the sample's clips, (N, ...), and each
+# clip's (start, end) seconds; ``context`` holds what earlier decoders found (``spans``), so a modality
+# can align its windows with the video's clips.
+MODALITY_DECODERS = {
+    "video": lambda sample, cfg, num_clips, training, rng, context: load_clips(sample, cfg, num_clips, training, rng),
+}
+
+
+def enabled_modalities(cfg: DataConfig) -> list[str]:
+    return [name for name in MODALITY_DECODERS if getattr(cfg, f"use_{name}", False)]
 
 
 class VideoTextDataset(Dataset):
-    def __init__(self, manifest: Manifest, cfg: DataConfig, training: bool, num_clips: int | None = None, seed: int = 0):
+    """Items of one split: the text, each enabled modality's clips, and the task's annotation.
+
+    ``target(sample)``: the annotation an item carries (the task kind's ``Task.target``); None = none.
+    """
+
+    def __init__(self, manifest: Manifest, cfg: DataConfig, training: bool, num_clips: int | None = None, seed: int = 0,
+                 target: Callable[[Sample], object] | None = None):
         self.samples = manifest.samples
         self.cfg = cfg
         self.training = training
         self.num_clips = num_clips or (cfg.num_clips_train if training else cfg.num_clips_test)
         self.seed = seed
         self.epoch = 0
+        self.target = target or (lambda sample: None)
+        self.modalities = enabled_modalities(cfg)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -101,25 +118,35 @@ class VideoTextDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         sample = self.samples[index]
         item = {"index": index, "text": sample.text if self.cfg.use_text else "", "source": sample.source}
-        item["label"] = sample_target(sample, self.cfg.task)
-        if not self.cfg.use_video:
+        item["label"] = self.target(sample)
+        if not self.modalities:
             return item
         rng = np.random.default_rng([self.seed, self.epoch, index]) if self.training else None
+        context: dict = {}
         try:
-            item["video"], item["spans"] = load_clips(sample, self.cfg, self.num_clips, self.training, rng)
+            for name in self.modalities:
+                item[name], spans = MODALITY_DECODERS[name](sample, self.cfg, self.num_clips, self.training, rng,
+                                                            context)
+                context.setdefault("spans", spans)
         except VideoDecodeError as e:
             item["error"] = str(e)
+            return item
+        item["spans"] = context["spans"]
         return item
 
 
 @dataclass
 class Collator:
-    """Stacks items into a batch and tokenizes the texts; failed items are dropped and listed."""
+    """Stacks items into a batch and tokenizes the texts; failed items are dropped and listed.
+
+    ``collate_targets(targets)``: the batch's annotations -> the labels tensor (the task kind's
+    ``Task.collate``); None, or an item without annotation, gives a batch without ``labels``.
+    """
 
     tokenizer: object
     max_text_len: int
-    num_labels: int
-    task: str = "single_label"
+    collate_targets: Callable[[list], torch.Tensor] | None = None
+    modalities: tuple[str, ...] = tuple(MODALITY_DECODERS)
 
     def __call__(self, items: list[dict]) -> dict:
         skipped = [(it["source"], it["error"]) for it in items if "error" in it]
@@ -138,18 +165,17 @@ class Collator:
         )
         batch["input_ids"] = enc["input_ids"]  # (B, L)
         batch["attention_mask"] = enc["attention_mask"]  # (B, L)
-        if "video" in items[0]:
-            batch["video"] = torch.stack([it["video"] for it in items])  # B x (N, T, 3, S, S) -> (B, N, T, 3, S, S)
+        for name in self.modalities:
+            if name in items[0]:
+                batch[name] = torch.stack([it[name] for it in items])  # B x (N, ...) -> (B, N, ...)
+        if "spans" in items[0]:
             batch["spans"] = [it["spans"] for it in items]
         labels = [it["label"] for it in items]
-        if all(lab is not None for lab in labels):
-            if self.task == "multilabel":
-                target = torch.zeros(len(items), self.num_labels)
-                for row, idx in enumerate(labels):
-                    target[row, idx] = 1.0
-                batch["labels"] = target  # (B, K) multi-hot
-            elif self.task == "regression":
-                batch["labels"] = torch.tensor(labels, dtype=torch.float32)  # (B,)
-            else:
-                batch["labels"] = torch.tensor(labels, dtype=torch.long)  # (B,), or (B, H) for multitask
+        if self.collate_targets is not None and all(lab is not None for lab in labels):
+            batch["labels"] = self.collate_targets(labels)
         return batch
+
+
+def model_inputs(batch: dict) -> dict:
+    """The keyword arguments a model's forward takes from a batch: the text and every modality present."""
+    return {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask") or k in MODALITY_DECODERS}

@@ -30,7 +30,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -85,24 +85,22 @@ def _rows(path: Path):
 
 def read_manifest(
     path: str | os.PathLike,
-    labels: Sequence[str],
-    multilabel: bool = False,
+    read_target: Callable[[dict, str, bool, bool], dict] | None = None,
     require_video: bool = True,
     require_label: bool = True,
     strict: bool = False,
-    task: str = "",
-    heads: Sequence[str] = (),
 ) -> Manifest:
-    """Read a JSONL or CSV manifest. ``task`` (single_label | multilabel | multitask | regression),
-    when given, decides which label field is read and overrides ``multilabel``."""
+    """Read a JSONL or CSV manifest.
+
+    ``read_target(row, where, is_csv, required)`` turns a record's annotation into ``Sample`` fields
+    (the task kind's reader, ``Task.target_reader``; its ``fields`` attribute names the record keys it
+    reads); None reads no annotation (image-text pairs, prediction).
+    """
     path = Path(path)
     if not path.exists():
         raise ManifestError(f"manifest not found: {path}")
-    task = task or ("multilabel" if multilabel else "single_label")
-    if task == "multitask" and not heads:
-        raise ManifestError(f"{path}: a multitask manifest needs the head names (data.heads)")
     is_csv = path.suffix.lower() == ".csv"
-    label_index = {name: i for i, name in enumerate(labels)}
+    known = {"video", "text", "start", "end", *getattr(read_target, "fields", ())}
     samples: list[Sample] = []
     skipped: list[tuple[str, str]] = []
     for lineno, row in _rows(path):
@@ -119,25 +117,7 @@ def read_manifest(
         text = row.get("text") or ""
         if not isinstance(text, str):
             raise ManifestError(f"{where}: field 'text' must be a string, got {text!r}")
-        label = labels_ = task_labels = target = None
-        if task == "regression":
-            target = _target(row.get("target"), where, require_label)
-        elif task == "multitask":
-            task_labels = _task_labels(row, heads, label_index, where, is_csv, require_label)
-        elif task == "multilabel":
-            raw = row.get("labels")
-            if raw is None and require_label:
-                raise ManifestError(f"{where}: missing field 'labels' (a list of class names)")
-            if isinstance(raw, str):  # CSV: "happy;sad"
-                raw = [x for x in raw.replace(",", ";").split(";") if x.strip()]
-            if raw is not None:
-                labels_ = [_label(x, label_index, where) for x in raw]
-        else:
-            raw = row.get("label")
-            if raw in (None, "") and require_label:
-                raise ManifestError(f"{where}: missing field 'label'")
-            if raw not in (None, ""):
-                label = _label(raw, label_index, where)
+        annotation = read_target(row, where, is_csv, require_label) if read_target is not None else {}
         start, end = _seconds(row.get("start"), where, "start"), _seconds(row.get("end"), where, "end")
         if start is not None and end is not None and end <= start:
             raise ManifestError(f"{where}: end ({end}) must be after start ({start})")
@@ -146,23 +126,8 @@ def read_manifest(
                 raise ManifestError(f"{where}: video file not found: {video_path}")
             skipped.append((where, f"video file not found: {video_path}"))
             continue
-        known = {"video", "text", "label", "labels", "task_labels", "target", "start", "end"}
-        if task == "multitask" and is_csv:
-            known |= set(heads)
-        samples.append(
-            Sample(
-                video=video_path,
-                text=text,
-                label=label,
-                labels=labels_,
-                task_labels=task_labels,
-                target=target,
-                start=start,
-                end=end,
-                source=where,
-                extra={k: v for k, v in row.items() if k not in known},
-            )
-        )
+        samples.append(Sample(video=video_path, text=text, start=start, end=end, source=where,
+                              extra={k: v for k, v in row.items() if k not in known}, **annotation))
     if skipped:
         shown = "\n".join(f"  {w}: {r}" for w, r in skipped[:10])
         more = f"\n  ... and {len(skipped) - 10} more" if len(skipped) > 10 else ""
@@ -172,13 +137,16 @@ def read_manifest(
     return Manifest(path=str(path), samples=samples, skipped=skipped)
 
 
-def _label(raw, label_index: dict, where: str) -> int:
+# Field parsers the task kinds use to read their annotation (clipbert_emo/tasks/).
+
+
+def parse_label(raw, label_index: dict, where: str) -> int:
     if isinstance(raw, str) and raw.strip() in label_index:
         return label_index[raw.strip()]
     raise ManifestError(f"{where}: unknown label {raw!r}; expected one of {', '.join(label_index)}")
 
 
-def _target(raw, where: str, required: bool) -> float | None:
+def parse_target(raw, where: str, required: bool) -> float | None:
     if raw in (None, ""):
         if required:
             raise ManifestError(f"{where}: missing field 'target' (a number)")
@@ -192,7 +160,7 @@ def _target(raw, where: str, required: bool) -> float | None:
     return value
 
 
-def _task_labels(row: dict, heads: Sequence[str], label_index: dict, where: str, is_csv: bool,
+def parse_task_labels(row: dict, heads: Sequence[str], label_index: dict, where: str, is_csv: bool,
                  required: bool) -> list[int] | None:
     if is_csv:
         # One column per head; an empty cell is a head this sample was not annotated for.
@@ -217,7 +185,7 @@ def _task_labels(row: dict, heads: Sequence[str], label_index: dict, where: str,
         return None
     # Levels such as DAiSEE's 0..3 are natural to write as JSON numbers; class names are strings.
     raw = {h: str(v) if isinstance(v, int) and not isinstance(v, bool) else v for h, v in raw.items()}
-    return [_label(raw[h], label_index, f"{where} ({h})") if h in raw else -1 for h in heads]
+    return [parse_label(raw[h], label_index, f"{where} ({h})") if h in raw else -1 for h in heads]
 
 
 def _seconds(raw, where: str, name: str) -> float | None:

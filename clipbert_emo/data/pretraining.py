@@ -20,7 +20,7 @@ class ImageTextPairDataset(VideoTextDataset):
     is replaced by another pair's caption and the pair is labelled mismatched (itm_label 0)."""
 
     def __init__(self, manifest, cfg, seed: int = 0, negative_prob: float = 0.5, training: bool = True):
-        super().__init__(manifest, cfg, training=training, num_clips=1, seed=seed)
+        super().__init__(manifest, cfg, training=training, num_clips=1, seed=seed)  # pairs carry no task label
         self.negative_prob = negative_prob
 
     def __getitem__(self, index: int) -> dict:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..data.dataset import model_inputs
 from ..models.aggregation import AGGREGATIONS, aggregate_clip_logits
-from .metrics import classification_report, multilabel_report
+from ..tasks import get_task
 
 
 @torch.no_grad()
@@ -27,9 +27,7 @@ def collect_clip_logits(model, loader, accelerator=None, progress: bool = True, 
         skipped.extend(batch["skipped"])
         if "input_ids" not in batch:
             continue
-        video = batch.get("video")
-        out = net.clip_logits(batch["input_ids"].to(device), batch["attention_mask"].to(device),
-                                video.to(device) if video is not None else None)
+        out = net.clip_logits(**{k: v.to(device) for k, v in model_inputs(batch).items()})
         lab = batch.get("labels")
         idx = batch["index"].to(device)
         if accelerator is not None:
@@ -50,40 +48,13 @@ def collect_clip_logits(model, loader, accelerator=None, progress: bool = True, 
     }
 
 
-# Validation metric chosen by default for each task; the ones in LOWER_IS_BETTER are minimised.
-DEFAULT_SELECT_METRIC = {"single_label": "macro_f1", "multilabel": "macro_f1", "multitask": "mean_macro_f1",
-                         "regression": "mae"}
-LOWER_IS_BETTER = {"mae", "loss"}
-
-
-def task_report(logits: torch.Tensor, labels: torch.Tensor, data) -> dict:
-    """The report of one task kind from aggregated logits (S, K_out) and the labels the collator made."""
-    task = data.task
-    if task == "multilabel":
-        return multilabel_report(labels.numpy(), torch.sigmoid(logits).numpy(), list(data.labels))
-    if task == "regression":
-        from .metrics import regression_report
-
-        # CH-SIMS is annotated on [-1, 1] and reported with its own class intervals (acc3/acc5).
-        return regression_report(labels.numpy(), logits[:, 0].numpy(), scale="sims" if data.format == "sims" else "mosi")
-    if task == "multitask":
-        from .metrics import multitask_report
-
-        pred = logits.reshape(len(logits), len(data.heads), len(data.labels)).argmax(-1)  # (S, H*K) -> (S, H, K) -> (S, H)
-        return multitask_report(labels.numpy(), pred.numpy(), list(data.heads), list(data.labels))
-    return classification_report(labels.numpy(), logits.argmax(-1).numpy(), list(data.labels)).to_dict()
-
-
 def reports_for_aggregations(clip_logits: torch.Tensor, labels: torch.Tensor, data,
                              aggregations=AGGREGATIONS) -> dict:
-    """{aggregation: report dict} from the same clip logits; ``data`` is the run's DataConfig."""
-    return {how: task_report(aggregate_clip_logits(clip_logits, how), labels, data) for how in aggregations}
+    """{aggregation: the task kind's report} from the same clip logits; ``data`` is the run's DataConfig."""
+    task = get_task(data.task)
+    return {how: task.report(aggregate_clip_logits(clip_logits, how), labels, data) for how in aggregations}
 
 
 def mean_loss(model, clip_logits: torch.Tensor, labels: torch.Tensor, how: str) -> float:
     """The model's own training loss on aggregated validation logits."""
     return float(model.loss(aggregate_clip_logits(clip_logits, how), labels))
-
-
-def class_probabilities(logits: torch.Tensor, multilabel: bool) -> np.ndarray:
-    return (torch.sigmoid(logits) if multilabel else logits.softmax(-1)).numpy()

@@ -16,7 +16,10 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["plot_learning_curves", "plot_confusion_matrix", "plot_clip_timeline"]
+from ..config.atomic import atomic_path
+
+__all__ = ["plot_learning_curves", "plot_pretraining_curves", "plot_confusion_matrix", "plot_clip_timeline",
+           "plot_modality_summary"]
 
 _LOSS_KEYS_ORDER = ("train_loss", "val_loss")
 _X_KEYS = ("epoch", "step")
@@ -29,9 +32,8 @@ def _new_figure(figsize) -> Figure:
 
 
 def _save(fig: Figure, path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", bbox_inches="tight")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", bbox_inches="tight")
     # Figures created without pyplot are not tracked globally; clearing
     # drops artist references promptly for callers that keep `fig` alive.
     fig.clear()
@@ -266,3 +268,40 @@ def _class_colors(k: int) -> list:
     name = "tab10" if k <= 10 else "tab20"
     cmap = colormaps[name]
     return [cmap(i % cmap.N) for i in range(k)]
+
+
+def plot_pretraining_curves(history: list[dict], path) -> None:
+    """Pretraining: the MLM and ITM losses (train solid, held-out dashed) and the held-out accuracies."""
+    epochs = [h["epoch"] for h in history]
+    fig = _new_figure((9, 3.4))
+    loss_ax, acc_ax = fig.subplots(1, 2)
+    for key, style in (("train_loss_mlm", "-"), ("train_loss_itm", "-"), ("val_loss_mlm", "--"), ("val_loss_itm", "--")):
+        if key in history[0]:
+            loss_ax.plot(epochs, [h[key] for h in history], style, marker="o", label=key)
+    loss_ax.set(xlabel="epoch", ylabel="loss", title="pretraining losses")
+    loss_ax.legend(fontsize=8)
+    for key in ("val_itm_accuracy", "val_mlm_accuracy"):
+        if key in history[0]:
+            acc_ax.plot(epochs, [h[key] for h in history], marker="o", label=key)
+    acc_ax.set(xlabel="epoch", ylabel="accuracy", title="held-out pairs", ylim=(0, 1))
+    if acc_ax.lines:
+        acc_ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_modality_summary(rows: list[dict], path, target: float = 0.9) -> None:
+    """Bars of held-out macro-F1 per (modalities, N_test, aggregation) row, coloured by modalities."""
+    fig = _new_figure((9, 4.5))
+    ax = fig.add_subplot(1, 1, 1)
+    names = [f"{r['modalities']}\nN={r['n_test']} {r['aggregation']}" for r in rows]
+    kinds = list(dict.fromkeys(r["modalities"] for r in rows))
+    colors = dict(zip(kinds, _class_colors(len(kinds))))
+    ax.bar(range(len(rows)), [r["macro_f1"] for r in rows], color=[colors[r["modalities"]] for r in rows])
+    ax.set_xticks(range(len(rows)), names, fontsize=7, rotation=45, ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("held-out macro-F1")
+    ax.axhline(target, color="gray", lw=0.8, ls="--")
+    ax.set_title("SynthEmo: fusion vs single modality, dense vs single-clip inference")
+    fig.tight_layout()
+    _save(fig, path)

@@ -1,111 +1,140 @@
-"""ClipBERT for emotion recognition: video clips + text -> per-clip logits -> video logits.
+"""ClipBERT for emotion recognition: clips of each modality + text -> per-clip logits -> video logits.
 
 The whole path, in order: uint8 frames (B, N, T, 3, H, W) -> ResNet per frame -> grid
 encoder -> temporal fusion per clip (B, N, D, h, w) -> visual tokens, concatenated with
-the text tokens of the same sample -> BERT encoder -> pooled [CLS] -> classifier, per clip
-(B, N, K) -> aggregation over clips (B, K). Tokenization happens in the data pipeline,
-never here.
+the text tokens of the same sample (and the tokens of any other modality, models/modalities.py)
+-> BERT encoder -> pooled [CLS] -> classifier, per clip (B, N, K) -> aggregation over clips
+(B, K). Tokenization happens in the data pipeline, never here; the loss is the task kind's
+(``clipbert_emo.tasks``), handed in as ``criterion``.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 from einops import rearrange, repeat
 
 from ..config import ModelConfig
-from .aggregation import aggregate_clip_logits, task_loss
+from .aggregation import aggregate_clip_logits
 from .fusion import ClassifierHead, fusion_transformer_from_config
+from .modalities import MODALITIES, modalities_named
 from .outputs import ClipBertOutput
-from .visual import visual_encoder_from_config
 
 
-class ClipBertForEmotion(nn.Module):
-    def __init__(self, cfg: ModelConfig, num_labels: int, vocab_size: int, use_video: bool = True,
-                 task: str = "single_label", num_heads: int = 1, pad_token_id: int = 0, pretrained: bool = True):
-        """``num_labels`` is the classifier's output width (``DataConfig.num_outputs``: K, heads x K for
-        multitask, 1 for regression). ``pretrained=False`` skips loading the backbone's pretrained
-        weights, for when a checkpoint is loaded next anyway."""
-        super().__init__()
+@dataclass
+class EncodedClips:
+    sequence: torch.Tensor  # (B*N, L + tokens, D) the fusion transformer's output of every clip
+    pooled: torch.Tensor  # (B*N, D) the pooled [CLS] of every clip
+    features: dict  # modality name -> its encoder's output (B, N, D, ...)
+    batch: int  # B
+    clips: int  # N (1 for a text-only model)
+
+
+class ClipBertModel(nn.Module):
+    """The shared trunk of the fine-tuning and pretraining models: one feature encoder per modality the
+    model was built with (``cnn`` for video) and the fusion transformer over [text ; modality tokens]."""
+
+    def _build_trunk(self, cfg: ModelConfig, vocab_size: int, pad_token_id: int, pretrained: bool,
+                     modalities) -> None:
         self.cfg = cfg
-        self.num_labels = num_labels
-        self.task = task
-        self.num_heads = num_heads
-        self.loss_kind = "ce"
-        self.focal_gamma = 2.0
-        # Derived from the training split at the start of each run, so not part of the checkpoint.
-        self.register_buffer("class_weights", None, persistent=False)
-        self.cnn = visual_encoder_from_config(cfg, pretrained) if use_video else None
-        self.transformer = fusion_transformer_from_config(cfg, vocab_size, pad_token_id, pretrained)
-        self.head = ClassifierHead(cfg.hidden_size, num_labels, cfg.dropout)
-        self.head.apply(self.transformer._init_weights)
-        self.visual_aux = (nn.Linear(cfg.hidden_size, num_labels)
-                           if use_video and cfg.visual_aux_weight > 0 else None)
+        self.modalities = modalities_named(modalities)
+        names = [m.name for m in self.modalities]
+        for m in MODALITIES:  # an encoder attribute is None when the model does not use that modality
+            setattr(self, m.encoder_attr, m.build_encoder(cfg, pretrained) if m.name in names else None)
+        self.transformer = fusion_transformer_from_config(cfg, vocab_size, pad_token_id, pretrained, names)
+
+    @property
+    def modality_names(self) -> list[str]:
+        return [m.name for m in self.modalities]
 
     @property
     def uses_video(self) -> bool:
-        return self.cnn is not None
+        return "video" in self.modality_names
 
-    def clip_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                    video: torch.Tensor | None = None) -> torch.Tensor:
-        """Per-clip logits (B, N, K); N = 1 for a text-only model."""
-        return self._score_clips(input_ids, attention_mask, video)[0]
-
-    def _score_clips(self, input_ids, attention_mask, video):
-        """(clip logits (B, N, K), clip grids (B, N, D, h, w) or None)."""
-        if self.cnn is None or video is None:
-            if self.cnn is not None:
-                raise ValueError("this model was trained with video; pass video=(B, N, T, 3, H, W)")
-            _, pooled = self.transformer(input_ids, attention_mask)  # (B, D)
-            return self.head(pooled)[:, None, :], None  # (B, K) -> (B, 1, K)
-        b, n = video.shape[:2]
-        grids = self.cnn(video)  # (B, N, T, 3, H, W) -> (B, N, D, h, w)
-        flat = rearrange(grids, "b n d h w -> (b n) d h w")  # -> (B*N, D, h, w)
+    def encode_clips(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, inputs: dict) -> EncodedClips:
+        """Text (B, L) and, per modality this model uses, its clips (B, N, ...) -> every clip fused with the text."""
+        missing = [m.name for m in self.modalities if inputs.get(m.name) is None]
+        if missing:
+            raise ValueError(f"this model was trained with {' and '.join(missing)}; pass "
+                             + ", ".join(f"{name}=(B, N, ...)" for name in missing))
+        if not self.modalities:
+            sequence, pooled = self.transformer(input_ids, attention_mask)  # (B, D)
+            return EncodedClips(sequence, pooled, {}, input_ids.shape[0], 1)
+        features = {m.name: getattr(self, m.encoder_attr)(inputs[m.name]) for m in self.modalities}  # (B, N, D, ...)
+        b, n = next(iter(features.values())).shape[:2]
+        flat = {name: f.flatten(0, 1) for name, f in features.items()}  # (B, N, D, ...) -> (B*N, D, ...)
         # Every clip is fused with the full text of its video.
         ids = repeat(input_ids, "b l -> (b n) l", n=n)  # (B, L) -> (B*N, L)
         mask = repeat(attention_mask, "b l -> (b n) l", n=n)  # (B, L) -> (B*N, L)
-        _, pooled = self.transformer(ids, mask, flat)  # -> (B*N, D)
-        return rearrange(self.head(pooled), "(b n) k -> b n k", b=b, n=n), grids  # (B*N, K) -> (B, N, K)
+        sequence, pooled = self.transformer(ids, mask, flat)  # -> (B*N, L + tokens, D), (B*N, D)
+        return EncodedClips(sequence, pooled, features, b, n)
+
+    def enable_gradient_checkpointing(self) -> None:
+        """Trade compute for memory: recompute the encoders' stages and BERT layers in the backward pass."""
+        self.transformer.bert.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        for m in self.modalities:
+            getattr(self, m.encoder_attr).enable_gradient_checkpointing()
+
+    def parameter_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
+        """Named parameters split into the modality encoders ("cnn") and the transformer side, for separate
+        learning rates (optim.lr_cnn, optim.lr_transformer)."""
+        encoders = tuple(f"{m.encoder_attr}." for m in self.modalities)
+        groups: dict[str, list] = {"cnn": [], "transformer": []}
+        for name, p in self.named_parameters():  # named_parameters lists a tied tensor once
+            if p.requires_grad:
+                groups["cnn" if name.startswith(encoders) else "transformer"].append((name, p))
+        return groups
+
+
+class ClipBertForEmotion(ClipBertModel):
+    def __init__(self, cfg: ModelConfig, num_labels: int, vocab_size: int, use_video: bool = True,
+                 pad_token_id: int = 0, pretrained: bool = True, criterion: nn.Module | None = None,
+                 modalities=None):
+        """``num_labels`` is the classifier's output width (the task kind's ``num_outputs``). ``modalities``:
+        the per-clip modalities it reads (default: video, or none with ``use_video=False``). ``criterion``:
+        the task kind's loss of aggregated logits (default: softmax cross-entropy). ``pretrained=False``
+        skips loading pretrained weights, for when a checkpoint is loaded next anyway."""
+        super().__init__()
+        self.num_labels = num_labels
+        self.criterion = criterion
+        self._build_trunk(cfg, vocab_size, pad_token_id, pretrained,
+                          ("video",) if modalities is None and use_video else (modalities or ()))
+        self.head = ClassifierHead(cfg.hidden_size, num_labels, cfg.dropout)
+        self.head.apply(self.transformer._init_weights)
+        self.visual_aux = (nn.Linear(cfg.hidden_size, num_labels)
+                           if self.uses_video and cfg.visual_aux_weight > 0 else None)
+
+    def clip_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, video: torch.Tensor | None = None,
+                    **modalities) -> torch.Tensor:
+        """Per-clip logits (B, N, K); N = 1 for a text-only model."""
+        return self._score_clips(input_ids, attention_mask, {"video": video, **modalities})[0]
+
+    def _score_clips(self, input_ids, attention_mask, inputs) -> tuple[torch.Tensor, EncodedClips]:
+        enc = self.encode_clips(input_ids, attention_mask, inputs)
+        logits = self.head(enc.pooled)  # (B*N, D) -> (B*N, K)
+        return rearrange(logits, "(b n) k -> b n k", b=enc.batch, n=enc.clips), enc  # -> (B, N, K)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, video: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None, aggregation: str | None = None) -> ClipBertOutput:
+                labels: torch.Tensor | None = None, aggregation: str | None = None, **modalities) -> ClipBertOutput:
         how = aggregation or self.cfg.aggregation
-        clip_logits, grids = self._score_clips(input_ids, attention_mask, video)
+        clip_logits, enc = self._score_clips(input_ids, attention_mask, {"video": video, **modalities})
         logits = aggregate_clip_logits(clip_logits, how)
         loss = loss_aux = None
         if labels is not None:
             loss = self.loss(logits, labels)
+            grids = enc.features.get("video")
             if self.visual_aux is not None and self.training and grids is not None:
                 aux_clip = self.visual_aux(grids.mean(dim=(-2, -1)))  # (B, N, D, h, w) -> (B, N, K)
                 loss_aux = self.loss(aggregate_clip_logits(aux_clip, how), labels)
                 loss = loss + self.cfg.visual_aux_weight * loss_aux
         return ClipBertOutput(loss=loss, logits=logits, clip_logits=clip_logits, loss_visual_aux=loss_aux)
 
-    @property
-    def multilabel(self) -> bool:
-        return self.task == "multilabel"
-
-    def set_loss(self, kind: str = "ce", class_weights: torch.Tensor | None = None, gamma: float = 2.0) -> None:
-        """Choose the class-imbalance treatment (TrainConfig.loss); weights are (K,) or (H, K) for multitask."""
-        self.loss_kind = kind
-        self.focal_gamma = gamma
-        self.class_weights = class_weights
-
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Training loss of aggregated logits (B, K_out) for this model's task."""
-        return task_loss(logits, labels, self.task, self.num_heads, self.loss_kind, self.class_weights,
-                         self.focal_gamma)
+        """Training loss of aggregated logits (B, K_out)."""
+        if self.criterion is None:  # ClipBERT's own: one softmax over the classes
+            from .losses import single_label_loss
 
-    def enable_gradient_checkpointing(self) -> None:
-        """Trade compute for memory: recompute ResNet stages and BERT layers in the backward pass."""
-        self.transformer.bert.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        if self.cnn is not None and hasattr(self.cnn.backbone, "gradient_checkpointing"):
-            self.cnn.backbone.gradient_checkpointing = True
-
-    def parameter_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
-        """Named parameters split into the CNN and the transformer side, for separate learning rates."""
-        groups: dict[str, list] = {"cnn": [], "transformer": []}
-        for name, p in self.named_parameters():
-            if p.requires_grad:
-                groups["cnn" if name.startswith("cnn.") else "transformer"].append((name, p))
-        return groups
+            return single_label_loss(logits.float(), labels)
+        return self.criterion(logits, labels)

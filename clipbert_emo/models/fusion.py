@@ -1,4 +1,4 @@
-"""The fusion transformer: one BERT encoder over [text tokens ; visual tokens].
+"""The fusion transformer: one BERT encoder over [text tokens ; visual tokens ; tokens of other modalities].
 
 Module names follow ClipBERT's checkpoint (``bert.embeddings``, ``bert.encoder``,
 ``bert.pooler``, ``bert.visual_embeddings``, ``classifier.{0,2}``), so weights of the
@@ -7,12 +7,13 @@ original or of any BERT checkpoint map onto it key for key.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn as nn
 from transformers import BertConfig, BertModel
 from transformers.masking_utils import create_bidirectional_mask
 
-from .embeddings import VisualEmbeddings
 
 
 def make_bert_config(hidden_size: int, num_layers: int, num_heads: int, intermediate_size: int,
@@ -36,16 +37,22 @@ def make_bert_config(hidden_size: int, num_layers: int, num_heads: int, intermed
 
 
 class FusionTransformer(nn.Module):
-    def __init__(self, bert_config: BertConfig, max_grid: int = 100):
+    """BERT over [text tokens ; the tokens of each other modality], in ``models/modalities.py``'s order."""
+
+    def __init__(self, bert_config: BertConfig, modality_embeddings: dict[str, tuple[str, Callable[[], nn.Module]]]):
+        """``modality_embeddings``: modality name -> (attribute under ``bert``, a builder of its token embeddings,
+        called after BERT's own layers so that their random initialisation does not depend on the modalities)."""
         super().__init__()
         self.config = bert_config
         self.bert = BertModel(bert_config, add_pooling_layer=True)
         # Attached to the BertModel so the parameter names read ``bert.visual_embeddings.*``
         # as in ClipBERT's checkpoint.
-        self.bert.visual_embeddings = VisualEmbeddings(
-            bert_config.hidden_size, max_grid, bert_config.hidden_dropout_prob, bert_config.layer_norm_eps
-        )
-        self.bert.visual_embeddings.apply(self._init_weights)
+        self.embeddings_attr = {}
+        for name, (attr, build) in modality_embeddings.items():
+            module = build()
+            setattr(self.bert, attr, module)
+            module.apply(self._init_weights)
+            self.embeddings_attr[name] = attr
 
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
@@ -71,36 +78,46 @@ class FusionTransformer(nn.Module):
                 raise ValueError(f"model.text_init={name_or_path}: its {key} is {getattr(theirs, key)}, the "
                                  f"model's is {getattr(ours, key)}; set the model config (and tokenizer) to match")
         result = self.bert.load_state_dict(pretrained.state_dict(), strict=False)
-        missing = [k for k in result.missing_keys if not k.startswith("visual_embeddings.")]
+        ours_only = tuple(f"{attr}." for attr in self.embeddings_attr.values())  # new modules: no BERT weights
+        missing = [k for k in result.missing_keys if not k.startswith(ours_only)]
         if missing:
             raise ValueError(f"model.text_init={name_or_path}: no weights for {missing[:5]}")
         return {"missing": list(result.missing_keys), "unexpected": list(result.unexpected_keys)}
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                visual_grid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Text (B', L) ids and mask, visual grid (B', D, h, w) or None.
+                features: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Text (B', L) ids and mask; ``features``: modality name -> that modality's features of each of
+        the B' sequences (video: the clip grid (B', D, h, w)).
 
-        Returns the sequence output (B', L + h*w, D) and the pooled text [CLS] (B', D).
+        Returns the sequence output (B', L + tokens, D) and the pooled text [CLS] (B', D).
         """
-        hidden = self.bert.embeddings(input_ids=input_ids)  # (B', L) -> (B', L, D)
-        mask = attention_mask
-        if visual_grid is not None:
-            visual = self.bert.visual_embeddings(visual_grid)  # (B', D, h, w) -> (B', h*w, D)
-            hidden = torch.cat([hidden, visual], dim=1)  # -> (B', L + h*w, D)
-            visual_mask = attention_mask.new_ones(visual.shape[:2])  # visual tokens are never padding
-            mask = torch.cat([attention_mask, visual_mask], dim=1)  # -> (B', L + h*w)
+        hidden = [self.bert.embeddings(input_ids=input_ids)]  # (B', L) -> (B', L, D)
+        masks = [attention_mask]
+        for name, attr in self.embeddings_attr.items():
+            if features is None or name not in features:
+                continue
+            tokens = getattr(self.bert, attr)(features[name])  # e.g. (B', D, h, w) -> (B', h*w, D)
+            hidden.append(tokens)
+            masks.append(attention_mask.new_ones(tokens.shape[:2]))  # these tokens are never padding
+        hidden = torch.cat(hidden, dim=1)  # -> (B', L + tokens, D)
+        mask = torch.cat(masks, dim=1)  # -> (B', L + tokens)
         mask4d = create_bidirectional_mask(config=self.config, inputs_embeds=hidden, attention_mask=mask)
         sequence = self.bert.encoder(hidden, attention_mask=mask4d).last_hidden_state
         pooled = self.bert.pooler(sequence)  # tanh(dense(token 0)): the text [CLS]
         return sequence, pooled
 
 
-def fusion_transformer_from_config(cfg, vocab_size: int, pad_token_id: int = 0, pretrained: bool = True
-                                   ) -> FusionTransformer:
-    """The fusion transformer a ModelConfig describes, started from ``cfg.text_init`` when set."""
+def fusion_transformer_from_config(cfg, vocab_size: int, pad_token_id: int = 0, pretrained: bool = True,
+                                   modalities=("video",)) -> FusionTransformer:
+    """The fusion transformer a ModelConfig describes, with token embeddings for ``modalities`` (and those
+    every checkpoint has), started from ``cfg.text_init`` when set."""
+    from .modalities import MODALITIES
+
     bert_cfg = make_bert_config(cfg.hidden_size, cfg.num_layers, cfg.num_heads, cfg.intermediate_size, vocab_size,
                                 cfg.dropout, cfg.max_text_positions, pad_token_id, cfg.initializer_range)
-    transformer = FusionTransformer(bert_cfg, cfg.max_grid)
+    embeddings = {m.name: (m.embeddings_attr, lambda m=m: m.build_embeddings(cfg, bert_cfg))
+                  for m in MODALITIES if m.embeddings_always or m.name in modalities}
+    transformer = FusionTransformer(bert_cfg, embeddings)
     if cfg.text_init and pretrained:
         transformer.load_bert(cfg.text_init)
     return transformer

@@ -29,6 +29,7 @@ __all__ = [
     "focal_loss",
     "single_label_loss",
     "multitask_loss",
+    "multilabel_loss",
     "regression_loss",
 ]
 
@@ -180,6 +181,11 @@ def multitask_loss(logits: torch.Tensor, target: torch.Tensor, num_heads: int, k
     if not losses:
         return _promote(logits).sum() * 0.0
     return torch.stack(losses).mean()
+
+
+def multilabel_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Independent sigmoid binary cross-entropy per class for ``(B, K)`` multi-hot targets."""
+    return F.binary_cross_entropy_with_logits(logits.float(), target.float())
 
 
 def regression_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

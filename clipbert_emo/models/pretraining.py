@@ -13,24 +13,20 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from einops import rearrange
 from transformers.models.bert.modeling_bert import BertPreTrainingHeads
 
 from ..config import ModelConfig
-from .fusion import fusion_transformer_from_config
+from .clipbert import ClipBertModel
 from .outputs import ClipBertPretrainingOutput
-from .visual import visual_encoder_from_config
 
 
-class ClipBertForPretraining(nn.Module):
+class ClipBertForPretraining(ClipBertModel):
     def __init__(self, cfg: ModelConfig, vocab_size: int, pad_token_id: int = 0, pretrained: bool = True,
                  visual_words_weight: float = 0.0):
         super().__init__()
-        self.cfg = cfg
         self.visual_words_weight = visual_words_weight
         self.visual_words = nn.Linear(cfg.hidden_size, vocab_size) if visual_words_weight > 0 else None
-        self.cnn = visual_encoder_from_config(cfg, pretrained)
-        self.transformer = fusion_transformer_from_config(cfg, vocab_size, pad_token_id, pretrained)
+        self._build_trunk(cfg, vocab_size, pad_token_id, pretrained, ("video",))
         self.transformer.cls = BertPreTrainingHeads(self.transformer.config)
         self.transformer.cls.apply(self.transformer._init_weights)
         # BERT ties the MLM decoder to the input word embeddings: a word is predicted by the same
@@ -40,22 +36,16 @@ class ClipBertForPretraining(nn.Module):
         # in BERT and ClipBERT's checkpoint; left untied, one copy would never get a gradient.
         self.transformer.cls.predictions.decoder.bias = self.transformer.cls.predictions.bias
 
-    @property
-    def uses_video(self) -> bool:
-        return True
-
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, video: torch.Tensor,
                 mlm_labels: torch.Tensor | None = None, itm_labels: torch.Tensor | None = None
                 ) -> ClipBertPretrainingOutput:
         """input_ids/attention_mask (B, L) with the MLM masking already applied (the collator does it);
         video (B, 1, T, 3, H, W): one clip per pair; mlm_labels (B, L) with -100 where no loss;
         itm_labels (B,) 1 = the caption belongs to the image, 0 = it was swapped for another's."""
-        b, n = video.shape[:2]
-        if n != 1:
+        if video.shape[1] != 1:
             raise ValueError(f"pretraining takes one clip per image-text pair, got video of shape {tuple(video.shape)}")
-        grids = self.cnn(video)  # (B, 1, T, 3, H, W) -> (B, 1, D, h, w)
-        grid = rearrange(grids, "b n d h w -> (b n) d h w")  # -> (B, D, h, w)
-        sequence, pooled = self.transformer(input_ids, attention_mask, grid)  # (B, L + h*w, D), (B, D)
+        enc = self.encode_clips(input_ids, attention_mask, {"video": video})  # (B, L + h*w, D), (B, D)
+        sequence, pooled, grids = enc.sequence, enc.pooled, enc.features["video"]  # grids (B, 1, D, h, w)
         text_len = input_ids.shape[1]
         mlm_logits, itm_logits = self.transformer.cls(sequence[:, :text_len], pooled)  # (B, L, V), (B, 2)
         loss = loss_mlm = loss_itm = None
@@ -89,15 +79,3 @@ class ClipBertForPretraining(nn.Module):
         per_pair = -(target * F.log_softmax(logits.float(), dim=-1)).sum(-1)  # (B,)
         matched = (itm_labels == 1).float()
         return (per_pair * matched).sum() / matched.sum().clamp_min(1.0)
-
-    def enable_gradient_checkpointing(self) -> None:
-        self.transformer.bert.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        if hasattr(self.cnn.backbone, "gradient_checkpointing"):
-            self.cnn.backbone.gradient_checkpointing = True
-
-    def parameter_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
-        groups: dict[str, list] = {"cnn": [], "transformer": []}
-        for name, p in self.named_parameters():  # named_parameters lists a tied tensor once
-            if p.requires_grad:
-                groups["cnn" if name.startswith("cnn.") else "transformer"].append((name, p))
-        return groups

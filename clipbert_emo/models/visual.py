@@ -153,6 +153,10 @@ class VisualEncoder(nn.Module):
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(1, 3, 1, 1), persistent=False)
 
+    def enable_gradient_checkpointing(self) -> None:
+        if hasattr(self.backbone, "gradient_checkpointing"):
+            self.backbone.gradient_checkpointing = True
+
     def normalize(self, frames: torch.Tensor) -> torch.Tensor:
         # uint8 0..255 -> float, then per-channel standardisation; pixel_mean/std are in RGB order.
         x = (frames.float() / 255.0 - self.pixel_mean) / self.pixel_std

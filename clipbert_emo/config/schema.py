@@ -18,6 +18,12 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
+from .atomic import atomic_write_text
+
+__all__ = ["EMOTIONS", "TASKS", "DATA_FORMATS", "ConfigError", "DataConfig", "ModelConfig", "OptimConfig",
+           "TrainConfig", "PretrainConfig", "ExperimentConfig", "to_dict", "from_dict", "parse_override",
+           "apply_overrides", "load_config", "save_config", "resolve_config_path", "named_configs", "CONFIG_DIR"]
+
 EMOTIONS: tuple[str, ...] = ("neutral", "happy", "sad", "angry", "surprised", "fearful")
 
 
@@ -25,7 +31,8 @@ class ConfigError(ValueError):
     """A config file or override that does not fit the schema."""
 
 
-TASKS = ("single_label", "multilabel", "multitask", "regression")
+# Task kinds data.task accepts: the built-in ones, and any that clipbert_emo.tasks.register_task adds.
+TASKS: list[str] = ["single_label", "multilabel", "multitask", "regression"]
 DATA_FORMATS = ("manifest", "meld", "mosi", "mosei", "sims", "daisee", "fer2013", "image_folder", "coco",
                 "visual_genome")
 
@@ -70,19 +77,6 @@ class DataConfig:
     hflip: bool = True
     num_workers: int = 0
     strict: bool = False  # True: a missing video in a manifest is fatal instead of skipped and reported
-
-    @property
-    def multilabel(self) -> bool:
-        return self.task == "multilabel"
-
-    @property
-    def num_outputs(self) -> int:
-        """Width of the classifier's output: K, K per head for multitask, 1 for regression."""
-        if self.task == "regression":
-            return 1
-        if self.task == "multitask":
-            return len(self.labels) * len(self.heads)
-        return len(self.labels)
 
 
 @dataclass
@@ -363,12 +357,34 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
+# The experiment YAMLs ship inside the package, so a named config works from any folder and after a
+# plain (non-editable) install; the repository's top-level configs/ points here.
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def named_configs() -> list[str]:
+    """Names of the configs that ship with the package (``meld``, ``synthemo_cpu``, ...)."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def resolve_config_path(name_or_path: str | os.PathLike) -> Path:
+    """A config file: an existing path as given, else a shipped config by name (``meld`` or ``meld.yaml``)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = CONFIG_DIR / (path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml")
+    if path.parent in (Path("."), Path("configs")) and shipped.is_file():
+        return shipped
+    raise ConfigError(f"config file not found: {name_or_path} (neither a file nor one of the shipped configs: "
+                      f"{', '.join(named_configs())})")
+
+
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
     """Read a YAML experiment (with its optional ``base:``) and apply ``key.sub=value`` overrides."""
     data: dict = {}
     where = "config"
     if path:
-        path = Path(path)
+        path = resolve_config_path(path)
         where = str(path)
         data = _read_yaml(path)
         base = data.pop("base", None)
@@ -383,8 +399,4 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
 
 
 def save_config(cfg: ExperimentConfig, path: str | os.PathLike) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    os.replace(tmp, path)
+    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))

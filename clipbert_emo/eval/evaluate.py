@@ -5,12 +5,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..eval.inference import collect_clip_logits, reports_for_aggregations
-from ..eval.plots import plot_confusion_matrix
-from ..eval.report import format_classification_report, write_json
+from ..checkpoint import load_checkpoint
+from ..data.loading import make_loader
+from ..data.manifest import read_manifest
 from ..models.aggregation import AGGREGATIONS
-from .builders import load_manifest, load_split, make_loader
-from .checkpoint import load_checkpoint
+from ..tasks import get_task, load_split
+from .inference import collect_clip_logits, reports_for_aggregations
+from .report import write_json
+
+SPLITS = ("train", "val", "test")
 
 
 def evaluate(checkpoint: str | Path, manifest: str, out_dir: str | Path | None = None, num_clips: int | None = None,
@@ -22,21 +25,26 @@ def evaluate(checkpoint: str | Path, manifest: str, out_dir: str | Path | None =
     config, which is how benchmark releases read from data.root are evaluated.
 
     Returns {"n_test", "eval_seconds", "num_samples", "skipped", "reports": {aggregation: report}}; with
-    ``out_dir`` also writes eval_metrics.json and confusion_matrix.png (for the training aggregation).
+    ``out_dir`` also writes eval_metrics.json and the task's figures (for the training aggregation).
     """
     from accelerate import Accelerator
 
     accelerator = accelerator or Accelerator(cpu=not __import__("torch").cuda.is_available())
     model, cfg, tokenizer = load_checkpoint(checkpoint, accelerator.device)
+    task = get_task(cfg.data.task)
     n_test = num_clips or cfg.data.num_clips_test
-    m = load_manifest(manifest, cfg.data) if manifest not in ("train", "val", "test") else load_split(cfg.data, manifest)
+    if manifest in SPLITS:
+        m = load_split(cfg.data, manifest)
+    else:
+        m = read_manifest(manifest, task.target_reader(cfg.data), require_video=cfg.data.use_video,
+                          strict=cfg.data.strict)
     loader = make_loader(m, cfg.data, tokenizer, False, batch_size or cfg.train.eval_batch_size, cfg.train.seed,
-                         num_clips=n_test)
+                         task=task, num_clips=n_test)
     loader = accelerator.prepare(loader)
     start = time.time()
     res = collect_clip_logits(model, loader, accelerator, progress=progress, desc=f"eval N_test={n_test}")
     reports = reports_for_aggregations(res["clip_logits"], res["labels"], cfg.data, aggregations)
-    result = {"checkpoint": str(checkpoint), "manifest": str(manifest), "n_test": n_test if model.uses_video else 1,
+    result = {"checkpoint": str(checkpoint), "manifest": str(manifest), "n_test": n_test if model.modalities else 1,
               "eval_seconds": time.time() - start, "num_samples": int(res["clip_logits"].shape[0]),
               "skipped": [list(s) for s in list(m.skipped) + res["skipped"]], "reports": reports}
     if accelerator.is_main_process:
@@ -44,13 +52,11 @@ def evaluate(checkpoint: str | Path, manifest: str, out_dir: str | Path | None =
         if out_dir is not None:
             out_dir = Path(out_dir)
             write_json(out_dir / "eval_metrics.json", result)
-            if cfg.data.task == "single_label":
-                plot_confusion_matrix(reports[primary]["confusion"], cfg.data.labels, out_dir / "confusion_matrix.png",
-                                      title=f"{Path(manifest).name}: N_test={n_test}, {primary}")
-        if print_report and cfg.data.task == "single_label":
-            from ..eval.metrics import ClassificationReport
-
+            task.write_plots(reports[primary], cfg.data, out_dir, title=f"{Path(manifest).name}: N_test={n_test}, {primary}")
+        if print_report:
             for how, rep in reports.items():
-                print(f"\n== N_test={n_test}, aggregation={how} ==")
-                print(format_classification_report(ClassificationReport(**rep)))
+                text = task.format_report(rep, cfg.data)
+                if text:
+                    print(f"\n== N_test={n_test}, aggregation={how} ==")
+                    print(text)
     return result

@@ -9,36 +9,32 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..config import ExperimentConfig, from_dict, save_config
+from .config import ExperimentConfig, from_dict, save_config
+from .config.atomic import atomic_folder
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.yaml"
 META = "meta.json"
 TOKENIZER = "tokenizer"
+TRAINING_STATE = "training_state.pt"
+# The MLM/ITM heads of a converted original ClipBERT, kept beside its weights for pretraining to start from.
+PRETRAINING_HEADS = "pretraining_heads.safetensors"
 
 
 class CheckpointError(RuntimeError):
     pass
 
 
-TRAINING_STATE = "training_state.pt"
-
-
 def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, cfg: ExperimentConfig, tokenizer,
                     meta: dict | None = None, training_state: dict | None = None) -> Path:
     """Write a checkpoint folder atomically; ``training_state`` (optimizer, scheduler, counters) makes it
     resumable."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with atomic_folder(path) as tmp:
         state, seen = {}, set()
         for k, v in model.state_dict().items():
             v = v.detach().contiguous().cpu()
@@ -50,22 +46,11 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, cfg: Experi
         save_config(cfg, tmp / CONFIG)
         tokenizer.save_pretrained(str(tmp / TOKENIZER))
         info = {"num_labels": getattr(model, "num_labels", 0), "vocab_size": model.transformer.config.vocab_size,
-                "uses_video": model.uses_video, **(meta or {})}
+                "uses_video": model.uses_video, "modalities": model.modality_names, **(meta or {})}
         (tmp / META).write_text(json.dumps(info, indent=2, default=str))
         if training_state is not None:
             torch.save(training_state, tmp / TRAINING_STATE)
-        old = path.with_name(f".{path.name}.old")
-        if path.exists():
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(path, old)
-        os.replace(tmp, path)
-        if old.exists():
-            shutil.rmtree(old)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
+    return Path(path)
 
 
 def read_checkpoint_config(path: str | os.PathLike) -> tuple[ExperimentConfig, dict]:
@@ -81,15 +66,18 @@ def read_checkpoint_config(path: str | os.PathLike) -> tuple[ExperimentConfig, d
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"):
     """(model in eval mode, config, tokenizer) from a checkpoint folder written by ``save_checkpoint``."""
-    from ..data.text import load_tokenizer
-    from ..models.clipbert import ClipBertForEmotion
+    from .build import build_model
+    from .data.text import load_tokenizer
+    from .tasks import get_task
 
     path = Path(path)
     cfg, meta = read_checkpoint_config(path)
+    width = get_task(cfg.data.task).num_outputs(cfg.data)
+    if meta.get("num_labels", width) != width:
+        raise CheckpointError(f"{path}: meta.json says the classifier has {meta['num_labels']} outputs, but its "
+                              f"config (data.task={cfg.data.task}, {len(cfg.data.labels)} labels) needs {width}")
     tokenizer = load_tokenizer(path / TOKENIZER)
-    model = ClipBertForEmotion(cfg.model, meta["num_labels"], meta["vocab_size"], use_video=meta["uses_video"],
-                               task=cfg.data.task, num_heads=max(1, len(cfg.data.heads)),
-                               pad_token_id=tokenizer.pad_token_id or 0, pretrained=False)
+    model = build_model(cfg, meta["vocab_size"], tokenizer.pad_token_id or 0, pretrained=False)
     load_weights(model, path / WEIGHTS, strict=True)
     return model.to(device).eval(), cfg, tokenizer
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from clipbert_emo.config import load_config
-from clipbert_emo.train.checkpoint import load_checkpoint
-from clipbert_emo.train.loop import finetune
+from clipbert_emo.checkpoint import load_checkpoint
+from clipbert_emo.train.finetune import finetune
 from conftest import TINY_OVERRIDES
 
 
@@ -57,7 +57,7 @@ def test_a_failed_save_leaves_the_previous_checkpoint_intact(tmp_path, monkeypat
     from clipbert_emo.config import ExperimentConfig, ModelConfig
     from clipbert_emo.data.text import build_wordpiece_tokenizer
     from clipbert_emo.models.clipbert import ClipBertForEmotion
-    from clipbert_emo.train import checkpoint as ckpt
+    from clipbert_emo import checkpoint as ckpt
 
     cfg = ExperimentConfig(model=ModelConfig(backbone="resnet18", backbone_stages=3, hidden_size=32, num_layers=1,
                                              num_heads=2, intermediate_size=64))
@@ -85,7 +85,7 @@ def test_a_failed_save_leaves_the_previous_checkpoint_intact(tmp_path, monkeypat
 
 def test_killed_run_resumes_with_the_same_loss_trajectory(synthemo_dir, tmp_path, monkeypatch):
     from clipbert_emo.cli import main
-    from clipbert_emo.train import loop
+    from clipbert_emo.train import engine as loop
 
     extra = ["train.epochs=2", "train.save_every_steps=3", "data.val_manifest="]
     full = finetune(_cfg(synthemo_dir, tmp_path / "full", *extra), progress=False)

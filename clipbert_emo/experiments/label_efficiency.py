@@ -18,21 +18,21 @@ import json
 import time
 from pathlib import Path
 
-from .config import load_config
-from .eval.report import format_table, write_json
+from ..config import load_config
+from ..eval.report import format_table, write_json
 
-PRETRAIN_CONFIG = "configs/synthemo_pretrain.yaml"
-FINETUNE_CONFIG = "configs/synthemo_10pct.yaml"
+PRETRAIN_CONFIG = "synthemo_pretrain"  # configs shipped with the package (clipbert_emo/configs/)
+FINETUNE_CONFIG = "synthemo_10pct"
 
 
 def run_label_efficiency(data_dir: str = "data/synthemo", captions_dir: str = "data/synthemo_captions",
                          out_dir: str = "runs/label_efficiency", fraction: float = 0.1, num_images: int = 3000,
                          pretrain_overrides: list[str] | None = None, finetune_overrides: list[str] | None = None,
                          seeds: tuple[int, ...] = (42,), progress: bool = True) -> dict:
-    from .data.synthemo import SynthEmoConfig, generate_captioned_frames, generate_synthemo
-    from .data.text import build_wordpiece_tokenizer
-    from .train.loop import finetune
-    from .train.pretrain import pretrain
+    from ..data.synthemo import SynthEmoConfig, generate_captioned_frames, generate_synthemo
+    from ..data.text import build_wordpiece_tokenizer
+    from ..train.finetune import finetune
+    from ..train.pretrain import pretrain
 
     data_dir, captions_dir, out_dir = Path(data_dir), Path(captions_dir), Path(out_dir)
     t0 = time.time()

@@ -35,7 +35,7 @@ def _run_ddp(out, synthemo_dir, *extra, script=("-m", "clipbert_emo.cli"), env=N
 
 def _run_one(out, synthemo_dir, *extra):
     from clipbert_emo.config import load_config
-    from clipbert_emo.train.loop import finetune
+    from clipbert_emo.train.finetune import finetune
 
     return finetune(load_config(None, [*TINY_OVERRIDES, *_data(synthemo_dir), f"train.output_dir={out}", *extra]),
                     progress=False)
@@ -111,7 +111,7 @@ def test_two_processes_equal_one_process_without_batchnorm_and_dropout(synthemo_
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU behaviour")
 def test_fp16_on_cpu_is_refused_with_a_clear_message():
     from clipbert_emo.config import load_config
-    from clipbert_emo.train.distributed import make_accelerator
+    from clipbert_emo.train.accelerator import make_accelerator
 
     with pytest.raises(ValueError, match=r"fp16 needs a GPU.*silently train in fp32.*bf16"):
         make_accelerator(load_config(None, ["train.mixed_precision=fp16"]))
@@ -133,7 +133,7 @@ def test_bf16_autocast_finetune_runs_on_cpu(synthemo_dir, tmp_path):
 
 def test_a_nan_loss_stops_the_run_and_leaves_the_last_save_untouched(synthemo_dir, tmp_path, monkeypatch):
     from clipbert_emo.models.clipbert import ClipBertForEmotion
-    from clipbert_emo.train.distributed import NonFiniteLossError
+    from clipbert_emo.train.guard import NonFiniteLossError
 
     out = tmp_path / "nan"
     original = ClipBertForEmotion.forward
@@ -165,7 +165,7 @@ def test_fp16_overflow_steps_are_skipped_counted_and_logged(caplog):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
-    from clipbert_emo.train.distributed import NonFiniteGuard
+    from clipbert_emo.train.guard import NonFiniteGuard
 
     try:
         acc = Accelerator(cpu=True)
@@ -179,7 +179,7 @@ def test_fp16_overflow_steps_are_skipped_counted_and_logged(caplog):
         guard.check_loss(loss, epoch=1, step=0)  # no error: the scaler deals with it
         acc.backward(loss)
         opt.step()
-        with caplog.at_level(logging.WARNING, logger="clipbert_emo.train.distributed"):
+        with caplog.at_level(logging.WARNING, logger="clipbert_emo.train.guard"):
             assert guard.after_step(opt, 1) is True
         assert torch.equal(net.weight, before), "a skipped step must not change the weights"
         assert acc.scaler.get_scale() == 2.0 ** 15
@@ -229,7 +229,7 @@ def test_a_nan_on_one_rank_stops_every_rank(synthemo_dir, tmp_path):
     text = proc.stdout + proc.stderr
     assert "non-finite loss on rank(s) [1]" in text
     for rank in (0, 1):
-        assert f"[rank{rank}]: clipbert_emo.train.distributed.NonFiniteLossError" in text, text[-3000:]
+        assert f"[rank{rank}]: clipbert_emo.train.guard.NonFiniteLossError" in text, text[-3000:]
 
 
 def test_two_process_pretraining(pairs_dir, tmp_path):

@@ -4,7 +4,7 @@ The numbers in ``golden_losses.json`` were recorded before the engine/task redes
 behaviour: a refactor that changes what a run computes (data order, clips, dropout masks, loss, schedule)
 shows up here as a mismatch. Re-record only for a deliberate, named change:
 
-    GOLDEN_UPDATE=1 .venv/bin/python -m pytest -q tests/test_golden_losses.py
+    GOLDEN_UPDATE=1 .venv/bin/python -m pytest -q tests/test_engine.py
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ FINETUNE_RUNS = {
 
 
 def _finetune_record(name, synthemo_dir, tmp_path) -> dict:
-    from clipbert_emo.train.loop import finetune
+    from clipbert_emo.train.finetune import finetune
 
     rewrite, extra = FINETUNE_RUNS[name]
     splits = {}

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from clipbert_emo.config import ModelConfig
-from clipbert_emo.models.aggregation import aggregate_clip_logits, classification_loss
+from clipbert_emo.models.aggregation import aggregate_clip_logits
+from clipbert_emo.models.losses import single_label_loss
 from clipbert_emo.models.clipbert import ClipBertForEmotion
 
 K, V = 6, 50
@@ -54,7 +55,7 @@ def test_aggregation_math():
     # ClipBERT's form of the lse loss: logsumexp over all clip-class logits minus logsumexp over clips at the label.
     label = torch.tensor([0])
     expected = torch.logsumexp(clip.flatten(), 0) - torch.logsumexp(clip[0, :, 0], 0)
-    assert torch.allclose(classification_loss(lse, label, multilabel=False), expected)
+    assert torch.allclose(single_label_loss(lse, label), expected)
     with pytest.raises(ValueError, match="unknown aggregation"):
         aggregate_clip_logits(clip, "median")
 
@@ -90,7 +91,11 @@ def test_padding_is_masked_and_text_matters():
 
 def test_attention_temporal_fusion_and_multilabel():
     torch.manual_seed(0)
-    model = ClipBertForEmotion(tiny(temporal_fusion="attention"), K, V, task="multilabel")
+    from clipbert_emo.config import DataConfig, TrainConfig
+    from clipbert_emo.tasks import get_task
+
+    multilabel = get_task("multilabel").criterion(DataConfig(task="multilabel"), TrainConfig())
+    model = ClipBertForEmotion(tiny(temporal_fusion="attention"), K, V, criterion=multilabel)
     video, ids, mask = batch()
     target = torch.zeros(2, K)
     target[0, [1, 2]] = 1
@@ -159,13 +164,13 @@ def test_visual_aux_loss_is_added_in_training_only():
     labels = torch.tensor([1, 4])
     model.train()
     out = model(ids, mask, video, labels=labels)
-    main = classification_loss(out.logits, labels, multilabel=False)
+    main = single_label_loss(out.logits, labels)
     assert out.loss_visual_aux is not None
     assert torch.allclose(out.loss, main + 0.5 * out.loss_visual_aux)
     model.eval()
     out = model(ids, mask, video, labels=labels)
     assert out.loss_visual_aux is None
-    assert torch.allclose(out.loss, classification_loss(out.logits, labels, multilabel=False))
+    assert torch.allclose(out.loss, single_label_loss(out.logits, labels))
     assert ClipBertForEmotion(tiny(), K, V).visual_aux is None
 
 

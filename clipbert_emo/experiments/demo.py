@@ -18,19 +18,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .config import load_config
-from .eval.report import format_table, write_json
+from ..config import load_config
+from ..eval.plots import plot_modality_summary
+from ..eval.report import format_table, write_json
 
 MODALITIES = {
     "video": ["data.use_text=false"],
     "text": ["data.use_video=false"],
     "video+text": [],
 }
-DEFAULT_CONFIG = "configs/synthemo_cpu.yaml"
+DEFAULT_CONFIG = "synthemo_cpu"  # a config shipped with the package (clipbert_emo/configs/)
 
 
 def _ensure_synthemo(data_dir: Path, progress: bool) -> dict:
-    from .data.synthemo import SynthEmoConfig, generate_synthemo
+    from ..data.synthemo import SynthEmoConfig, generate_synthemo
 
     info = data_dir / "synthemo.json"
     if info.exists() and all((data_dir / f"{s}.jsonl").exists() for s in ("train", "val", "test")):
@@ -42,8 +43,8 @@ def _ensure_synthemo(data_dir: Path, progress: bool) -> dict:
 
 def run_demo(data_dir: str = "data/synthemo", out_dir: str = "runs/demo", config: str | None = None,
              overrides: list[str] | None = None, progress: bool = True) -> dict:
-    from .train.evaluate import evaluate
-    from .train.loop import finetune
+    from ..eval.evaluate import evaluate
+    from ..train.finetune import finetune
 
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     synth = _ensure_synthemo(data_dir, progress)
@@ -80,7 +81,7 @@ def run_demo(data_dir: str = "data/synthemo", out_dir: str = "runs/demo", config
                "checkpoint": str(out_dir / "video+text" / "checkpoint")}
     write_json(out_dir / "summary.json", summary)
     write_json(out_dir / "details.json", details)
-    _plot_summary(rows, out_dir / "summary.png")
+    plot_modality_summary(rows, out_dir / "summary.png")
     print()
     print(format_table(rows, ["modalities", "n_test", "aggregation", "accuracy", "macro_f1"]))
     c = synth.get("ceilings") or {}
@@ -90,23 +91,3 @@ def run_demo(data_dir: str = "data/synthemo", out_dir: str = "runs/demo", config
     print(f"train {train_seconds:.0f} s, eval {eval_seconds:.0f} s; summary: {out_dir / 'summary.json'}")
     print(f"try: clipbert-emo predict {summary['checkpoint']} {data_dir / 'videos/test/000000.mp4'} --text \"wow\"")
     return summary
-
-
-def _plot_summary(rows: list[dict], path: Path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(9, 4.5))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    names = [f"{r['modalities']}\nN={r['n_test']} {r['aggregation']}" for r in rows]
-    colors = {"video": "#4C72B0", "text": "#DD8452", "video+text": "#55A868"}
-    ax.bar(range(len(rows)), [r["macro_f1"] for r in rows], color=[colors[r["modalities"]] for r in rows])
-    ax.set_xticks(range(len(rows)), names, fontsize=7, rotation=45, ha="right")
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("held-out macro-F1")
-    ax.axhline(0.9, color="gray", lw=0.8, ls="--")
-    ax.set_title("SynthEmo: fusion vs single modality, dense vs single-clip inference")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)

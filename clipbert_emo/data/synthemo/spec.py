@@ -1,0 +1,158 @@
+"""What SynthEmo is: its config, the class -> family/group probability tables, and the ceilings they imply.
+
+The rest of the package draws, renders and writes what this module defines.
+
+Content
+-------
+Each video is a cartoon face on a random textured background, with a shape
+drifting behind the face. The face has a random skin tone, size, position,
+slow drift and blinks. Its expression ramps from neutral to the class
+expression inside a random window that covers ``window_min..window_max`` of
+the video: 25% ramp up, 50% hold, 25% ramp down. Outside the window the face
+is neutral, so a single short clip often misses the expression.
+
+Visual families (``visual`` in meta) for each class:
+
+* neutral -> ``neutral`` (no expression at all)
+* happy -> ``happy``
+* sad -> ``sad`` with prob. 1-q, else ``ambiguous``
+* angry -> ``angry`` with prob. 1-q, else ``ambiguous``
+* surprised, fearful -> ``astonished`` (the same distribution on purpose)
+
+Text groups for each class (a = ``happy_positive_text``, r = ``sad_specific_text``):
+
+* neutral -> neutral_utterance
+* happy -> positive_exclaim (a) / neutral_utterance (1-a)
+* sad -> negative_low (r) / neutral_utterance (1-r)
+* angry, fearful -> negative_agitated
+* surprised -> positive_exclaim
+
+Ceilings (Bayes-optimal held-out accuracy, balanced classes)
+-------------------------------------------------------------
+The families are separable from each other (jitter never makes two of them
+overlap), and appearance, window, blinks and distractor do not depend on the
+class. So the best classifier given an observation ``o`` picks
+``argmax_c P(o|c)``, and accuracy = (1/6) * sum_o max_c P(o|c).
+:func:`ceilings` computes this from the two probability tables above.
+
+* video only, o = visual family: neutral 1 + happy 1 + sad-specific (1-q) +
+  angry-specific (1-q) + ambiguous q + astonished 1 (surprised and fearful
+  tie), giving (5 - q)/6 = **0.767** at q = 0.4.
+* text only, o = text group: neutral_utterance 1 (neutral) +
+  positive_exclaim 1 (surprised) + negative_agitated 1 (angry/fearful tie) +
+  negative_low r (sad), giving (3 + r)/6 = **0.583** at r = 0.5
+  (does not depend on a).
+* video+text, o = (family, group): astonished is split by
+  positive_exclaim/negative_agitated, and ambiguous is split because sad never
+  says negative_agitated while angry always does, so **1.0** for any q, a, r.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+EMOTIONS: tuple[str, ...] = ("neutral", "happy", "sad", "angry", "surprised", "fearful")
+
+# Expression vector layout. The neutral vector is the identity of the ramp.
+EXPRESSION_FIELDS: tuple[str, ...] = (
+    "mouth_curve",   # >0 smile (corners up), <0 frown
+    "mouth_open",    # 0 closed .. 1 wide open
+    "mouth_width",   # multiplier of the neutral width
+    "brow_height",   # -1 lowered .. +1 raised
+    "brow_tilt",     # >0 inner ends up (sad/fear), <0 inner ends down (angry)
+    "eye_open",      # multiplier of the neutral eye height
+)
+NEUTRAL_EXPRESSION = np.array([0.0, 0.0, 1.0, 0.0, 0.0, 1.0])
+
+VISUAL_KINDS: tuple[str, ...] = ("neutral", "happy", "sad", "angry", "ambiguous", "astonished")
+_KIND_TARGETS = {
+    "neutral": NEUTRAL_EXPRESSION,
+    "happy": np.array([0.85, 0.25, 1.15, 0.0, 0.0, 0.65]),
+    "sad": np.array([-0.7, 0.0, 0.9, 0.15, 0.9, 0.8]),
+    "angry": np.array([-0.3, 0.0, 0.75, -0.85, -0.9, 0.55]),
+    "ambiguous": np.array([-0.35, 0.0, 0.9, -0.4, 0.0, 0.85]),
+    "astonished": np.array([0.0, 1.0, 0.55, 1.0, 0.0, 1.45]),
+}
+
+TEXT_GROUPS: tuple[str, ...] = ("neutral_utterance", "positive_exclaim", "negative_agitated", "negative_low")
+
+
+@dataclass
+class SynthEmoConfig:
+    num_train: int = 600
+    num_val: int = 150
+    num_test: int = 300
+    size: int = 64            # frame width = height in px
+    fps: float = 8.0
+    duration: float = 4.0     # seconds per video
+    window_min: float = 0.2   # expression window as a fraction of the video
+    window_max: float = 0.4
+    ambiguous_fraction: float = 0.4   # q: share of sad/angry videos drawn from the shared ambiguous expression
+    happy_positive_text: float = 0.5  # a: share of happy videos whose transcript is positive-exclamation (else class-neutral)
+    sad_specific_text: float = 0.5    # r: share of sad videos whose transcript is low-energy-negative (else class-neutral)
+    seed: int = 0
+    workers: int = 2
+
+    @property
+    def num_frames(self) -> int:
+        return max(1, int(round(self.fps * self.duration)))
+
+    def split_sizes(self) -> dict[str, int]:
+        return {"train": self.num_train, "val": self.num_val, "test": self.num_test}
+
+
+
+
+# --------------------------------------------------------------------------
+# Probability tables: the generator samples from them and ceilings() reads
+# them, so the two can never disagree.
+
+def visual_kind_table(cfg: SynthEmoConfig) -> np.ndarray:
+    """P(visual kind | class): shape (len(EMOTIONS), len(VISUAL_KINDS))."""
+    q = float(cfg.ambiguous_fraction)
+    t = np.zeros((len(EMOTIONS), len(VISUAL_KINDS)))
+    k = VISUAL_KINDS.index
+    t[EMOTIONS.index("neutral"), k("neutral")] = 1.0
+    t[EMOTIONS.index("happy"), k("happy")] = 1.0
+    t[EMOTIONS.index("sad"), k("sad")] = 1.0 - q
+    t[EMOTIONS.index("sad"), k("ambiguous")] = q
+    t[EMOTIONS.index("angry"), k("angry")] = 1.0 - q
+    t[EMOTIONS.index("angry"), k("ambiguous")] = q
+    t[EMOTIONS.index("surprised"), k("astonished")] = 1.0
+    t[EMOTIONS.index("fearful"), k("astonished")] = 1.0
+    return t
+
+
+def text_group_table(cfg: SynthEmoConfig) -> np.ndarray:
+    """P(text group | class): shape (len(EMOTIONS), len(TEXT_GROUPS))."""
+    a, r = float(cfg.happy_positive_text), float(cfg.sad_specific_text)
+    t = np.zeros((len(EMOTIONS), len(TEXT_GROUPS)))
+    g = TEXT_GROUPS.index
+    t[EMOTIONS.index("neutral"), g("neutral_utterance")] = 1.0
+    t[EMOTIONS.index("happy"), g("positive_exclaim")] = a
+    t[EMOTIONS.index("happy"), g("neutral_utterance")] = 1.0 - a
+    t[EMOTIONS.index("sad"), g("negative_low")] = r
+    t[EMOTIONS.index("sad"), g("neutral_utterance")] = 1.0 - r
+    t[EMOTIONS.index("angry"), g("negative_agitated")] = 1.0
+    t[EMOTIONS.index("surprised"), g("positive_exclaim")] = 1.0
+    t[EMOTIONS.index("fearful"), g("negative_agitated")] = 1.0
+    return t
+
+
+def _bayes_accuracy(likelihood: np.ndarray) -> float:
+    # Uniform class prior: accuracy = mean over classes of the mass the
+    # argmax rule assigns correctly = (1/C) * sum_o max_c P(o|c).
+    return float(likelihood.max(axis=0).sum() / likelihood.shape[0])
+
+
+def ceilings(cfg: SynthEmoConfig) -> dict[str, float]:
+    """Best achievable held-out accuracy (Bayes ceiling) derived from cfg's parameters: keys 'video_only', 'text_only', 'video_text'."""
+    v, t = visual_kind_table(cfg), text_group_table(cfg)
+    joint = (v[:, :, None] * t[:, None, :]).reshape(len(EMOTIONS), -1)
+    return {
+        "video_only": _bayes_accuracy(v),
+        "text_only": _bayes_accuracy(t),
+        "video_text": _bayes_accuracy(joint),
+    }

@@ -1,0 +1,1 @@
+"""Networks: visual and other modality encoders, the fusion transformer, heads, aggregation, losses, outputs."""

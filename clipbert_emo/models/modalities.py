@@ -1,0 +1,55 @@
+"""The per-clip modalities the fusion transformer reads, beside the text: one entry per modality.
+
+Each entry names its feature encoder (a module on the model, (B, N, ...) clips -> (B, N, D, ...)
+features) and its token embeddings (a module on ``transformer.bert``, (B', D, ...) features of one
+clip -> (B', n, D) tokens with their own position and type embeddings). The attribute names are
+ClipBERT's checkpoint names for video (``cnn``, ``transformer.bert.visual_embeddings``), so
+checkpoints keep their keys. Adding a modality = a decoder in ``data/dataset.py``'s
+``MODALITY_DECODERS``, its encoder and embeddings here, and its config section; the models, the
+data pipeline and the engine pick it up by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch.nn as nn
+
+from .embeddings import VisualEmbeddings
+from .visual import visual_encoder_from_config
+
+
+@dataclass(frozen=True)
+class Modality:
+    name: str  # the batch key and the forward() keyword; data.use_<name> switches it on
+    encoder_attr: str  # attribute of the model holding the feature encoder
+    embeddings_attr: str  # attribute of transformer.bert holding the token embeddings
+    build_encoder: Callable[..., nn.Module]  # (ModelConfig, pretrained: bool) -> encoder
+    build_embeddings: Callable[..., nn.Module]  # (ModelConfig, BertConfig) -> token embeddings
+    # Built in every model, used or not: ClipBERT's checkpoint layout has the visual embeddings even in a
+    # text-only model, so every checkpoint of this library shares one set of keys.
+    embeddings_always: bool = False
+
+
+MODALITIES: tuple[Modality, ...] = (
+    Modality(
+        name="video",
+        encoder_attr="cnn",
+        embeddings_attr="visual_embeddings",
+        build_encoder=visual_encoder_from_config,
+        build_embeddings=lambda cfg, bert: VisualEmbeddings(bert.hidden_size, cfg.max_grid, bert.hidden_dropout_prob,
+                                                            bert.layer_norm_eps),
+        embeddings_always=True,
+    ),
+)
+
+MODALITY_BY_NAME = {m.name: m for m in MODALITIES}
+
+
+def modalities_named(names) -> list[Modality]:
+    """The entries for ``names``, in the table's order (which is the order of their tokens)."""
+    unknown = [n for n in names if n not in MODALITY_BY_NAME]
+    if unknown:
+        raise ValueError(f"unknown modality {unknown}; known: {', '.join(MODALITY_BY_NAME)}")
+    return [m for m in MODALITIES if m.name in names]

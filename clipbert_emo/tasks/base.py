@@ -1,0 +1,122 @@
+"""What a task kind is: everything that differs between single-label, multi-label, multitask, regression, ...
+
+One :class:`Task` object per kind knows how to read its annotation from a manifest record, how to
+batch it, the classifier's width, the training loss, the metrics report, the default selection metric
+and how to present a prediction. Everything else (data, model, engine, evaluation, prediction) asks
+the task object and never branches on the kind's name; a new kind is a new subclass passed to
+:func:`clipbert_emo.tasks.register_task`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..config import DataConfig, TrainConfig
+from ..data.manifest import Manifest, Sample
+
+# Validation metrics where lower is better; every other metric is maximised when choosing the best epoch.
+LOWER_IS_BETTER = frozenset({"mae", "loss"})
+
+
+class TaskLoss(nn.Module):
+    """The training loss of aggregated logits, as a module so that its class weights follow the model's
+    device. ``class_weights`` is a non-persistent buffer: derived from the training split at the start of
+    every run, never part of a checkpoint."""
+
+    def __init__(self, fn, class_weights: torch.Tensor | None = None):
+        super().__init__()
+        self.fn = fn
+        self.register_buffer("class_weights", class_weights, persistent=False)
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.fn(logits, labels, self.class_weights)
+
+
+class TargetReader:
+    """A task's manifest-field reader bound to one data config (what ``data.manifest.read_manifest`` calls)."""
+
+    def __init__(self, task: "Task", data: DataConfig):
+        self.task, self.data = task, data
+        self.fields = task.manifest_fields(data)
+
+    def __call__(self, row: dict, where: str, is_csv: bool, required: bool) -> dict:
+        return self.task.read_target(row, where, is_csv, self.data, required)
+
+
+class Task:
+    name: str = ""
+    select_metric: str = ""  # validation metric that picks the best checkpoint unless train.select_metric says
+
+    # ---- data ----------------------------------------------------------------------------------
+    def manifest_fields(self, data: DataConfig) -> tuple[str, ...]:
+        """Manifest fields this task reads (the rest of a record is carried along in ``Sample.extra``)."""
+        raise NotImplementedError
+
+    def read_target(self, row: dict, where: str, is_csv: bool, data: DataConfig, required: bool) -> dict:
+        """The ``Sample`` fields this record's annotation sets; raise ``ManifestError`` naming ``where``."""
+        raise NotImplementedError
+
+    def target_reader(self, data: DataConfig) -> TargetReader:
+        return TargetReader(self, data)
+
+    def target(self, sample: Sample) -> Any:
+        """The annotation a dataset item carries (None = not annotated)."""
+        raise NotImplementedError
+
+    def collate(self, targets: list, data: DataConfig) -> torch.Tensor:
+        """Targets of one batch -> the tensor the loss and the metrics take."""
+        raise NotImplementedError
+
+    def stratify_key(self, sample: Sample) -> Any:
+        """Group of a sample for stratified label fractions (data.train_fraction); one group by default."""
+        return 0
+
+    def class_counts(self, manifest: Manifest, data: DataConfig) -> torch.Tensor:
+        raise ValueError(f"class counts need a single_label or multitask task, not {self.name}")
+
+    def balance_labels(self, manifest: Manifest, data: DataConfig, balance_head: str) -> list:
+        """One class per training sample, for the class_balanced sampler."""
+        raise ValueError(f"train.sampler=class_balanced needs single_label or multitask data, not {self.name}")
+
+    def class_weights(self, manifest: Manifest, data: DataConfig) -> torch.Tensor:
+        """train.loss=weighted_ce: inverse-frequency weights from the training split."""
+        from ..models.losses import class_weights_from_counts
+
+        return class_weights_from_counts(self.class_counts(manifest, data).tolist())
+
+    # ---- model -----------------------------------------------------------------------------------
+    def num_outputs(self, data: DataConfig) -> int:
+        """Width of the classifier's output."""
+        raise NotImplementedError
+
+    def criterion(self, data: DataConfig, train: TrainConfig, class_weights: torch.Tensor | None = None) -> TaskLoss:
+        raise NotImplementedError
+
+    # ---- evaluation and prediction -----------------------------------------------------------------
+    def report(self, logits: torch.Tensor, labels: torch.Tensor, data: DataConfig) -> dict:
+        """Metrics of aggregated logits (S, K_out) against the collated labels."""
+        raise NotImplementedError
+
+    def lower_is_better(self, metric: str) -> bool:
+        return metric in LOWER_IS_BETTER
+
+    def format_report(self, report: dict, data: DataConfig) -> str | None:
+        """A terminal rendering of one report beyond the summary table; None = the table says it all."""
+        return None
+
+    def write_plots(self, report: dict, data: DataConfig, out_dir, title: str) -> list:
+        """Figures of one report written into ``out_dir``; returns their paths."""
+        return []
+
+    def prediction(self, logits: torch.Tensor, clip_logits: torch.Tensor, spans: Sequence, data: DataConfig) -> dict:
+        """A video's prediction as plain data: ``prediction``, optionally ``probabilities``, and ``clips`` (one
+        entry per clip span). ``logits`` (K_out,), ``clip_logits`` (N, K_out)."""
+        raise NotImplementedError
+
+
+def softmax_probabilities(logits: torch.Tensor) -> np.ndarray:
+    return logits.softmax(-1).numpy()

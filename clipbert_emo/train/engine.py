@@ -1,0 +1,227 @@
+"""The training engine: one loop for every recipe (fine-tuning, pretraining, and the task kinds to come).
+
+It owns what every run needs to stay correct under any process layout: the accelerator, seeding,
+the step loop (gradient accumulation, clipping, the schedule stepped once per optimizer step, fp16
+overflow skips), the non-finite guard, the periodic and per-epoch resumable state in
+``output_dir/last``, exact resume, best-checkpoint selection and teardown.
+
+A recipe says what is specific to it, in four parts (as torchtune's recipes do):
+
+- ``setup(engine, resuming)``: tokenizer, model (with its loss), loaders -> :class:`RecipeSetup`;
+- ``train_step(model, batch)``: one forward pass, returning an output with ``.loss``;
+- ``evaluate(engine, epoch)``: validation numbers for the epoch's history entry;
+- ``finish(engine, metrics)``: the metrics of the finished run (a test pass, say).
+
+Plus a few small declarations: ``kind`` (the progress bar's name), ``select_metric`` and ``score``
+(which epoch is best), ``step_logs`` (the per-step numbers averaged into the history),
+``checkpoint_meta``/``best_meta`` (what a saved folder's meta.json says) and ``plot``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+
+from ..checkpoint import TOKENIZER, TRAINING_STATE, WEIGHTS, load_weights, save_checkpoint
+from ..config import ExperimentConfig, save_config
+from ..data.text import build_wordpiece_tokenizer, load_tokenizer
+from ..eval.report import write_json
+from .accelerator import make_accelerator
+from .guard import NonFiniteGuard
+from .optim import optimizer_and_schedule
+from .replicas import model_for_saving, param_checksum, sync_buffers
+from .resume import restore_training_state, save_training_state
+
+logger = logging.getLogger(__name__)
+
+
+def _after_step(step: int) -> None:
+    """Called after every optimizer step; tests replace it to simulate a run killed mid-training."""
+
+
+@dataclass
+class RecipeSetup:
+    """What a recipe's ``setup`` hands the engine."""
+
+    model: torch.nn.Module
+    tokenizer: Any
+    train_loader: torch.utils.data.DataLoader
+    # (epoch, batches already trained this epoch): points the replayable sampler at the next batch
+    set_train_position: Callable[[int, int], None]
+    val_loader: torch.utils.data.DataLoader | None = None
+    skipped: list = field(default_factory=list)  # (source, reason) of samples the splits left out
+
+
+def tokenizer_for(cfg: ExperimentConfig, train_texts: list[str], out_dir: Path, accelerator):
+    """The run's tokenizer: the init checkpoint's, a named one, or a WordPiece vocabulary built from the
+    training texts (by the main process, read by all)."""
+    if cfg.train.init_checkpoint:
+        return load_tokenizer(Path(cfg.train.init_checkpoint) / TOKENIZER)
+    if cfg.model.tokenizer or cfg.model.text_init:
+        return load_tokenizer(cfg.model.tokenizer or cfg.model.text_init)
+    tok_dir = out_dir / "tokenizer"
+    if accelerator.is_main_process:
+        build_wordpiece_tokenizer(train_texts, cfg.model.vocab_size, tok_dir)
+    accelerator.wait_for_everyone()
+    return load_tokenizer(tok_dir)
+
+
+class Engine:
+    def __init__(self, cfg: ExperimentConfig, progress: bool = True):
+        self.cfg = cfg
+        self.progress = progress
+        self.out_dir = Path(cfg.train.output_dir)
+        self.last_dir = self.out_dir / "last"
+
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    def run(self, recipe) -> dict:
+        """Set up, train every epoch (validating and saving), finish; returns the metrics (metrics.json)."""
+        cfg = self.cfg
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        self.accelerator = accelerator = make_accelerator(cfg)
+        set_seed(cfg.train.seed)
+        if self.main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.out_dir / "config.yaml")
+
+        resuming = cfg.train.resume and (self.last_dir / TRAINING_STATE).exists()
+        setup = recipe.setup(self, resuming)
+        model, self.tokenizer = setup.model, setup.tokenizer
+        if resuming:
+            load_weights(model, self.last_dir / WEIGHTS, strict=True)
+        if cfg.train.gradient_checkpointing:
+            model.enable_gradient_checkpointing()
+        optimizer, scheduler, total_steps = optimizer_and_schedule(model, cfg, len(setup.train_loader),
+                                                                   accelerator.num_processes)
+        # The scheduler counts optimizer steps and is stepped here, not by accelerate: accelerate's wrapper steps
+        # it num_processes times per optimizer step, which under N ranks ran the schedule N times too fast.
+        model, optimizer, train_loader = accelerator.prepare(model, optimizer, setup.train_loader)
+        self.val_loader = accelerator.prepare(setup.val_loader) if setup.val_loader is not None else None
+        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+
+        history: list[dict] = []
+        step_losses: list[float] = []
+        self.skipped = list(setup.skipped)
+        best = {"epoch": 0, "metric": recipe.select_metric, "score": -math.inf, "value": None}
+        step = micro_step = 0
+        first_epoch, batches_done = 1, 0
+        # stops on a NaN/inf loss; counts fp16 overflow steps the scaler skipped
+        self.guard = guard = NonFiniteGuard(accelerator)
+        if resuming:
+            state = restore_training_state(self.last_dir, self.out_dir, accelerator, model, optimizer, scheduler, guard)
+            step, micro_step = state["step"], state["micro_step"]
+            first_epoch, batches_done = state["epoch"], state["batches_done"]
+            history, step_losses = state["history"], state["step_losses"]
+            best = state.get("best", best)
+            if self.main:
+                logger.warning("resuming %s from step %d (epoch %d, batch %d)", self.last_dir, step, first_epoch,
+                               batches_done)
+
+        def save_last(epoch: int, batches: int, to_save=...) -> None:
+            counters = {"step": step, "micro_step": micro_step, "epoch": epoch, "batches_done": batches,
+                        "history": history, "step_losses": step_losses, "best": best}
+            save_training_state(self.last_dir, self.out_dir, accelerator, model, optimizer, scheduler, guard, cfg,
+                                self.tokenizer, counters, recipe.checkpoint_meta(epoch, step), to_save)
+
+        start = time.time()
+        bar = tqdm(total=total_steps, initial=step, desc=f"{recipe.kind} {cfg.name}",
+                   disable=not (self.progress and self.main))
+        for epoch in range(first_epoch, cfg.train.epochs + 1):
+            model.train()
+            # The sampler's order and each sample's clips and crops are functions of (seed, epoch[, index]).
+            # On resume, the sampler drops the batches the killed run had already trained on
+            # (accelerate's skip_first_batches rebuilds the loader with another sampler, losing the order).
+            skip = batches_done if epoch == first_epoch else 0
+            setup.set_train_position(epoch, skip)
+            train_loader.set_epoch(epoch)  # accelerate passes it on to the dataset when it iterates
+            batches = skip
+            logged: dict[str, list[float]] = {}
+            for batch in train_loader:
+                batches += 1
+                self.skipped.extend(batch["skipped"])
+                if "input_ids" not in batch:
+                    continue
+                # Dropout draws from the global generator; reseeding it per micro-step makes the masks a
+                # function of (seed, step), so a resumed run reproduces them exactly.
+                micro_step += 1
+                torch.manual_seed(cfg.train.seed * 1_000_003 + micro_step)
+                with accelerator.accumulate(model):
+                    out = recipe.train_step(model, batch)
+                    guard.check_loss(out.loss, epoch, step)  # raises before backward unless an fp16 scaler skips it
+                    accelerator.backward(out.loss)
+                    if accelerator.sync_gradients and cfg.optim.grad_clip > 0:
+                        accelerator.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+                    optimizer.step()
+                    if accelerator.sync_gradients and not accelerator.optimizer_step_was_skipped:
+                        scheduler.step()  # once per optimizer step actually taken
+                    optimizer.zero_grad(set_to_none=True)
+                for key, value in recipe.step_logs(out).items():
+                    logged.setdefault(key, []).append(value)
+                if accelerator.sync_gradients:
+                    step += 1
+                    guard.after_step(optimizer, step)  # fp16: warn and count when the scaler skipped this step
+                    step_losses.append(out.loss.item())
+                    bar.update(1)
+                    recent = logged["loss"][-20:]
+                    bar.set_postfix(epoch=epoch, loss=f"{sum(recent) / len(recent):.3f}",
+                                    **{k.removeprefix("loss_"): f"{v[-1]:.3f}" for k, v in logged.items() if k != "loss"})
+                    if cfg.train.save_every_steps and step % cfg.train.save_every_steps == 0:
+                        save_last(epoch, batches)  # on every rank (DeepSpeed shards, ZeRO-3 gather)
+                    _after_step(step)
+                if cfg.train.max_steps and step >= cfg.train.max_steps:
+                    break
+            entry = {"epoch": epoch, "step": step, "lr": scheduler.get_last_lr()[-1],
+                     **{f"train_{k}": sum(v) / len(v) for k, v in logged.items()}}
+            entry.setdefault("train_loss", 0.0)  # an epoch whose batches were all skipped
+            sync_buffers(accelerator, model)  # every rank validates with the BatchNorm statistics that get saved
+            if self.val_loader is not None:
+                entry.update(recipe.evaluate(self, epoch))
+            history.append(entry)
+            value, score = recipe.score(entry, self.val_loader is not None)
+            to_save = model_for_saving(accelerator, model)  # every rank: ZeRO-3 gathers the full weights here
+            # Every rank tracks the best epoch (the gathered metrics are the same everywhere); main saves it.
+            improved = score is None or score > best["score"]
+            if improved:
+                best = {"epoch": epoch, "metric": recipe.select_metric, "score": score, "value": value}
+            if self.main:
+                logger.info("epoch %d: %s", epoch, {k: round(v, 4) if isinstance(v, float) else v
+                                                    for k, v in entry.items()})
+                if improved:
+                    save_checkpoint(self.out_dir / "checkpoint", to_save, cfg, self.tokenizer,
+                                    {**recipe.checkpoint_meta(epoch, step), **recipe.best_meta(value)})
+                recipe.plot(history, self.out_dir)
+            save_last(epoch + 1, 0, to_save)
+            accelerator.wait_for_everyone()
+            if cfg.train.max_steps and step >= cfg.train.max_steps:
+                break
+        bar.close()
+
+        # One number per rank: DDP keeps replicas identical, and this makes that checkable after the fact.
+        checksum = param_checksum(accelerator, model)  # every rank (ZeRO-3 gathers the slices first)
+        metrics = {"name": cfg.name, "history": history, "steps": step, "step_losses": step_losses,
+                   "best_epoch": best["epoch"], "num_processes": accelerator.num_processes,
+                   "rank_param_checksums": accelerator.gather(checksum.reshape(1).to(accelerator.device)).cpu().tolist(),
+                   "train_seconds": time.time() - start, "checkpoint": str(self.out_dir / "checkpoint"),
+                   "overflow_skipped_steps": len(guard.skipped_steps), "overflow_skipped_step_ids": guard.skipped_steps}
+        self.best = best
+        metrics = recipe.finish(self, metrics)
+        metrics["skipped"] = [list(s) for s in self.skipped]
+        if self.main:
+            write_json(self.out_dir / "metrics.json", metrics)
+        # All ranks leave together: a rank that tears down the process group while another still uses it
+        # aborts the launch ("terminate called without an active exception").
+        accelerator.wait_for_everyone()
+        accelerator.end_training()
+        return metrics
