@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from clipbert_emo.eval.metrics import (
+from clipbert_emo.tasks.metrics import (
     ClassificationReport,
     classification_report,
     confusion_matrix,

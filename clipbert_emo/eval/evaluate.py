@@ -11,7 +11,8 @@ from ..data.manifest import read_manifest
 from ..models.aggregation import AGGREGATIONS
 from ..tasks import get_task, load_split
 from .inference import collect_clip_logits, reports_for_aggregations
-from .report import write_json
+from .plots import plot_report
+from .report import format_report, write_json
 
 SPLITS = ("train", "val", "test")
 
@@ -52,10 +53,10 @@ def evaluate(checkpoint: str | Path, manifest: str, out_dir: str | Path | None =
         if out_dir is not None:
             out_dir = Path(out_dir)
             write_json(out_dir / "eval_metrics.json", result)
-            task.write_plots(reports[primary], cfg.data, out_dir, title=f"{Path(manifest).name}: N_test={n_test}, {primary}")
+            plot_report(reports[primary], out_dir, title=f"{Path(manifest).name}: N_test={n_test}, {primary}")
         if print_report:
             for how, rep in reports.items():
-                text = task.format_report(rep, cfg.data)
+                text = format_report(rep)
                 if text:
                     print(f"\n== N_test={n_test}, aggregation={how} ==")
                     print(text)

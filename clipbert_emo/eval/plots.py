@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from ..config.atomic import atomic_path
 
-__all__ = ["plot_learning_curves", "plot_pretraining_curves", "plot_confusion_matrix", "plot_clip_timeline",
+__all__ = ["plot_report", "plot_learning_curves", "plot_pretraining_curves", "plot_confusion_matrix", "plot_clip_timeline",
            "plot_modality_summary"]
 
 _LOSS_KEYS_ORDER = ("train_loss", "val_loss")
@@ -305,3 +305,14 @@ def plot_modality_summary(rows: list[dict], path, target: float = 0.9) -> None:
     ax.set_title("SynthEmo: fusion vs single modality, dense vs single-clip inference")
     fig.tight_layout()
     _save(fig, path)
+
+
+def plot_report(report: dict, out_dir, title: str) -> list[Path]:
+    """The figures a task's report calls for, written into ``out_dir``: the confusion matrix of a class
+    report. Returns the paths written."""
+    written = []
+    if "confusion" in report and "labels" in report:
+        path = Path(out_dir) / "confusion_matrix.png"
+        plot_confusion_matrix(report["confusion"], report["labels"], path, title=title)
+        written.append(path)
+    return written

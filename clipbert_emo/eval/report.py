@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from clipbert_emo.eval.metrics import ClassificationReport
+from ..tasks.metrics import ClassificationReport
 
-__all__ = ["format_table", "format_classification_report", "write_json"]
+__all__ = ["format_table", "format_classification_report", "format_report", "write_json"]
 
 
 def _fmt_cell(value: Any, floatfmt: str) -> str:
@@ -90,6 +90,14 @@ def format_classification_report(rep: ClassificationReport) -> str:
         _format_confusion(rep.confusion, rep.labels),
     ]
     return "\n".join(parts)
+
+
+def format_report(report: dict) -> str | None:
+    """The terminal rendering of a task's report beyond the summary table: per-class precision/recall/F1 and
+    the confusion matrix of a class report (None for reports without classes)."""
+    if {"per_class", "confusion", "labels"} <= report.keys():
+        return format_classification_report(ClassificationReport(**report))
+    return None
 
 
 def _json_default(obj: Any) -> Any:

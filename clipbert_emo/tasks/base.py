@@ -104,14 +104,6 @@ class Task:
     def lower_is_better(self, metric: str) -> bool:
         return metric in LOWER_IS_BETTER
 
-    def format_report(self, report: dict, data: DataConfig) -> str | None:
-        """A terminal rendering of one report beyond the summary table; None = the table says it all."""
-        return None
-
-    def write_plots(self, report: dict, data: DataConfig, out_dir, title: str) -> list:
-        """Figures of one report written into ``out_dir``; returns their paths."""
-        return []
-
     def prediction(self, logits: torch.Tensor, clip_logits: torch.Tensor, spans: Sequence, data: DataConfig) -> dict:
         """A video's prediction as plain data: ``prediction``, optionally ``probabilities``, and ``clips`` (one
         entry per clip span). ``logits`` (K_out,), ``clip_logits`` (N, K_out)."""

@@ -6,6 +6,7 @@ import torch
 
 from ..data.manifest import ManifestError, parse_label
 from .base import Task, TaskLoss, softmax_probabilities
+from .metrics import classification_report, multilabel_report
 
 
 def _label_index(data) -> dict:
@@ -72,24 +73,7 @@ class SingleLabelTask(Task):
         return TaskLoss(loss, class_weights)
 
     def report(self, logits, labels, data) -> dict:
-        from ..eval.metrics import classification_report
-
         return classification_report(labels.numpy(), logits.argmax(-1).numpy(), list(data.labels)).to_dict()
-
-    def format_report(self, report, data) -> str | None:
-        from ..eval.metrics import ClassificationReport
-        from ..eval.report import format_classification_report
-
-        return format_classification_report(ClassificationReport(**report))
-
-    def write_plots(self, report, data, out_dir, title) -> list:
-        from pathlib import Path
-
-        from ..eval.plots import plot_confusion_matrix
-
-        path = Path(out_dir) / "confusion_matrix.png"
-        plot_confusion_matrix(report["confusion"], data.labels, path, title=title)
-        return [path]
 
     def prediction(self, logits, clip_logits, spans, data) -> dict:
         return _class_prediction(list(data.labels), softmax_probabilities(logits), softmax_probabilities(clip_logits),
@@ -134,8 +118,6 @@ class MultiLabelTask(Task):
         return TaskLoss(lambda logits, labels, weights: multilabel_loss(logits, labels), class_weights)
 
     def report(self, logits, labels, data) -> dict:
-        from ..eval.metrics import multilabel_report
-
         return multilabel_report(labels.numpy(), torch.sigmoid(logits).numpy(), list(data.labels))
 
     def prediction(self, logits, clip_logits, spans, data) -> dict:

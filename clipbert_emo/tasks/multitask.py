@@ -7,6 +7,7 @@ import torch
 from ..config import ConfigError
 from ..data.manifest import parse_task_labels
 from .base import Task, TaskLoss
+from .metrics import multitask_report
 
 
 class MultitaskTask(Task):
@@ -73,8 +74,6 @@ class MultitaskTask(Task):
         return logits.reshape(*logits.shape[:-1], len(data.heads), len(data.labels))  # (..., H*K) -> (..., H, K)
 
     def report(self, logits, labels, data) -> dict:
-        from ..eval.metrics import multitask_report
-
         pred = self._per_head(logits, data).argmax(-1)  # (S, H*K) -> (S, H, K) -> (S, H)
         return multitask_report(labels.numpy(), pred.numpy(), list(data.heads), list(data.labels))
 

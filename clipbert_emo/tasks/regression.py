@@ -6,6 +6,7 @@ import torch
 
 from ..data.manifest import parse_target
 from .base import Task, TaskLoss
+from .metrics import regression_report
 
 
 class RegressionTask(Task):
@@ -36,8 +37,6 @@ class RegressionTask(Task):
         return TaskLoss(lambda logits, labels, weights: regression_loss(logits[:, 0].float(), labels.float()))
 
     def report(self, logits, labels, data) -> dict:
-        from ..eval.metrics import regression_report
-
         # CH-SIMS is annotated on [-1, 1] and reported with its own class intervals (acc3/acc5).
         return regression_report(labels.numpy(), logits[:, 0].numpy(), scale="sims" if data.format == "sims" else "mosi")
 
