@@ -33,6 +33,18 @@ TINY_OVERRIDES = [
 
 
 
+def rewrite_manifest(src, dst, fn):
+    """Copy a SynthEmo manifest with absolute video paths, replacing each line's annotation with fn(index, row)."""
+    import json
+
+    rows = [json.loads(line) for line in open(src)]
+    with open(dst, "w") as f:
+        for i, row in enumerate(rows):
+            row["video"] = str((src.parent / row["video"]).resolve())
+            f.write(json.dumps(fn(i, row)) + "\n")
+    return dst
+
+
 @pytest.fixture(scope="session")
 def synthemo_dir(tmp_path_factory):
     """16 train / 6 val / 6 test SynthEmo videos of 32 px, 2 s at 8 fps."""

@@ -17,22 +17,13 @@ from pathlib import Path
 import pytest
 
 from clipbert_emo.config import load_config
-from conftest import TINY_OVERRIDES
+from conftest import TINY_OVERRIDES, rewrite_manifest
 
 GOLDEN = Path(__file__).with_name("golden_losses.json")
 RTOL = 1e-5
 HEADS = ["boredom", "engagement"]
 LEVELS = ["0", "1", "2", "3"]
 EMOTIONS = ["neutral", "happy", "sad", "angry", "surprised", "fearful"]
-
-
-def _rewrite(src: Path, dst: Path, fn) -> Path:
-    rows = [json.loads(line) for line in open(src)]
-    with open(dst, "w") as f:
-        for i, row in enumerate(rows):
-            row["video"] = str((src.parent / row["video"]).resolve())
-            f.write(json.dumps(fn(i, row)) + "\n")
-    return dst
 
 
 def _multilabel(i, row):
@@ -75,7 +66,7 @@ def _finetune_record(name, synthemo_dir, tmp_path) -> dict:
     splits = {}
     for split in ("train", "val", "test"):
         src = synthemo_dir / f"{split}.jsonl"
-        splits[split] = _rewrite(src, tmp_path / f"{split}.jsonl", rewrite) if rewrite else src
+        splits[split] = rewrite_manifest(src, tmp_path / f"{split}.jsonl", rewrite) if rewrite else src
     cfg = load_config(None, [*TINY_OVERRIDES, f"data.train_manifest={splits['train']}",
                              f"data.val_manifest={splits['val']}", f"data.test_manifest={splits['test']}",
                              f"train.output_dir={tmp_path / 'run'}", "train.epochs=2", *extra])

@@ -12,6 +12,7 @@ import pytest
 decord = pytest.importorskip("decord")
 
 from clipbert_emo.data import synthemo as se  # noqa: E402
+from clipbert_emo.data.synthemo import generate  # noqa: E402
 
 # size 40, not 48: decord 0.6.0 misdecodes 48-px-wide videos (see write_mp4).
 TINY = se.SynthEmoConfig(num_train=12, num_val=6, num_test=6, size=40, fps=8.0,
@@ -153,11 +154,11 @@ def test_text_groups_follow_rules_and_rates():
 
 
 def test_all_template_expansions_are_short_lowercase():
-    for group, templates in se._TEMPLATES.items():
+    for group, templates in generate._TEMPLATES.items():
         assert 6 <= len(templates) <= 12
         for t in templates:
             names = sorted(set(re.findall(r"{(\w+)}", t)))
-            for combo in itertools.product(*(se._SLOTS[k] for k in names)):
+            for combo in itertools.product(*(generate._SLOTS[k] for k in names)):
                 text = t.format(**dict(zip(names, combo)))
                 assert text == text.lower()
                 assert 3 <= len(re.findall(r"[a-z']+", text)) <= 8, text

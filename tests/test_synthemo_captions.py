@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from clipbert_emo.data import synthemo as se
+from clipbert_emo.data.synthemo import captions, spec
 
 N_IMAGES, SIZE = 30, 32
 
@@ -69,7 +70,7 @@ def test_images_are_png_of_right_size_and_match_the_render(corpus):
         params, caption = se.sample_captioned_frame(5, i, r["meta"]["kind"])
         assert caption == r["text"]
         assert params.blinks == ()   # eyes open in the still
-        rng = np.random.default_rng(se._caption_seq(5, 2, i))
+        rng = np.random.default_rng(captions._caption_seq(5, 2, i))
         np.testing.assert_array_equal(pixels, se.render_face_frames(params, 1, SIZE, rng)[0])
 
 
@@ -108,10 +109,10 @@ def test_deterministic_for_a_seed_whatever_workers(corpus, tmp_path):
 
 def test_no_emotion_words_in_any_possible_phrase():
     # Exhaustive over the vocabulary the captions are assembled from.
-    pieces = [p for feat in se._FEATURE_PHRASES.values() for opts in feat.values() for p in opts]
-    pieces += list(se._CAPTION_SUBJECTS) + list(se._CAPTION_PERSONS)
+    pieces = [p for feat in captions._FEATURE_PHRASES.values() for opts in feat.values() for p in opts]
+    pieces += list(captions._CAPTION_SUBJECTS) + list(captions._CAPTION_PERSONS)
     pieces += [t.replace("{", " ").replace("}", " ") for t in
-               se._CAPTION_NOUN_TEMPLATES + se._CAPTION_VERB_TEMPLATES + se._CAPTION_ADJ_TEMPLATES]
+               captions._CAPTION_NOUN_TEMPLATES + captions._CAPTION_VERB_TEMPLATES + captions._CAPTION_ADJ_TEMPLATES]
     for p in pieces:
         bad = words(p) & se.CAPTION_FORBIDDEN_WORDS
         assert not bad, (p, bad)
@@ -149,7 +150,7 @@ def test_features_follow_the_family_across_jitter(kind):
 
 def test_captions_describe_the_features_and_vary():
     rng = np.random.default_rng(0)
-    caps = {k: [se.make_caption(se._KIND_TARGETS[k], rng) for _ in range(200)] for k in se.VISUAL_KINDS}
+    caps = {k: [se.make_caption(spec._KIND_TARGETS[k], rng) for _ in range(200)] for k in se.VISUAL_KINDS}
     for k, cs in caps.items():
         assert len(set(cs)) >= 30, (k, len(set(cs)))
     assert all("mouth" in c or "lips" in c or "jaw" in c or "gaping" in c for c in caps["astonished"])

@@ -8,7 +8,7 @@ import torch
 from clipbert_emo.config import load_config
 from clipbert_emo.data.manifest import ManifestError
 from clipbert_emo.tasks import Task, TaskLoss, get_task, register_task
-from conftest import TINY_OVERRIDES
+from conftest import TINY_OVERRIDES, rewrite_manifest
 
 POSITIVE = {"happy", "surprised"}
 
@@ -56,14 +56,9 @@ class Valence(Task):
                 "clips": [{"start": s, "end": e} for s, e in spans]}
 
 
-def _rewrite(src, dst):
-    with open(dst, "w") as f:
-        for line in open(src):
-            row = json.loads(line)
-            row["video"] = str((src.parent / row["video"]).resolve())
-            row["pleasant"] = row.pop("label") in POSITIVE
-            f.write(json.dumps(row) + "\n")
-    return dst
+def _pleasant(i, row):
+    row["pleasant"] = row.pop("label") in POSITIVE
+    return row
 
 
 def test_a_task_kind_defined_outside_the_library_runs_end_to_end(synthemo_dir, tmp_path):
@@ -73,7 +68,7 @@ def test_a_task_kind_defined_outside_the_library_runs_end_to_end(synthemo_dir, t
 
     register_task(Valence())
     assert isinstance(get_task("toy_valence"), Valence)
-    splits = {s: _rewrite(synthemo_dir / f"{s}.jsonl", tmp_path / f"{s}.jsonl") for s in ("train", "val", "test")}
+    splits = {s: rewrite_manifest(synthemo_dir / f"{s}.jsonl", tmp_path / f"{s}.jsonl", _pleasant) for s in ("train", "val", "test")}
     cfg = load_config(None, [*TINY_OVERRIDES, "data.task=toy_valence", f"data.train_manifest={splits['train']}",
                              f"data.val_manifest={splits['val']}", f"data.test_manifest={splits['test']}",
                              f"train.output_dir={tmp_path / 'run'}", "train.epochs=2"])

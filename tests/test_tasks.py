@@ -8,20 +8,10 @@ import torch
 
 from clipbert_emo.config import load_config
 from clipbert_emo.train.finetune import finetune
-from conftest import TINY_OVERRIDES
+from conftest import TINY_OVERRIDES, rewrite_manifest
 
 LEVELS = ["0", "1", "2", "3"]
 HEADS = ["boredom", "engagement"]
-
-
-def _rewrite(src, dst, fn):
-    """Copy a SynthEmo manifest, replacing each line's annotation with fn(index, row)."""
-    rows = [json.loads(line) for line in open(src)]
-    with open(dst, "w") as f:
-        for i, row in enumerate(rows):
-            row["video"] = str((src.parent / row["video"]).resolve())
-            f.write(json.dumps(fn(i, row)) + "\n")
-    return dst
 
 
 def _regression_row(i, row):
@@ -44,8 +34,8 @@ def _cfg(train, val, out, *extra):
 
 
 def test_regression_finetune_reports_mosi_metrics(synthemo_dir, tmp_path):
-    tr = _rewrite(synthemo_dir / "train.jsonl", tmp_path / "train.jsonl", _regression_row)
-    va = _rewrite(synthemo_dir / "val.jsonl", tmp_path / "val.jsonl", _regression_row)
+    tr = rewrite_manifest(synthemo_dir / "train.jsonl", tmp_path / "train.jsonl", _regression_row)
+    va = rewrite_manifest(synthemo_dir / "val.jsonl", tmp_path / "val.jsonl", _regression_row)
     m = finetune(_cfg(tr, va, tmp_path / "run", "data.task=regression", "model.aggregation=mean",
                       f"data.test_manifest={va}", "train.epochs=2"), progress=False)
     assert m["select_metric"] == "mae"
@@ -61,8 +51,8 @@ def test_regression_finetune_reports_mosi_metrics(synthemo_dir, tmp_path):
 
 
 def test_multitask_heads_and_unannotated_heads(synthemo_dir, tmp_path):
-    tr = _rewrite(synthemo_dir / "train.jsonl", tmp_path / "train.jsonl", _multitask_row)
-    va = _rewrite(synthemo_dir / "val.jsonl", tmp_path / "val.jsonl", _multitask_row)
+    tr = rewrite_manifest(synthemo_dir / "train.jsonl", tmp_path / "train.jsonl", _multitask_row)
+    va = rewrite_manifest(synthemo_dir / "val.jsonl", tmp_path / "val.jsonl", _multitask_row)
     cfg = _cfg(tr, va, tmp_path / "run", "data.task=multitask", f"data.labels={LEVELS}", f"data.heads={HEADS}",
                "train.loss=weighted_ce", f"data.test_manifest={va}")
     m = finetune(cfg, progress=False)

@@ -69,20 +69,6 @@ from .spec import (
 )
 from .subsets import subset_manifest
 
-# Internals the tests check exhaustively (every template expansion, every caption phrase, the family
-# targets) or reproduce (the caption seed); kept reachable here, as before the split.
-from .captions import (  # noqa: F401
-    _CAPTION_ADJ_TEMPLATES,
-    _CAPTION_NOUN_TEMPLATES,
-    _CAPTION_PERSONS,
-    _CAPTION_SUBJECTS,
-    _CAPTION_VERB_TEMPLATES,
-    _FEATURE_PHRASES,
-    _caption_seq,
-)
-from .generate import _SLOTS, _TEMPLATES  # noqa: F401
-from .spec import _KIND_TARGETS  # noqa: F401
-
 __all__ = [
     "EMOTIONS", "SPLITS", "EXPRESSION_FIELDS", "NEUTRAL_EXPRESSION", "VISUAL_KINDS", "TEXT_GROUPS",
     "SynthEmoConfig", "visual_kind_table", "text_group_table", "ceilings",
