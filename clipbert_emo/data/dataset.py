@@ -146,7 +146,6 @@ class Collator:
     tokenizer: object
     max_text_len: int
     collate_targets: Callable[[list], torch.Tensor] | None = None
-    modalities: tuple[str, ...] = tuple(MODALITY_DECODERS)
 
     def __call__(self, items: list[dict]) -> dict:
         skipped = [(it["source"], it["error"]) for it in items if "error" in it]
@@ -165,7 +164,7 @@ class Collator:
         )
         batch["input_ids"] = enc["input_ids"]  # (B, L)
         batch["attention_mask"] = enc["attention_mask"]  # (B, L)
-        for name in self.modalities:
+        for name in MODALITY_DECODERS:
             if name in items[0]:
                 batch[name] = torch.stack([it[name] for it in items])  # B x (N, ...) -> (B, N, ...)
         if "spans" in items[0]:

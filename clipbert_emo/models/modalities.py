@@ -5,8 +5,9 @@ features) and its token embeddings (a module on ``transformer.bert``, (B', D, ..
 clip -> (B', n, D) tokens with their own position and type embeddings). The attribute names are
 ClipBERT's checkpoint names for video (``cnn``, ``transformer.bert.visual_embeddings``), so
 checkpoints keep their keys. Adding a modality = a decoder in ``data/dataset.py``'s
-``MODALITY_DECODERS``, its encoder and embeddings here, and its config section; the models, the
-data pipeline and the engine pick it up by name.
+``MODALITY_DECODERS``, its encoder and embeddings here (``register_modality``), and its config
+section with a ``data.use_<name>`` switch; the models, the data pipeline, the engine, evaluation
+and prediction pick it up by name.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ class Modality:
     embeddings_always: bool = False
 
 
-MODALITIES: tuple[Modality, ...] = (
+# A list, extended in place by register_modality, so every module that imported it sees a new entry.
+MODALITIES: list[Modality] = [
     Modality(
         name="video",
         encoder_attr="cnn",
@@ -42,9 +44,18 @@ MODALITIES: tuple[Modality, ...] = (
                                                             bert.layer_norm_eps),
         embeddings_always=True,
     ),
-)
+]
 
 MODALITY_BY_NAME = {m.name: m for m in MODALITIES}
+
+
+def register_modality(modality: Modality) -> Modality:
+    """Add a per-clip modality; its tokens follow those of the modalities registered before it."""
+    if modality.name in MODALITY_BY_NAME:
+        raise ValueError(f"modality {modality.name!r} is already registered")
+    MODALITIES.append(modality)
+    MODALITY_BY_NAME[modality.name] = modality
+    return modality
 
 
 def modalities_named(names) -> list[Modality]:
