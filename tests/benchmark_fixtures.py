@@ -2,7 +2,7 @@
 
 Each ``write_*`` function builds one release under ``root`` with a handful of samples and the
 defects the real release has (a missing clip, a zero-byte clip, mojibake, stray rows), so the
-readers in clipbert_emo/data/benchmarks.py are tested against the files users actually unpack.
+readers in clipbert_emo/data/releases/ are tested against the files users actually unpack.
 Videos are real: 32 px, 6 frames, written once per process and copied.
 """
 

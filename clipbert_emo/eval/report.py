@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..config.atomic import atomic_write_text
 from ..tasks.metrics import ClassificationReport
 
 __all__ = ["format_table", "format_classification_report", "format_report", "write_json"]
@@ -115,28 +114,5 @@ def _json_default(obj: Any) -> Any:
 
 
 def write_json(path, obj) -> None:
-    """Write ``obj`` as indented JSON, atomically.
-
-    The temp file lives in the destination folder so ``os.replace`` is a
-    same-filesystem rename: readers see either the old file or the complete
-    new one, never a truncated file from an interrupted run.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        # mkstemp creates 0600 files; results should be readable like any
-        # other output file.
-        os.chmod(tmp, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, default=_json_default)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    """Write ``obj`` as indented JSON, atomically: readers see the old file or the complete new one."""
+    atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
