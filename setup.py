@@ -17,7 +17,7 @@ setup(
     packages=find_packages(include=["clipbert_emo", "clipbert_emo.*"]),
     # The experiment YAMLs and DeepSpeed JSONs ship inside the package: `--config meld` works from any
     # folder after a plain `pip install` (the repository's configs/ is a link to this folder).
-    package_data={"clipbert_emo": ["configs/*.yaml", "configs/deepspeed/*.json"]},
+    package_data={"clipbert_emo": ["configs/*.yaml", "configs/presets/*.yaml", "configs/deepspeed/*.json"]},
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.1,<=2.14.1",

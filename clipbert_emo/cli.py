@@ -21,6 +21,51 @@ from pathlib import Path
 
 OVERRIDES_HELP = "config overrides as key.sub=value, e.g. train.epochs=5 data.frame_size=224"
 
+# What a command was asked for (tables, JSON) goes to the real stdout through say(); everything else that
+# prints while a command runs (libraries' warnings included) is sent to stderr, so `--json | jq` works.
+_STDOUT = sys.stdout
+
+
+def say(*parts, **kwargs) -> None:
+    print(*parts, file=_STDOUT, **kwargs)
+
+
+def _positive(name: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a whole number, got {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{name} must be >= 1, got {value}")
+        return value
+    return parse
+
+
+def _utf8(text: str | None, what: str) -> str | None:
+    """Command-line text as given; a value that is not valid UTF-8 is refused rather than mangled."""
+    if text is not None:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            from .config import UserError
+
+            raise UserError(f"{what} is not valid UTF-8 text; re-encode it (e.g. iconv -t utf-8)") from None
+    return text
+
+
+def _png_path(path: str | None, what: str) -> str | None:
+    from .config import UserError
+
+    if path is None:
+        return None
+    p = Path(path)
+    if p.is_dir():
+        raise UserError(f"{what} {path} is a folder; give a file name ending in .png")
+    if p.parent != Path("") and not p.parent.is_dir():
+        raise UserError(f"{what} {path}: folder {p.parent} does not exist")
+    return path
+
 
 def _cmd_synthemo(args) -> int:
     from .data.synthemo import SynthEmoConfig, generate_synthemo
@@ -29,10 +74,15 @@ def _cmd_synthemo(args) -> int:
     kwargs = {k: v for k, v in vars(args).items() if k in fields and v is not None}
     summary = generate_synthemo(args.out, SynthEmoConfig(**kwargs), progress=not args.quiet)
     c = summary["ceilings"]
-    print(f"SynthEmo written to {args.out}: {summary['counts']} videos in {summary['generation_seconds']:.1f} s")
-    print(f"best possible accuracy: video only {c['video_only']:.3f}, text only {c['text_only']:.3f}, "
+    say(f"SynthEmo written to {args.out}: {summary['counts']} videos in {summary['generation_seconds']:.1f} s")
+    say(f"best possible accuracy: video only {c['video_only']:.3f}, text only {c['text_only']:.3f}, "
           f"video+text {c['video_text']:.3f}")
     return 0
+
+
+def _run_overrides(args) -> list[str]:
+    return (args.overrides + (["train.resume=true"] if args.resume else [])
+            + (["train.overwrite=true"] if args.overwrite else []))
 
 
 def _is_main_process() -> bool:
@@ -44,15 +94,16 @@ def _cmd_finetune(args) -> int:
     from .config import load_config
     from .train.finetune import finetune
 
-    cfg = load_config(args.config, args.overrides + (["train.resume=true"] if args.resume else []))
+    cfg = load_config(args.config, _run_overrides(args), preset=args.preset)
     metrics = finetune(cfg, progress=not args.quiet)
     if not _is_main_process():
         return 0
-    print(f"best checkpoint: {metrics['checkpoint']} (epoch {metrics['best_epoch']}, "
-          f"val {metrics['select_metric']} {metrics['best_val_score']})")
+    say(f"best checkpoint: {metrics['checkpoint']} (epoch {metrics['best_epoch']}, "
+        f"val {metrics['select_metric']} {metrics['best_val_score']})")
     if "test" in metrics:
         _print_eval_summary(metrics["test"])
-    print(f"run folder: {cfg.train.output_dir} (config.yaml, metrics.json, learning_curves.png, confusion_matrix.png)")
+    written = sorted(p.name for p in Path(cfg.train.output_dir).iterdir() if not p.name.startswith("."))
+    say(f"run folder: {cfg.train.output_dir} ({', '.join(written)})")
     return 0
 
 
@@ -60,14 +111,14 @@ def _cmd_pretrain(args) -> int:
     from .config import load_config
     from .train.pretrain import pretrain
 
-    cfg = load_config(args.config, args.overrides + (["train.resume=true"] if args.resume else []))
+    cfg = load_config(args.config, _run_overrides(args), preset=args.preset)
     metrics = pretrain(cfg, progress=not args.quiet)
     if not _is_main_process():
         return 0
     last = metrics["history"][-1] if metrics["history"] else {}
     shown = {k: round(v, 4) for k, v in last.items() if k.startswith(("train_loss", "val_")) and isinstance(v, float)}
-    print(f"pretrained on {metrics['train_pairs']} image-text pairs, {metrics['steps']} steps: {shown}")
-    print(f"checkpoint: {metrics['checkpoint']}  (fine-tune from it with train.init_checkpoint={metrics['checkpoint']})")
+    say(f"pretrained on {metrics['train_pairs']} image-text pairs, {metrics['steps']} steps: {shown}")
+    say(f"checkpoint: {metrics['checkpoint']}  (fine-tune from it with train.init_checkpoint={metrics['checkpoint']})")
     return 0
 
 
@@ -82,61 +133,79 @@ def _print_eval_summary(result: dict) -> None:
                                         "mean_weighted_accuracy", "mean_accuracy", "mean_macro_f1",
                                         "mae", "corr", "acc2", "f1", "acc7") if k in rep})
         rows.append(row)
-    print(format_table(rows, list(rows[0].keys())))
+    say(format_table(rows, list(rows[0].keys())))
     if result["skipped"]:
-        print(f"skipped {len(result['skipped'])} sample(s): " + "; ".join(f"{w}: {r}" for w, r in result["skipped"][:5]))
+        say(f"skipped {len(result['skipped'])} sample(s): " + "; ".join(f"{w}: {r}" for w, r in result["skipped"][:5]))
 
 
 def _cmd_evaluate(args) -> int:
+    from .config import UserError, check_output_folder
     from .eval.evaluate import evaluate
+    from .eval.report import format_report
 
-    out_dir = args.out or str(Path(args.checkpoint).parent)
+    out_dir = Path(args.out or Path(args.checkpoint).parent)
+    check_output_folder(out_dir, "--out")
     result = evaluate(args.checkpoint, args.manifest, out_dir, num_clips=args.n_test,
                       aggregations=args.aggregation or ("mean", "max", "lse"), batch_size=args.batch_size,
-                      progress=not args.quiet, print_report=not args.json)
+                      progress=not args.quiet)
     if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print()
-        _print_eval_summary(result)
-        print(f"written: {Path(out_dir) / 'eval_metrics.json'}")
+        say(json.dumps(result, indent=2))
+        return 0
+    for how, rep in result["reports"].items():
+        text = format_report(rep)
+        if text:
+            say(f"\n== N_test={result['n_test']}, aggregation={how} ==")
+            say(text)
+    say()
+    _print_eval_summary(result)
+    say(f"written: {out_dir / 'eval_metrics.json'}")
     return 0
 
 
 def _cmd_predict(args) -> int:
+    from .config import UserError
     from .predict import Predictor
 
+    text = _utf8(args.text, "--text")
+    plot = _png_path(args.plot, "--plot")
     predictor = Predictor(args.checkpoint, device=args.device)
-    result = predictor(args.video, text=args.text, num_clips=args.n_test, aggregation=args.aggregation)
-    if args.plot:
+    if plot and not (predictor.model.modalities and predictor.task.name in ("single_label", "multilabel")):
+        raise UserError("--plot draws the per-clip class probabilities over time: it needs a model with video and "
+                        f"class labels (this checkpoint: {predictor.task.name}, "
+                        f"{'+'.join(predictor.model.modality_names) or 'text only'})")
+    result = predictor(args.video, text=text, num_clips=args.n_test, aggregation=args.aggregation)
+    if plot:
         from .eval.plots import plot_clip_timeline
         import numpy as np
 
         times = [(c["start"] + c["end"]) / 2 for c in result["clips"]]
         probs = np.array([[c["probabilities"][lab] for lab in predictor.labels] for c in result["clips"]])
-        plot_clip_timeline(times, probs, predictor.labels, args.plot, title=Path(args.video).name)
+        plot_clip_timeline(times, probs, predictor.labels, plot, title=Path(args.video).name)
     if args.json or not isinstance(result["prediction"], str):  # regression / multitask: nested values
-        print(json.dumps(result, indent=2))
+        say(json.dumps(result, indent=2))
         return 0
     from .eval.report import format_table
 
-    print(f"{result['video']}  text={result['text']!r}")
-    print(f"prediction: {result['prediction']}  ({result['aggregation']} over {result['num_clips']} clips)")
-    print(format_table([{"label": k, "probability": v} for k, v in
-                        sorted(result["probabilities"].items(), key=lambda kv: -kv[1])], ["label", "probability"]))
+    say(f"{result['video']}  text={result['text']!r}")
+    say(f"prediction: {result['prediction']}  ({result['aggregation']} over {result['num_clips']} clips)")
+    say(format_table([{"label": k, "probability": v} for k, v in
+                      sorted(result["probabilities"].items(), key=lambda kv: -kv[1])], ["label", "probability"]))
     if result["clips"] and result["clips"][0]["start"] is not None:
         rows = [{"clip": i, "start_s": c["start"], "end_s": c["end"], "top": c["prediction"],
                  "p_top": c["probabilities"][c["prediction"]]} for i, c in enumerate(result["clips"])]
-        print("\nper clip:")
-        print(format_table(rows, ["clip", "start_s", "end_s", "top", "p_top"], floatfmt=".2f"))
+        say("\nper clip:")
+        say(format_table(rows, ["clip", "start_s", "end_s", "top", "p_top"], floatfmt=".2f"))
     return 0
 
 
 def _cmd_demo(args) -> int:
+    from contextlib import redirect_stdout
+
     from .experiments.demo import run_demo
 
-    run_demo(data_dir=args.data, out_dir=args.out, config=args.config, overrides=args.overrides,
-             progress=not args.quiet)
+    with redirect_stdout(_STDOUT):  # the demo's progress lines and table are what it was asked for
+        run_demo(data_dir=args.data, out_dir=args.out, config=args.config, overrides=args.overrides,
+                 progress=not args.quiet)
     return 0
 
 
@@ -157,12 +226,18 @@ def _cmd_convert_clipbert(args) -> int:
             if key == "kept_aside":
                 why = f"pretraining heads, in {report['kept_aside_file']}"
             rows.append({"status": status, "group": group, "tensors": n, "note": why})
-    print(format_table(rows, ["status", "group", "tensors", "note"]))
+    say(format_table(rows, ["status", "group", "tensors", "note"]))
     t = report["tensors"]
-    print(f"\n{t['file']} tensors in {args.ckpt}: {t['loaded']} loaded, {t['kept_aside']} kept aside, "
+    say(f"\n{t['file']} tensors in {args.ckpt}: {t['loaded']} loaded, {t['kept_aside']} kept aside, "
           f"{t['dropped']} dropped; {t['initialised']} model tensors start at their initialisation")
-    print(f"written: {args.out} (fine-tune with train.init_checkpoint={args.out}; report in conversion_report.json)")
+    say(f"written: {args.out} (fine-tune with train.init_checkpoint={args.out}; report in conversion_report.json)")
     return 0
+
+
+def _add_common(parser: argparse.ArgumentParser, default) -> None:
+    parser.add_argument("-v", "--verbose", action="store_true", default=default, help="log every epoch's metrics")
+    parser.add_argument("--debug", action="store_true", default=default,
+                        help="on an error, show the full traceback instead of the one-line message")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -173,10 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__,
     )
-    p.add_argument("-v", "--verbose", action="store_true", help="log every epoch's metrics")
+    _add_common(p, False)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    _add_common(common, argparse.SUPPRESS)  # after the subcommand too, without resetting what came before it
 
-    s = sub.add_parser("synthemo", help="generate the SynthEmo benchmark (mp4 files + JSONL manifests)")
+    s = sub.add_parser("synthemo", parents=[common], help="generate the SynthEmo benchmark (mp4 files + JSONL manifests)")
     s.add_argument("--out", default="data/synthemo", help="output folder (default: %(default)s)")
     from .data.synthemo import SynthEmoConfig
 
@@ -187,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_synthemo)
 
-    s = sub.add_parser("finetune", help="fine-tune on emotion labels from a config",
+    s = sub.add_parser("finetune", parents=[common], help="fine-tune on emotion labels from a config",
                        description="Fine-tune end to end. Writes config.yaml, checkpoint/, metrics.json and plots "
                                    "to train.output_dir.")
     s.add_argument("--config", "-c", help="experiment YAML: a path, or the name of a shipped config (meld, "
@@ -195,10 +272,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
     s.add_argument("--resume", action="store_true",
                    help="continue a killed run from train.output_dir/last (same config and seed)")
+    s.add_argument("--overwrite", action="store_true",
+                   help="start afresh in a train.output_dir that already holds a run (its checkpoints are replaced)")
+    s.add_argument("--preset", default=None,
+                   help="settings applied over the config, under the overrides: cpu = a laptop-sized model (ImageNet "
+                        "EfficientNet-lite0 shipped in a package, small transformer from scratch) for any benchmark")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=_cmd_finetune)
 
-    s = sub.add_parser("pretrain", help="image-text pretraining (ITM + MLM), ClipBERT's stage 1",
+    s = sub.add_parser("pretrain", parents=[common], help="image-text pretraining (ITM + MLM), ClipBERT's stage 1",
                        description="Pretrain the CNN and the fusion transformer on image-text pairs (COCO captions, "
                                    "Visual Genome regions, or a JSONL of {\"video\": image, \"text\": caption}) with "
                                    "image-text matching and masked language modeling. Writes checkpoint/ for "
@@ -206,37 +288,44 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", "-c", help="experiment YAML: a path or a shipped config's name, e.g. pretrain_coco_vg")
     s.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
     s.add_argument("--resume", action="store_true", help="continue a killed run from train.output_dir/last")
+    s.add_argument("--overwrite", action="store_true",
+                   help="start afresh in a train.output_dir that already holds a run (its checkpoints are replaced)")
+    s.add_argument("--preset", default=None,
+                   help="settings applied over the config, under the overrides: cpu = a laptop-sized model (ImageNet "
+                        "EfficientNet-lite0 shipped in a package, small transformer from scratch) for any benchmark")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=_cmd_pretrain)
 
-    s = sub.add_parser("evaluate", help="dense evaluation of a checkpoint on a manifest",
+    s = sub.add_parser("evaluate", parents=[common], help="dense evaluation of a checkpoint on a manifest",
                        description="Accuracy, macro-F1, weighted-F1, per-class P/R/F1 and the confusion matrix for "
                                    "every aggregation, at the chosen N_test.")
     s.add_argument("checkpoint", help="checkpoint folder (…/checkpoint)")
     s.add_argument("manifest", help="JSONL/CSV manifest with labels, or train | val | test: that split of the "
                    "checkpoint's own data config (how a benchmark read from data.root is scored)")
-    s.add_argument("--n-test", type=int, default=None, help="clips per video (default: the config's N_test)")
+    s.add_argument("--n-test", type=_positive("--n-test"), default=None,
+                   help="clips per video (default: the config's N_test)")
     s.add_argument("--aggregation", action="append", choices=["mean", "max", "lse"],
                    help="repeatable; default: all three")
-    s.add_argument("--batch-size", type=int, default=None)
+    s.add_argument("--batch-size", type=_positive("--batch-size"), default=None,
+                   help="videos per batch (default: the config's train.eval_batch_size)")
     s.add_argument("--out", help="folder for eval_metrics.json and confusion_matrix.png (default: the run folder)")
     s.add_argument("--json", action="store_true", help="print the result as JSON")
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=_cmd_evaluate)
 
-    s = sub.add_parser("predict", help="predict the emotion of one video (+ optional transcript)",
+    s = sub.add_parser("predict", parents=[common], help="predict the emotion of one video (+ optional transcript)",
                        description="Per-clip scores and the aggregated distribution for one video.")
     s.add_argument("checkpoint", help="checkpoint folder (…/checkpoint)")
     s.add_argument("video", nargs="?", help="video file (any format decord reads)")
     s.add_argument("--text", default=None, help="transcript or caption")
-    s.add_argument("--n-test", type=int, default=None, help="clips (default: the config's N_test)")
+    s.add_argument("--n-test", type=_positive("--n-test"), default=None, help="clips (default: the config's N_test)")
     s.add_argument("--aggregation", choices=["mean", "max", "lse"], default=None)
     s.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
     s.add_argument("--json", action="store_true", help="print JSON instead of tables")
     s.add_argument("--plot", metavar="PNG", help="also draw the per-clip timeline to this PNG")
     s.set_defaults(func=_cmd_predict)
 
-    s = sub.add_parser("demo", help="the README's demo: SynthEmo, three models, the comparison table")
+    s = sub.add_parser("demo", parents=[common], help="the README's demo: SynthEmo, three models, the comparison table")
     s.add_argument("--data", default="data/synthemo", help="SynthEmo folder (generated if missing)")
     s.add_argument("--out", default="runs/demo", help="run folder (default: %(default)s)")
     s.add_argument("--config", default=None, help="base config, a path or a shipped config's name (default: synthemo_cpu)")
@@ -244,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=_cmd_demo)
 
-    s = sub.add_parser("convert-clipbert", help="convert the original ClipBERT checkpoint into a checkpoint folder",
+    s = sub.add_parser("convert-clipbert", parents=[common], help="convert the original ClipBERT checkpoint into a checkpoint folder",
                        description="Map the original ClipBERT state dict (clipbert_image_text_pretrained.pt) onto "
                                    "this model (configs/clipbert_original.yaml); detector-only tensors are dropped "
                                    "and reported. Fine-tune from the result with train.init_checkpoint=OUT.")
@@ -260,18 +349,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global _STDOUT
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    from .config import ConfigError
-    from .data.decode import VideoDecodeError
-    from .data.manifest import ManifestError
-    from .checkpoint import CheckpointError
+    from contextlib import redirect_stdout
 
+    from .config import UserError
+    from .config.errors import describe_os_error
+
+    _STDOUT = sys.stdout
     try:
-        return args.func(args)
-    except (ConfigError, ManifestError, VideoDecodeError, CheckpointError, FileNotFoundError) as e:
+        with redirect_stdout(sys.stderr):
+            return args.func(args)
+    except UserError as e:
+        if args.debug:
+            raise
         print(f"clipbert-emo {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a disk that filled up, a folder that became read-only, ... while writing
+        if args.debug or e.filename is None:
+            raise
+        print(f"clipbert-emo {args.command}: error: {describe_os_error(e, e.filename)}", file=sys.stderr)
         return 2
 
 

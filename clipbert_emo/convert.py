@@ -147,7 +147,7 @@ def load_original_state_dict(path: str | os.PathLike) -> dict:
     """The original checkpoint's tensors; ``weights_only`` so that loading can never run pickled code."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise ConversionError(f"checkpoint not found: {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # UnpicklingError (objects beyond tensors), a truncated or non-torch file, ...

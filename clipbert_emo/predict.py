@@ -15,13 +15,19 @@ import torch
 from .checkpoint import load_checkpoint
 from .data.dataset import MODALITY_DECODERS
 from .data.manifest import Sample
-from .models.aggregation import aggregate_clip_logits
+from .config import UserError
+from .models.aggregation import AGGREGATIONS, aggregate_clip_logits
 from .tasks import get_task
 
 
 class Predictor:
     def __init__(self, checkpoint: str | os.PathLike, device: str | None = None):
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            torch.empty(0, device=device)
+        except (RuntimeError, AssertionError) as e:  # no CUDA build or device, a device name torch does not know
+            raise UserError(f"device {device!r} is not usable here ({str(e).strip().splitlines()[0][:120]}); "
+                            f"use cpu{' or cuda' if torch.cuda.is_available() else ''}") from None
         self.model, self.cfg, self.tokenizer = load_checkpoint(checkpoint, device)
         self.device = torch.device(device)
         self.labels = list(self.cfg.data.labels)
@@ -37,10 +43,14 @@ class Predictor:
         enc = self.tokenizer([text], truncation=True, max_length=cfg.max_text_len, return_tensors="pt")
         inputs = {"input_ids": enc["input_ids"].to(self.device), "attention_mask": enc["attention_mask"].to(self.device)}
         spans, context = [(None, None)], {}
+        if num_clips is not None and num_clips < 1:
+            raise UserError(f"num_clips must be >= 1, got {num_clips}")
+        if aggregation is not None and aggregation not in AGGREGATIONS:
+            raise UserError(f"aggregation {aggregation!r}: expected one of {', '.join(AGGREGATIONS)}")
         if self.model.modalities:
             if video is None:
-                raise ValueError(f"this model was trained on {' and '.join(self.model.modality_names)}: give a "
-                                 "video file")
+                raise UserError(f"this model was trained on {' and '.join(self.model.modality_names)}: give a "
+                                "video file")
             n = num_clips or cfg.num_clips_test
             sample = Sample(video=os.fspath(video), text=text, start=start, end=end, source=os.fspath(video))
             for name in self.model.modality_names:

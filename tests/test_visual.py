@@ -51,5 +51,7 @@ def test_resnet_imagenet_weights_missing_offline_is_a_clear_error(tmp_path, monk
         raise OSError("network is unreachable")
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    with pytest.raises(RuntimeError, match="cannot load ImageNet weights for resnet18.*backbone_weights"):
+    from clipbert_emo.config import UserError
+
+    with pytest.raises(UserError, match="ImageNet weights for resnet18.*backbone_weights.*convert-clipbert.*--preset cpu"):
         ResNetTrunk("resnet18", 4, pretrained=True)

@@ -5,3 +5,4 @@ The lowest layer: everything else may import it, it imports nothing of the libra
 
 from .schema import *  # noqa: F401,F403
 from .schema import __all__  # noqa: F401
+from .errors import OutputError, UserError, check_output_folder  # noqa: F401

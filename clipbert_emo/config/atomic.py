@@ -14,7 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["atomic_path", "atomic_write_text", "atomic_write_bytes", "atomic_folder"]
+from .errors import OutputError, UserError, describe_os_error
+
+__all__ = ["atomic_path", "atomic_write_text", "atomic_write_bytes", "atomic_folder", "recover_folder"]
 
 
 @contextmanager
@@ -69,6 +71,28 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
         if old.exists():
             shutil.rmtree(old)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError) and not isinstance(e, UserError):
+            raise OutputError(describe_os_error(e, path)) from e
         raise
+
+
+def recover_folder(path: str | os.PathLike) -> list[str]:
+    """Undo what a kill left of ``atomic_folder`` saves of ``path``; returns one line per repair.
+
+    Killed between its two renames, a save leaves the previous folder as ``.<name>.old`` and no
+    ``<name>``: it is put back (the newer copy cannot be told complete, the older one can). Killed
+    earlier, a save leaves a temporary ``.<name>.<random>`` folder, which is removed.
+    """
+    path = Path(path)
+    old = path.with_name(f".{path.name}.old")
+    done = []
+    if not path.exists() and old.is_dir():
+        os.replace(old, path)
+        done.append(f"restored {path} from {old.name}: a save was stopped between its two renames")
+    for leftover in sorted(path.parent.glob(f".{path.name}.*")):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+            done.append(f"removed {leftover}, left by a save that was stopped")
+    return done

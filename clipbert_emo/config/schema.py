@@ -19,15 +19,17 @@ from typing import Any, get_args, get_origin, get_type_hints
 import yaml
 
 from .atomic import atomic_write_text
+from .errors import UserError
 
 __all__ = ["EMOTIONS", "TASKS", "DATA_FORMATS", "ConfigError", "DataConfig", "ModelConfig", "OptimConfig",
            "TrainConfig", "PretrainConfig", "ExperimentConfig", "to_dict", "from_dict", "parse_override",
-           "apply_overrides", "load_config", "save_config", "resolve_config_path", "named_configs", "CONFIG_DIR"]
+           "apply_overrides", "load_config", "save_config", "resolve_config_path", "resolve_preset_path", "named_configs",
+           "CONFIG_DIR"]
 
 EMOTIONS: tuple[str, ...] = ("neutral", "happy", "sad", "angry", "surprised", "fearful")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config file or override that does not fit the schema."""
 
 
@@ -149,7 +151,10 @@ class TrainConfig:
     init_checkpoint: str = ""  # start from these weights (a checkpoint folder written by this library)
     max_steps: int = 0  # stop after this many optimizer steps (0 = run all epochs); for smoke tests
     save_every_steps: int = 0  # also write the resumable state (output_dir/last) every N steps; 0 = each epoch
-    resume: bool = False  # continue from output_dir/last if it exists (same config, same seed)
+    resume: bool = False  # continue from output_dir/last (same config, same seed); refused when there is none
+    # Start afresh in an output_dir that already holds a run (checkpoint/ or last/); without it that is refused,
+    # so a second run never replaces the first one's checkpoints by accident.
+    overwrite: bool = False
     threads: int = 0  # torch CPU threads (0 = torch's default)
     gradient_checkpointing: bool = False  # recompute ResNet stages and BERT layers in backward to save memory
     # Validation metric that picks the best epoch's checkpoint; "" = the task's usual one (macro_f1 for
@@ -222,6 +227,18 @@ class ExperimentConfig:
         for key in ("num_frames", "num_clips_train", "num_clips_test", "frame_size", "max_text_len"):
             if getattr(self.data, key) < 1:
                 raise ConfigError(f"data.{key} must be >= 1, got {getattr(self.data, key)}")
+        for key in ("epochs", "batch_size", "eval_batch_size", "grad_accum_steps", "val_num_clips"):
+            if getattr(self.train, key) < 1:
+                raise ConfigError(f"train.{key} must be >= 1, got {getattr(self.train, key)}")
+        for key in ("max_steps", "save_every_steps", "threads"):
+            if getattr(self.train, key) < 0:
+                raise ConfigError(f"train.{key} must be >= 0 (0 = off), got {getattr(self.train, key)}")
+        if self.data.num_workers < 0:
+            raise ConfigError(f"data.num_workers must be >= 0, got {self.data.num_workers}")
+        if not self.data.clip_fps > 0:
+            raise ConfigError(f"data.clip_fps must be > 0, got {self.data.clip_fps}")
+        if self.train.resume and self.train.overwrite:
+            raise ConfigError("train.resume and train.overwrite exclude each other: continue the run, or replace it")
         if self.data.task == "multitask" and not self.data.heads:
             raise ConfigError("data.task=multitask needs data.heads (the names of the heads)")
         if not 0.0 < self.data.train_fraction <= 1.0:
@@ -344,16 +361,39 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return keys, value
 
 
+def _check_keys(data: dict, cls: type, where: str) -> None:
+    """Unknown keys anywhere in ``data`` are an error naming ``where`` (the file they came from)."""
+    hints = get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(names))}")
+    for k, v in data.items():
+        if dataclasses.is_dataclass(hints[k]) and isinstance(v, dict):
+            _check_keys(v, hints[k], f"{where}.{k}")
+
+
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """``key.sub=value`` items over ``data``; a key the schema lacks or a value of the wrong type is an error
+    naming the override itself (not the YAML it overrides)."""
     data = copy.deepcopy(data)
     for item in overrides:
         keys, value = parse_override(item)
-        node = data
-        for k in keys[:-1]:
-            node = node.setdefault(k, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r}: {k} is not a section")
-        node[keys[-1]] = value
+        cls, node = ExperimentConfig, data
+        for depth, k in enumerate(keys):
+            names = {f.name for f in fields(cls)}
+            if k not in names:
+                section = ".".join(keys[:depth]) or "the top level"
+                raise ConfigError(f"override {item!r}: {section} has no key {k!r}; valid keys: "
+                                  f"{', '.join(sorted(names))}")
+            typ = get_type_hints(cls)[k]
+            if depth == len(keys) - 1:
+                node[k] = _coerce(value, typ, f"override {item!r}")
+            else:
+                if not dataclasses.is_dataclass(typ):
+                    raise ConfigError(f"override {item!r}: {'.'.join(keys[:depth + 1])} is a value, not a section")
+                node = node.setdefault(k, {})
+                cls = typ
     return data
 
 
@@ -379,23 +419,69 @@ def resolve_config_path(name_or_path: str | os.PathLike) -> Path:
                       f"{', '.join(named_configs())})")
 
 
-def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Read a YAML experiment (with its optional ``base:``) and apply ``key.sub=value`` overrides."""
+def _read_config_file(path: Path) -> dict:
+    """A YAML experiment merged over its optional ``base:``, each file's keys checked against the schema."""
+    data = _read_yaml(path)
+    base = data.pop("base", None)
+    _check_keys(data, ExperimentConfig, str(path))
+    if base:
+        base_path = (path.parent / base).resolve()
+        base_data = _read_yaml(base_path)
+        if "base" in base_data:
+            raise ConfigError(f"{base_path}: a base config may not name another base (one level only)")
+        _check_keys(base_data, ExperimentConfig, str(base_path))
+        data = _deep_merge(base_data, data)
+    return data
+
+
+def resolve_preset_path(name_or_path: str | os.PathLike) -> Path:
+    """A preset file: an existing path as given, else a shipped preset by name (``cpu``)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = CONFIG_DIR / "presets" / f"{path.stem}.yaml"
+    if path.parent == Path(".") and shipped.is_file():
+        return shipped
+    names = sorted(p.stem for p in (CONFIG_DIR / "presets").glob("*.yaml"))
+    raise ConfigError(f"preset not found: {name_or_path} (neither a file nor one of the shipped presets: "
+                      f"{', '.join(names)})")
+
+
+# Path fields stored absolute, so a run's config.yaml (and a checkpoint's) still finds its data from any folder.
+_PATH_FIELDS = (("data", "root"), ("data", "train_manifest"), ("data", "val_manifest"), ("data", "test_manifest"),
+                ("train", "init_checkpoint"), ("model", "backbone_weights"))
+# Names that are a local folder when one exists, and a model-hub id otherwise.
+_LOCAL_OR_HUB_FIELDS = (("model", "tokenizer"), ("model", "text_init"))
+
+
+def _absolute_paths(cfg: ExperimentConfig) -> None:
+    for section, key in _PATH_FIELDS + _LOCAL_OR_HUB_FIELDS:
+        part = getattr(cfg, section)
+        value = getattr(part, key)
+        if value and not os.path.isabs(value) and ((section, key) in _PATH_FIELDS or os.path.exists(value)):
+            setattr(part, key, os.path.abspath(value))
+    cfg.pretrain.roots = [os.path.abspath(r) if r else r for r in cfg.pretrain.roots]
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None,
+                preset: str | os.PathLike | None = None) -> ExperimentConfig:
+    """Read a YAML experiment (with its optional ``base:``), then a ``preset`` over it (``cpu``: a laptop-sized
+    model), then ``key.sub=value`` overrides. Relative paths become absolute (from the current folder)."""
     data: dict = {}
     where = "config"
     if path:
         path = resolve_config_path(path)
         where = str(path)
-        data = _read_yaml(path)
-        base = data.pop("base", None)
-        if base:
-            base_path = (path.parent / base).resolve()
-            base_data = _read_yaml(base_path)
-            if "base" in base_data:
-                raise ConfigError(f"{base_path}: a base config may not name another base (one level only)")
-            data = _deep_merge(base_data, data)
+        data = _read_config_file(path)
+    if preset:
+        preset_path = resolve_preset_path(preset)
+        preset_data = _read_yaml(preset_path)
+        _check_keys(preset_data, ExperimentConfig, str(preset_path))
+        data = _deep_merge(data, preset_data)
     data = apply_overrides(data, overrides or [])
-    return from_dict(data, where)
+    cfg = from_dict(data, where)
+    _absolute_paths(cfg)
+    return cfg
 
 
 def save_config(cfg: ExperimentConfig, path: str | os.PathLike) -> None:

@@ -18,7 +18,8 @@ import torch
 from torch.utils.data import Dataset
 
 from ..config import DataConfig
-from .decode import VideoDecodeError, is_image_path, open_video, read_frames, read_image, video_info
+from .decode import (DecodedFrames, VideoDecodeError, check_span, decode_what_decodes, is_image_path, open_video,
+                     read_frames, read_image, video_info)
 from .manifest import Manifest, Sample
 from .sampling import clip_spans_seconds, sample_clip_indices
 from .transforms import clip_transform
@@ -51,23 +52,18 @@ def load_clips(
         return clips, [(0.0, 0.0)] * num_clips
     reader = open_video(sample.video)
     info = video_info(reader, sample.video)
-    first = 0
-    last = info.num_frames
-    if sample.start is not None:
-        first = min(int(sample.start * info.fps), info.num_frames - 1)
-    if sample.end is not None:
-        last = max(min(int(np.ceil(sample.end * info.fps)), info.num_frames), first + 1)
-    indices = sample_clip_indices(
-        last - first,
-        info.fps,
-        num_clips,
-        cfg.num_frames,
-        cfg.clip_fps,
-        training=training,
-        rng=rng,
-        single_clip=cfg.single_clip,
-    ) + first  # (N, T)
-    frames = read_frames(reader, indices, sample.video)  # (N, T, H, W, 3)
+    check_span(sample.start, sample.end, info.duration, sample.source or sample.video)
+    indices = _clip_indices(sample, info, cfg, num_clips, training, rng)  # (N, T)
+    try:
+        frames = read_frames(reader, indices, sample.video)  # (N, T, H, W, 3)
+    except VideoDecodeError as e:
+        if isinstance(reader, DecodedFrames):
+            raise
+        # The container promised frames that do not decode (a truncated file): sample again among those that do.
+        reader = decode_what_decodes(sample.video, reason=str(e).split(": ", 1)[-1])
+        info = video_info(reader, sample.video)
+        indices = _clip_indices(sample, info, cfg, num_clips, training, rng)
+        frames = read_frames(reader, indices, sample.video)
     clips = torch.stack(
         [
             clip_transform(c, cfg.frame_size, training and cfg.augment, rng, cfg.crop_scale_min, cfg.hflip,
@@ -76,6 +72,18 @@ def load_clips(
         ]
     )  # N x (T, 3, S, S) -> (N, T, 3, S, S)
     return clips, clip_spans_seconds(indices, info.fps)
+
+
+def _clip_indices(sample: Sample, info, cfg: DataConfig, num_clips: int, training: bool,
+                  rng: np.random.Generator | None) -> np.ndarray:
+    """Frame indices (N, T) of the sample's clips, within its start/end span if it has one."""
+    first, last = 0, info.num_frames
+    if sample.start is not None:
+        first = min(int(sample.start * info.fps), info.num_frames - 1)
+    if sample.end is not None:
+        last = max(min(int(np.ceil(sample.end * info.fps)), info.num_frames), first + 1)
+    return sample_clip_indices(last - first, info.fps, num_clips, cfg.num_frames, cfg.clip_fps, training=training,
+                               rng=rng, single_clip=cfg.single_clip) + first
 
 
 # Per-clip modalities, in the order their tokens follow the text: name -> decoder. ``data.use_<name>``

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config.errors import UserError
+
 DEFAULT_FPS = 25.0
 # Still images are read as one-frame videos (FER2013, image folders, COCO / Visual Genome pretraining).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -30,7 +32,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise VideoDecodeError(f"{path}: cannot read image ({_short(e)})") from None
 
 
-class VideoDecodeError(RuntimeError):
+class VideoDecodeError(UserError, RuntimeError):
     """A video that cannot be opened or decoded; the message names the file."""
 
 
@@ -57,10 +59,87 @@ def open_video(path: str | os.PathLike, num_threads: int = 1):
     try:
         reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=num_threads)
     except Exception as e:  # decord raises its own DECORDError and RuntimeError variants
-        raise VideoDecodeError(f"{path}: cannot open video ({_short(e)})") from None
+        # decord's messages ("Check failed: st_nb >= 0") do not say what is wrong; PyAV can: no video stream
+        # at all, or a damaged file whose first part still decodes (then those frames are used).
+        return decode_what_decodes(path, reason=_short(e))
     if len(reader) == 0:
         raise VideoDecodeError(f"{path}: video has no frames")
     return reader
+
+
+class DecodedFrames:
+    """Every frame of a file that PyAV could decode, held in memory, with decord's reader interface."""
+
+    def __init__(self, frames: np.ndarray, fps: float):
+        self.frames, self.fps = frames, fps  # (F, H, W, 3) uint8
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def get_avg_fps(self) -> float:
+        return self.fps
+
+    def get_batch(self, indices):
+        picked = self.frames[np.asarray(indices, dtype=np.int64)]  # (U, H, W, 3)
+        return type("Batch", (), {"asnumpy": lambda _self: picked})()
+
+
+def decode_what_decodes(path: str, reason: str) -> DecodedFrames:
+    """A file decord refused or could not finish: decode with PyAV up to the first error. No video stream,
+    or not one frame, is a VideoDecodeError saying so; a partial decode is used, with a warning."""
+    import logging
+
+    import av
+
+    frames, fps = [], 0.0
+    try:
+        with av.open(path) as container:
+            if not container.streams.video:
+                kinds = sorted({s.type for s in container.streams}) or ["no streams"]
+                raise VideoDecodeError(f"{path}: no video stream (the file holds {', '.join(kinds)})")
+            stream = container.streams.video[0]
+            fps = float(stream.average_rate or stream.guessed_rate or 0)
+            try:
+                for frame in container.decode(stream):
+                    frames.append(frame.to_ndarray(format="rgb24"))
+            except av.error.FFmpegError:
+                pass  # damaged from here on: what decoded so far is kept
+    except av.error.FFmpegError as e:
+        raise VideoDecodeError(f"{path}: cannot open video ({reason}; {_short(e)})") from None
+    if not frames:
+        raise VideoDecodeError(f"{path}: no frame of the video decodes ({reason})")
+    logging.getLogger(__name__).warning("%s: damaged video, only its first %d frame(s) decode (%s); using those",
+                                        path, len(frames), reason)
+    return DecodedFrames(np.stack(frames), fps if np.isfinite(fps) and fps > 0 else DEFAULT_FPS)
+
+
+class ClipSpanError(UserError, ValueError):
+    """A start/end span that does not lie inside its video."""
+
+
+# A span may end this far past the last frame: container durations and annotation timestamps are rounded.
+SPAN_END_TOLERANCE_S = 0.5
+
+
+def check_span(start: float | None, end: float | None, duration: float, where: str) -> None:
+    """Refuse a span that is negative, reversed, or outside a video of ``duration`` seconds; ``where`` names the
+    manifest line or the video."""
+    problem = None
+    if (start is not None and start < 0) or (end is not None and end < 0):
+        problem = f"a negative time (start {start}, end {end})"
+    elif start is not None and end is not None and end <= start:
+        problem = f"end {end} s is not after start {start} s"
+    elif start is not None and start >= duration:
+        problem = f"start {start} s is at or past the end of the video ({duration:.2f} s)"
+    elif end is not None and end > duration + SPAN_END_TOLERANCE_S:
+        problem = f"end {end} s is past the end of the video ({duration:.2f} s)"
+    if problem:
+        raise ClipSpanError(f"{where}: {problem}; fix the start/end seconds")
+
+
+def video_duration(path: str) -> float:
+    """Seconds of video in ``path`` (its frames over its frame rate)."""
+    return video_info(open_video(path), path).duration
 
 
 def video_info(reader, path: str) -> VideoInfo:

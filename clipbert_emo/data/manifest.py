@@ -32,10 +32,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+from ..config.errors import UserError
+from .decode import VideoDecodeError, check_span, is_image_path, video_duration
+
 logger = logging.getLogger(__name__)
 
 
-class ManifestError(ValueError):
+class ManifestError(UserError, ValueError):
     """A manifest line that cannot be used; the message names the file and the line."""
 
 
@@ -126,6 +129,13 @@ def read_manifest(
                 raise ManifestError(f"{where}: video file not found: {video_path}")
             skipped.append((where, f"video file not found: {video_path}"))
             continue
+        if video_path is not None and (start is not None or end is not None) and not is_image_path(video_path):
+            try:  # a span outside its video would silently read frames from elsewhere
+                duration = video_duration(video_path)
+            except VideoDecodeError:
+                duration = None  # unreadable: the loader skips and reports it when it gets there
+            if duration is not None:
+                check_span(start, end, duration, where)
         samples.append(Sample(video=video_path, text=text, start=start, end=end, source=where,
                               extra={k: v for k, v in row.items() if k not in known}, **annotation))
     if skipped:

@@ -58,10 +58,16 @@ def load_tokenizer(name_or_path: str | os.PathLike):
     """A BERT tokenizer from a local folder (with vocab.txt) or a hub id."""
     from transformers import AutoTokenizer
 
+    from ..config import UserError
+
+    name = str(name_or_path)
+    looks_local = os.path.isabs(name) or name.startswith(".") or os.path.exists(name) or name.count("/") > 1
+    if looks_local and not os.path.isdir(name):
+        raise UserError(f"tokenizer {name}: no such folder (a tokenizer folder holds vocab.txt or tokenizer.json)")
     try:
-        return AutoTokenizer.from_pretrained(str(name_or_path))
-    except OSError as e:
-        raise FileNotFoundError(
-            f"cannot load tokenizer {name_or_path!r}: not a local folder with vocab.txt/tokenizer.json, and not "
-            f"reachable on the model hub ({str(e).splitlines()[0][:200]})"
+        return AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError) as e:
+        raise UserError(
+            f"cannot load tokenizer {name!r}: not a local folder with vocab.txt/tokenizer.json, and not "
+            f"reachable on the model hub ({str(e).strip().splitlines()[0][:200]}). Offline, pass a local folder"
         ) from None

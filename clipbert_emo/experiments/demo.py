@@ -59,6 +59,7 @@ def run_demo(data_dir: str = "data/synthemo", out_dir: str = "runs/demo", config
             "data.test_manifest=",  # tested below, at both N_test
             f"train.output_dir={run_dir}",
             f"name=demo-{modality}",
+            "train.overwrite=true",  # a rerun of the demo replaces the previous one
             *extra, *(overrides or []),
         ])
         print(f"[demo] training {modality} ...")

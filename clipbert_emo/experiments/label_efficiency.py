@@ -51,7 +51,8 @@ def run_label_efficiency(data_dir: str = "data/synthemo", captions_dir: str = "d
 
     pre_cfg = load_config(PRETRAIN_CONFIG, [*shared, f"data.train_manifest={captions_dir / 'captions.jsonl'}",
                                             f"data.val_manifest={captions_dir / 'val_captions.jsonl'}",
-                                            f"train.output_dir={out_dir / 'pretrain'}", *(pretrain_overrides or [])])
+                                            f"train.output_dir={out_dir / 'pretrain'}", "train.overwrite=true",
+                                            *(pretrain_overrides or [])])
     print(f"[label-efficiency] pretraining on captioned frames -> {out_dir / 'pretrain'}")
     pre = pretrain(pre_cfg, progress=progress)
 
@@ -64,6 +65,7 @@ def run_label_efficiency(data_dir: str = "data/synthemo", captions_dir: str = "d
                 *shared, f"data.train_fraction={fraction}", f"train.seed={seed}",
                 f"data.train_manifest={data_dir / 'train.jsonl'}", f"data.val_manifest={data_dir / 'val.jsonl'}",
                 f"data.test_manifest={data_dir / 'test.jsonl'}", f"train.output_dir={run_dir}", f"name={arm}",
+                "train.overwrite=true",
                 *extra, *(finetune_overrides or [])])
             print(f"[label-efficiency] fine-tuning {arm} on {fraction:.0%} of the labels (seed {seed}) -> {run_dir}")
             m = finetune(cfg, progress=progress)

@@ -70,7 +70,17 @@ class FusionTransformer(nn.Module):
         The visual embeddings are new and keep their initialisation; every other tensor must be
         found with the same shape, or this raises, so nothing is silently left at random init.
         """
-        pretrained = BertModel.from_pretrained(name_or_path, add_pooling_layer=True)
+        try:
+            pretrained = BertModel.from_pretrained(name_or_path, add_pooling_layer=True)
+        except (OSError, ValueError) as e:  # not a local folder, and the hub is out of reach
+            from ..config import UserError
+
+            raise UserError(
+                f"model.text_init={name_or_path}: cannot load it ({str(e).strip().splitlines()[0][:160]}). Three ways "
+                f"on: (1) a local copy: model.text_init=/path/to/folder (with config.json, the weights and vocab.txt); "
+                f"(2) a converted original ClipBERT: configs/clipbert_original.yaml with train.init_checkpoint=DIR "
+                f"from `clipbert-emo convert-clipbert`; (3) the CPU preset, which trains a small transformer from "
+                f"scratch: --preset cpu. (model.text_init= with no value also trains it from scratch.)") from None
         theirs = pretrained.config
         ours = self.config
         for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size"):

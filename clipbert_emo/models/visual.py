@@ -27,7 +27,7 @@ class ResNetTrunk(nn.Module):
             raise ValueError(f"unknown backbone {depth!r}")
         net = getattr(torchvision.models, depth)(weights=None)
         if weights_file:
-            net.load_state_dict(torch.load(weights_file, map_location="cpu", weights_only=True))
+            net.load_state_dict(_load_weights_file(weights_file))
         elif pretrained:
             net.load_state_dict(_torchvision_imagenet_weights(depth))
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
@@ -49,16 +49,34 @@ class ResNetTrunk(nn.Module):
         return x  # (F, C, H/s, W/s)
 
 
+def _load_weights_file(path: str) -> dict:
+    """model.backbone_weights: a local state-dict file, read as plain tensors only."""
+    from ..config import UserError
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"model.backbone_weights={path}: no such file") from None
+    except Exception as e:
+        raise UserError(f"model.backbone_weights={path}: not a tensor-only torch state dict "
+                        f"({type(e).__name__}: {str(e).strip().splitlines()[0][:120]})") from None
+
+
 def _torchvision_imagenet_weights(depth: str) -> dict:
     # torchvision looks in its cache (TORCH_HOME) first and downloads only when the file is missing.
     weights = torchvision.models.get_model_weights(depth).IMAGENET1K_V1
     try:
         return weights.get_state_dict(progress=True, check_hash=True)
     except Exception as e:  # URLError, OSError, ...: no cache and no network
-        raise RuntimeError(
-            f"cannot load ImageNet weights for {depth}: not in torchvision's cache and not downloadable "
-            f"({type(e).__name__}: {str(e)[:120]}). Put the file in $TORCH_HOME/hub/checkpoints/, pass "
-            f"model.backbone_weights=/path/to/{depth}.pth, or use model.pretrained=false."
+        from ..config import UserError
+
+        raise UserError(
+            f"model.pretrained=true: cannot load torchvision's ImageNet weights for {depth}: not in its cache and "
+            f"not downloadable ({type(e).__name__}: {str(e)[:120]}). "
+            f"Three ways on: (1) a local copy: model.backbone_weights=/path/to/{depth}.pth (or the file in "
+            f"$TORCH_HOME/hub/checkpoints/); (2) a converted original ClipBERT: configs/clipbert_original.yaml with "
+            f"train.init_checkpoint=DIR from `clipbert-emo convert-clipbert`; (3) the CPU preset, whose weights ship "
+            f"in a package: --preset cpu. (model.pretrained=false trains the CNN from random weights.)"
         ) from None
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,14 +32,15 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 from ..checkpoint import TOKENIZER, TRAINING_STATE, WEIGHTS, load_weights, save_checkpoint
-from ..config import ExperimentConfig, save_config
+from ..config import ExperimentConfig, UserError, check_output_folder, save_config
+from ..config.atomic import recover_folder
 from ..data.text import build_wordpiece_tokenizer, load_tokenizer
 from ..eval.report import write_json
 from .accelerator import make_accelerator
 from .guard import NonFiniteGuard
 from .optim import optimizer_and_schedule
 from .replicas import model_for_saving, param_checksum, sync_buffers
-from .resume import restore_training_state, save_training_state
+from .resume import DEEPSPEED_STATE, restore_training_state, save_training_state
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +87,34 @@ class Engine:
     def main(self) -> bool:
         return self.accelerator.is_main_process
 
+    def _check_run_folder(self) -> bool:
+        """Whether this run resumes. Refuses to start over a finished or killed run unless asked to
+        (train.overwrite), and to resume what is not there; repairs what a killed save left behind."""
+        cfg, accelerator = self.cfg, self.accelerator
+        check_output_folder(self.out_dir, "train.output_dir")
+        if self.main and self.out_dir.is_dir():
+            for folder in (self.last_dir, self.out_dir / "checkpoint"):
+                for line in recover_folder(folder):
+                    logger.warning("%s", line)
+        accelerator.wait_for_everyone()
+        held = [p.name for p in (self.out_dir / "checkpoint", self.last_dir) if p.exists()]
+        if cfg.train.resume:
+            if not (self.last_dir / TRAINING_STATE).exists():
+                raise UserError(f"train.resume: {self.last_dir} holds no resumable state, so there is nothing to "
+                                "continue; start the run without --resume (train.resume=false)")
+            return True
+        if held and not cfg.train.overwrite:
+            raise UserError(f"train.output_dir {self.out_dir} already holds a run ({', '.join(held)}): continue it "
+                            "with --resume (train.resume=true), replace it with --overwrite (train.overwrite=true), "
+                            "or choose another train.output_dir")
+        if self.main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            for name in held:  # --overwrite: the old run's weights and resumable state go now, not at the first save
+                shutil.rmtree(self.out_dir / name)
+            shutil.rmtree(self.out_dir / DEEPSPEED_STATE, ignore_errors=True)
+        accelerator.wait_for_everyone()
+        return False
+
     def run(self, recipe) -> dict:
         """Set up, train every epoch (validating and saving), finish; returns the metrics (metrics.json)."""
         cfg = self.cfg
@@ -92,12 +122,10 @@ class Engine:
             torch.set_num_threads(cfg.train.threads)
         self.accelerator = accelerator = make_accelerator(cfg)
         set_seed(cfg.train.seed)
-        if self.main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, self.out_dir / "config.yaml")
-
-        resuming = cfg.train.resume and (self.last_dir / TRAINING_STATE).exists()
+        resuming = self._check_run_folder()
         setup = recipe.setup(self, resuming)
+        if self.main:  # written once the data and the model are known to be usable
+            save_config(cfg, self.out_dir / "config.yaml")
         model, self.tokenizer = setup.model, setup.tokenizer
         if resuming:
             load_weights(model, self.last_dir / WEIGHTS, strict=True)
@@ -217,7 +245,8 @@ class Engine:
                    "overflow_skipped_steps": len(guard.skipped_steps), "overflow_skipped_step_ids": guard.skipped_steps}
         self.best = best
         metrics = recipe.finish(self, metrics)
-        metrics["skipped"] = [list(s) for s in self.skipped]
+        # Each epoch meets the same unreadable files again; they are reported once.
+        metrics["skipped"] = [list(s) for s in dict.fromkeys(tuple(s) for s in self.skipped)]
         if self.main:
             write_json(self.out_dir / "metrics.json", metrics)
         # All ranks leave together: a rank that tears down the process group while another still uses it

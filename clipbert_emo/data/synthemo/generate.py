@@ -176,6 +176,10 @@ def generate_synthemo(out_dir: str | os.PathLike, cfg: SynthEmoConfig = SynthEmo
     """Writes out_dir/{train,val,test}.jsonl and out_dir/videos/<split>/<id>.mp4, plus out_dir/synthemo.json (the config and the ceilings). Returns that summary dict.
 
     The returned dict also carries ``generation_seconds`` (not written to disk)."""
+    from ...config.errors import check_output_folder
+
+    cfg.validate()
+    check_output_folder(out_dir, "SynthEmo --out")
     if not 0 < cfg.window_min <= cfg.window_max <= 1:
         raise ValueError("need 0 < window_min <= window_max <= 1")
     for name in ("ambiguous_fraction", "happy_positive_text", "sad_specific_text"):

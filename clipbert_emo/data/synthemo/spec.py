@@ -102,6 +102,30 @@ class SynthEmoConfig:
     def split_sizes(self) -> dict[str, int]:
         return {"train": self.num_train, "val": self.num_val, "test": self.num_test}
 
+    def validate(self) -> None:
+        """Refuse values that would write an empty, broken or silently different benchmark."""
+        problems = []
+        for name in ("num_train", "num_val", "num_test"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name}={getattr(self, name)} must be >= 0")
+        if self.num_train + self.num_val + self.num_test == 0:
+            problems.append("every split has 0 videos")
+        if self.size < 16:
+            problems.append(f"size={self.size}: frames must be at least 16 px to draw a face")
+        if not self.fps > 0 or not self.duration > 0:
+            problems.append(f"fps={self.fps} and duration={self.duration} must both be > 0")
+        if not 0 < self.window_min <= self.window_max <= 1:
+            problems.append(f"window_min={self.window_min}, window_max={self.window_max}: need "
+                            "0 < window_min <= window_max <= 1")
+        for name in ("ambiguous_fraction", "happy_positive_text", "sad_specific_text"):
+            if not 0 <= getattr(self, name) <= 1:
+                problems.append(f"{name}={getattr(self, name)} must be in [0, 1]")
+        if self.workers < 1:
+            problems.append(f"workers={self.workers} must be >= 1")
+        if problems:
+            from ...config.errors import UserError
+
+            raise UserError("SynthEmo settings: " + "; ".join(problems))
 
 
 
