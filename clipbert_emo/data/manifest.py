@@ -67,23 +67,35 @@ class Manifest:
     skipped: list[tuple[str, str]]  # (file:line, reason) of samples left out
 
 
+def _text_lines(path: Path) -> list[str]:
+    """The file's lines as UTF-8 (a leading byte-order mark is dropped, as spreadsheet exports add one); bytes
+    that are not UTF-8 are a ManifestError naming the line."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        lineno = data[: e.start].count(b"\n") + 1
+        raise ManifestError(f"{path}:{lineno}: not UTF-8 text (byte {data[e.start]:#04x}); save the manifest as "
+                            "UTF-8") from None
+    return text.splitlines(keepends=True)
+
+
 def _rows(path: Path):
+    lines = _text_lines(path)
     if path.suffix.lower() == ".csv":
-        with path.open(newline="") as f:
-            for lineno, row in enumerate(csv.DictReader(f), start=2):
-                yield lineno, {k.strip(): v for k, v in row.items() if k is not None}
+        for lineno, row in enumerate(csv.DictReader(lines), start=2):
+            yield lineno, {k.strip(): v for k, v in row.items() if k is not None}
         return
-    with path.open() as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ManifestError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            if not isinstance(obj, dict):
-                raise ManifestError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            yield lineno, obj
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ManifestError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+        if not isinstance(obj, dict):
+            raise ManifestError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+        yield lineno, obj
 
 
 def read_manifest(

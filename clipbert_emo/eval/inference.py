@@ -39,7 +39,11 @@ def collect_clip_logits(model, loader, accelerator=None, progress: bool = True, 
         if lab is not None:
             labels.append(lab.cpu())
     if not clip_logits:
-        raise RuntimeError("no sample could be evaluated (all were skipped)")
+        from ..config import UserError
+
+        shown = "; ".join(f"{w}: {r}" for w, r in skipped[:3]) + (f"; and {len(skipped) - 3} more"
+                                                                   if len(skipped) > 3 else "")
+        raise UserError(f"no sample could be evaluated: all {len(skipped)} were skipped ({shown})")
     return {
         "clip_logits": torch.cat(clip_logits),  # (S, N, K)
         "labels": torch.cat(labels) if labels else None,

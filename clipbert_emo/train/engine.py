@@ -87,8 +87,8 @@ class Engine:
     def main(self) -> bool:
         return self.accelerator.is_main_process
 
-    def _check_run_folder(self) -> bool:
-        """Whether this run resumes. Refuses to start over a finished or killed run unless asked to
+    def _check_run_folder(self) -> tuple[bool, list[str]]:
+        """Whether this run resumes, and which of the folder's run parts --overwrite replaces. Refuses to start over a finished or killed run unless asked to
         (train.overwrite), and to resume what is not there; repairs what a killed save left behind."""
         cfg, accelerator = self.cfg, self.accelerator
         check_output_folder(self.out_dir, "train.output_dir")
@@ -97,23 +97,21 @@ class Engine:
                 for line in recover_folder(folder):
                     logger.warning("%s", line)
         accelerator.wait_for_everyone()
-        held = [p.name for p in (self.out_dir / "checkpoint", self.last_dir) if p.exists()]
+        held = [p.name for p in (self.out_dir / "checkpoint", self.last_dir, self.out_dir / DEEPSPEED_STATE)
+                if p.exists()]
         if cfg.train.resume:
             if not (self.last_dir / TRAINING_STATE).exists():
                 raise UserError(f"train.resume: {self.last_dir} holds no resumable state, so there is nothing to "
                                 "continue; start the run without --resume (train.resume=false)")
-            return True
+            return True, []
         if held and not cfg.train.overwrite:
-            raise UserError(f"train.output_dir {self.out_dir} already holds a run ({', '.join(held)}): continue it "
+            raise UserError(f"train.output_dir {self.out_dir} already holds a run ({', '.join(h + '/' for h in held)}): continue it "
                             "with --resume (train.resume=true), replace it with --overwrite (train.overwrite=true), "
                             "or choose another train.output_dir")
         if self.main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            for name in held:  # --overwrite: the old run's weights and resumable state go now, not at the first save
-                shutil.rmtree(self.out_dir / name)
-            shutil.rmtree(self.out_dir / DEEPSPEED_STATE, ignore_errors=True)
         accelerator.wait_for_everyone()
-        return False
+        return False, held
 
     def run(self, recipe) -> dict:
         """Set up, train every epoch (validating and saving), finish; returns the metrics (metrics.json)."""
@@ -122,9 +120,11 @@ class Engine:
             torch.set_num_threads(cfg.train.threads)
         self.accelerator = accelerator = make_accelerator(cfg)
         set_seed(cfg.train.seed)
-        resuming = self._check_run_folder()
+        resuming, replaced = self._check_run_folder()
         setup = recipe.setup(self, resuming)
-        if self.main:  # written once the data and the model are known to be usable
+        if self.main:  # once the data and the model are known to be usable: nothing is lost to a bad input
+            for name in replaced:  # --overwrite: the old run's weights and resumable state go now, not at a save
+                shutil.rmtree(self.out_dir / name, ignore_errors=True)
             save_config(cfg, self.out_dir / "config.yaml")
         model, self.tokenizer = setup.model, setup.tokenizer
         if resuming:
