@@ -69,3 +69,15 @@ def test_dispatch_and_errors():
         sample_clip_indices(0, 10.0, 1, 2, 2.0, training=False)
     with pytest.raises(ValueError, match="positive"):
         sample_clip_indices(10, 0.0, 1, 2, 2.0, training=False)
+
+
+def test_frame_index_rules_by_hand():
+    from clipbert_emo.data.sampling import sample_clip_indices_test
+
+    # 101 frames at 10 fps, T=2 frames at clip_fps 2: a clip is 2 / 2 * 10 = 10 frames; slack 91, N=2 starts 0, 45.5.
+    ours = sample_clip_indices_test(101, 10.0, 2, 2, 2.0, frame_index="round")
+    original = sample_clip_indices_test(101, 10.0, 2, 2, 2.0, frame_index="floor_exclusive")
+    assert ours.tolist() == [[0, 9], [46, 54]]  # rint(linspace(s, s + 9)): 45.5 -> 46, 54.5 -> 54 (to even)
+    assert original.tolist() == [[0, 10], [45, 55]]  # floor(linspace(s, s + 10)): one past the end, truncated
+    assert sample_clip_indices_test(101, 10.0, 1, 2, 2.0, single_clip="start").tolist() == [[0, 9]]
+    assert sample_clip_indices_test(101, 10.0, 1, 2, 2.0, single_clip="middle").tolist() == [[46, 54]]

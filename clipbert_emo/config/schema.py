@@ -73,6 +73,14 @@ class DataConfig:
     num_clips_train: int = 1  # N_train
     num_clips_test: int = 16  # N_test
     single_clip: str = "middle"  # where the only clip sits when N_test == 1: "middle" | "start"
+    # Preprocessing details. The defaults are this library's; configs/clipbert_original.yaml sets the original
+    # ClipBERT's (in brackets), which its converted weights expect exactly.
+    resize_rounding: str = "round"  # resized side from size * scale: round | floor [floor]
+    resize_antialias: bool = True  # antialias when shrinking frames [false]
+    resize_output: str = "uint8"  # the resized frame rounded back to uint8 | kept float [float]
+    # Which frames a clip takes: round = T positions spread over the clip's first..last frame, rounded;
+    # floor_exclusive = spread over first..one past the last, truncated [floor_exclusive]
+    frame_index: str = "round"
     max_text_len: int = 40
     augment: bool = True  # random resized crop + horizontal flip at train time
     crop_scale_min: float = 0.6
@@ -206,6 +214,9 @@ class ExperimentConfig:
             "model.channel_order": (self.model.channel_order, ("rgb", "bgr")),
             "data.pad": (self.data.pad, ("bottom_right", "center")),
             "data.single_clip": (self.data.single_clip, ("middle", "start")),
+            "data.resize_rounding": (self.data.resize_rounding, ("round", "floor")),
+            "data.resize_output": (self.data.resize_output, ("uint8", "float")),
+            "data.frame_index": (self.data.frame_index, ("round", "floor_exclusive")),
             "data.task": (self.data.task, TASKS),
             "data.format": (self.data.format, DATA_FORMATS),
             "train.mixed_precision": (self.train.mixed_precision, ("no", "fp16", "bf16")),

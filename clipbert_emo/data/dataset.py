@@ -22,7 +22,7 @@ from .decode import (DecodedFrames, VideoDecodeError, check_span, decode_what_de
                      read_frames, read_image, video_info)
 from .manifest import Manifest, Sample
 from .sampling import clip_spans_seconds, sample_clip_indices
-from .transforms import clip_transform
+from .transforms import Resize, clip_transform
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def load_clips(
         frames = np.broadcast_to(image, (num_clips, cfg.num_frames, *image.shape)).copy()  # -> (N, T, H, W, 3)
         clips = torch.stack([
             clip_transform(c, cfg.frame_size, training and cfg.augment, rng, cfg.crop_scale_min, cfg.hflip,
-                           cfg.pad)
+                           cfg.pad, Resize.from_config(cfg))
             for c in frames
         ])  # N x (T, 3, S, S) -> (N, T, 3, S, S)
         return clips, [(0.0, 0.0)] * num_clips
@@ -67,7 +67,7 @@ def load_clips(
     clips = torch.stack(
         [
             clip_transform(c, cfg.frame_size, training and cfg.augment, rng, cfg.crop_scale_min, cfg.hflip,
-                           cfg.pad)
+                           cfg.pad, Resize.from_config(cfg))
             for c in frames
         ]
     )  # N x (T, 3, S, S) -> (N, T, 3, S, S)
@@ -83,7 +83,7 @@ def _clip_indices(sample: Sample, info, cfg: DataConfig, num_clips: int, trainin
     if sample.end is not None:
         last = max(min(int(np.ceil(sample.end * info.fps)), info.num_frames), first + 1)
     return sample_clip_indices(last - first, info.fps, num_clips, cfg.num_frames, cfg.clip_fps, training=training,
-                               rng=rng, single_clip=cfg.single_clip) + first
+                               rng=rng, single_clip=cfg.single_clip, frame_index=cfg.frame_index) + first
 
 
 # Per-clip modalities, in the order their tokens follow the text: name -> decoder. ``data.use_<name>``

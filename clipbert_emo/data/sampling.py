@@ -28,12 +28,25 @@ def clip_length_in_frames(num_frames: int, clip_fps: float, video_fps: float) ->
     return num_frames / clip_fps * video_fps
 
 
-def _frames_of_clip(start: float, clip_len: float, num_frames: int, video_len: int) -> np.ndarray:
-    # The T frames sit at linspace(start, end) over the clip's span; a clip longer than the
-    # video repeats frames rather than reading past the end.
-    end = start + max(clip_len - 1.0, 0.0)
-    idx = np.rint(np.linspace(start, end, num_frames)).astype(np.int64)
-    return np.clip(idx, 0, video_len - 1)
+FRAME_INDEX_RULES = ("round", "floor_exclusive")
+
+
+def _frames_of_clip(start: float, clip_len: float, num_frames: int, video_len: int,
+                    frame_index: str = "round") -> np.ndarray:
+    """The T frame indices of a clip starting at frame ``start`` and ``clip_len`` frames long.
+
+    ``round``: T positions spread over the clip's first..last frame, rounded to the nearest index.
+    ``floor_exclusive``: spread over first..one past the last, truncated (the original ClipBERT's test-time
+    decoder). A clip longer than the video repeats frames rather than reading past the end.
+    """
+    if frame_index == "round":
+        end = start + max(clip_len - 1.0, 0.0)
+        idx = np.rint(np.linspace(start, end, num_frames))
+    elif frame_index == "floor_exclusive":
+        idx = np.floor(np.linspace(start, start + clip_len, num_frames))
+    else:
+        raise ValueError(f"frame_index must be one of {', '.join(FRAME_INDEX_RULES)}, got {frame_index!r}")
+    return np.clip(idx.astype(np.int64), 0, video_len - 1)
 
 
 def sample_clip_indices_train(
@@ -43,13 +56,14 @@ def sample_clip_indices_train(
     num_frames: int,
     clip_fps: float,
     rng: np.random.Generator,
+    frame_index: str = "round",
 ) -> np.ndarray:
     """N_train clips at independent uniformly random starts. Returns (num_clips, num_frames) int64."""
     _check(video_len, num_clips)
     clip_len = clip_length_in_frames(num_frames, clip_fps, video_fps)
     slack = max(video_len - clip_len, 0.0)
     starts = rng.uniform(0.0, slack, size=num_clips) if slack > 0 else np.zeros(num_clips)
-    return np.stack([_frames_of_clip(s, clip_len, num_frames, video_len) for s in starts])
+    return np.stack([_frames_of_clip(s, clip_len, num_frames, video_len, frame_index) for s in starts])
 
 
 def sample_clip_indices_test(
@@ -59,6 +73,7 @@ def sample_clip_indices_test(
     num_frames: int,
     clip_fps: float,
     single_clip: str = "middle",
+    frame_index: str = "round",
 ) -> np.ndarray:
     """N_test clips evenly covering the video, deterministic. Returns (num_clips, num_frames) int64."""
     _check(video_len, num_clips)
@@ -70,7 +85,7 @@ def sample_clip_indices_test(
         starts = [slack / 2.0 if single_clip == "middle" else 0.0]
     else:
         starts = [slack * i / num_clips for i in range(num_clips)]
-    return np.stack([_frames_of_clip(s, clip_len, num_frames, video_len) for s in starts])
+    return np.stack([_frames_of_clip(s, clip_len, num_frames, video_len, frame_index) for s in starts])
 
 
 def sample_clip_indices(
@@ -82,13 +97,14 @@ def sample_clip_indices(
     training: bool,
     rng: np.random.Generator | None = None,
     single_clip: str = "middle",
+    frame_index: str = "round",
 ) -> np.ndarray:
     """Dispatch to the train (random) or test (uniform) sampler. Returns (num_clips, num_frames) int64."""
     if training:
         if rng is None:
             raise ValueError("training sampling needs an explicit numpy Generator, for reproducibility")
-        return sample_clip_indices_train(video_len, video_fps, num_clips, num_frames, clip_fps, rng)
-    return sample_clip_indices_test(video_len, video_fps, num_clips, num_frames, clip_fps, single_clip)
+        return sample_clip_indices_train(video_len, video_fps, num_clips, num_frames, clip_fps, rng, frame_index)
+    return sample_clip_indices_test(video_len, video_fps, num_clips, num_frames, clip_fps, single_clip, frame_index)
 
 
 def clip_spans_seconds(indices: np.ndarray, video_fps: float) -> list[tuple[float, float]]:

@@ -9,27 +9,45 @@ jittering its frames independently would invent motion that is not in the video.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 
-def letterbox(frames: torch.Tensor, size: int, pad: str = "bottom_right") -> torch.Tensor:
+@dataclass(frozen=True)
+class Resize:
+    """How frames are resized: ``rounding`` of the new size (round | floor), bilinear with or without
+    ``antialias``, and the ``output`` kept as uint8 (rounded) or float. The original ClipBERT floors the size,
+    does not antialias and keeps floats; this library's default rounds, antialiases and stores uint8 (4x fewer
+    bytes through the loader)."""
+
+    rounding: str = "round"
+    antialias: bool = True
+    output: str = "uint8"
+
+    @classmethod
+    def from_config(cls, cfg) -> "Resize":
+        return cls(cfg.resize_rounding, cfg.resize_antialias, cfg.resize_output)
+
+
+def letterbox(frames: torch.Tensor, size: int, pad: str = "bottom_right", resize: Resize = Resize()) -> torch.Tensor:
     """Resize the longer side to ``size`` (bilinear) and zero-pad to a square.
 
-    (F, 3, H, W) uint8 -> (F, 3, size, size) uint8. This is ClipBERT's test-time geometry:
-    no pixel of the frame is cropped away. ``pad="bottom_right"`` puts the frame in the top-left
-    corner as ClipBERT does (its weights saw content there); ``"center"`` splits the padding evenly.
+    (F, 3, H, W) uint8 -> (F, 3, size, size) uint8 (float with ``resize.output="float"``). This is ClipBERT's
+    test-time geometry: no pixel of the frame is cropped away. ``pad="bottom_right"`` puts the frame in the
+    top-left corner as ClipBERT does (its weights saw content there); ``"center"`` splits the padding evenly.
     """
     if pad not in ("bottom_right", "center"):
         raise ValueError(f"pad must be bottom_right or center, got {pad!r}")
     f, c, h, w = frames.shape
     scale = size / max(h, w)
-    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    resized = _resize(frames, nh, nw)
+    size_of = round if resize.rounding == "round" else int  # int() truncates, as the original does
+    nh, nw = max(1, size_of(h * scale)), max(1, size_of(w * scale))
+    resized = _resize(frames, nh, nw, resize)
     top, left = ((size - nh) // 2, (size - nw) // 2) if pad == "center" else (0, 0)
-    out = torch.zeros((f, c, size, size), dtype=frames.dtype)
+    out = torch.zeros((f, c, size, size), dtype=resized.dtype)
     out[:, :, top : top + nh, left : left + nw] = resized
     return out
 
@@ -60,23 +78,24 @@ def clip_transform(
     scale_min: float = 0.6,
     hflip: bool = True,
     pad: str = "bottom_right",
+    resize: Resize = Resize(),
 ) -> torch.Tensor:
     """One clip of decoded frames to model input geometry.
 
-    (T, H, W, 3) uint8 numpy -> (T, 3, size, size) uint8 torch.
+    (T, H, W, 3) uint8 numpy -> (T, 3, size, size) uint8 torch (float with ``resize.output="float"``).
     """
     frames = torch.from_numpy(np.ascontiguousarray(clip)).permute(0, 3, 1, 2)  # (T, H, W, 3) -> (T, 3, H, W)
-    frames = letterbox(frames, size, pad)
+    frames = letterbox(frames, size, pad, resize)
     if training and rng is not None:
         top, left, h, w = random_resized_crop_params(size, size, scale_min, rng)
-        frames = _resize(frames[:, :, top : top + h, left : left + w], size, size)
+        frames = _resize(frames[:, :, top : top + h, left : left + w], size, size, resize)
         if hflip and rng.random() < 0.5:
             frames = frames.flip(-1)
     return frames
 
 
-def _resize(frames: torch.Tensor, h: int, w: int) -> torch.Tensor:
+def _resize(frames: torch.Tensor, h: int, w: int, resize: Resize = Resize()) -> torch.Tensor:
     if frames.shape[-2:] == (h, w):
-        return frames
-    out = F.interpolate(frames.float(), size=(h, w), mode="bilinear", align_corners=False, antialias=True)
-    return out.round_().clamp_(0, 255).to(torch.uint8)
+        return frames if resize.output == "uint8" else frames.float()
+    out = F.interpolate(frames.float(), size=(h, w), mode="bilinear", align_corners=False, antialias=resize.antialias)
+    return out.round_().clamp_(0, 255).to(torch.uint8) if resize.output == "uint8" else out
