@@ -129,9 +129,15 @@ def _print_eval_summary(result: dict) -> None:
     for how, rep in result["reports"].items():
         row = {"n_test": result["n_test"], "aggregation": how}
         # Whichever the task reports: classes, multi-label, multitask heads, or regression.
+        # Whichever the task reports, with each benchmark's headline numbers: both Acc-2 conventions (with
+        # and without zeros) for sentiment scores, each head of a multitask model (DAiSEE's four states).
         row.update({k: rep[k] for k in ("accuracy", "macro_f1", "weighted_f1", "micro_f1", "subset_accuracy",
                                         "mean_weighted_accuracy", "mean_accuracy", "mean_macro_f1",
-                                        "mae", "corr", "acc2", "f1", "acc7") if k in rep})
+                                        "mae", "corr", "acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc3",
+                                        "acc5", "acc7") if k in rep})
+        for head, head_rep in rep.get("heads", {}).items():
+            row[f"{head}_acc"] = head_rep["accuracy"]
+            row[f"{head}_f1"] = head_rep["macro_f1"]
         rows.append(row)
     say(format_table(rows, list(rows[0].keys())))
     if result["skipped"]:

@@ -58,7 +58,8 @@ class Predictor:
                 context.setdefault("spans", clip_spans)
                 inputs[name] = clips[None].to(self.device)  # (N, ...) -> (1, N, ...)
             spans = context["spans"]
-        clip_logits = self.model.clip_logits(**inputs).float().cpu()  # (1, N, K)
+        clip_logits = self.model.clip_logits(**inputs, clips_per_pass=self.cfg.model.inference_clips_per_pass)
+        clip_logits = clip_logits.float().cpu()  # (1, N, K)
         logits = aggregate_clip_logits(clip_logits, how)  # (1, N, K) -> (1, K)
         return {"video": os.fspath(video) if video is not None else None, "text": text, "aggregation": how,
                 "num_clips": int(clip_logits.shape[1]),

@@ -216,3 +216,14 @@ def test_apex_is_optional_and_its_absence_is_explained(monkeypatch):
     with pytest.raises(ImportError, match="not on PyPI"):
         build_optimizer(model, OptimConfig(optimizer="apex_fused_adam"))
     assert isinstance(build_optimizer(model, OptimConfig()), torch.optim.AdamW)
+
+
+def test_clips_scored_in_passes_give_the_same_logits():
+    torch.manual_seed(0)
+    model = ClipBertForEmotion(tiny(), K, V).eval()
+    video, ids, mask = batch(b=2, n=7)
+    with torch.no_grad():
+        whole = model.clip_logits(ids, mask, video)
+        for per_pass in (1, 3, 7, 50):
+            torch.testing.assert_close(model.clip_logits(ids, mask, video, clips_per_pass=per_pass), whole,
+                                       rtol=1e-5, atol=1e-6)

@@ -46,6 +46,7 @@ def test_regression_finetune_reports_mosi_metrics(synthemo_dir, tmp_path):
     for key in ("mae", "corr", "acc2", "f1", "acc7", "acc2_has0"):
         assert np.isfinite(rep[key])
     # Every test metric comes from the one checkpoint chosen on validation MAE.
+    assert (tmp_path / "run" / "predicted_vs_true.png").stat().st_size > 0
     meta = json.loads((tmp_path / "run" / "checkpoint" / "meta.json").read_text())
     assert meta["epoch"] == m["best_epoch"] and meta["val_mae"] == m["best_val_score"]
 
@@ -61,6 +62,9 @@ def test_multitask_heads_and_unannotated_heads(synthemo_dir, tmp_path):
     assert rep["heads"]["engagement"]["confusion"] and sum(map(sum, rep["heads"]["engagement"]["confusion"])) == 5
     assert sum(map(sum, rep["heads"]["boredom"]["confusion"])) == 6, "the unannotated head is left out per head"
     assert np.isfinite(m["history"][0]["val_mean_macro_f1"])
+    for head in HEADS:  # one confusion matrix per head, none for the (absent) single softmax
+        assert (tmp_path / "run" / f"confusion_matrix_{head}.png").stat().st_size > 0
+    assert not (tmp_path / "run" / "confusion_matrix.png").exists()
     from clipbert_emo.predict import Predictor
 
     out = Predictor(tmp_path / "run" / "checkpoint")(synthemo_dir / "videos" / "val" / "000000.mp4", num_clips=2)

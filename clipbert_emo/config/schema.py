@@ -117,6 +117,9 @@ class ModelConfig:
     text_init: str = ""
     vocab_size: int = 2000  # size of the vocabulary built from the training texts
     aggregation: str = "lse"  # clip-logit aggregation for the training loss: mean | max | lse
+    # Clips scored per forward pass at evaluation and prediction (0 = all N_test at once): memory stays bounded
+    # however large N_test is, and the logits are the same.
+    inference_clips_per_pass: int = 16
     # Weight of an auxiliary loss from a linear classifier on each clip's mean visual token
     # (training only; inference uses the fused [CLS] alone). 0 = plain ClipBERT. A transformer
     # trained from scratch first ignores the visual tokens; this gives the CNN a direct signal
@@ -241,6 +244,9 @@ class ExperimentConfig:
         for key in ("epochs", "batch_size", "eval_batch_size", "grad_accum_steps", "val_num_clips"):
             if getattr(self.train, key) < 1:
                 raise ConfigError(f"train.{key} must be >= 1, got {getattr(self.train, key)}")
+        if self.model.inference_clips_per_pass < 0:
+            raise ConfigError(f"model.inference_clips_per_pass must be >= 0 (0 = all at once), got "
+                              f"{self.model.inference_clips_per_pass}")
         for key in ("max_steps", "save_every_steps", "threads"):
             if getattr(self.train, key) < 0:
                 raise ConfigError(f"train.{key} must be >= 0 (0 = off), got {getattr(self.train, key)}")

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..checkpoint import load_checkpoint
 from ..data.loading import make_loader
 from ..data.manifest import read_manifest
-from ..models.aggregation import AGGREGATIONS
+from ..models.aggregation import AGGREGATIONS, aggregate_clip_logits
 from ..tasks import get_task, load_split
 from .inference import collect_clip_logits, reports_for_aggregations
 from .plots import plot_report
@@ -53,7 +53,12 @@ def evaluate(checkpoint: str | Path, manifest: str, out_dir: str | Path | None =
         if out_dir is not None:
             out_dir = Path(out_dir)
             write_json(out_dir / "eval_metrics.json", result)
-            plot_report(reports[primary], out_dir, title=f"{Path(manifest).name}: N_test={n_test}, {primary}")
+            truth = pred = None
+            if res["labels"] is not None and res["labels"].ndim == 1 and res["clip_logits"].shape[-1] == 1:
+                truth = res["labels"].numpy()  # a regression: its figure is predicted against true
+                pred = aggregate_clip_logits(res["clip_logits"], primary)[:, 0].numpy()
+            plot_report(reports[primary], out_dir, title=f"{Path(manifest).name}: N_test={n_test}, {primary}",
+                        truth=truth, pred=pred)
         if print_report:
             for how, rep in reports.items():
                 text = format_report(rep)

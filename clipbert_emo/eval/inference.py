@@ -27,7 +27,8 @@ def collect_clip_logits(model, loader, accelerator=None, progress: bool = True, 
         skipped.extend(batch["skipped"])
         if "input_ids" not in batch:
             continue
-        out = net.clip_logits(**{k: v.to(device) for k, v in model_inputs(batch).items()})
+        out = net.clip_logits(**{k: v.to(device) for k, v in model_inputs(batch).items()},
+                              clips_per_pass=net.cfg.inference_clips_per_pass)
         lab = batch.get("labels")
         idx = batch["index"].to(device)
         if accelerator is not None:

@@ -97,13 +97,20 @@ def plot_learning_curves(history: list[dict], path) -> None:
 
     # Lines only for dense per-step logs; markers make sparse epoch logs and
     # single-point series visible.
-    def draw(ax, key):
+    # Series that coincide (accuracy and F1 on a balanced set, say) stay visible: each gets its own dash pattern.
+    styles = ["-", "--", ":", "-."]
+
+    def draw(ax, key, label=None):
         xs, ys = _series(history, key, xkey)
         if xs:
-            ax.plot(xs, ys, marker="o" if len(xs) <= 50 else None, ms=3, label=key)
+            ax.plot(xs, ys, marker="o" if len(xs) <= 50 else None, ms=3, label=label or key,
+                    ls=styles[len(ax.lines) % len(styles)])
 
+    components = [k for k in loss_keys if k.startswith("train_loss_")]
     for k in loss_keys:
-        draw(ax_loss, k)
+        # train_loss is what was minimised: the task's loss plus any weighted auxiliary terms drawn beside it.
+        draw(ax_loss, k, f"train_loss (total, with {', '.join(c[len('train_loss_'):] for c in components)})"
+             if k == "train_loss" and components else None)
     ax_loss.set_title("Loss")
     ax_loss.set_xlabel(xlabel)
     ax_loss.set_ylabel("loss")
@@ -307,12 +314,35 @@ def plot_modality_summary(rows: list[dict], path, target: float = 0.9) -> None:
     _save(fig, path)
 
 
-def plot_report(report: dict, out_dir, title: str) -> list[Path]:
+def plot_report(report: dict, out_dir, title: str, truth=None, pred=None) -> list[Path]:
     """The figures a task's report calls for, written into ``out_dir``: the confusion matrix of a class
-    report. Returns the paths written."""
+    report, one per head of a multitask report, and predicted against true values of a regression (given
+    ``truth`` and ``pred``). Returns the paths written."""
     written = []
     if "confusion" in report and "labels" in report:
         path = Path(out_dir) / "confusion_matrix.png"
         plot_confusion_matrix(report["confusion"], report["labels"], path, title=title)
         written.append(path)
+    for head, rep in report.get("heads", {}).items():
+        path = Path(out_dir) / f"confusion_matrix_{head}.png"
+        plot_confusion_matrix(rep["confusion"], rep["labels"], path, title=f"{head}: {title}")
+        written.append(path)
+    if "mae" in report and truth is not None and pred is not None:
+        path = Path(out_dir) / "predicted_vs_true.png"
+        plot_predicted_vs_true(truth, pred, path, title=f"{title}: MAE {report['mae']:.3f}, r {report['corr']:.3f}")
+        written.append(path)
     return written
+
+
+def plot_predicted_vs_true(truth, pred, path, title: str = "") -> None:
+    """Regression: each sample's prediction against its target, with the line where they are equal."""
+    truth, pred = np.asarray(truth, dtype=float), np.asarray(pred, dtype=float)
+    fig = _new_figure((5, 5))
+    ax = fig.add_subplot(1, 1, 1)
+    ax.scatter(truth, pred, s=10, alpha=0.6)
+    lo, hi = float(min(truth.min(), pred.min())), float(max(truth.max(), pred.max()))
+    ax.plot([lo, hi], [lo, hi], color="gray", lw=1, ls="--", label="prediction = target")
+    ax.set(xlabel="target", ylabel="prediction", title=title)
+    ax.legend(fontsize=8)
+    ax.grid(True, alpha=0.3)
+    _save(fig, path)

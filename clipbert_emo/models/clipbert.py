@@ -107,9 +107,18 @@ class ClipBertForEmotion(ClipBertModel):
                            if self.uses_video and cfg.visual_aux_weight > 0 else None)
 
     def clip_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, video: torch.Tensor | None = None,
-                    **modalities) -> torch.Tensor:
-        """Per-clip logits (B, N, K); N = 1 for a text-only model."""
-        return self._score_clips(input_ids, attention_mask, {"video": video, **modalities})[0]
+                    clips_per_pass: int = 0, **modalities) -> torch.Tensor:
+        """Per-clip logits (B, N, K); N = 1 for a text-only model.
+
+        ``clips_per_pass`` > 0 scores the N clips that many at a time (each clip is scored on its own, so the
+        logits are the same): activation memory then stays bounded however large N_test is."""
+        inputs = {k: v for k, v in {"video": video, **modalities}.items() if v is not None}
+        n = next(iter(inputs.values())).shape[1] if inputs else 1
+        if clips_per_pass <= 0 or n <= clips_per_pass:
+            return self._score_clips(input_ids, attention_mask, inputs)[0]
+        parts = [self._score_clips(input_ids, attention_mask, {k: v[:, i:i + clips_per_pass] for k, v in inputs.items()})[0]
+                 for i in range(0, n, clips_per_pass)]  # each (B, n_i, K)
+        return torch.cat(parts, dim=1)  # -> (B, N, K)
 
     def _score_clips(self, input_ids, attention_mask, inputs) -> tuple[torch.Tensor, EncodedClips]:
         enc = self.encode_clips(input_ids, attention_mask, inputs)
