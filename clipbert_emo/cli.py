@@ -145,7 +145,7 @@ def _print_eval_summary(result: dict) -> None:
 
 
 def _cmd_evaluate(args) -> int:
-    from .config import UserError, check_output_folder
+    from .config import check_output_folder
     from .eval.evaluate import evaluate
     from .eval.report import format_report
 

@@ -1,7 +1,6 @@
 """Frame geometry, and the original ClipBERT's preprocessing options checked against values worked out by hand."""
 
 import numpy as np
-import pytest
 import torch
 
 from clipbert_emo.config import load_config
