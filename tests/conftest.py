@@ -33,6 +33,12 @@ TINY_OVERRIDES = [
 
 
 
+def data_overrides(d):
+    """The overrides that point a config at the train/val/test manifests of a SynthEmo folder."""
+    return [f"data.train_manifest={d / 'train.jsonl'}", f"data.val_manifest={d / 'val.jsonl'}",
+            f"data.test_manifest={d / 'test.jsonl'}"]
+
+
 def rewrite_manifest(src, dst, fn):
     """Copy a SynthEmo manifest with absolute video paths, replacing each line's annotation with fn(index, row)."""
     import json

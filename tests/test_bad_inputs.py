@@ -11,18 +11,13 @@ import pytest
 
 from clipbert_emo.cli import main
 from clipbert_emo.config import UserError
-from conftest import TINY_OVERRIDES
-
-
-def _data(d):
-    return [f"data.train_manifest={d / 'train.jsonl'}", f"data.val_manifest={d / 'val.jsonl'}",
-            f"data.test_manifest={d / 'test.jsonl'}"]
+from conftest import TINY_OVERRIDES, data_overrides
 
 
 @pytest.fixture(scope="module")
 def run(synthemo_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    assert main(["finetune", "-q", *TINY_OVERRIDES, *_data(synthemo_dir), f"train.output_dir={out}",
+    assert main(["finetune", "-q", *TINY_OVERRIDES, *data_overrides(synthemo_dir), f"train.output_dir={out}",
                  "train.max_steps=2", "train.save_every_steps=1"]) == 0
     return out
 
@@ -30,7 +25,7 @@ def run(synthemo_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def text_run(synthemo_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("text_run")
-    assert main(["finetune", "-q", *TINY_OVERRIDES, *_data(synthemo_dir), f"train.output_dir={out}",
+    assert main(["finetune", "-q", *TINY_OVERRIDES, *data_overrides(synthemo_dir), f"train.output_dir={out}",
                  "train.max_steps=1", "data.use_video=false", "data.test_manifest="]) == 0
     return out
 
@@ -261,7 +256,7 @@ def test_a_malicious_training_state_is_refused_without_advice_to_unpickle(run, s
             return (os.system, ("touch " + str(tmp_path / "pwned"),))
 
     (out / "last" / "training_state.pt").write_bytes(pickle.dumps({"step": Evil()}))
-    line = _fails(capsys, ["finetune", "-q", "--resume", *TINY_OVERRIDES, *_data(synthemo_dir),
+    line = _fails(capsys, ["finetune", "-q", "--resume", *TINY_OVERRIDES, *data_overrides(synthemo_dir),
                            f"train.output_dir={out}", "train.max_steps=2"], "training_state.pt: refused")
     assert "weights_only=False" not in line and not (tmp_path / "pwned").exists()
 
@@ -271,7 +266,7 @@ def test_a_malicious_training_state_is_refused_without_advice_to_unpickle(run, s
 
 def test_a_second_run_into_a_run_folder_is_refused_and_changes_nothing(run, synthemo_dir, capsys):
     before = _snapshot(run)
-    _fails(capsys, ["finetune", "-q", *TINY_OVERRIDES, *_data(synthemo_dir), f"train.output_dir={run}"],
+    _fails(capsys, ["finetune", "-q", *TINY_OVERRIDES, *data_overrides(synthemo_dir), f"train.output_dir={run}"],
            "already holds a run", "--resume", "--overwrite")
     assert _snapshot(run) == before
 
@@ -288,7 +283,7 @@ def test_a_bad_manifest_with_overwrite_loses_nothing(run, synthemo_dir, tmp_path
 
 
 def test_resume_without_a_run_is_refused(synthemo_dir, tmp_path, capsys):
-    _fails(capsys, ["finetune", "-q", "--resume", *TINY_OVERRIDES, *_data(synthemo_dir),
+    _fails(capsys, ["finetune", "-q", "--resume", *TINY_OVERRIDES, *data_overrides(synthemo_dir),
                     f"train.output_dir={tmp_path / 'new'}"], "nothing to continue")
     assert not (tmp_path / "new" / "config.yaml").exists()
 
@@ -299,7 +294,7 @@ def test_a_save_killed_between_its_renames_resumes_and_leftovers_are_cleaned(run
     # The kill: last/ was renamed aside, the new folder not yet moved in; an older killed save left a temp folder.
     os.replace(out / "last", out / ".last.old")
     shutil.copytree(out / ".last.old", out / ".last.abc123")
-    assert main(["finetune", "-q", "--resume", *TINY_OVERRIDES, *_data(synthemo_dir), f"train.output_dir={out}",
+    assert main(["finetune", "-q", "--resume", *TINY_OVERRIDES, *data_overrides(synthemo_dir), f"train.output_dir={out}",
                  "train.max_steps=3", "train.epochs=2"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["steps"] == 3, "continued from the restored last/, not from step 0"
@@ -309,7 +304,7 @@ def test_a_save_killed_between_its_renames_resumes_and_leftovers_are_cleaned(run
 def test_output_folder_problems(synthemo_dir, tmp_path, capsys, monkeypatch):
     a_file = tmp_path / "f"
     a_file.write_text("x")
-    _fails(capsys, ["finetune", "-q", *TINY_OVERRIDES, *_data(synthemo_dir), f"train.output_dir={a_file / 'run'}"],
+    _fails(capsys, ["finetune", "-q", *TINY_OVERRIDES, *data_overrides(synthemo_dir), f"train.output_dir={a_file / 'run'}"],
            "is a file, not a folder")
     import errno
 
@@ -319,7 +314,7 @@ def test_output_folder_problems(synthemo_dir, tmp_path, capsys, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device", path)
 
     monkeypatch.setattr(ckpt, "save_file", full_disk)
-    _fails(capsys, ["finetune", "-q", *TINY_OVERRIDES, *_data(synthemo_dir), f"train.output_dir={tmp_path / 'r'}",
+    _fails(capsys, ["finetune", "-q", *TINY_OVERRIDES, *data_overrides(synthemo_dir), f"train.output_dir={tmp_path / 'r'}",
                     "train.max_steps=1"], "the disk is full")
     assert [p.name for p in (tmp_path / "r").iterdir() if p.name.startswith(".")] == [], "no half-written folder"
 
@@ -331,7 +326,7 @@ def test_output_folder_problems(synthemo_dir, tmp_path, capsys, monkeypatch):
                                              ("train.epochs=0", "train.epochs must be >= 1"),
                                              ("data.clip_fps=0", "data.clip_fps must be > 0")])
 def test_config_values_that_cannot_run(override, needle, synthemo_dir, tmp_path, capsys):
-    _fails(capsys, ["finetune", "-q", *_data(synthemo_dir), f"train.output_dir={tmp_path / 'r'}", override], needle)
+    _fails(capsys, ["finetune", "-q", *data_overrides(synthemo_dir), f"train.output_dir={tmp_path / 'r'}", override], needle)
     assert not (tmp_path / "r").exists()
 
 

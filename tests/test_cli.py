@@ -6,18 +6,13 @@ import shutil
 import pytest
 
 from clipbert_emo.cli import main
-from conftest import TINY_OVERRIDES
-
-
-def _data_overrides(d):
-    return [f"data.train_manifest={d / 'train.jsonl'}", f"data.val_manifest={d / 'val.jsonl'}",
-            f"data.test_manifest={d / 'test.jsonl'}"]
+from conftest import TINY_OVERRIDES, data_overrides
 
 
 @pytest.fixture(scope="module")
 def trained_run(synthemo_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    rc = main(["finetune", "-q", *TINY_OVERRIDES, *_data_overrides(synthemo_dir), f"train.output_dir={out}",
+    rc = main(["finetune", "-q", *TINY_OVERRIDES, *data_overrides(synthemo_dir), f"train.output_dir={out}",
                "train.epochs=2"])
     assert rc == 0
     return out

@@ -320,12 +320,16 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
     return value
 
 
-def _from_dict(cls: type, data: dict, where: str) -> Any:
-    hints = get_type_hints(cls)
+def _refuse_unknown_keys(data: dict, cls: type, where: str) -> None:
     names = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(names))}")
+
+
+def _from_dict(cls: type, data: dict, where: str) -> Any:
+    hints = get_type_hints(cls)
+    _refuse_unknown_keys(data, cls, where)
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
     return cls(**kwargs)
 
@@ -381,10 +385,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
 def _check_keys(data: dict, cls: type, where: str) -> None:
     """Unknown keys anywhere in ``data`` are an error naming ``where`` (the file they came from)."""
     hints = get_type_hints(cls)
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(names))}")
+    _refuse_unknown_keys(data, cls, where)
     for k, v in data.items():
         if dataclasses.is_dataclass(hints[k]) and isinstance(v, dict):
             _check_keys(v, hints[k], f"{where}.{k}")
