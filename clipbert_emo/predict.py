@@ -57,12 +57,14 @@ class Predictor:
                 clips, clip_spans = MODALITY_DECODERS[name](sample, cfg, n, False, None, context)  # (N, ...)
                 context.setdefault("spans", clip_spans)
                 inputs[name] = clips[None].to(self.device)  # (N, ...) -> (1, N, ...)
+                inputs[f"{name}_present"] = torch.tensor([name not in context.get("absent", ())], device=self.device)
             spans = context["spans"]
         clip_logits = self.model.clip_logits(**inputs, clips_per_pass=self.cfg.model.inference_clips_per_pass)
         clip_logits = clip_logits.float().cpu()  # (1, N, K)
         logits = aggregate_clip_logits(clip_logits, how)  # (1, N, K) -> (1, K)
+        # A modality the model knows but this file lacks (a silent video) was masked out; the result says so.
         return {"video": os.fspath(video) if video is not None else None, "text": text, "aggregation": how,
-                "num_clips": int(clip_logits.shape[1]),
+                "num_clips": int(clip_logits.shape[1]), "missing_modalities": sorted(context.get("absent", ())),
                 **self.task.prediction(logits[0], clip_logits[0], spans, cfg)}
 
 

@@ -54,9 +54,10 @@ def test_unknown_key_in_file_names_the_file(tmp_path):
         load_config(tmp_path / "bad.yaml")
 
 
-def test_both_modalities_off_is_an_error():
-    with pytest.raises(ConfigError, match="both false"):
+def test_every_modality_off_is_an_error():
+    with pytest.raises(ConfigError, match="use_video, data.use_text and data.use_audio are all false"):
         load_config(None, ["data.use_video=false", "data.use_text=false"])
+    assert load_config(None, ["data.use_video=false", "data.use_text=false", "data.use_audio=true"]).data.use_audio
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])

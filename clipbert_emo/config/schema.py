@@ -21,7 +21,7 @@ import yaml
 from .atomic import atomic_write_text
 from .errors import UserError
 
-__all__ = ["EMOTIONS", "TASKS", "DATA_FORMATS", "ConfigError", "DataConfig", "ModelConfig", "OptimConfig",
+__all__ = ["EMOTIONS", "TASKS", "DATA_FORMATS", "ConfigError", "AudioConfig", "DataConfig", "ModelConfig", "OptimConfig",
            "TrainConfig", "PretrainConfig", "ExperimentConfig", "to_dict", "from_dict", "parse_override",
            "apply_overrides", "load_config", "save_config", "resolve_config_path", "resolve_preset_path", "named_configs",
            "CONFIG_DIR"]
@@ -37,6 +37,24 @@ class ConfigError(UserError, ValueError):
 TASKS: list[str] = ["single_label", "multilabel", "multitask", "regression"]
 DATA_FORMATS = ("manifest", "meld", "mosi", "mosei", "sims", "daisee", "fer2013", "image_folder", "coco",
                 "visual_genome")
+
+
+@dataclass
+class AudioConfig:
+    """The sound track as a modality (data.use_audio): its front end, computed in the data workers."""
+
+    sample_rate: int = 16000  # mono, resampled to this
+    # Each sampled clip gets the audio window centred on it (a video shorter than the window is zero-padded);
+    # without video, N windows are placed over the sound track as clips would be.
+    window_seconds: float = 2.0
+    n_mels: int = 64  # log-mel spectrogram (transformers.audio_utils' filter bank)
+    win_ms: float = 25.0
+    hop_ms: float = 10.0
+    # SpecAugment at train time: this many time and frequency bands zeroed per window, each up to this wide.
+    time_masks: int = 2
+    time_mask_frames: int = 20
+    freq_masks: int = 2
+    freq_mask_bins: int = 8
 
 
 @dataclass
@@ -64,6 +82,10 @@ class DataConfig:
     # Modalities: a model trained without one never sees it, at train or test time.
     use_video: bool = True
     use_text: bool = True
+    # The sound track of the same file (or a manifest's "audio" file), as a third modality; a sample without an
+    # audio stream gets its audio tokens masked out, and is counted.
+    use_audio: bool = False
+    audio: AudioConfig = field(default_factory=AudioConfig)
     frame_size: int = 448  # frames are letterboxed to a frame_size x frame_size square
     # Where the letterboxed frame sits in its square: bottom_right = top-left corner, zeros below and to
     # the right (ClipBERT's geometry); center = zeros split evenly on both sides.
@@ -125,6 +147,7 @@ class ModelConfig:
     # trained from scratch first ignores the visual tokens; this gives the CNN a direct signal
     # from step one instead of waiting for attention to route one to it.
     visual_aux_weight: float = 0.0
+    audio_tokens: int = 8  # tokens per audio window from the log-mel CNN (data.use_audio)
     # The model computes (pixel / 255 - pixel_mean) / pixel_std per channel, RGB order. ClipBERT's
     # "subtract [123.675, 116.28, 103.53] on the 0-255 scale, std 1" is pixel_mean = those / 255 =
     # [0.485, 0.456, 0.406] with pixel_std = 1/255 (configs/clipbert_original.yaml).
@@ -230,8 +253,15 @@ class ExperimentConfig:
         for key, (value, allowed) in choices.items():
             if value not in allowed:
                 raise ConfigError(f"{key}={value!r}: expected one of {', '.join(allowed)}")
-        if not (self.data.use_video or self.data.use_text):
-            raise ConfigError("data.use_video and data.use_text are both false: the model would see nothing")
+        if not (self.data.use_video or self.data.use_text or self.data.use_audio):
+            raise ConfigError("data.use_video, data.use_text and data.use_audio are all false: the model would see "
+                              "nothing")
+        a = self.data.audio
+        if a.sample_rate < 1000 or not a.window_seconds > 0 or a.n_mels < 8 or not 0 < a.hop_ms <= a.win_ms:
+            raise ConfigError(f"data.audio: need sample_rate >= 1000, window_seconds > 0, n_mels >= 8 and "
+                              f"0 < hop_ms <= win_ms (got {a})")
+        if self.model.audio_tokens < 1:
+            raise ConfigError(f"model.audio_tokens must be >= 1, got {self.model.audio_tokens}")
         if self.model.backbone_stages not in (3, 4):
             raise ConfigError(f"model.backbone_stages={self.model.backbone_stages}: expected 3 or 4")
         if self.model.hidden_size % self.model.num_heads:

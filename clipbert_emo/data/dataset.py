@@ -22,6 +22,7 @@ from .decode import (DecodedFrames, VideoDecodeError, check_span, decode_what_de
                      read_frames, read_image, video_info)
 from .manifest import Manifest, Sample
 from .sampling import clip_spans_seconds, sample_clip_indices
+from .audio import load_audio_clips
 from .transforms import Resize, clip_transform
 
 logger = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ def _clip_indices(sample: Sample, info, cfg: DataConfig, num_clips: int, trainin
 # can align its windows with the video's clips.
 MODALITY_DECODERS = {
     "video": lambda sample, cfg, num_clips, training, rng, context: load_clips(sample, cfg, num_clips, training, rng),
+    "audio": load_audio_clips,
 }
 
 
@@ -139,6 +141,8 @@ class VideoTextDataset(Dataset):
         except VideoDecodeError as e:
             item["error"] = str(e)
             return item
+        for name in self.modalities:  # a file without, say, a sound track: those tokens are masked out
+            item[f"{name}_present"] = name not in context.get("absent", ())
         item["spans"] = context["spans"]
         return item
 
@@ -175,6 +179,7 @@ class Collator:
         for name in MODALITY_DECODERS:
             if name in items[0]:
                 batch[name] = torch.stack([it[name] for it in items])  # B x (N, ...) -> (B, N, ...)
+                batch[f"{name}_present"] = torch.tensor([it[f"{name}_present"] for it in items])  # (B,) bool
         if "spans" in items[0]:
             batch["spans"] = [it["spans"] for it in items]
         labels = [it["label"] for it in items]
@@ -184,5 +189,7 @@ class Collator:
 
 
 def model_inputs(batch: dict) -> dict:
-    """The keyword arguments a model's forward takes from a batch: the text and every modality present."""
-    return {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask") or k in MODALITY_DECODERS}
+    """The keyword arguments a model's forward takes from a batch: the text, every modality's clips, and which
+    samples have each modality (``<name>_present``)."""
+    names = set(MODALITY_DECODERS) | {f"{n}_present" for n in MODALITY_DECODERS}
+    return {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask") or k in names}

@@ -13,6 +13,7 @@ A manifest is a JSONL file, one object per line::
   an object ``{head: class name}`` over ``data.heads`` (a head left out = not annotated);
   for regression ``target``: a number. Optional only for prediction and pretraining.
 - ``start`` / ``end``: optional seconds, to use only that span of the video.
+- ``audio``: optional path of a separate sound file (else, with ``data.use_audio``, the video's own track).
 - any other key (for example ``meta``) is carried along and ignored by training.
 
 A CSV file with the same column names is read the same way, except that a multitask
@@ -57,6 +58,7 @@ class Sample:
     start: float | None = None
     end: float | None = None
     source: str = ""  # "file:line", for error messages
+    audio: str | None = None  # a separate sound file; None = the video file's own sound track
     extra: dict = field(default_factory=dict)
 
 
@@ -115,7 +117,7 @@ def read_manifest(
     if not path.exists():
         raise ManifestError(f"manifest not found: {path}")
     is_csv = path.suffix.lower() == ".csv"
-    known = {"video", "text", "start", "end", *getattr(read_target, "fields", ())}
+    known = {"video", "text", "start", "end", "audio", *getattr(read_target, "fields", ())}
     samples: list[Sample] = []
     skipped: list[tuple[str, str]] = []
     for lineno, row in _rows(path):
@@ -148,7 +150,14 @@ def read_manifest(
                 duration = None  # unreadable: the loader skips and reports it when it gets there
             if duration is not None:
                 check_span(start, end, duration, where)
-        samples.append(Sample(video=video_path, text=text, start=start, end=end, source=where,
+        audio = row.get("audio") or None
+        if audio is not None:
+            if not isinstance(audio, str):
+                raise ManifestError(f"{where}: field 'audio' must be a path, got {audio!r}")
+            audio = str(audio if os.path.isabs(audio) else (path.parent / audio))
+            if not os.path.exists(audio):
+                raise ManifestError(f"{where}: audio file not found: {audio}")
+        samples.append(Sample(video=video_path, text=text, start=start, end=end, source=where, audio=audio,
                               extra={k: v for k, v in row.items() if k not in known}, **annotation))
     if skipped:
         shown = "\n".join(f"  {w}: {r}" for w, r in skipped[:10])

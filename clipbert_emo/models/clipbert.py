@@ -55,6 +55,8 @@ class ClipBertModel(nn.Module):
 
     def encode_clips(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, inputs: dict) -> EncodedClips:
         """Text (B, L) and, per modality this model uses, its clips (B, N, ...) -> every clip fused with the text."""
+        present = {m.name: inputs[f"{m.name}_present"] for m in self.modalities
+                   if inputs.get(f"{m.name}_present") is not None}
         missing = [m.name for m in self.modalities if inputs.get(m.name) is None]
         if missing:
             raise ValueError(f"this model was trained with {' and '.join(missing)}; pass "
@@ -68,7 +70,8 @@ class ClipBertModel(nn.Module):
         # Every clip is fused with the full text of its video.
         ids = repeat(input_ids, "b l -> (b n) l", n=n)  # (B, L) -> (B*N, L)
         mask = repeat(attention_mask, "b l -> (b n) l", n=n)  # (B, L) -> (B*N, L)
-        sequence, pooled = self.transformer(ids, mask, flat)  # -> (B*N, L + tokens, D), (B*N, D)
+        has = {name: repeat(p, "b -> (b n)", n=n) for name, p in present.items()}  # (B,) -> (B*N,)
+        sequence, pooled = self.transformer(ids, mask, flat, has)  # -> (B*N, L + tokens, D), (B*N, D)
         return EncodedClips(sequence, pooled, features, b, n)
 
     def enable_gradient_checkpointing(self) -> None:
@@ -113,10 +116,12 @@ class ClipBertForEmotion(ClipBertModel):
         ``clips_per_pass`` > 0 scores the N clips that many at a time (each clip is scored on its own, so the
         logits are the same): activation memory then stays bounded however large N_test is."""
         inputs = {k: v for k, v in {"video": video, **modalities}.items() if v is not None}
-        n = next(iter(inputs.values())).shape[1] if inputs else 1
+        clips = {k: v for k, v in inputs.items() if not k.endswith("_present")}  # (B, N, ...) each
+        n = next(iter(clips.values())).shape[1] if clips else 1
         if clips_per_pass <= 0 or n <= clips_per_pass:
             return self._score_clips(input_ids, attention_mask, inputs)[0]
-        parts = [self._score_clips(input_ids, attention_mask, {k: v[:, i:i + clips_per_pass] for k, v in inputs.items()})[0]
+        parts = [self._score_clips(input_ids, attention_mask,
+                                   {**inputs, **{k: v[:, i:i + clips_per_pass] for k, v in clips.items()}})[0]
                  for i in range(0, n, clips_per_pass)]  # each (B, n_i, K)
         return torch.cat(parts, dim=1)  # -> (B, N, K)
 

@@ -95,9 +95,11 @@ class FusionTransformer(nn.Module):
         return {"missing": list(result.missing_keys), "unexpected": list(result.unexpected_keys)}
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                features: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                features: dict[str, torch.Tensor] | None = None,
+                present: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Text (B', L) ids and mask; ``features``: modality name -> that modality's features of each of
-        the B' sequences (video: the clip grid (B', D, h, w)).
+        the B' sequences (video: the clip grid (B', D, h, w)); ``present``: modality name -> (B',) whether the
+        sequence has it (an absent modality's tokens are masked out; default: all present).
 
         Returns the sequence output (B', L + tokens, D) and the pooled text [CLS] (B', D).
         """
@@ -108,7 +110,9 @@ class FusionTransformer(nn.Module):
                 continue
             tokens = getattr(self.bert, attr)(features[name])  # e.g. (B', D, h, w) -> (B', h*w, D)
             hidden.append(tokens)
-            masks.append(attention_mask.new_ones(tokens.shape[:2]))  # these tokens are never padding
+            has = (present or {}).get(name)
+            masks.append(attention_mask.new_ones(tokens.shape[:2]) if has is None  # never padding
+                         else has.to(attention_mask.dtype)[:, None].expand(tokens.shape[:2]))
         hidden = torch.cat(hidden, dim=1)  # -> (B', L + tokens, D)
         mask = torch.cat(masks, dim=1)  # -> (B', L + tokens)
         mask4d = create_bidirectional_mask(config=self.config, inputs_embeds=hidden, attention_mask=mask)

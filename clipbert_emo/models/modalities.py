@@ -17,6 +17,7 @@ from typing import Callable
 
 import torch.nn as nn
 
+from .audio import AudioEmbeddings, audio_encoder_from_config
 from .embeddings import VisualEmbeddings
 from .visual import visual_encoder_from_config
 
@@ -43,6 +44,14 @@ MODALITIES: list[Modality] = [
         build_embeddings=lambda cfg, bert: VisualEmbeddings(bert.hidden_size, cfg.max_grid, bert.hidden_dropout_prob,
                                                             bert.layer_norm_eps),
         embeddings_always=True,
+    ),
+    Modality(
+        name="audio",
+        encoder_attr="audio_encoder",
+        embeddings_attr="audio_embeddings",
+        build_encoder=audio_encoder_from_config,
+        build_embeddings=lambda cfg, bert: AudioEmbeddings(bert.hidden_size, cfg.audio_tokens,
+                                                           bert.hidden_dropout_prob, bert.layer_norm_eps),
     ),
 ]
 

@@ -1,0 +1,128 @@
+"""The sound track: decoded from the same file as the frames, mono at a fixed rate, cut into one window per
+sampled clip, turned into log-mel spectrograms (SpecAugment at train time), all in the data workers.
+
+Sparse sampling extends to sound: each of the N clips the video decoder sampled gets the audio window centred
+on its span, so training sees N random clips of frames and their sound, and dense inference scores N aligned
+windows. Without video, the N windows are placed over the sound track as clips would be. A file without an
+audio stream gets silent windows marked absent, so the model masks its audio tokens out.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from ..config import AudioConfig, DataConfig
+from .decode import VideoDecodeError
+from .manifest import Sample
+from .sampling import sample_clip_indices
+
+logger = logging.getLogger(__name__)
+
+
+def read_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray | None:
+    """The first audio stream of ``path`` as mono float32 at ``sample_rate``; None when the file has none."""
+    import av
+
+    path = os.fspath(path)
+    try:
+        container = av.open(path)
+    except av.error.FFmpegError as e:
+        raise VideoDecodeError(f"{path}: cannot open for its sound ({str(e).strip()[:160]})") from None
+    with container:
+        if not container.streams.audio:
+            return None
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        chunks = []
+        try:
+            for frame in container.decode(container.streams.audio[0]):
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))  # (1, n) packed mono -> (n,)
+        except av.error.FFmpegError:
+            pass  # a damaged end: keep what decoded
+        for out in resampler.resample(None):
+            chunks.append(out.to_ndarray().reshape(-1))
+    return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+
+
+def audio_windows(wave: np.ndarray, sample_rate: int, centres: list[float], window_seconds: float) -> np.ndarray:
+    """(N, L) windows of ``window_seconds`` centred on ``centres`` (seconds); outside the track is zeros."""
+    length = int(round(window_seconds * sample_rate))
+    out = np.zeros((len(centres), length), np.float32)
+    for i, c in enumerate(centres):
+        start = int(round(c * sample_rate)) - length // 2
+        lo, hi = max(start, 0), min(start + length, len(wave))
+        if hi > lo:
+            out[i, lo - start:hi - start] = wave[lo:hi]
+    return out
+
+
+@lru_cache(maxsize=8)
+def _mel_filters(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
+    from transformers.audio_utils import mel_filter_bank
+
+    return mel_filter_bank(num_frequency_bins=n_fft // 2 + 1, num_mel_filters=n_mels, min_frequency=20.0,
+                           max_frequency=sample_rate / 2, sampling_rate=sample_rate, norm="slaney",
+                           mel_scale="slaney")
+
+
+def log_mel(windows: np.ndarray, cfg: AudioConfig) -> np.ndarray:
+    """(N, L) waveforms -> (N, n_mels, frames) natural-log mel energies."""
+    from transformers.audio_utils import spectrogram, window_function
+
+    win = int(round(cfg.win_ms / 1000 * cfg.sample_rate))
+    hop = int(round(cfg.hop_ms / 1000 * cfg.sample_rate))
+    n_fft = 1 << (win - 1).bit_length()  # the next power of two
+    filters = _mel_filters(cfg.sample_rate, n_fft, cfg.n_mels)
+    window = window_function(win, "hann", frame_length=n_fft)
+    return np.stack([spectrogram(w, window, frame_length=n_fft, hop_length=hop, power=2.0, mel_filters=filters,
+                                 log_mel="log", mel_floor=1e-10) for w in windows]).astype(np.float32)
+
+
+def spec_augment(mels: np.ndarray, cfg: AudioConfig, rng: np.random.Generator) -> np.ndarray:
+    """Zero ``time_masks`` random time bands and ``freq_masks`` frequency bands of each (n_mels, frames) window,
+    at the spectrogram's floor (its minimum), as SpecAugment does."""
+    mels = mels.copy()
+    for m in mels:
+        floor = m.min()
+        for _ in range(cfg.time_masks):
+            w = int(rng.integers(0, cfg.time_mask_frames + 1))
+            t0 = int(rng.integers(0, max(1, m.shape[1] - w)))
+            m[:, t0:t0 + w] = floor
+        for _ in range(cfg.freq_masks):
+            w = int(rng.integers(0, cfg.freq_mask_bins + 1))
+            f0 = int(rng.integers(0, max(1, m.shape[0] - w)))
+            m[f0:f0 + w, :] = floor
+    return mels
+
+
+def load_audio_clips(sample: Sample, cfg: DataConfig, num_clips: int, training: bool,
+                     rng: np.random.Generator | None, context: dict) -> tuple[torch.Tensor, list[tuple[float, float]]]:
+    """The audio decoder of ``data/dataset.py``: (N, n_mels, frames) log-mel windows and each window's span.
+
+    Centred on the video's clip spans (``context["spans"]``) when the video was decoded first; else placed
+    over the sound track itself. A file without sound gives silent windows and ``context["absent"]`` names it.
+    """
+    a = cfg.audio
+    wave = read_audio(sample.audio or sample.video, a.sample_rate)
+    if wave is None or len(wave) == 0:
+        context.setdefault("absent", set()).add("audio")
+        wave = np.zeros(0, np.float32)
+    if "spans" in context:
+        spans = context["spans"]
+    else:  # no video: clips over the sound track, at the video sampler's positions (audio frames at 100 Hz)
+        rate = 100.0
+        first = sample.start or 0.0
+        total = max(1, int(((sample.end or len(wave) / a.sample_rate) - first) * rate))
+        idx = sample_clip_indices(total, rate, num_clips, 2, 2.0 / a.window_seconds, training=training, rng=rng,
+                                  single_clip=cfg.single_clip)
+        spans = [(first + row[0] / rate, first + (row[-1] + 1) / rate) for row in idx]
+    windows = audio_windows(wave, a.sample_rate, [(s + e) / 2 for s, e in spans], a.window_seconds)  # (N, L)
+    mels = log_mel(windows, a)  # (N, n_mels, frames)
+    if training and rng is not None and "audio" not in context.get("absent", ()):
+        mels = spec_augment(mels, a, rng)
+    return torch.from_numpy(mels), spans

@@ -1,0 +1,152 @@
+"""The sound track as a third modality: decoding and resampling, windows aligned with the sampled clips, the
+log-mel front end, silent and audio-only files, the masked-modality path, and a three-modality training run."""
+
+import json
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from clipbert_emo.config import AudioConfig, DataConfig, load_config
+from clipbert_emo.data.audio import audio_windows, load_audio_clips, log_mel, read_audio
+from clipbert_emo.data.manifest import Sample
+from conftest import TINY_OVERRIDES
+
+
+def write_av(path, seconds=2.0, fps=8, size=32, rate=44100, tone=None, video=True, audio=True):
+    """An mp4 with a moving-brightness video and a stereo AAC track; ``tone(t)`` gives the sound per second t."""
+    tone = tone or (lambda t: 0.3 * np.sin(2 * np.pi * 440 * t))
+    with av.open(str(path), "w", format="mp4") as out:
+        if video:
+            vs = out.add_stream("libx264", rate=fps)
+            vs.width = vs.height = size
+            vs.pix_fmt = "yuv420p"
+        if audio:
+            aus = out.add_stream("aac", rate=rate, layout="stereo")
+        if video:
+            for i in range(int(seconds * fps)):
+                frame = av.VideoFrame.from_ndarray(np.full((size, size, 3), 10 + 5 * i, np.uint8), format="rgb24")
+                for p in vs.encode(frame):
+                    out.mux(p)
+        if audio:
+            t = np.arange(int(seconds * rate)) / rate
+            wave = np.stack([tone(t), tone(t)]).astype(np.float32)  # (2, n) planar stereo
+            for start in range(0, wave.shape[1], 1024):
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(wave[:, start:start + 1024]), format="fltp",
+                                                   layout="stereo")
+                frame.sample_rate = rate
+                for p in aus.encode(frame):
+                    out.mux(p)
+            for p in aus.encode(None):
+                out.mux(p)
+        if video:
+            for p in vs.encode(None):
+                out.mux(p)
+    return path
+
+
+def test_read_audio_is_mono_at_the_asked_rate_and_keeps_the_pitch(tmp_path):
+    wave = read_audio(write_av(tmp_path / "a.mp4", seconds=2.0), 16000)
+    assert wave.dtype == np.float32 and abs(len(wave) - 32000) < 1600  # AAC adds a little padding
+    spectrum = np.abs(np.fft.rfft(wave[4000:20000]))
+    assert abs(np.argmax(spectrum) * 16000 / 16000 - 440) < 3, "440 Hz stays 440 Hz after resampling"
+    assert read_audio(write_av(tmp_path / "silent.mp4", audio=False), 16000) is None
+
+
+def test_windows_are_centred_and_padded():
+    wave = np.arange(16000, dtype=np.float32)  # 1 s at 16 kHz, each sample its own index
+    w = audio_windows(wave, 16000, [0.5, 0.0, 1.0], 0.5)
+    assert w.shape == (3, 8000)
+    assert w[0, 0] == 4000 and w[0, -1] == 11999  # centred on 0.5 s
+    assert (w[1, :4000] == 0).all() and w[1, 4000] == 0 and w[1, 4001] == 1  # before the start: zeros
+    assert (w[2, 4000:] == 0).all() and w[2, 3999] == 15999  # past the end: zeros
+
+
+def test_audio_windows_follow_the_video_clips_at_train_and_test_time(tmp_path):
+    # A click at 1.5 s: the window of a clip whose span holds 1.5 s hears it, the others do not.
+    tone = lambda t: np.where(np.abs(t - 1.5) < 0.05, 0.8 * np.sin(2 * np.pi * 1000 * t), 0.0)  # noqa: E731
+    path = write_av(tmp_path / "click.mp4", seconds=4.0, tone=tone)
+    cfg = DataConfig(frame_size=32, num_frames=1, clip_fps=4.0, audio=AudioConfig(window_seconds=0.5))
+    for training, rng in ((False, None), (True, np.random.default_rng(3))):
+        context = {}
+        from clipbert_emo.data.dataset import load_clips
+
+        _, spans = load_clips(Sample(video=str(path), text=""), cfg, 8, training, rng)
+        context["spans"] = spans
+        mels, audio_spans = load_audio_clips(Sample(video=str(path), text=""), cfg, 8, training=False, rng=None,
+                                            context=context)
+        assert audio_spans == spans and mels.shape[0] == 8
+        energy = mels.exp().sum(dim=(1, 2))  # (N,)
+        hears = [abs((s + e) / 2 - 1.5) < 0.2 for s, e in spans]
+        if any(hears) and not all(hears):
+            assert energy[torch.tensor(hears)].min() > 10 * energy[~torch.tensor(hears)].max()
+
+
+def test_silent_video_is_masked_and_audio_only_file_is_windowed(tmp_path):
+    cfg = DataConfig(use_video=False, use_audio=True)
+    context = {}
+    mels, spans = load_audio_clips(Sample(video=str(write_av(tmp_path / "s.mp4", audio=False)), text=""), cfg, 3,
+                                   False, None, context)
+    assert context["absent"] == {"audio"} and mels.shape[0] == 3
+    audio_only = write_av(tmp_path / "voice.m4a", seconds=3.0, video=False)
+    context = {}
+    mels, spans = load_audio_clips(Sample(video=str(audio_only), text=""), cfg, 4, False, None, context)
+    assert "absent" not in context and len(spans) == 4
+    assert spans[0][0] == pytest.approx(0.0) and spans[-1][1] <= 3.1, "windows spread over the sound track"
+    assert mels.shape[1] == cfg.audio.n_mels
+
+
+def test_log_mel_shape_and_spec_augment():
+    from clipbert_emo.data.audio import spec_augment
+
+    a = AudioConfig()
+    x = np.random.default_rng(0).normal(size=(2, 32000)).astype(np.float32)
+    mels = log_mel(x, a)
+    assert mels.shape[:2] == (2, 64) and abs(mels.shape[2] - 201) <= 1  # 2 s at a 10 ms hop
+    aug = spec_augment(mels, a, np.random.default_rng(1))
+    assert (aug == aug.min()).sum() > (mels == mels.min()).sum(), "some bands are masked"
+
+
+def test_an_absent_modality_does_not_move_the_logits():
+    from clipbert_emo.config import ModelConfig
+    from clipbert_emo.models.clipbert import ClipBertForEmotion
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(backbone="resnet18", backbone_stages=3, hidden_size=32, num_layers=2, num_heads=2,
+                      intermediate_size=64, audio_tokens=4)
+    model = ClipBertForEmotion(cfg, 6, 50, modalities=("video", "audio")).eval()
+    video = torch.randint(0, 255, (2, 3, 1, 3, 32, 32), dtype=torch.uint8)
+    ids, mask = torch.randint(5, 50, (2, 6)), torch.ones(2, 6, dtype=torch.long)
+    present = torch.tensor([True, False])  # the second sample's file has no sound
+    a1, a2 = torch.randn(2, 3, 64, 50), torch.randn(2, 3, 64, 50)
+    with torch.no_grad():
+        l1 = model.clip_logits(ids, mask, video, audio=a1, audio_present=present)
+        l2 = model.clip_logits(ids, mask, video, audio=a2, audio_present=present)
+        l3 = model.clip_logits(ids, mask, video, audio=a2)
+    assert torch.equal(l1[1], l2[1]), "the masked sample ignores its audio"
+    assert (l1[0] - l2[0]).abs().max() > 1e-7, "the sample with sound hears it"
+    assert torch.equal(l2[0], l3[0]), "present by default"
+
+
+def test_video_text_audio_finetune_and_predict_on_a_silent_video(synthemo_dir, tmp_path):
+    from clipbert_emo.predict import Predictor
+    from clipbert_emo.train.finetune import finetune
+
+    rows = [json.loads(line) for line in open(synthemo_dir / "train.jsonl")][:8]
+    with open(tmp_path / "train.jsonl", "w") as f:
+        for i, row in enumerate(rows):
+            path = write_av(tmp_path / f"v{i}.mp4", seconds=2.0, audio=i % 4 != 0,  # a quarter are silent
+                            tone=lambda t, k=i: 0.3 * np.sin(2 * np.pi * (200 + 100 * (k % 3)) * t))
+            f.write(json.dumps({"video": str(path), "text": row["text"], "label": row["label"]}) + "\n")
+    cfg = load_config(None, [*TINY_OVERRIDES, f"data.train_manifest={tmp_path / 'train.jsonl'}",
+                             f"data.val_manifest={tmp_path / 'train.jsonl'}", "data.use_audio=true",
+                             "model.audio_tokens=4", f"train.output_dir={tmp_path / 'run'}", "train.max_steps=2"])
+    m = finetune(cfg, progress=False)
+    assert m["steps"] == 2 and all(np.isfinite(m["step_losses"]))
+    meta = json.loads((tmp_path / "run" / "checkpoint" / "meta.json").read_text())
+    assert meta["modalities"] == ["video", "audio"]
+    out = Predictor(tmp_path / "run" / "checkpoint")(tmp_path / "v0.mp4", text="hi", num_clips=2)
+    assert out["missing_modalities"] == ["audio"], "a silent video is scored with its audio masked, and says so"
+    out = Predictor(tmp_path / "run" / "checkpoint")(tmp_path / "v1.mp4", text="hi", num_clips=2)
+    assert out["missing_modalities"] == []
