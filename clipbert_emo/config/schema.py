@@ -36,7 +36,7 @@ class ConfigError(UserError, ValueError):
 # Task kinds data.task accepts: the built-in ones, and any that clipbert_emo.tasks.register_task adds.
 TASKS: list[str] = ["single_label", "multilabel", "multitask", "regression"]
 DATA_FORMATS = ("manifest", "meld", "mosi", "mosei", "sims", "daisee", "fer2013", "image_folder", "coco",
-                "visual_genome")
+                "visual_genome", "iemocap")
 
 
 @dataclass
@@ -44,6 +44,9 @@ class AudioConfig:
     """The sound track as a modality (data.use_audio): its front end, computed in the data workers."""
 
     sample_rate: int = 16000  # mono, resampled to this
+    # log_mel: spectrogram windows for the log-mel CNN; waveform: the raw windows, for a pretrained speech
+    # encoder (model.audio_init), which computes its own features.
+    front_end: str = "log_mel"
     # Each sampled clip gets the audio window centred on it (a video shorter than the window is zero-padded);
     # without video, N windows are placed over the sound track as clips would be.
     window_seconds: float = 2.0
@@ -86,6 +89,11 @@ class DataConfig:
     # audio stream gets its audio tokens masked out, and is counted.
     use_audio: bool = False
     audio: AudioConfig = field(default_factory=AudioConfig)
+    # A speech-recognition model (a local folder or hub id of a transformers Whisper checkpoint) that writes the
+    # transcript of every sample whose manifest gives none; transcripts are cached next to the manifest.
+    transcribe: str = ""
+    # Cross-validation fold of releases that define folds (iemocap: the session held out for testing, 1..5).
+    fold: int = 0
     frame_size: int = 448  # frames are letterboxed to a frame_size x frame_size square
     # Where the letterboxed frame sits in its square: bottom_right = top-left corner, zeros below and to
     # the right (ClipBERT's geometry); center = zeros split evenly on both sides.
@@ -147,7 +155,10 @@ class ModelConfig:
     # trained from scratch first ignores the visual tokens; this gives the CNN a direct signal
     # from step one instead of waiting for attention to route one to it.
     visual_aux_weight: float = 0.0
-    audio_tokens: int = 8  # tokens per audio window from the log-mel CNN (data.use_audio)
+    audio_tokens: int = 8  # tokens per audio window (data.use_audio)
+    # A pretrained speech encoder for the audio windows instead of the log-mel CNN: a local folder or hub id of
+    # a transformers wav2vec2 / HuBERT / WavLM / data2vec-audio checkpoint (needs data.audio.front_end=waveform).
+    audio_init: str = ""
     # The model computes (pixel / 255 - pixel_mean) / pixel_std per channel, RGB order. ClipBERT's
     # "subtract [123.675, 116.28, 103.53] on the 0-255 scale, std 1" is pixel_mean = those / 255 =
     # [0.485, 0.456, 0.406] with pixel_std = 1/255 (configs/clipbert_original.yaml).
@@ -260,6 +271,12 @@ class ExperimentConfig:
         if a.sample_rate < 1000 or not a.window_seconds > 0 or a.n_mels < 8 or not 0 < a.hop_ms <= a.win_ms:
             raise ConfigError(f"data.audio: need sample_rate >= 1000, window_seconds > 0, n_mels >= 8 and "
                               f"0 < hop_ms <= win_ms (got {a})")
+        if a.front_end not in ("log_mel", "waveform"):
+            raise ConfigError(f"data.audio.front_end={a.front_end!r}: expected log_mel or waveform")
+        if bool(self.model.audio_init) != (a.front_end == "waveform"):
+            raise ConfigError("model.audio_init (a pretrained speech encoder) reads raw sound and the log-mel CNN "
+                              "reads spectrograms: set model.audio_init=<model> together with "
+                              "data.audio.front_end=waveform, or neither")
         if self.model.audio_tokens < 1:
             raise ConfigError(f"model.audio_tokens must be >= 1, got {self.model.audio_tokens}")
         if self.model.backbone_stages not in (3, 4):
