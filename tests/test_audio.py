@@ -150,3 +150,37 @@ def test_video_text_audio_finetune_and_predict_on_a_silent_video(synthemo_dir, t
     assert out["missing_modalities"] == ["audio"], "a silent video is scored with its audio masked, and says so"
     out = Predictor(tmp_path / "run" / "checkpoint")(tmp_path / "v1.mp4", text="hi", num_clips=2)
     assert out["missing_modalities"] == []
+
+
+@pytest.mark.parametrize("kind", ["wav2vec2", "hubert"])
+def test_a_pretrained_speech_encoder_loads_its_weights_and_trains(kind, synthemo_dir, tmp_path):
+    """A tiny randomly initialised speech model saved with save_pretrained stands in for a real checkpoint."""
+    from transformers import HubertConfig, HubertModel, Wav2Vec2Config, Wav2Vec2Model
+
+    from clipbert_emo.build import build_model
+    from clipbert_emo.train.finetune import finetune
+
+    Config, Model = {"wav2vec2": (Wav2Vec2Config, Wav2Vec2Model), "hubert": (HubertConfig, HubertModel)}[kind]
+    speech_cfg = Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                        conv_dim=(8, 8), conv_kernel=(10, 3), conv_stride=(5, 2), num_conv_pos_embeddings=8,
+                        num_conv_pos_embedding_groups=2, vocab_size=8)
+    torch.manual_seed(0)
+    Model(speech_cfg).save_pretrained(tmp_path / kind)
+    rows = [json.loads(line) for line in open(synthemo_dir / "train.jsonl")][:4]
+    with open(tmp_path / "train.jsonl", "w") as f:
+        for i, row in enumerate(rows):
+            path = write_av(tmp_path / f"v{i}.mp4", seconds=2.0)
+            f.write(json.dumps({"video": str(path), "text": row["text"], "label": row["label"]}) + "\n")
+    overrides = [*TINY_OVERRIDES, f"data.train_manifest={tmp_path / 'train.jsonl'}", "data.use_audio=true",
+                 "data.use_video=false", "data.audio.front_end=waveform", "data.audio.window_seconds=0.5",
+                 f"model.audio_init={tmp_path / kind}", "model.audio_tokens=3", f"train.output_dir={tmp_path / 'run'}",
+                 "train.epochs=2"]
+    cfg = load_config(None, overrides)
+    model = build_model(cfg, 60)
+    saved = Model.from_pretrained(tmp_path / kind).state_dict()
+    ours = model.audio_encoder.speech.state_dict()
+    assert all(torch.equal(ours[k], saved[k]) for k in saved), "the checkpoint's weights, not a fresh init"
+    m = finetune(cfg, progress=False)
+    assert m["steps"] == 2 and all(np.isfinite(m["step_losses"]))
+    with pytest.raises(Exception, match="model.audio_init"):
+        load_config(None, ["data.use_audio=true", f"model.audio_init={tmp_path / kind}"])  # front end left log_mel

@@ -102,7 +102,8 @@ def spec_augment(mels: np.ndarray, cfg: AudioConfig, rng: np.random.Generator) -
 
 def load_audio_clips(sample: Sample, cfg: DataConfig, num_clips: int, training: bool,
                      rng: np.random.Generator | None, context: dict) -> tuple[torch.Tensor, list[tuple[float, float]]]:
-    """The audio decoder of ``data/dataset.py``: (N, n_mels, frames) log-mel windows and each window's span.
+    """The audio decoder of ``data/dataset.py``: (N, n_mels, frames) log-mel windows (or (N, L) raw windows with
+    ``front_end=waveform``) and each window's span.
 
     Centred on the video's clip spans (``context["spans"]``) when the video was decoded first; else placed
     over the sound track itself. A file without sound gives silent windows and ``context["absent"]`` names it.
@@ -122,6 +123,8 @@ def load_audio_clips(sample: Sample, cfg: DataConfig, num_clips: int, training: 
                                   single_clip=cfg.single_clip)
         spans = [(first + row[0] / rate, first + (row[-1] + 1) / rate) for row in idx]
     windows = audio_windows(wave, a.sample_rate, [(s + e) / 2 for s, e in spans], a.window_seconds)  # (N, L)
+    if a.front_end == "waveform":  # a pretrained speech encoder computes its own features
+        return torch.from_numpy(windows), spans
     mels = log_mel(windows, a)  # (N, n_mels, frames)
     if training and rng is not None and "audio" not in context.get("absent", ()):
         mels = spec_augment(mels, a, rng)

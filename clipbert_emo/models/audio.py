@@ -1,5 +1,6 @@
-"""Sound to tokens: a small log-mel CNN trained from scratch, ``model.audio_tokens`` tokens per audio window,
-with their own position and type embeddings (the third modality of the fusion transformer)."""
+"""Sound to tokens: a small log-mel CNN trained from scratch (the default) or a pretrained speech encoder
+(``model.audio_init``), ``model.audio_tokens`` tokens per audio window, with their own position and type
+embeddings (the third modality of the fusion transformer)."""
 
 from __future__ import annotations
 
@@ -51,5 +52,44 @@ class AudioEmbeddings(nn.Module):
         return self.dropout(self.LayerNorm(tokens))
 
 
-def audio_encoder_from_config(cfg, pretrained: bool = True) -> AudioEncoder:
+class PretrainedSpeechEncoder(nn.Module):
+    """(B, N, L) raw 16 kHz windows -> (B, N, D, K) features from a transformers speech model (wav2vec2, HuBERT,
+    WavLM, data2vec-audio): each window normalised as their feature extractors do, its frames pooled to K
+    tokens and projected to the transformer width. The speech model trains with the CNN learning rate."""
+
+    def __init__(self, name_or_path: str, hidden_size: int, num_tokens: int, pretrained: bool = True):
+        super().__init__()
+        from transformers import AutoConfig, AutoModel
+
+        try:
+            config = AutoConfig.from_pretrained(name_or_path)
+            # Without pretrained weights (a checkpoint is loaded over them next) only the architecture is built.
+            self.speech = AutoModel.from_pretrained(name_or_path) if pretrained else AutoModel.from_config(config)
+        except (OSError, ValueError) as e:
+            from ..config import UserError
+
+            raise UserError(f"model.audio_init={name_or_path}: cannot load it ({str(e).strip().splitlines()[0][:160]}); "
+                            "give a local folder of a wav2vec2/HuBERT/WavLM/data2vec-audio checkpoint, or leave "
+                            "model.audio_init empty for the log-mel CNN (with data.audio.front_end=log_mel)") from None
+        self.proj = nn.Linear(self.speech.config.hidden_size, hidden_size)
+        self.num_tokens = num_tokens
+
+    def forward(self, waves: torch.Tensor) -> torch.Tensor:
+        b, n = waves.shape[:2]
+        x = waves.float().flatten(0, 1)  # (B, N, L) -> (B*N, L)
+        x = (x - x.mean(-1, keepdim=True)) / torch.sqrt(x.var(-1, keepdim=True) + 1e-7)  # zero mean, unit variance
+        frames = self.speech(input_values=x).last_hidden_state  # -> (B*N, frames, H)
+        pooled = F.adaptive_avg_pool1d(frames.transpose(1, 2), self.num_tokens)  # -> (B*N, H, K)
+        out = self.proj(pooled.transpose(1, 2)).transpose(1, 2)  # (B*N, K, H) -> (B*N, K, D) -> (B*N, D, K)
+        return out.reshape(b, n, *out.shape[1:])  # -> (B, N, D, K)
+
+    def enable_gradient_checkpointing(self) -> None:
+        if getattr(self.speech, "supports_gradient_checkpointing", False):
+            self.speech.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def audio_encoder_from_config(cfg, pretrained: bool = True) -> nn.Module:
+    """The log-mel CNN, or the pretrained speech encoder model.audio_init names."""
+    if cfg.audio_init:
+        return PretrainedSpeechEncoder(cfg.audio_init, cfg.hidden_size, cfg.audio_tokens, pretrained)
     return AudioEncoder(cfg.hidden_size, cfg.audio_tokens)
