@@ -281,8 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true",
                    help="start afresh in a train.output_dir that already holds a run (its checkpoints are replaced)")
     s.add_argument("--preset", default=None,
-                   help="settings applied over the config, under the overrides: cpu = a laptop-sized model (ImageNet "
-                        "EfficientNet-lite0 shipped in a package, small transformer from scratch) for any benchmark")
+                   help="settings applied over the config, under the overrides (several: cpu,audio): cpu = a "
+                        "laptop-sized model (ImageNet EfficientNet-lite0 shipped in a package, small transformer from "
+                        "scratch); audio = the sound track as a third modality")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=_cmd_finetune)
 
@@ -297,8 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true",
                    help="start afresh in a train.output_dir that already holds a run (its checkpoints are replaced)")
     s.add_argument("--preset", default=None,
-                   help="settings applied over the config, under the overrides: cpu = a laptop-sized model (ImageNet "
-                        "EfficientNet-lite0 shipped in a package, small transformer from scratch) for any benchmark")
+                   help="settings applied over the config, under the overrides (several: cpu,audio): cpu = a "
+                        "laptop-sized model (ImageNet EfficientNet-lite0 shipped in a package, small transformer from "
+                        "scratch); audio = the sound track as a third modality")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=_cmd_pretrain)
 

@@ -90,6 +90,8 @@ def test_a_preset_goes_over_the_config_and_under_the_overrides():
                                                                                     "bert-base-uncased")
     with pytest.raises(ConfigError, match="preset not found: gpu"):
         load_config("meld", preset="gpu")
+    both = load_config("mosei", ["data.root=/data/MOSEI"], preset="cpu,audio")
+    assert both.data.use_audio and both.model.backbone == "efficientnet_lite0" and both.data.format == "mosei"
 
 
 def test_relative_paths_are_stored_absolute(tmp_path, monkeypatch):

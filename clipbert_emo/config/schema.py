@@ -529,17 +529,19 @@ def _absolute_paths(cfg: ExperimentConfig) -> None:
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None,
-                preset: str | os.PathLike | None = None) -> ExperimentConfig:
-    """Read a YAML experiment (with its optional ``base:``), then a ``preset`` over it (``cpu``: a laptop-sized
-    model), then ``key.sub=value`` overrides. Relative paths become absolute (from the current folder)."""
+                preset: str | list | None = None) -> ExperimentConfig:
+    """Read a YAML experiment (with its optional ``base:``), then presets over it (``cpu``: a laptop-sized
+    model; ``audio``: the sound track as a third modality; ``"cpu,audio"`` or a list for several), then
+    ``key.sub=value`` overrides. Relative paths become absolute (from the current folder)."""
     data: dict = {}
     where = "config"
     if path:
         path = resolve_config_path(path)
         where = str(path)
         data = _read_config_file(path)
-    if preset:
-        preset_path = resolve_preset_path(preset)
+    names = preset.split(",") if isinstance(preset, str) else list(preset or [])
+    for name in (n.strip() for n in names if str(n).strip()):  # several presets apply in the order given
+        preset_path = resolve_preset_path(name)
         preset_data = _read_yaml(preset_path)
         _check_keys(preset_data, ExperimentConfig, str(preset_path))
         data = _deep_merge(data, preset_data)
