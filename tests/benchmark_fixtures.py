@@ -272,3 +272,120 @@ def write_visual_genome(root: Path) -> Path:
     put(root / "VG_100K" / "1.jpg")
     put(root / "VG_100K_2" / "100.jpg")
     return root
+
+
+# ---------------------------------------------------------------------------------------------
+# IEMOCAP_full_release
+
+IEMOCAP_SECONDS = 4.0  # each dialogue video: 32 frames of 32x24 at 8 fps, with a sound track
+IEMOCAP_DIALOGUES = {1: "Ses01F_impro01", 2: "Ses02M_impro02", 3: "Ses03F_script01_1", 4: "Ses04M_impro05",
+                     5: "Ses05F_script02_2"}
+# session -> (utterance suffix, start, end, code, [V, A, D], transcript), in the order of the
+# EmoEvaluation file, which, as in the release, is not the order of the start times.
+IEMOCAP_UTTERANCES = {
+    1: [("F000", 0.5, 1.2, "neu", [2.5, 2.5, 2.5], "Excuse me."),
+        ("M000", 1.3, 2.1, "hap", [4.0, 3.5, 3.0], "Do you have your forms? [LAUGHTER]"),
+        ("F001", 2.2, 2.9, "exc", [4.5, 4.0, 3.5], "Oh, yes, I do!"),
+        ("M001", 3.0, 3.6, "xxx", [3.0, 3.0, 3.0], "Well, let's see."),
+        ("F002", 0.05, 0.4, "fru", [2.0, 3.5, 3.0], "This line takes forever.")],
+    2: [("F000", 0.2, 0.9, "sad", [1.5, 2.0, 2.0], "I lost the letter."),
+        ("M000", 1.0, 1.8, "ang", [1.5, 4.5, 4.0], "How could you lose it?"),
+        ("F001", 1.9, 2.5, "oth", [3.0, 2.5, 2.5], "Hmm."),
+        ("M001", 2.6, 3.5, "neu", [3.0, 2.0, 3.0], "Okay, okay."),
+        ("F002", 3.55, 3.95, "fru", [2.0, 3.0, 2.5], "Forget it.")],
+    3: [("F000", 0.3, 1.0, "neu", [3.0, 2.5, 2.5], "Good morning."),
+        ("M000", 1.1, 1.9, "exc", [4.5, 4.5, 3.5], "Guess what happened!"),
+        ("F001", 2.0, 2.8, "fea", [2.0, 4.0, 1.5], "What was that noise?"),
+        ("M001", 2.9, 3.6, "ang", [1.0, 4.0, 4.5], "Get out."),
+        ("F002", 3.9, 6.0, "sad", [1.5, 1.5, 2.0], "This span runs past the video's end.")],
+    4: [("F000", 0.1, 0.8, "sad", [1.5, 2.0, 2.0], "It's over."),
+        ("M000", 0.9, 1.6, "hap", [4.0, 3.0, 3.0], "We made it."),
+        ("F001", 1.7, 2.4, "sur", [3.5, 4.0, 2.5], "Really?"),
+        ("M001", 2.5, 3.2, "neu", [3.0, 2.5, 3.0], "Yes."),
+        ("F002", 3.3, 3.9, "ang", [1.5, 4.0, 4.0], "Don't touch that.")],
+    5: [("M000", 0.4, 1.1, "neu", [3.0, 2.5, 3.0], "Hello there."),
+        ("F000", 1.2, 1.9, "dis", [1.5, 3.0, 3.5], "Ugh, gross."),
+        ("M001", 2.0, 2.7, "exc", [4.0, 4.5, 3.5], "We won!"),
+        ("F001", 2.8, 3.5, "sad", [1.5, 2.0, 2.0], "I miss him."),
+        ("M002", 3.6, 3.9, "fru", [2.0, 3.5, 3.5], "Not again.")],
+}
+IEMOCAP_MALFORMED = (2, "[1.0 - ]\tSes02M_impro02_M009\tneu\t[3.0000, 3.0000, 3.0000]")  # session, header line
+IEMOCAP_WAV_SESSION = 1  # only this session ships sentences/wav/ in the fixture
+IEMOCAP_WAV_RATE = 8000
+
+
+@functools.lru_cache(maxsize=None)
+def _dialogue_avi() -> bytes:
+    """A dialogue video as the release ships it: MPEG-4 part 2 in AVI, with a sound track (a 440 Hz tone); frame i
+    has brightness 20 + 6 i."""
+    import av
+
+    fps, rate = 8, IEMOCAP_WAV_RATE
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "d.avi"
+        with av.open(str(path), "w", format="avi") as container:
+            video = container.add_stream("mpeg4", rate=fps)
+            video.width, video.height, video.pix_fmt = 32, 24, "yuv420p"
+            audio = container.add_stream("pcm_s16le", rate=rate)
+            audio.layout = "mono"
+            for i in range(int(IEMOCAP_SECONDS * fps)):
+                frame = np.full((24, 32, 3), 20 + 6 * i, np.uint8)
+                container.mux(video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            container.mux(video.encode())
+            wave = _tone(IEMOCAP_SECONDS, rate)
+            for s in range(0, len(wave), rate // 10):
+                chunk = av.AudioFrame.from_ndarray(wave[None, s:s + rate // 10], format="s16", layout="mono")
+                chunk.sample_rate, chunk.pts = rate, s
+                container.mux(audio.encode(chunk))
+            container.mux(audio.encode())
+        return path.read_bytes()
+
+
+def _tone(seconds: float, rate: int) -> np.ndarray:
+    t = np.arange(int(round(seconds * rate))) / rate
+    return (0.3 * 32767 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
+
+
+def _wav(path: Path, seconds: float) -> None:
+    import wave
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(IEMOCAP_WAV_RATE)
+        f.writeframes(_tone(seconds, IEMOCAP_WAV_RATE).tobytes())
+
+
+def write_iemocap(root: Path) -> Path:
+    """IEMOCAP_full_release: Session1..5, one dialogue each (IEMOCAP_UTTERANCES), with evaluator lines under each
+    header, transcription lines of no utterance, a malformed header line (IEMOCAP_MALFORMED), a span past its
+    video's end (Session3 F002), the evaluators' subfolders and a macOS "._" file next to the dialogue files, and
+    per-utterance WAVs for Session1 only."""
+    for session, dialogue in IEMOCAP_DIALOGUES.items():
+        base = root / f"Session{session}"
+        emo = ["% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]", ""]
+        words = []
+        for suffix, start, end, code, vad, text in IEMOCAP_UTTERANCES[session]:
+            utterance = f"{dialogue}_{suffix}"
+            emo += [f"[{start:.4f} - {end:.4f}]\t{utterance}\t{code}\t[{', '.join(f'{x:.4f}' for x in vad)}]",
+                    "C-E2:\tNeutral;\t()", "C-F1:\tNeutral;\t(curious)", "A-E3:\tval 3; act 2; dom  2;\t()", ""]
+            words.append(f"{utterance} [{start:08.4f}-{end:08.4f}]: {text}")
+            if session == IEMOCAP_WAV_SESSION:
+                _wav(base / "sentences" / "wav" / dialogue / f"{utterance}.wav", end - start)
+        if session == IEMOCAP_MALFORMED[0]:
+            emo += [IEMOCAP_MALFORMED[1], "C-E2:\tNeutral;\t()", ""]
+        # lines that are no utterance: a speaker tag, an overlap id that EmoEvaluation never lists, a blank line
+        words[1:1] = ["M: [BREATHING]", f"{dialogue}_MXX0 [000.0000-000.1000]: [GARBAGE]", ""]
+        dialog = base / "dialog"
+        (dialog / "EmoEvaluation" / "Categorical").mkdir(parents=True, exist_ok=True)
+        (dialog / "EmoEvaluation" / f"{dialogue}.txt").write_text("\n".join(emo) + "\n", encoding="utf-8")
+        (dialog / "EmoEvaluation" / "Categorical" / f"{dialogue}_e2_cat.txt").write_text(
+            ":Neutral state; ()\n", encoding="utf-8")
+        (dialog / "EmoEvaluation" / f"._{dialogue}.txt").write_bytes(b"\x00\x05\x16\x07 Mac OS X resource fork")
+        (dialog / "transcriptions").mkdir(parents=True, exist_ok=True)
+        (dialog / "transcriptions" / f"{dialogue}.txt").write_text("\n".join(words) + "\n", encoding="utf-8")
+        avi = dialog / "avi" / "DivX" / f"{dialogue}.avi"
+        avi.parent.mkdir(parents=True, exist_ok=True)
+        avi.write_bytes(_dialogue_avi())
+    return root

@@ -9,6 +9,8 @@ layout it expects and what it skips.
 - ``manifest``: the JSONL/CSV files named by data.{train,val,test}_manifest (manifest.py)
 - ``meld``: MELD.Raw (Poria et al., 2019): {train,dev,test}_sent_emo.csv + the clip folders
 - ``mosi`` / ``mosei`` / ``sims``: the MMSA "Raw" layout: label.csv + Raw/<video_id>/<clip_id>.mp4
+- ``iemocap``: IEMOCAP_full_release: Session{1..5}/dialog/{EmoEvaluation,transcriptions,avi/DivX}/,
+  data.fold (1..5) names the session held out for testing
 - ``daisee``: DAiSEE: DataSet/<Split>/<subject>/<clip>/<clip>.avi + Labels/<Split>Labels.csv
 - ``fer2013``: the Kaggle fer2013.csv (48x48 grey pixels inside the CSV)
 - ``image_folder``: <split>/<class>/<image>
@@ -33,6 +35,7 @@ from .manifest import Manifest, ManifestError, read_manifest
 from .releases.coco import read_coco
 from .releases.daisee import DAISEE_LEVELS, DAISEE_STATES, read_daisee
 from .releases.fer2013 import FER_EMOTIONS, read_fer2013
+from .releases.iemocap import IEMOCAP_4CLASS, IEMOCAP_6CLASS, read_iemocap
 from .releases.image_folder import read_image_folder
 from .releases.meld import MELD_EMOTIONS, MELD_SENTIMENTS, read_meld
 from .releases.mmsa import MOSEI_EMOTIONS, SENTIMENT_2, SENTIMENT_7, read_mmsa
@@ -40,9 +43,9 @@ from .releases.visual_genome import read_visual_genome
 
 # The releases' label names stay importable from here, where configs and tests spelling out
 # data.labels find them.
-__all__ = ["DAISEE_LEVELS", "DAISEE_STATES", "FER_EMOTIONS", "MELD_EMOTIONS", "MELD_SENTIMENTS", "MOSEI_EMOTIONS",
-           "SENTIMENT_2", "SENTIMENT_7", "READERS", "IMAGE_TEXT_FORMATS", "SPLITS", "has_split", "read_split",
-           "read_image_text_pairs"]
+__all__ = ["DAISEE_LEVELS", "DAISEE_STATES", "FER_EMOTIONS", "IEMOCAP_4CLASS", "IEMOCAP_6CLASS", "MELD_EMOTIONS",
+           "MELD_SENTIMENTS", "MOSEI_EMOTIONS", "SENTIMENT_2", "SENTIMENT_7", "READERS", "IMAGE_TEXT_FORMATS", "SPLITS",
+           "has_split", "read_split", "read_image_text_pairs"]
 
 SPLITS = ("train", "val", "test")
 
@@ -62,6 +65,7 @@ READERS: dict[str, Callable[[DataConfig, str], Manifest]] = {
     "mosi": read_mmsa,
     "mosei": read_mmsa,
     "sims": read_mmsa,
+    "iemocap": read_iemocap,
     "daisee": read_daisee,
     "fer2013": read_fer2013,
     "image_folder": read_image_folder,

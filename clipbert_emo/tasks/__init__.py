@@ -38,11 +38,18 @@ def get_task(name: str) -> Task:
 
 def load_split(data, split: str):
     """The samples of one split of ``data`` (a DataConfig), annotated as its task kind reads them: the
-    manifests, or a public release read from data.root."""
+    manifests, or a public release read from data.root. With data.transcribe set, samples without text get
+    the speech recognizer's transcript (data/transcribe.py; cached beside the manifest), unless the experiment
+    does not use text at all."""
     from ..data.benchmarks import read_split
 
     task = get_task(data.task)
-    return read_split(data, split, task.target_reader(data))
+    manifest = read_split(data, split, task.target_reader(data))
+    if data.transcribe and data.use_text:
+        from ..data.transcribe import transcribe_samples, transcript_cache_path
+
+        transcribe_samples(manifest.samples, data.transcribe, transcript_cache_path(manifest.path, data.transcribe))
+    return manifest
 
 
 for _task in (SingleLabelTask(), MultiLabelTask(), MultitaskTask(), RegressionTask()):

@@ -12,6 +12,11 @@ keeps logged histories and JSON reports free of NaN):
   would make scores on different splits incomparable.
 * weighted-F1 weights each class's F1 by its support (0 when there are no
   samples at all).
+* unweighted accuracy (UA, what IEMOCAP papers report next to the overall
+  accuracy, WA) is the mean recall over the classes that HAVE support: a
+  class absent from the split has no recall to average, and counting it as
+  0 would make UA unreachable on such a split. This matches sklearn's
+  ``balanced_accuracy_score``; 0 when there are no samples at all.
 
 Beyond single-label classification the module also covers the other task
 types: :func:`multilabel_report` (independent sigmoid heads, with the
@@ -104,6 +109,8 @@ class ClassificationReport:
     accuracy: float
     macro_f1: float
     weighted_f1: float
+    # Defaults to 0 so that reports written before it existed still load (eval/report.py rebuilds them).
+    unweighted_accuracy: float = 0.0
     per_class: list[dict] = field(default_factory=list)
     confusion: list[list[int]] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
@@ -131,6 +138,8 @@ def classification_report(y_true, y_pred, labels: Sequence[str]) -> Classificati
     accuracy = float(tp.sum() / n) if n else 0.0
     macro_f1 = float(f1.mean())
     weighted_f1 = float((f1 * support).sum() / n) if n else 0.0
+    present = support > 0
+    unweighted_accuracy = float(recall[present].mean()) if present.any() else 0.0
     per_class = [
         {
             "label": labels[i],
@@ -145,6 +154,7 @@ def classification_report(y_true, y_pred, labels: Sequence[str]) -> Classificati
         accuracy=accuracy,
         macro_f1=macro_f1,
         weighted_f1=weighted_f1,
+        unweighted_accuracy=unweighted_accuracy,
         per_class=per_class,
         confusion=cm.tolist(),
         labels=labels,
