@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow pretrain-demo install clean
+.PHONY: demo demo-audio test test-slow pretrain-demo install clean
 
 $(STAMP): requirements.txt requirements-assets.txt setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/clipbert-emo demo --data data/synthemo --out runs/demo
 
+# SynthEmo with a voice on every video: video+text, audio only, video+text+audio (runs/demo_audio/summary.json)
+demo-audio: $(STAMP)
+	$(VENV)/bin/clipbert-emo demo --audio
+
 # Image-text pretraining on captioned SynthEmo frames, then 10% of the labels, against from scratch
 pretrain-demo: $(STAMP)
 	$(PY) pretrain/synthemo_label_efficiency.py --seeds 42 7
@@ -31,4 +35,4 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -q -m "slow" tests
 
 clean:
-	rm -rf runs data/synthemo data/synthemo_captions
+	rm -rf runs data/synthemo data/synthemo_audio data/synthemo_captions

@@ -175,6 +175,13 @@ def _cmd_predict(args) -> int:
     text = _utf8(args.text, "--text")
     plot = _png_path(args.plot, "--plot")
     predictor = Predictor(args.checkpoint, device=args.device)
+    if args.transcribe and not text and args.video:
+        from .data.audio import read_audio
+        from .data.transcribe import Transcriber
+
+        wave = read_audio(args.video, 16000)
+        text = Transcriber(args.transcribe)(wave) if wave is not None and len(wave) else ""
+        print(f"transcript ({args.transcribe}): {text!r}", file=sys.stderr)
     if plot and not (predictor.model.modalities and predictor.task.name in ("single_label", "multilabel")):
         raise UserError("--plot draws the per-clip class probabilities over time: it needs a model with video and "
                         f"class labels (this checkpoint: {predictor.task.name}, "
@@ -210,8 +217,9 @@ def _cmd_demo(args) -> int:
     from .experiments.demo import run_demo
 
     with redirect_stdout(_STDOUT):  # the demo's progress lines and table are what it was asked for
-        run_demo(data_dir=args.data, out_dir=args.out, config=args.config, overrides=args.overrides,
-                 progress=not args.quiet)
+        run_demo(data_dir=args.data or ("data/synthemo_audio" if args.audio else "data/synthemo"),
+                 out_dir=args.out or ("runs/demo_audio" if args.audio else "runs/demo"), config=args.config,
+                 overrides=args.overrides, progress=not args.quiet, audio=args.audio)
     return 0
 
 
@@ -326,6 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("checkpoint", help="checkpoint folder (…/checkpoint)")
     s.add_argument("video", nargs="?", help="video file (any format decord reads)")
     s.add_argument("--text", default=None, help="transcript or caption")
+    s.add_argument("--transcribe", metavar="WHISPER", default=None,
+                   help="without --text: transcribe the video's speech with this Whisper checkpoint (a local folder "
+                        "or hub id) and use that as the text")
     s.add_argument("--n-test", type=_positive("--n-test"), default=None, help="clips (default: the config's N_test)")
     s.add_argument("--aggregation", choices=["mean", "max", "lse"], default=None)
     s.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
@@ -334,8 +345,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_predict)
 
     s = sub.add_parser("demo", parents=[common], help="the README's demo: SynthEmo, three models, the comparison table")
-    s.add_argument("--data", default="data/synthemo", help="SynthEmo folder (generated if missing)")
-    s.add_argument("--out", default="runs/demo", help="run folder (default: %(default)s)")
+    s.add_argument("--data", default=None, help="SynthEmo folder, generated if missing (default: data/synthemo, "
+                   "data/synthemo_audio with --audio)")
+    s.add_argument("--out", default=None, help="run folder (default: runs/demo, runs/demo_audio with --audio)")
+    s.add_argument("--audio", action="store_true",
+                   help="SynthEmo with sound: train video+text, audio only and video+text+audio (make demo-audio)")
     s.add_argument("--config", default=None, help="base config, a path or a shipped config's name (default: synthemo_cpu)")
     s.add_argument("overrides", nargs="*", help=OVERRIDES_HELP + " (applied to all three models)")
     s.add_argument("-q", "--quiet", action="store_true")

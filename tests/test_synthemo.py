@@ -294,3 +294,44 @@ def test_expression_visible_after_mp4_roundtrip(tiny):
         diffs[r["label"]].append(_mouth_change(frames, params, meta, TINY))
     assert min(diffs["happy"]) > 0.2
     assert min(diffs["happy"]) > 3 * max(diffs["neutral"])
+
+
+def test_audio_variant_ceilings_by_hand():
+    """p = no-transcript share 0.6, m = no-voice share 0.2, q = 0.4, a = r = 0.5 (the defaults)."""
+    c = se.ceilings(se.SynthEmoConfig(audio=True))
+    p, m, q, a, r = 0.6, 0.2, 0.4, 0.5, 0.5
+    video = (5 - q) / 6
+    assert c["video_only"] == pytest.approx(video)
+    assert c["text_only"] == pytest.approx((1 - p) * (3 + r) / 6 + p / 6)  # no transcript: a guess
+    assert c["audio_only"] == pytest.approx((1 - m) * 4 / 6 + m / 6)  # calm {neutral, sad}, bright {happy, surprised}
+    assert c["video_text"] == pytest.approx((1 - p) + p * video)
+    assert c["video_audio"] == pytest.approx((1 - m) + m * video)
+    # text+audio with both: all but sad-with-neutral-words (1 - r) and happy-with-exclamations (a)
+    full = 1 - p - m
+    assert c["text_audio"] == pytest.approx(full * (6 - (1 - r) - a) / 6 + p * 4 / 6 + m * (3 + r) / 6)
+    assert c["video_text_audio"] == pytest.approx(1.0)
+    assert max(v for k, v in c.items() if k != "video_text_audio") < 0.96, "every subset short of perfect"
+    assert set(se.ceilings(se.SynthEmoConfig())) == {"video_only", "text_only", "video_text"}
+
+
+def test_audio_variant_videos_have_a_voice_or_noise_and_some_lack_a_transcript(tmp_path):
+    from clipbert_emo.data.audio import read_audio
+
+    cfg = se.SynthEmoConfig(num_train=18, num_val=0, num_test=0, size=32, duration=2.0, workers=1, audio=True)
+    se.generate_synthemo(tmp_path, cfg, progress=False)
+    rows = [json.loads(line) for line in open(tmp_path / "train.jsonl")]
+    plain = [json.loads(line) for line in open(se.generate_synthemo(tmp_path / "plain", replace(cfg, audio=False),
+                                                                    progress=False) and tmp_path / "plain" / "train.jsonl")]
+    conditions = Counter(r["meta"]["condition"] for r in rows)
+    assert set(conditions) <= {"full", "no_text", "no_voice"} and conditions["no_text"] > 0
+    for row, twin in zip(rows, plain):
+        assert row["label"] == twin["label"] and row["meta"]["visual"] == twin["meta"]["visual"], "same faces"
+        assert (row["text"] == "") == (row["meta"]["condition"] == "no_text")
+        if row["text"]:
+            assert row["text"] == twin["text"], "the same transcripts where there is one"
+        wave = read_audio(tmp_path / row["video"], 16000)
+        loud = float(np.abs(wave).mean())
+        if row["meta"]["condition"] == "no_voice":
+            assert row["meta"]["voice"] is None and loud < 0.015, "background noise only"
+        else:
+            assert loud > 0.015, f"a {row['meta']['voice']} voice"

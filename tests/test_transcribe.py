@@ -126,7 +126,8 @@ def test_load_split_transcribes_once_then_reads_the_cache(clips, whisper_dir, ca
     a, b, c, mute = m.samples
     assert isinstance(a.text, str) and a.text and a.text.isascii() and b.text
     assert c.text == "given", "a sample with text of its own is never transcribed"
-    assert mute.text == "" and "1 sample(s) have no text and no sound" in caplog.text and "no audio stream" in caplog.text
+    assert mute.text == "" and "1 sample(s) have no text and no sound" in caplog.text
+    assert "train.jsonl:4 (no audio stream)" in caplog.text
     assert len(calls) == 2 and abs(calls[0] - 32000) < 1600 and abs(calls[1] - 16000) < 10, "b is cut to its span"
 
     cache = tr.transcript_cache_path(clips, whisper_dir)
@@ -206,3 +207,18 @@ def test_cache_path_names():
     assert tr.transcript_cache_path("/d/train.jsonl", "openai/whisper-small").name == \
         "train.transcripts.openai--whisper-small.jsonl"
     assert tr.transcript_cache_path("/d/val.csv", "openai/whisper-small").parent.as_posix() == "/d"
+
+
+def test_predict_transcribe_uses_the_speech_as_text(whisper_dir, clips, tmp_path, capsys):
+    from clipbert_emo.cli import main
+    from conftest import TINY_OVERRIDES
+
+    labels = "data.labels=[happy, sad]"
+    assert main(["finetune", "-q", *TINY_OVERRIDES, f"data.train_manifest={clips}", labels,
+                 f"train.output_dir={tmp_path / 'run'}", "train.max_steps=1"]) == 0
+    capsys.readouterr()
+    rc = main(["predict", str(tmp_path / "run" / "checkpoint"), str(tmp_path / "a.mp4"), "--transcribe", whisper_dir,
+               "--json", "--n-test", "2"])
+    out = capsys.readouterr()
+    assert rc == 0 and "transcript (" in out.err
+    assert json.loads(out.out)["text"] == out.err.split("transcript (", 1)[1].split("): ", 1)[1].strip().strip("'\"")

@@ -63,6 +63,9 @@ class Transcriber:
         gen = self.model.generation_config
         # The prompt (start, language, task, no-timestamps) shares the decoder's max_target_positions.
         self.max_new_tokens = max(1, min(max_new_tokens, config.max_target_positions - 8))
+        # Bounded through max_length (Whisper adds the prompt to it), not max_new_tokens: the checkpoints' own
+        # max_length would make transformers warn about the pair on every clip.
+        gen.max_new_tokens, gen.max_length = None, self.max_new_tokens
         # English-only checkpoints refuse a task argument; multilingual ones could otherwise translate.
         self._task = {"task": "transcribe"} if getattr(gen, "is_multilingual", False) and hasattr(gen, "task_to_id") \
             else {}
@@ -85,8 +88,7 @@ class Transcriber:
         with torch.inference_mode():
             ids = self.model.generate(features.input_features.to(self.device, dtype),
                                       attention_mask=features.attention_mask.to(self.device),
-                                      max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1,
-                                      **self._task)
+                                      do_sample=False, num_beams=1, **self._task)
         return [t.strip() for t in self.processor.batch_decode(ids, skip_special_tokens=True)]
 
 
@@ -191,17 +193,17 @@ def transcribe_samples(samples: Sequence[Sample], model_name: str, cache_file: s
     cache = _read_cache(cache_file)
     current: dict[tuple, str] = {}  # (path, start, end, model) -> this run's key, to drop stale entries
     todo, silent, filled = [], [], 0
-    for s in samples:
+    for i, s in enumerate(samples):
         if s.text:
             continue
         media = _media(s)
         if media is None:
-            silent.append((s, "no video or sound file"))
+            silent.append((i, s, "no video or sound file"))
             continue
         try:
             st = os.stat(media)
         except OSError as e:
-            silent.append((s, f"cannot read {media}: {e.strerror}"))
+            silent.append((i, s, f"cannot read {media}: {e.strerror}"))
             continue
         path = os.path.abspath(media)
         key = json.dumps([path, s.start, s.end, st.st_size, st.st_mtime_ns, model_id])
@@ -210,15 +212,18 @@ def transcribe_samples(samples: Sequence[Sample], model_name: str, cache_file: s
             s.text = cache[key]
             filled += 1
         else:
-            todo.append((s, media, key))
+            todo.append((i, s, media, key))
 
     transcriber, new, writable, saved_at = None, 0, True, time.monotonic()
     try:
-        for s, media, key in tqdm(todo, desc=f"transcribing with {_safe_name(model_name)}", unit="clip",
+        for i, s, media, key in tqdm(todo, desc=f"transcribing with {_safe_name(model_name)}", unit="clip",
                                   disable=not progress or not todo):
+            if key in cache:  # the same clip listed twice in the manifest
+                s.text, filled = cache[key], filled + 1
+                continue
             wave, why = _sound(s, media)
             if wave is None:
-                silent.append((s, why))
+                silent.append((i, s, why))
                 continue
             transcriber = transcriber or Transcriber(model_name)
             s.text = cache[key] = transcriber(wave)
@@ -232,7 +237,8 @@ def transcribe_samples(samples: Sequence[Sample], model_name: str, cache_file: s
         logger.info("transcripts (%s): %d from the cache, %d new, %d without sound", model_name, filled - new, new,
                     len(silent))
     if silent:
-        shown = "; ".join(f"{s.source or s.video or s.audio} ({why})" for s, why in silent[:5])
+        silent.sort(key=lambda x: x[0])  # in manifest order
+        shown = "; ".join(f"{s.source or s.video or s.audio} ({why})" for _, s, why in silent[:5])
         more = f"; ... and {len(silent) - 5} more" if len(silent) > 5 else ""
         logger.warning("data.transcribe: %d sample(s) have no text and no sound to transcribe; their text stays "
                        "empty: %s%s", len(silent), shown, more)

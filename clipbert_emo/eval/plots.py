@@ -297,7 +297,7 @@ def plot_pretraining_curves(history: list[dict], path) -> None:
     _save(fig, path)
 
 
-def plot_modality_summary(rows: list[dict], path, target: float = 0.9) -> None:
+def plot_modality_summary(rows: list[dict], path, target: float = 0.9, title: str | None = None) -> None:
     """Bars of held-out macro-F1 per (modalities, N_test, aggregation) row, coloured by modalities."""
     fig = _new_figure((9, 4.5))
     ax = fig.add_subplot(1, 1, 1)
@@ -309,7 +309,7 @@ def plot_modality_summary(rows: list[dict], path, target: float = 0.9) -> None:
     ax.set_ylim(0, 1)
     ax.set_ylabel("held-out macro-F1")
     ax.axhline(target, color="gray", lw=0.8, ls="--")
-    ax.set_title("SynthEmo: fusion vs single modality, dense vs single-clip inference")
+    ax.set_title(title or "SynthEmo: fusion vs single modality, dense vs single-clip inference")
     fig.tight_layout()
     _save(fig, path)
 

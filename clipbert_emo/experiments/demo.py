@@ -27,31 +27,42 @@ MODALITIES = {
     "text": ["data.use_video=false"],
     "video+text": [],
 }
+# `clipbert-emo demo --audio` (make demo-audio): the audio variant of SynthEmo, where the voice is needed.
+AUDIO_MODALITIES = {
+    "video+text": [],
+    "audio": ["data.use_video=false", "data.use_text=false", "data.use_audio=true"],
+    "video+text+audio": ["data.use_audio=true"],
+}
 DEFAULT_CONFIG = "synthemo_cpu"  # a config shipped with the package (clipbert_emo/configs/)
 
 
-def _ensure_synthemo(data_dir: Path, progress: bool) -> dict:
+def _ensure_synthemo(data_dir: Path, progress: bool, audio: bool = False) -> dict:
     from ..data.synthemo import SynthEmoConfig, generate_synthemo
 
     info = data_dir / "synthemo.json"
     if info.exists() and all((data_dir / f"{s}.jsonl").exists() for s in ("train", "val", "test")):
-        print(f"[demo] using SynthEmo in {data_dir}")
-        return json.loads(info.read_text())
-    print(f"[demo] generating SynthEmo in {data_dir} ...")
-    return generate_synthemo(data_dir, SynthEmoConfig(), progress=progress)
+        summary = json.loads(info.read_text())
+        if bool(summary["config"].get("audio")) == audio:
+            print(f"[demo] using SynthEmo in {data_dir}")
+            return summary
+        from ..config import UserError
+
+        raise UserError(f"{data_dir} holds the {'plain' if audio else 'audio'} SynthEmo; give --data another folder")
+    print(f"[demo] generating SynthEmo{' with sound' if audio else ''} in {data_dir} ...")
+    return generate_synthemo(data_dir, SynthEmoConfig(audio=audio), progress=progress)
 
 
 def run_demo(data_dir: str = "data/synthemo", out_dir: str = "runs/demo", config: str | None = None,
-             overrides: list[str] | None = None, progress: bool = True) -> dict:
+             overrides: list[str] | None = None, progress: bool = True, audio: bool = False) -> dict:
     from ..eval.evaluate import evaluate
     from ..train.finetune import finetune
 
     data_dir, out_dir = Path(data_dir), Path(out_dir)
-    synth = _ensure_synthemo(data_dir, progress)
+    synth = _ensure_synthemo(data_dir, progress, audio)
     config = config or DEFAULT_CONFIG
     rows, details = [], {"ceilings": synth.get("ceilings"), "models": {}}
     train_seconds = eval_seconds = 0.0
-    for modality, extra in MODALITIES.items():
+    for modality, extra in (AUDIO_MODALITIES if audio else MODALITIES).items():
         run_dir = out_dir / modality
         cfg = load_config(config, [
             f"data.train_manifest={data_dir / 'train.jsonl'}",
@@ -68,12 +79,13 @@ def run_demo(data_dir: str = "data/synthemo", out_dir: str = "runs/demo", config
         details["models"][modality] = {"best_epoch": metrics["best_epoch"],
                                        "best_val_macro_f1": metrics["best_val_macro_f1"],
                                        "train_seconds": metrics["train_seconds"], "tests": {}}
-        for n_test in ((1, 16) if cfg.data.use_video else (1,)):
+        clipped = cfg.data.use_video or cfg.data.use_audio  # a text-only model has no clips
+        for n_test in ((1, 16) if clipped else (1,)):
             res = evaluate(run_dir / "checkpoint", str(data_dir / "test.jsonl"), run_dir / f"test_n{n_test}",
                            num_clips=n_test, progress=progress)
             eval_seconds += res["eval_seconds"]
             details["models"][modality]["tests"][n_test] = res["reports"]
-            aggs = ("mean", "max", "lse") if cfg.data.use_video else (cfg.model.aggregation,)
+            aggs = ("mean", "max", "lse") if clipped else (cfg.model.aggregation,)
             for how in aggs:
                 rep = res["reports"][how]
                 rows.append({"modalities": modality, "n_test": n_test, "aggregation": how,
@@ -82,13 +94,14 @@ def run_demo(data_dir: str = "data/synthemo", out_dir: str = "runs/demo", config
                "checkpoint": str(out_dir / "video+text" / "checkpoint")}
     write_json(out_dir / "summary.json", summary)
     write_json(out_dir / "details.json", details)
-    plot_modality_summary(rows, out_dir / "summary.png")
+    plot_modality_summary(rows, out_dir / "summary.png", title="SynthEmo with sound: which modalities carry the answer"
+                          if audio else None)
     print()
     print(format_table(rows, ["modalities", "n_test", "aggregation", "accuracy", "macro_f1"]))
     c = synth.get("ceilings") or {}
     if c:
-        print(f"\nbest possible accuracy on SynthEmo: video only {c['video_only']:.3f}, "
-              f"text only {c['text_only']:.3f}, video+text {c['video_text']:.3f}")
+        print("\nbest possible accuracy on this SynthEmo: " + ", ".join(f"{k.replace('_', ' ')} {v:.3f}"
+                                                                    for k, v in c.items()))
     print(f"train {train_seconds:.0f} s, eval {eval_seconds:.0f} s; summary: {out_dir / 'summary.json'}")
     print(f"try: clipbert-emo predict {summary['checkpoint']} {data_dir / 'videos/test/000000.mp4'} --text \"wow\"")
     return summary

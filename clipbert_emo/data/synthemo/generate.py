@@ -18,7 +18,10 @@ from ...config.atomic import atomic_write_text
 from .face import FaceParams, sample_face_params
 from .media import write_mp4
 from .render import render_face_frames
-from .spec import EMOTIONS, TEXT_GROUPS, VISUAL_KINDS, SynthEmoConfig, ceilings, text_group_table, visual_kind_table
+from .spec import (CONDITIONS, EMOTIONS, TEXT_GROUPS, VISUAL_KINDS, VOICE_FAMILIES, SynthEmoConfig, ceilings,
+                   condition_probabilities, text_group_table, visual_kind_table, voice_family_table)
+from .voice import SAMPLE_RATE as VOICE_SAMPLE_RATE
+from .voice import synthesize_voice
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 _SPLIT_KEY = {"train": 0, "val": 1, "test": 2}
@@ -136,13 +139,27 @@ def sample_video(cfg: SynthEmoConfig, split: str, index: int, label: str) -> tup
         "text_group": group,
         "visual": kind,
     }
+    if cfg.audio:
+        # Its own seed stream: the faces and transcripts stay those of the plain benchmark.
+        arng = np.random.default_rng(_seed_seq(cfg, split, 3, index))
+        probs = condition_probabilities(cfg)
+        condition = CONDITIONS[_draw_from_row(np.array([probs[k] for k in CONDITIONS]), arng.random())]
+        voice = VOICE_FAMILIES[_draw_from_row(voice_family_table(cfg)[c], arng.random())]
+        if condition == "no_text":
+            text = ""
+        meta.update(condition=condition, voice=voice if condition != "no_voice" else None)
     return params, text, meta
 
 
 def _render_task(task) -> str:
-    path, params, num_frames, size, fps, entropy, key = task
+    path, params, num_frames, size, fps, entropy, key, voice = task
     rng = np.random.default_rng(np.random.SeedSequence(entropy=entropy, spawn_key=key))
-    write_mp4(path, render_face_frames(params, num_frames, size, rng), fps)
+    frames = render_face_frames(params, num_frames, size, rng)
+    sound = None
+    if voice is not ...:  # the audio variant: a voice family, or None for background noise only
+        sound = synthesize_voice(voice, num_frames / fps, np.random.default_rng(
+            np.random.SeedSequence(entropy=entropy, spawn_key=(*key, 1))))
+    write_mp4(path, frames, fps, audio=sound, sample_rate=VOICE_SAMPLE_RATE)
     return path
 
 
@@ -196,7 +213,9 @@ def generate_synthemo(out_dir: str | os.PathLike, cfg: SynthEmoConfig = SynthEmo
             params, text, meta = sample_video(cfg, split, i, label)
             rel = f"videos/{split}/{i:06d}.mp4"
             lines.append(json.dumps({"video": rel, "text": text, "label": label, "meta": meta}, sort_keys=False))
-            tasks.append((str(out / rel), params, cfg.num_frames, cfg.size, cfg.fps, int(cfg.seed), (_SPLIT_KEY[split], 2, i)))
+            voice = meta["voice"] if cfg.audio else ...
+            tasks.append((str(out / rel), params, cfg.num_frames, cfg.size, cfg.fps, int(cfg.seed), (_SPLIT_KEY[split], 2, i),
+                          voice))
         manifests[split] = lines
 
     t0 = time.perf_counter()

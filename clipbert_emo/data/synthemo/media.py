@@ -21,7 +21,7 @@ def _as_rate(fps) -> Fraction:
     return rate
 
 
-def write_mp4(path, frames: np.ndarray, fps: float) -> None:
+def write_mp4(path, frames: np.ndarray, fps: float, audio: np.ndarray | None = None, sample_rate: int = 16000) -> None:
     """Writes (F, H, W, 3) uint8 RGB frames (or (F, H, W) grey) as an H.264
     yuv420p mp4 at ``fps`` (float or Fraction, e.g. 7.5 or Fraction(30000, 1001)).
 
@@ -33,6 +33,7 @@ def write_mp4(path, frames: np.ndarray, fps: float) -> None:
     when the reader is decord.
     The file appears atomically: it is written to a temporary name in the same
     folder and renamed, so an interrupted run never leaves a partial file.
+    ``audio`` (mono float32 in [-1, 1] at ``sample_rate``) adds an AAC sound track.
     """
     import av  # local import: keeps module import light for spawn workers
 
@@ -65,12 +66,25 @@ def write_mp4(path, frames: np.ndarray, fps: float) -> None:
                 "preset": "veryfast",
                 "x264-params": f"keyint={gop}:min-keyint=1:scenecut=0:bframes=0",
             }
+            sound = None
+            if audio is not None:
+                sound = container.add_stream("aac", rate=sample_rate, layout="mono")
+                sound.codec_context.thread_count = 1
             for i, arr in enumerate(frames):
                 frame = av.VideoFrame.from_ndarray(arr, format="rgb24").reformat(format="yuv420p")
                 frame.pts = i
                 frame.time_base = 1 / rate
                 container.mux(stream.encode(frame))
             container.mux(stream.encode(None))
+            if sound is not None:
+                wave = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)[None]  # (1, n) planar mono
+                for start in range(0, wave.shape[1], 1024):
+                    chunk = av.AudioFrame.from_ndarray(np.ascontiguousarray(wave[:, start:start + 1024]),
+                                                       format="fltp", layout="mono")
+                    chunk.sample_rate = sample_rate
+                    chunk.pts = start
+                    container.mux(sound.encode(chunk))
+                container.mux(sound.encode(None))
 
 
 def write_png(path, image: np.ndarray) -> None:

@@ -78,6 +78,16 @@ _KIND_TARGETS = {
 
 TEXT_GROUPS: tuple[str, ...] = ("neutral_utterance", "positive_exclaim", "negative_agitated", "negative_low")
 
+# The voice (SynthEmoConfig.audio): a prosody family per class. It pairs the classes the face cannot tell
+# apart differently from the text, so every pair of modalities leaves some class pairs open and the three
+# together close all of them.
+VOICE_FAMILIES: tuple[str, ...] = ("calm", "bright", "tense", "trembling")
+_CLASS_VOICE = {"neutral": "calm", "sad": "calm", "happy": "bright", "surprised": "bright", "angry": "tense",
+                "fearful": "trembling"}
+# What a video of the audio variant carries: everything, no transcript (as many real clips), or no voice
+# (muted, only background noise). Never both missing, so the three modalities together always suffice.
+CONDITIONS: tuple[str, ...] = ("full", "no_text", "no_voice")
+
 
 @dataclass
 class SynthEmoConfig:
@@ -94,6 +104,11 @@ class SynthEmoConfig:
     sad_specific_text: float = 0.5    # r: share of sad videos whose transcript is low-energy-negative (else class-neutral)
     seed: int = 0
     workers: int = 2
+    # The audio variant: a voice-like sound track on every video, a share without transcript (only the voice
+    # then tells surprised from fearful) and a share without voice (background noise only).
+    audio: bool = False
+    no_text_fraction: float = 0.6
+    no_voice_fraction: float = 0.2
 
     @property
     def num_frames(self) -> int:
@@ -120,6 +135,10 @@ class SynthEmoConfig:
         for name in ("ambiguous_fraction", "happy_positive_text", "sad_specific_text"):
             if not 0 <= getattr(self, name) <= 1:
                 problems.append(f"{name}={getattr(self, name)} must be in [0, 1]")
+        if not (0 <= self.no_text_fraction and 0 <= self.no_voice_fraction
+                and self.no_text_fraction + self.no_voice_fraction <= 1):
+            problems.append(f"no_text_fraction={self.no_text_fraction} and no_voice_fraction={self.no_voice_fraction} "
+                            "must be >= 0 with a sum <= 1")
         if self.workers < 1:
             problems.append(f"workers={self.workers} must be >= 1")
         if problems:
@@ -165,18 +184,55 @@ def text_group_table(cfg: SynthEmoConfig) -> np.ndarray:
     return t
 
 
+def voice_family_table(cfg: SynthEmoConfig) -> np.ndarray:
+    """P(voice family | class): shape (len(EMOTIONS), len(VOICE_FAMILIES)); one family per class."""
+    t = np.zeros((len(EMOTIONS), len(VOICE_FAMILIES)))
+    for c, name in enumerate(EMOTIONS):
+        t[c, VOICE_FAMILIES.index(_CLASS_VOICE[name])] = 1.0
+    return t
+
+
+def condition_probabilities(cfg: SynthEmoConfig) -> dict[str, float]:
+    """P(condition), the same for every class; without the audio variant every video is "full"."""
+    if not cfg.audio:
+        return {"full": 1.0, "no_text": 0.0, "no_voice": 0.0}
+    p, m = float(cfg.no_text_fraction), float(cfg.no_voice_fraction)
+    return {"full": 1.0 - p - m, "no_text": p, "no_voice": m}
+
+
 def _bayes_accuracy(likelihood: np.ndarray) -> float:
     # Uniform class prior: accuracy = mean over classes of the mass the
     # argmax rule assigns correctly = (1/C) * sum_o max_c P(o|c).
     return float(likelihood.max(axis=0).sum() / likelihood.shape[0])
 
 
+MODALITY_SUBSETS = {"video_only": ("video",), "text_only": ("text",), "video_text": ("video", "text"),
+                    "audio_only": ("audio",), "video_audio": ("video", "audio"), "text_audio": ("text", "audio"),
+                    "video_text_audio": ("video", "text", "audio")}
+
+
+def _subset_likelihood(cfg: SynthEmoConfig, modalities: tuple[str, ...]) -> np.ndarray:
+    """P(observation | class) over what ``modalities`` show: the visual family, the text group ("none" without
+    a transcript) and the voice family ("none" without a voice), summed over the rest."""
+    v, t, a = visual_kind_table(cfg), text_group_table(cfg), voice_family_table(cfg)
+    table: dict[tuple, np.ndarray] = {}
+    for cond, pc in condition_probabilities(cfg).items():
+        if pc == 0:
+            continue
+        for vi, vk in enumerate(VISUAL_KINDS):
+            for ti, tg in enumerate(TEXT_GROUPS):
+                for ai, af in enumerate(VOICE_FAMILIES):
+                    obs = (vk if "video" in modalities else None,
+                           (tg if cond != "no_text" else "none") if "text" in modalities else None,
+                           (af if cond != "no_voice" else "none") if "audio" in modalities else None)
+                    row = table.setdefault(obs, np.zeros(len(EMOTIONS)))
+                    row += pc * v[:, vi] * t[:, ti] * a[:, ai]  # (C,)
+    return np.stack(list(table.values()), axis=1)  # (C, observations)
+
+
 def ceilings(cfg: SynthEmoConfig) -> dict[str, float]:
-    """Best achievable held-out accuracy (Bayes ceiling) derived from cfg's parameters: keys 'video_only', 'text_only', 'video_text'."""
-    v, t = visual_kind_table(cfg), text_group_table(cfg)
-    joint = (v[:, :, None] * t[:, None, :]).reshape(len(EMOTIONS), -1)
-    return {
-        "video_only": _bayes_accuracy(v),
-        "text_only": _bayes_accuracy(t),
-        "video_text": _bayes_accuracy(joint),
-    }
+    """Best achievable held-out accuracy (Bayes ceiling) of each modality subset, derived from cfg's
+    parameters: 'video_only', 'text_only', 'video_text', and with the audio variant also 'audio_only',
+    'video_audio', 'text_audio', 'video_text_audio'."""
+    names = list(MODALITY_SUBSETS) if cfg.audio else ["video_only", "text_only", "video_text"]
+    return {name: _bayes_accuracy(_subset_likelihood(cfg, MODALITY_SUBSETS[name])) for name in names}
