@@ -131,7 +131,8 @@ def _print_eval_summary(result: dict) -> None:
         # Whichever the task reports: classes, multi-label, multitask heads, or regression.
         # Whichever the task reports, with each benchmark's headline numbers: both Acc-2 conventions (with
         # and without zeros) for sentiment scores, each head of a multitask model (DAiSEE's four states).
-        row.update({k: rep[k] for k in ("accuracy", "macro_f1", "weighted_f1", "micro_f1", "subset_accuracy",
+        row.update({k: rep[k] for k in ("accuracy", "unweighted_accuracy", "macro_f1", "weighted_f1", "micro_f1",
+                                        "subset_accuracy",
                                         "mean_weighted_accuracy", "mean_accuracy", "mean_macro_f1",
                                         "mae", "corr", "acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc3",
                                         "acc5", "acc7") if k in rep})

@@ -102,9 +102,31 @@ def test_zero_support_class_counts_in_macro():
     assert rep.accuracy == pytest.approx(3 / 4)
 
 
+def test_unweighted_accuracy_is_mean_recall_over_present_classes():
+    # Shared example: recalls 1/2, 1/2, 1 -> UA = 2/3, while WA (accuracy) = 5/8.
+    rep = classification_report(Y_TRUE, Y_PRED, LABELS)
+    assert rep.unweighted_accuracy == pytest.approx(2 / 3) and rep.accuracy == pytest.approx(5 / 8)
+    # IEMOCAP-style imbalance: always predicting the majority class scores WA 6/8 but UA (1 + 0) / 2.
+    rep = classification_report([0] * 6 + [1] * 2, [0] * 8, ["neutral", "sad"])
+    assert rep.accuracy == pytest.approx(3 / 4) and rep.unweighted_accuracy == pytest.approx(1 / 2)
+    # Class "c" never occurs in y_true: it has no recall to average, so UA = (1 + 1/2) / 2, not / 3
+    # (unlike macro-F1, which counts it as 0).
+    rep = classification_report([0, 0, 1, 1], [0, 0, 1, 2], ["a", "b", "c"])
+    assert rep.unweighted_accuracy == pytest.approx(3 / 4)
+    assert classification_report([], [], LABELS).unweighted_accuracy == 0.0
+    assert classification_report([2, 2], [2, 2], LABELS).unweighted_accuracy == 1.0
+
+
+def test_report_written_before_unweighted_accuracy_still_loads():
+    d = classification_report(Y_TRUE, Y_PRED, LABELS).to_dict()
+    del d["unweighted_accuracy"]
+    assert ClassificationReport(**d).unweighted_accuracy == 0.0
+
+
 def test_to_dict_is_json_serialisable():
     d = classification_report(Y_TRUE, Y_PRED, LABELS).to_dict()
-    assert set(d) == {"accuracy", "macro_f1", "weighted_f1", "per_class", "confusion", "labels"}
+    assert set(d) == {"accuracy", "macro_f1", "weighted_f1", "unweighted_accuracy", "per_class", "confusion",
+                      "labels"}
     assert json.loads(json.dumps(d)) == d
 
 

@@ -118,11 +118,14 @@ def load_audio_clips(sample: Sample, cfg: DataConfig, num_clips: int, training: 
     else:  # no video: clips over the sound track, at the video sampler's positions (audio frames at 100 Hz)
         rate = 100.0
         first = sample.start or 0.0
-        total = max(1, int(((sample.end or len(wave) / a.sample_rate) - first) * rate))
+        end = sample.end or (float(sample.extra.get("audio_offset", 0.0)) if sample.audio else 0.0) + len(wave) / a.sample_rate
+        total = max(1, int((end - first) * rate))
         idx = sample_clip_indices(total, rate, num_clips, 2, 2.0 / a.window_seconds, training=training, rng=rng,
                                   single_clip=cfg.single_clip)
         spans = [(first + row[0] / rate, first + (row[-1] + 1) / rate) for row in idx]
-    windows = audio_windows(wave, a.sample_rate, [(s + e) / 2 for s, e in spans], a.window_seconds)  # (N, L)
+    # A separate sound file of an utterance starts at the utterance, not at the start of its (dialogue) video.
+    offset = float(sample.extra.get("audio_offset", 0.0)) if sample.audio else 0.0
+    windows = audio_windows(wave, a.sample_rate, [(s + e) / 2 - offset for s, e in spans], a.window_seconds)  # (N, L)
     if a.front_end == "waveform":  # a pretrained speech encoder computes its own features
         return torch.from_numpy(windows), spans
     mels = log_mel(windows, a)  # (N, n_mels, frames)

@@ -7,12 +7,13 @@ One utterance per header line of Session<k>/dialog/EmoEvaluation/<dialogue>.txt
 the dialogue's avi, start/end the span, the text the line of the same utterance id in
 transcriptions/<dialogue>.txt (lines of no utterance, such as "M: [BREATHING]", are ignored; an
 utterance without a line gets no text), and the audio the per-utterance
-sentences/wav/<dialogue>/<utterance>.wav where present (else the avi's own track).
+sentences/wav/<dialogue>/<utterance>.wav where present (else the avi's own track); that WAV begins
+at the utterance's start, which extra["audio_offset"] records.
 
 Targets (data.target): "4class" (also "", the usual one in the literature): neutral, happy (the
 release's hap and exc merged), sad, angry; "6class": neutral, happy, sad, angry, excited,
-frustrated. Utterances with another label (fea, sur, dis, oth, xxx = no majority, and fru / exc
-where the target has no such class) are skipped and counted, the reason naming the label.
+frustrated. Utterances with another label (fea, sur, dis, oth, xxx = no majority, and fru in the
+4-class set) are skipped and counted, the reason naming the label.
 
 Folds (data.fold = 1..5), leave one session out as the literature evaluates IEMOCAP: test is
 Session <fold>; train and val are the other four sessions, val being one utterance in five of
@@ -21,10 +22,11 @@ training sessions at random the same way, and training keeps all four sessions a
 do). The pick depends on the id only, so it does not move with data.target, data.labels or
 files that are missing.
 
-Skipped and reported: malformed header lines, labels outside the target's set or data.labels,
-and, with data.use_video, utterances whose dialogue video is missing or whose span does not lie
-inside it (each dialogue's video is opened once for its length; the loader would otherwise stop
-the run on such a span).
+Skipped and reported: malformed header lines (with the train split, whose val part cannot be told
+from the line), labels outside the target's set or data.labels, with data.use_video utterances
+whose dialogue video is missing or whose span does not lie inside it (each dialogue's video is
+opened once for its length; the loader would otherwise stop the run on such a span), and with
+data.use_audio alone those with neither their WAV nor the video.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ IEMOCAP = Release("IEMOCAP", """\
 # "[6.2901 - 8.2357]\tSes01F_impro01_F000\tneu\t[2.5000, 2.5000, 2.5000]"; spaces tolerated for tabs.
 _HEADER = re.compile(r"\[\s*([0-9.]+)\s*-\s*([0-9.]+)\s*\]\s+(\S+)\s+(\S+)\s+\[([^\]]*)\]")
 # "Ses01F_impro01_F000 [006.2901-008.2357]: Excuse me."
-_TRANSCRIPT = re.compile(r"(Ses\S+)\s+\[[^\]]*\]:\s?(.*)")
+_TRANSCRIPT = re.compile(r"(Ses[^\s\[]+)\s*\[[^\]]*\]:\s?(.*)")
 
 
 def _lines(path: Path) -> list[str]:
@@ -98,15 +100,16 @@ def _duration(path: str, mtime_ns: int, size: int) -> float | None:
         return None  # unreadable: the loader skips and reports it when it gets there
 
 
-def _span_problem(video: Path, start: float, end: float, where: str) -> str | None:
+def _span_problem(video: Path, start: float, end: float) -> str | None:
+    """What is wrong with the span, judged as the loader will judge it (check_span); None = fine."""
     st = video.stat()
     duration = _duration(str(video), st.st_mtime_ns, st.st_size)
     if duration is None:
         return None
     try:
-        check_span(start, end, duration, where)
-    except ClipSpanError as e:
-        return str(e).split(": ", 1)[-1].split(";")[0]
+        check_span(start, end, duration, "span")
+    except ClipSpanError as e:  # "span: <problem>; fix the start/end seconds"
+        return str(e).removeprefix("span: ").split("; fix ")[0]
     return None
 
 
@@ -188,11 +191,14 @@ def _read_dialogue(cfg: DataConfig, split: str, session_number: int, evaluation:
             if not has_video:
                 skips.add(where, f"video file not found: {video}")
                 continue
-            problem = _span_problem(video, start, end, where)
+            problem = _span_problem(video, start, end)
             if problem:
                 skips.add(where, f"span outside the video: {problem}")
                 continue
         wav = f"{utterance}.wav" if f"{utterance}.wav" in wavs else None
+        if cfg.use_audio and not wav and not has_video:  # sound only, from neither file
+            skips.add(where, f"audio file not found: neither {wav_dir / f'{utterance}.wav'} nor {video}")
+            continue
         extra = {"session": session_number, "dialogue": dialogue, "utterance": utterance,
                  # Ses01F_impro01_M000 is said by the male actor of session 1, whoever wore the markers (the F).
                  "speaker": f"Ses{session_number:02d}{utterance.rsplit('_', 1)[-1][:1]}",
