@@ -255,6 +255,20 @@ def _add_common(parser: argparse.ArgumentParser, default) -> None:
                         help="on an error, show the full traceback instead of the one-line message")
 
 
+def _add_run_options(s: argparse.ArgumentParser) -> None:
+    """What finetune and pretrain share: overrides, resume or overwrite a run folder, presets, quiet."""
+    s.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
+    s.add_argument("--resume", action="store_true",
+                   help="continue a killed run from train.output_dir/last (same config and seed)")
+    s.add_argument("--overwrite", action="store_true",
+                   help="start afresh in a train.output_dir that already holds a run (its checkpoints are replaced)")
+    s.add_argument("--preset", default=None,
+                   help="settings applied over the config, under the overrides (several: cpu,audio): cpu = a "
+                        "laptop-sized model (ImageNet EfficientNet-lite0 shipped in a package, small transformer from "
+                        "scratch); audio = the sound track as a third modality")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="clipbert-emo",
@@ -284,16 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "to train.output_dir.")
     s.add_argument("--config", "-c", help="experiment YAML: a path, or the name of a shipped config (meld, "
                    "synthemo_cpu, ...; see configs/) (default: built-in defaults)")
-    s.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
-    s.add_argument("--resume", action="store_true",
-                   help="continue a killed run from train.output_dir/last (same config and seed)")
-    s.add_argument("--overwrite", action="store_true",
-                   help="start afresh in a train.output_dir that already holds a run (its checkpoints are replaced)")
-    s.add_argument("--preset", default=None,
-                   help="settings applied over the config, under the overrides (several: cpu,audio): cpu = a "
-                        "laptop-sized model (ImageNet EfficientNet-lite0 shipped in a package, small transformer from "
-                        "scratch); audio = the sound track as a third modality")
-    s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    _add_run_options(s)
     s.set_defaults(func=_cmd_finetune)
 
     s = sub.add_parser("pretrain", parents=[common], help="image-text pretraining (ITM + MLM), ClipBERT's stage 1",
@@ -302,15 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "image-text matching and masked language modeling. Writes checkpoint/ for "
                                    "finetune's train.init_checkpoint.")
     s.add_argument("--config", "-c", help="experiment YAML: a path or a shipped config's name, e.g. pretrain_coco_vg")
-    s.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
-    s.add_argument("--resume", action="store_true", help="continue a killed run from train.output_dir/last")
-    s.add_argument("--overwrite", action="store_true",
-                   help="start afresh in a train.output_dir that already holds a run (its checkpoints are replaced)")
-    s.add_argument("--preset", default=None,
-                   help="settings applied over the config, under the overrides (several: cpu,audio): cpu = a "
-                        "laptop-sized model (ImageNet EfficientNet-lite0 shipped in a package, small transformer from "
-                        "scratch); audio = the sound track as a third modality")
-    s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    _add_run_options(s)
     s.set_defaults(func=_cmd_pretrain)
 
     s = sub.add_parser("evaluate", parents=[common], help="dense evaluation of a checkpoint on a manifest",

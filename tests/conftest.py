@@ -98,3 +98,37 @@ def pairs_dir(tmp_path):
                 Image.fromarray(rng.integers(0, 255, (32, 40, 3), dtype=np.uint8)).save(tmp_path / name)
                 f.write(json.dumps({"video": name, "text": CAPTIONS[i % len(CAPTIONS)]}) + "\n")
     return tmp_path
+
+
+def write_av(path, seconds=2.0, fps=8, size=32, rate=44100, tone=None, video=True, audio=True):
+    """An mp4 with a moving-brightness video and a stereo AAC track; ``tone(t)`` gives the sound per second t."""
+    import av
+
+    tone = tone or (lambda t: 0.3 * np.sin(2 * np.pi * 440 * t))
+    with av.open(str(path), "w", format="mp4") as out:
+        if video:
+            vs = out.add_stream("libx264", rate=fps)
+            vs.width = vs.height = size
+            vs.pix_fmt = "yuv420p"
+        if audio:
+            aus = out.add_stream("aac", rate=rate, layout="stereo")
+        if video:
+            for i in range(int(seconds * fps)):
+                frame = av.VideoFrame.from_ndarray(np.full((size, size, 3), 10 + 5 * i, np.uint8), format="rgb24")
+                for p in vs.encode(frame):
+                    out.mux(p)
+        if audio:
+            t = np.arange(int(seconds * rate)) / rate
+            wave = np.stack([tone(t), tone(t)]).astype(np.float32)  # (2, n) planar stereo
+            for start in range(0, wave.shape[1], 1024):
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(wave[:, start:start + 1024]), format="fltp",
+                                                   layout="stereo")
+                frame.sample_rate = rate
+                for p in aus.encode(frame):
+                    out.mux(p)
+            for p in aus.encode(None):
+                out.mux(p)
+        if video:
+            for p in vs.encode(None):
+                out.mux(p)
+    return path

@@ -3,7 +3,6 @@ log-mel front end, silent and audio-only files, the masked-modality path, and a 
 
 import json
 
-import av
 import numpy as np
 import pytest
 import torch
@@ -11,39 +10,7 @@ import torch
 from clipbert_emo.config import AudioConfig, DataConfig, load_config
 from clipbert_emo.data.audio import audio_windows, load_audio_clips, log_mel, read_audio
 from clipbert_emo.data.manifest import Sample
-from conftest import TINY_OVERRIDES
-
-
-def write_av(path, seconds=2.0, fps=8, size=32, rate=44100, tone=None, video=True, audio=True):
-    """An mp4 with a moving-brightness video and a stereo AAC track; ``tone(t)`` gives the sound per second t."""
-    tone = tone or (lambda t: 0.3 * np.sin(2 * np.pi * 440 * t))
-    with av.open(str(path), "w", format="mp4") as out:
-        if video:
-            vs = out.add_stream("libx264", rate=fps)
-            vs.width = vs.height = size
-            vs.pix_fmt = "yuv420p"
-        if audio:
-            aus = out.add_stream("aac", rate=rate, layout="stereo")
-        if video:
-            for i in range(int(seconds * fps)):
-                frame = av.VideoFrame.from_ndarray(np.full((size, size, 3), 10 + 5 * i, np.uint8), format="rgb24")
-                for p in vs.encode(frame):
-                    out.mux(p)
-        if audio:
-            t = np.arange(int(seconds * rate)) / rate
-            wave = np.stack([tone(t), tone(t)]).astype(np.float32)  # (2, n) planar stereo
-            for start in range(0, wave.shape[1], 1024):
-                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(wave[:, start:start + 1024]), format="fltp",
-                                                   layout="stereo")
-                frame.sample_rate = rate
-                for p in aus.encode(frame):
-                    out.mux(p)
-            for p in aus.encode(None):
-                out.mux(p)
-        if video:
-            for p in vs.encode(None):
-                out.mux(p)
-    return path
+from conftest import TINY_OVERRIDES, write_av
 
 
 def test_read_audio_is_mono_at_the_asked_rate_and_keeps_the_pitch(tmp_path):

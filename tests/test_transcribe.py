@@ -7,7 +7,6 @@ import logging
 import os
 import shutil
 
-import av
 import numpy as np
 import pytest
 
@@ -15,36 +14,10 @@ from clipbert_emo.config import DataConfig, UserError
 from clipbert_emo.data import transcribe as tr
 from clipbert_emo.data.manifest import Sample
 from clipbert_emo.tasks import load_split
+from conftest import write_av
 
 SPECIALS = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|translate|>", "<|transcribe|>", "<|startoflm|>",
             "<|startofprev|>", "<|nocaptions|>", "<|notimestamps|>"]
-
-
-def write_av(path, seconds=2.0, fps=8, size=32, rate=44100, freq=440.0, audio=True):
-    """An mp4 with a libx264 video and, unless ``audio`` is False, a stereo AAC tone (tests/test_audio.py)."""
-    with av.open(str(path), "w", format="mp4") as out:
-        vs = out.add_stream("libx264", rate=fps)
-        vs.width = vs.height = size
-        vs.pix_fmt = "yuv420p"
-        aus = out.add_stream("aac", rate=rate, layout="stereo") if audio else None
-        for i in range(int(seconds * fps)):
-            frame = av.VideoFrame.from_ndarray(np.full((size, size, 3), 10 + 5 * i, np.uint8), format="rgb24")
-            for p in vs.encode(frame):
-                out.mux(p)
-        if aus is not None:
-            t = np.arange(int(seconds * rate)) / rate
-            wave = np.stack([0.3 * np.sin(2 * np.pi * freq * t)] * 2).astype(np.float32)  # (2, n) planar stereo
-            for start in range(0, wave.shape[1], 1024):
-                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(wave[:, start:start + 1024]), format="fltp",
-                                                   layout="stereo")
-                frame.sample_rate = rate
-                for p in aus.encode(frame):
-                    out.mux(p)
-            for p in aus.encode(None):
-                out.mux(p)
-        for p in vs.encode(None):
-            out.mux(p)
-    return path
 
 
 @pytest.fixture(scope="module")
