@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -137,9 +138,20 @@ def check_span(start: float | None, end: float | None, duration: float, where: s
         raise ClipSpanError(f"{where}: {problem}; fix the start/end seconds")
 
 
-def video_duration(path: str) -> float:
-    """Seconds of video in ``path`` (its frames over its frame rate)."""
-    return video_info(open_video(path), path).duration
+def video_duration(path: str) -> float | None:
+    """Seconds of video in ``path`` (its frames over its frame rate); None when it cannot be read (the loader
+    skips and reports it when it gets there). Measured once per file version: many manifest lines cut spans
+    from the same long video."""
+    st = os.stat(path)
+    return _duration(os.fspath(path), st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=1024)
+def _duration(path: str, mtime_ns: int, size: int) -> float | None:
+    try:
+        return video_info(open_video(path), path).duration
+    except VideoDecodeError:
+        return None
 
 
 def video_info(reader, path: str) -> VideoInfo:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..config.errors import UserError
-from .decode import VideoDecodeError, check_span, is_image_path, video_duration
+from .decode import check_span, is_image_path, video_duration
 
 logger = logging.getLogger(__name__)
 
@@ -144,10 +144,7 @@ def read_manifest(
             skipped.append((where, f"video file not found: {video_path}"))
             continue
         if video_path is not None and (start is not None or end is not None) and not is_image_path(video_path):
-            try:  # a span outside its video would silently read frames from elsewhere
-                duration = video_duration(video_path)
-            except VideoDecodeError:
-                duration = None  # unreadable: the loader skips and reports it when it gets there
+            duration = video_duration(video_path)  # a span outside its video would read frames from elsewhere
             if duration is not None:
                 check_span(start, end, duration, where)
         audio = row.get("audio") or None

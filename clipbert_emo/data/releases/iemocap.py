@@ -31,14 +31,13 @@ data.use_audio alone those with neither their WAV nor the video.
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 import zlib
 from pathlib import Path
 
 from ...config import ConfigError, DataConfig
-from ..decode import ClipSpanError, VideoDecodeError, check_span, video_duration
+from ..decode import ClipSpanError, check_span, video_duration
 from ..manifest import Manifest, ManifestError, Sample
 from .common import STRAY_BYTES, Release, Skips, finish, label_indices, need_labels, need_task
 
@@ -91,19 +90,9 @@ def _in_val(utterance: str) -> bool:
     return zlib.crc32(utterance.encode()) % VAL_ONE_IN == 0
 
 
-@functools.lru_cache(maxsize=1024)
-def _duration(path: str, mtime_ns: int, size: int) -> float | None:
-    # Keyed on mtime and size too, so a replaced video is measured again; train and val share the sessions.
-    try:
-        return video_duration(path)
-    except VideoDecodeError:
-        return None  # unreadable: the loader skips and reports it when it gets there
-
-
 def _span_problem(video: Path, start: float, end: float) -> str | None:
     """What is wrong with the span, judged as the loader will judge it (check_span); None = fine."""
-    st = video.stat()
-    duration = _duration(str(video), st.st_mtime_ns, st.st_size)
+    duration = video_duration(str(video))  # measured once per file: train and val share the sessions
     if duration is None:
         return None
     try:
