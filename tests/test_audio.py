@@ -151,3 +151,24 @@ def test_a_pretrained_speech_encoder_loads_its_weights_and_trains(kind, synthemo
     assert m["steps"] == 2 and all(np.isfinite(m["step_losses"]))
     with pytest.raises(Exception, match="model.audio_init"):
         load_config(None, ["data.use_audio=true", f"model.audio_init={tmp_path / kind}"])  # front end left log_mel
+
+
+def test_log_mel_matches_the_numpy_reference():
+    """The batched torch.stft front end gives transformers.audio_utils' frame-by-frame log-mel energies."""
+    from transformers.audio_utils import spectrogram, window_function
+
+    from clipbert_emo.data.audio import _mel_filters
+
+    a = AudioConfig()
+    t = np.arange(32000) / a.sample_rate
+    x = np.stack([np.sin(2 * np.pi * 220 * t) * np.linspace(0, 1, t.size),
+                  np.random.default_rng(3).normal(size=t.size) * 0.1]).astype(np.float32)
+    win, hop = int(a.win_ms * a.sample_rate / 1000), int(a.hop_ms * a.sample_rate / 1000)
+    n_fft = 1 << (win - 1).bit_length()
+    ref = np.stack([spectrogram(w, window_function(win, "hann", frame_length=n_fft), frame_length=n_fft,
+                                hop_length=hop, power=2.0, mel_filters=_mel_filters(a.sample_rate, n_fft, a.n_mels),
+                                log_mel="log", mel_floor=1e-10) for w in x])
+    ours = log_mel(x, a)
+    assert ours.shape == ref.shape
+    loud = ref > np.log(1e-6)  # near the floor, float32 rounding dominates the logarithm
+    np.testing.assert_allclose(ours[loud], ref[loud], atol=1e-3, rtol=1e-3)

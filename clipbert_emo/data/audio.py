@@ -71,16 +71,23 @@ def _mel_filters(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
 
 
 def log_mel(windows: np.ndarray, cfg: AudioConfig) -> np.ndarray:
-    """(N, L) waveforms -> (N, n_mels, frames) natural-log mel energies."""
-    from transformers.audio_utils import spectrogram, window_function
+    """(N, L) waveforms -> (N, n_mels, frames) natural-log mel energies.
 
+    The filter bank is transformers.audio_utils' (Slaney); the short-time transform is one batched torch.stft,
+    which gives the same energies as that module's frame-by-frame numpy spectrogram (a test holds them
+    together) at a small fraction of its cost in the data workers.
+    """
     win = int(round(cfg.win_ms / 1000 * cfg.sample_rate))
     hop = int(round(cfg.hop_ms / 1000 * cfg.sample_rate))
     n_fft = 1 << (win - 1).bit_length()  # the next power of two
-    filters = _mel_filters(cfg.sample_rate, n_fft, cfg.n_mels)
-    window = window_function(win, "hann", frame_length=n_fft)
-    return np.stack([spectrogram(w, window, frame_length=n_fft, hop_length=hop, power=2.0, mel_filters=filters,
-                                 log_mel="log", mel_floor=1e-10) for w in windows]).astype(np.float32)
+    filters = torch.from_numpy(_mel_filters(cfg.sample_rate, n_fft, cfg.n_mels)).float()  # (n_fft//2+1, n_mels)
+    window = torch.hann_window(win, periodic=True)  # stft centres it inside the n_fft frame
+    with torch.no_grad():
+        spec = torch.stft(torch.from_numpy(np.ascontiguousarray(windows, np.float32)), n_fft, hop_length=hop,
+                          win_length=win, window=window, center=True, pad_mode="reflect", return_complex=True)
+        power = spec.real.square() + spec.imag.square()  # (N, n_fft//2+1, frames)
+        mel = torch.einsum("nft,fm->nmt", power, filters)  # (N, n_freq, frames) -> (N, n_mels, frames)
+        return mel.clamp_min(1e-10).log().numpy()
 
 
 def spec_augment(mels: np.ndarray, cfg: AudioConfig, rng: np.random.Generator) -> np.ndarray:
