@@ -36,7 +36,10 @@ SHOWN_METRICS = ("accuracy", "unweighted_accuracy", "macro_f1", "weighted_f1", "
 
 def current_command() -> str:
     """The command line of this process, as one shell-quoted string."""
-    return shlex.join([Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python", *sys.argv[1:]])
+    program = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("python")
+    if program.parent.name == "clipbert_emo" and program.name in ("cli.py", "__main__.py"):
+        program = Path("clipbert-emo")  # python -m clipbert_emo.cli is the same command
+    return shlex.join([program.name, *sys.argv[1:]])
 
 
 def summarise_evaluation(result: dict) -> dict:
@@ -86,8 +89,11 @@ def _data_lines(cfg: ExperimentConfig, meta: dict) -> list[str]:
 
 def _is_synthetic(cfg: ExperimentConfig) -> bool:
     d = cfg.data
-    where = " ".join([cfg.name, d.root, d.train_manifest, d.val_manifest, d.test_manifest]).lower()
-    return "synthemo" in where
+    manifests = [m for m in (d.train_manifest, d.val_manifest, d.test_manifest) if m]
+    # `clipbert-emo synthemo` writes synthemo.json beside its manifests.
+    if any((Path(m).parent / "synthemo.json").exists() for m in manifests):
+        return True
+    return "synthemo" in " ".join([cfg.name, d.root, *manifests]).lower()
 
 
 def _metric_lines(meta: dict, cfg: ExperimentConfig) -> list[str]:
