@@ -147,7 +147,7 @@ def _prepare_out(out: Path) -> None:
 
 
 def _spec(cfg: ExperimentConfig, model, fmt: str, shape: ExportShape, aggregation: str, names: list[str],
-          checkpoint: Path, tokenizer, max_abs_diff: float) -> dict:
+          checkpoint: Path, max_abs_diff: float) -> dict:
     from .tasks import get_task
 
     d = cfg.data
@@ -274,6 +274,6 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, fmt
         shutil.copytree(checkpoint / TOKENIZER, tmp / TOKENIZER)
         if (checkpoint / CARD).exists():
             shutil.copy2(checkpoint / CARD, tmp / CARD)
-        spec = _spec(cfg, model, fmt, shape, aggregation, names, checkpoint, tokenizer, diff)
+        spec = _spec(cfg, model, fmt, shape, aggregation, names, checkpoint, diff)
         (tmp / SPEC_FILE).write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
     return spec
