@@ -86,6 +86,7 @@ def test_exported_model_matches_pytorch(checkpoint, tmp_path, fmt, run, capsys):
     assert spec["labels"] == ["neutral", "happy", "sad", "angry", "surprised", "fearful"]
     assert spec["aggregation"] == "mean" and spec["verified_max_abs_diff"] < 1e-4
     assert (out / "tokenizer" / "tokenizer_config.json").exists()
+    assert "## Task and labels" in (out / "README.md").read_text()  # the checkpoint's model card travels along
     for seed in (1, 2):  # not the inputs the graph was traced with
         inputs = random_inputs(4, 2, 32, 12, real=5 + seed, seed=seed)
         clip, agg = run(out, inputs)
@@ -114,7 +115,10 @@ def test_dynamic_text_length_runs_at_two_lengths(checkpoint, tmp_path):
 def test_padding_does_not_change_the_result(checkpoint, tmp_path):
     """A fixed text length pads short texts: the masked padding must not move the logits."""
     out = tmp_path / "fixed"
+    assert main(["export", str(checkpoint), "--out", str(out), "--text-len", "4"]) == 0
+    # An earlier export's folder is replaced whole.
     assert main(["export", str(checkpoint), "--out", str(out), "--text-len", "16"]) == 0
+    assert json.loads((out / "model.json").read_text())["text_len"] == 16
     short = random_inputs(3, 2, 32, 6, 6, seed=3)
     padded = [torch.cat([short[0], torch.zeros(1, 10, dtype=torch.long)], 1),
               torch.cat([short[1], torch.zeros(1, 10, dtype=torch.long)], 1), short[2]]
@@ -157,3 +161,11 @@ def test_bad_export_arguments_give_clear_errors(checkpoint, tmp_path, capsys):
     assert "holds other files" in capsys.readouterr().err and (busy / "notes.txt").read_text() == "mine"
     assert main(["export", str(tmp_path / "nowhere"), "--out", str(tmp_path / "y")]) == 2
     assert "no such checkpoint folder" in capsys.readouterr().err
+
+
+def test_export_help_explains_the_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    text = capsys.readouterr().out
+    for word in ("onnx", "torchscript", "--text-len", "dynamic", "model.json", "onnx_predict.py"):
+        assert word in text
