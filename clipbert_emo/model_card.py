@@ -105,6 +105,9 @@ def _metric_lines(meta: dict, cfg: ExperimentConfig) -> list[str]:
                      f"{cfg.model.aggregation} aggregation:")
         lines += ["", _table([{"metric": k.removeprefix("val_"), "value": v} for k, v in val.items()],
                              ["metric", "value"])]
+    elif (meta.get("split_sizes") or {}).get("val"):
+        lines.append(f"Not recorded here: these are the weights of epoch {meta.get('epoch', '?')} as saved to resume "
+                     "the run; the best epoch's numbers are on the card of the run's checkpoint/ folder.")
     else:
         lines.append("No validation split: the saved weights are those of the last epoch.")
     lines += ["", "### Test", ""]

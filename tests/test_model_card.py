@@ -64,6 +64,7 @@ def test_finetune_writes_a_card_with_labels_sizes_and_metrics(run):
 def test_resumable_state_folder_has_a_card_too(run):
     card = (run / "last" / "README.md").read_text()
     assert "| train | 16 |" in card and "labels (6)" in card
+    assert "card of the run's checkpoint/ folder" in section(card, "### Validation")
 
 
 def test_card_of_a_folder_without_test_or_validation(tmp_path):
