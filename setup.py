@@ -40,6 +40,8 @@ setup(
     extras_require={
         "pretrain": ["pycocotools", "sentencepiece"],
         "deepspeed": ["deepspeed"],
+        # clipbert-emo export (and examples/onnx_predict.py, which needs onnxruntime but not this library)
+        "export": ["onnx", "onnxruntime"],
         # NVIDIA apex is not on PyPI (the PyPI package named "apex" is unrelated): build it from
         # NVIDIA's sources yourself; clipbert-emo uses it only if it is importable.
         "dev": ["pytest"],

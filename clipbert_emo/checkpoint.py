@@ -1,4 +1,5 @@
-"""Checkpoints: a folder with safetensors weights, the resolved config and the tokenizer.
+"""Checkpoints: a folder with safetensors weights, the resolved config, the tokenizer and a model card
+(README.md, clipbert_emo/model_card.py).
 
 Weights are safetensors, so loading a checkpoint can never run code that was pickled
 into it. A folder is written under a temporary name and renamed into place, so a run
@@ -17,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from .config import ExperimentConfig, from_dict, save_config
 from .config.atomic import atomic_folder
 from .config.errors import UserError
+from .model_card import current_command, write_model_card
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.yaml"
@@ -47,8 +49,10 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, cfg: Experi
         save_config(cfg, tmp / CONFIG)
         tokenizer.save_pretrained(str(tmp / TOKENIZER))
         info = {"num_labels": getattr(model, "num_labels", 0), "vocab_size": model.transformer.config.vocab_size,
-                "uses_video": model.uses_video, "modalities": model.modality_names, **(meta or {})}
+                "uses_video": model.uses_video, "modalities": model.modality_names, "command": current_command(),
+                **(meta or {})}
         (tmp / META).write_text(json.dumps(info, indent=2, default=str))
+        write_model_card(tmp, cfg, info)  # README.md: what the model is for, how it was trained, how it did
         if training_state is not None:
             torch.save(training_state, tmp / TRAINING_STATE)
     return Path(path)

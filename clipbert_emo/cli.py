@@ -7,6 +7,7 @@
     clipbert-emo predict runs/synthemo_cpu/checkpoint my_video.mp4 --text "no way!"
     clipbert-emo demo                                    # what `make demo` runs
     clipbert-emo convert-clipbert clipbert_image_text_pretrained.pt runs/clipbert_original_init
+    clipbert-emo export runs/synthemo_cpu/checkpoint --format onnx --out exported/   # run it without this library
 """
 
 from __future__ import annotations
@@ -249,6 +250,21 @@ def _cmd_convert_clipbert(args) -> int:
     return 0
 
 
+def _cmd_export(args) -> int:
+    from .export import export_checkpoint
+
+    spec = export_checkpoint(args.checkpoint, args.out, fmt=args.format, n_test=args.n_test, num_frames=args.frames,
+                             frame_size=args.size, text_len=args.text_len, aggregation=args.aggregation)
+    inputs = ", ".join(f"{k} {tuple(v['shape'])}" for k, v in spec["inputs"].items())
+    say(f"exported {args.checkpoint} to {Path(args.out) / spec['model_file']} ({spec['format']}; PyTorch and the "
+        f"export agree within {spec['verified_max_abs_diff']:.1e})")
+    say(f"inputs: {inputs}; outputs: clip_logits {tuple(spec['outputs']['clip_logits']['shape'])}, logits "
+        f"{tuple(spec['outputs']['logits']['shape'])} ({spec['aggregation']} over clips)")
+    say(f"written beside it: model.json (labels, preprocessing, sampling), tokenizer/; run it with "
+        f"examples/onnx_predict.py")
+    return 0
+
+
 def _add_common(parser: argparse.ArgumentParser, default) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", default=default, help="log every epoch's metrics")
     parser.add_argument("--debug", action="store_true", default=default,
@@ -365,6 +381,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--labels", default=None, help="comma-separated label names (default: the config's data.labels)")
     s.add_argument("--config", default=None, help="model config (default: configs/clipbert_original.yaml)")
     s.set_defaults(func=_cmd_convert_clipbert)
+
+    s = sub.add_parser("export", parents=[common], help="export a checkpoint to ONNX or TorchScript",
+                       description="Trace the model at a fixed shape (N_test clips of T frames of SIZE px, one video) "
+                                   "into model.onnx or model.pt, with model.json (labels, preprocessing, the clip "
+                                   "sampling rule, aggregation) and the tokenizer beside it, so it runs without "
+                                   "clipbert-emo (see examples/onnx_predict.py and docs/export.md). Inputs: token "
+                                   "ids and mask, normalised float frames (and log-mel audio for audio models); "
+                                   "outputs: per-clip and aggregated logits.")
+    s.add_argument("checkpoint", help="checkpoint folder (…/checkpoint)")
+    s.add_argument("--format", choices=["onnx", "torchscript"], default="onnx", help="default: %(default)s")
+    s.add_argument("--out", required=True, help="folder to write (new, empty, or an earlier export's, replaced)")
+    s.add_argument("--n-test", type=_positive("--n-test"), default=None,
+                   help="clips per video, fixed in the graph (default: the config's data.num_clips_test)")
+    s.add_argument("--frames", type=_positive("--frames"), default=None,
+                   help="frames per clip T (default: the config's data.num_frames)")
+    s.add_argument("--size", type=_positive("--size"), default=None,
+                   help="frame size in pixels (default: the config's data.frame_size)")
+    s.add_argument("--text-len", default=None,
+                   help="tokens of text, fixed (pad to it), or 'dynamic' for any length (default: the config's "
+                        "data.max_text_len, fixed)")
+    s.add_argument("--aggregation", choices=["mean", "max", "lse"], default=None,
+                   help="how the graph's `logits` aggregate the clips (default: the model's model.aggregation)")
+    s.set_defaults(func=_cmd_export)
     return p
 
 

@@ -20,6 +20,7 @@ from ..data.samplers import ClassBalancedSampler, EpochShuffleSampler
 from ..eval.evaluate import evaluate
 from ..eval.inference import collect_clip_logits, mean_loss, reports_for_aggregations
 from ..eval.plots import plot_learning_curves
+from ..model_card import summarise_evaluation, update_model_card
 from ..tasks import get_task, load_split
 from .engine import Engine, RecipeSetup, tokenizer_for
 
@@ -65,6 +66,8 @@ class FinetuneRecipe:
                                    sampler=sampler)
         val_loader = (make_loader(val_m, data, tokenizer, False, cfg.train.eval_batch_size, cfg.train.seed, task=task,
                                   num_clips=cfg.train.val_num_clips) if val_m else None)
+        # For the model card of every saved folder: how much data the model saw.
+        self.split_sizes = {"train": len(train_m.samples), **({"val": len(val_m.samples)} if val_m else {})}
         per_rank = cfg.train.batch_size * engine.accelerator.num_processes  # samples one batch step consumes
         return RecipeSetup(model=model, tokenizer=tokenizer, train_loader=train_loader, val_loader=val_loader,
                            set_train_position=lambda epoch, batches: sampler.set_position(epoch, batches * per_rank),
@@ -94,6 +97,7 @@ class FinetuneRecipe:
                              f"metric; choose one of {', '.join(k for k, v in rep.items() if isinstance(v, float))}")
         entry["val_" + select] = rep[select] if select != "loss" else entry["val_loss"]
         engine.skipped.extend(res["skipped"])
+        self.last_validation = dict(entry)  # best_meta() of this epoch puts it on the model card
         return entry
 
     def score(self, entry: dict, validated: bool) -> tuple[float, float | None]:
@@ -105,10 +109,11 @@ class FinetuneRecipe:
         return value, self.sign * value
 
     def checkpoint_meta(self, epoch: int, step: int) -> dict:
-        return {"epoch": epoch, "step": step}
+        return {"epoch": epoch, "step": step, "split_sizes": dict(getattr(self, "split_sizes", {}))}
 
     def best_meta(self, value) -> dict:
-        return {"select_metric": self.select_metric, "val_" + self.select_metric: value}
+        return {"select_metric": self.select_metric, "val_" + self.select_metric: value,
+                "validation": getattr(self, "last_validation", None)}
 
     def plot(self, history: list[dict], out_dir: Path) -> None:
         plot_learning_curves(history, out_dir / "learning_curves.png")
@@ -126,6 +131,9 @@ class FinetuneRecipe:
             engine.accelerator.wait_for_everyone()
             metrics["test"] = evaluate(engine.out_dir / "checkpoint", "test", engine.out_dir,
                                        accelerator=engine.accelerator, progress=engine.progress)
+            if engine.main:  # the card of the best checkpoint gets its test numbers
+                update_model_card(engine.out_dir / "checkpoint", test=summarise_evaluation(metrics["test"]),
+                                  split_sizes={"test": metrics["test"]["num_samples"]})
         return metrics
 
 
