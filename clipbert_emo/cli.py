@@ -6,6 +6,7 @@
     clipbert-emo evaluate runs/synthemo_cpu/checkpoint data/synthemo/test.jsonl --n-test 16
     clipbert-emo predict runs/synthemo_cpu/checkpoint my_video.mp4 --text "no way!"
     clipbert-emo predict runs/synthemo_cpu/checkpoint videos/ --out results.jsonl --timeline-png timelines/
+    clipbert-emo serve runs/synthemo_cpu/checkpoint     # the web page on http://127.0.0.1:8000
     clipbert-emo demo                                    # what `make demo` runs
     clipbert-emo convert-clipbert clipbert_image_text_pretrained.pt runs/clipbert_original_init
 """
@@ -337,6 +338,16 @@ def _timeline_pngs(results: list[dict], labels: list[str], folder: Path) -> None
         r["timeline_png"] = str(folder / f"{name}.png")
 
 
+def _cmd_serve(args) -> int:
+    from .serve import ServeLimits, serve
+
+    limits = ServeLimits(max_upload_bytes=int(args.max_upload_mb * 2**20), max_seconds=args.max_seconds,
+                         queue_limit=args.queue, workers=args.workers)
+    serve(args.checkpoint, host=args.host, port=args.port, device=args.device, limits=limits, num_clips=args.n_test,
+          face_crop=args.face_crop, face_detector=args.face_detector)
+    return 0
+
+
 def _cmd_demo(args) -> int:
     from contextlib import redirect_stdout
 
@@ -488,6 +499,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="background decoding processes (default: up to 4, one per core; 0 = decode in this process)")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_predict)
+
+    s = sub.add_parser("serve", parents=[common], help="a local web page (upload, webcam, live mode) and JSON API",
+                       description="Load a checkpoint once and serve a page where you upload a short video or "
+                                   "record from the webcam (with a live mode that rescores the last 2 s about every "
+                                   "2 s) and see the emotion bars and the timeline; POST /predict, GET /labels, "
+                                   "GET /health; the OpenAPI schema is at /docs. Binds to 127.0.0.1 unless told.")
+    s.add_argument("checkpoint", help="checkpoint folder (…/checkpoint)")
+    s.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default: %(default)s, this machine only; 0.0.0.0 opens it to the network)")
+    s.add_argument("--port", type=int, default=8000, help="default: %(default)s")
+    s.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
+    s.add_argument("--n-test", type=_positive("--n-test"), default=None, help="clips per upload (default: the "
+                   "config's N_test)")
+    s.add_argument("--max-upload-mb", type=float, default=50.0, help="larger uploads get 413 (default: %(default)s)")
+    s.add_argument("--max-seconds", type=float, default=60.0, help="longer videos get 422 (default: %(default)s)")
+    s.add_argument("--queue", type=_positive("--queue"), default=8,
+                   help="uploads scored or waiting at once; more get 503 (default: %(default)s)")
+    s.add_argument("--workers", type=_positive("--workers"), default=1,
+                   help="scoring threads sharing the one model (default: %(default)s)")
+    s.add_argument("--face-crop", action="store_true", help="crop frames to the largest face (see predict)")
+    s.add_argument("--face-detector", metavar="ONNX", default=None, help="a YuNet .onnx file (implies --face-crop)")
+    s.set_defaults(func=_cmd_serve)
 
     s = sub.add_parser("demo", parents=[common], help="the README's demo: SynthEmo, three models, the comparison table")
     s.add_argument("--data", default=None, help="SynthEmo folder, generated if missing (default: data/synthemo, "
