@@ -18,7 +18,8 @@ What the server guarantees, whatever a request holds:
   Content-Security-Policy says so to the browser).
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: FastAPI reads the endpoints' annotations, which name types imported
+# inside create_app (fastapi is an optional dependency).
 
 import asyncio
 import logging
@@ -57,6 +58,10 @@ class UploadRejected(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status, self.message = status, message
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 1024:.1f} KiB"
 
 
 def probe_video(path: str, max_seconds: float) -> float:
@@ -123,8 +128,8 @@ def create_app(predictor, limits: ServeLimits | None = None, num_clips: int | No
             if not length.isdigit():
                 return JSONResponse({"detail": "bad Content-Length"}, status_code=400)
             if int(length) > limits.max_upload_bytes:
-                return JSONResponse({"detail": f"upload of {int(length) / 2**20:.1f} MiB is over the "
-                                               f"{limits.max_upload_bytes / 2**20:.1f} MiB limit"}, status_code=413)
+                return JSONResponse({"detail": f"upload of {_size(int(length))} is over the "
+                                               f"{_size(limits.max_upload_bytes)} limit"}, status_code=413)
         response = await call_next(request)
         response.headers["Content-Security-Policy"] = CSP
         response.headers["X-Content-Type-Options"] = "nosniff"
