@@ -106,8 +106,10 @@ function drawTimeline(t) {
   const ticks = 5;
   for (let k = 0; k <= ticks; k++) {
     const v = lo + (hi - lo) * k / ticks;
-    ctx.fillText(v.toFixed(1) + " s", x(v) - 12, h - 8);
+    ctx.textAlign = k === 0 ? "left" : k === ticks ? "right" : "center";
+    ctx.fillText(v.toFixed(1) + " s", x(v), h - 8);
   }
+  ctx.textAlign = "left";
   info.labels.forEach((label, i) => {
     const ps = t.probabilities[label];
     if (!ps) return;
@@ -160,6 +162,7 @@ async function startCamera() {
   const wantAudio = info.modalities.includes("audio");
   stream = await navigator.mediaDevices.getUserMedia({ video: { width: 320, height: 240 }, audio: wantAudio });
   const preview = $("preview");
+  preview.removeAttribute("src");
   preview.srcObject = stream;
   preview.classList.add("shown");
   await preview.play().catch(() => {});
@@ -201,7 +204,18 @@ async function init() {
   }
   setStatus(`Ready: ${info.labels.length} emotions, ${info.num_clips} clips per video.`);
 
-  $("file").addEventListener("change", () => { $("send").disabled = !$("file").files.length; });
+  $("file").addEventListener("change", () => {
+    const file = $("file").files[0];
+    $("send").disabled = !file;
+    if (file && !stream) {  // show the chosen video (a local blob: URL; nothing leaves the page until Predict)
+      const preview = $("preview");
+      if (preview.src) URL.revokeObjectURL(preview.src);
+      preview.src = URL.createObjectURL(file);
+      preview.loop = true;
+      preview.classList.add("shown");
+      preview.play().catch(() => {});
+    }
+  });
   $("send").addEventListener("click", async () => {
     const file = $("file").files[0];
     if (!file) return;
