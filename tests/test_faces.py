@@ -136,7 +136,32 @@ def test_training_with_face_crop_caches_boxes(synthemo_dir, tmp_path):
 
     cache = tmp_path / "faces"
     rc = main(["finetune", "-q", *TINY_OVERRIDES, *data_overrides(synthemo_dir), f"train.output_dir={tmp_path / 'run'}",
-               "data.face_crop=true", f"data.face_cache={cache}", "train.epochs=2"])
+               "data.face_crop=true", f"data.face_cache={cache}"])
     assert rc == 0
     files = list(cache.glob("*.json"))
     assert len(files) == 16  # one per training video; validation and test are not cached
+
+
+def test_predict_with_face_crop_reports_the_counts(tiny_checkpoint, tmp_path, capsys):
+    """An mp4 of the moving astronaut (written with PyAV) and one without a face, through predict --face-crop."""
+    import json
+
+    from clipbert_emo import Predictor
+    from clipbert_emo.cli import main
+    from clipbert_emo.data.synthemo import write_mp4
+
+    frames, _ = _astronaut_frames(8, shift=6, size=576)
+    write_mp4(tmp_path / "astronaut.mp4", frames, 4.0)
+    write_mp4(tmp_path / "wall.mp4", np.full((8, 96, 96, 3), 120, np.uint8), 4.0)
+    p = Predictor(tiny_checkpoint, device="cpu")
+    p.use_face_crop()
+    face, wall = p.predict_many([tmp_path / "astronaut.mp4", tmp_path / "wall.mp4"], num_workers=0)
+    assert face["face_crop"] == {"frames": 6, "no_face_frames": 0, "clips": 3, "full_frame_clips": 0}
+    assert wall["face_crop"] == {"frames": 6, "no_face_frames": 6, "clips": 3, "full_frame_clips": 3}
+    assert "face_crop" not in Predictor(tiny_checkpoint, device="cpu")(tmp_path / "wall.mp4")  # off by default
+    rc = main(["predict", str(tiny_checkpoint), str(tmp_path), "--face-crop", "--out", str(tmp_path / "r.jsonl"),
+               "-q"])
+    assert rc == 0
+    assert "no_face_frames" in capsys.readouterr().out
+    rows = {json.loads(line)["video"]: json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()}
+    assert rows[str(tmp_path / "wall.mp4")]["face_crop"]["full_frame_clips"] == 3
