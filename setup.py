@@ -17,7 +17,8 @@ setup(
     packages=find_packages(include=["clipbert_emo", "clipbert_emo.*"]),
     # The experiment YAMLs and DeepSpeed JSONs ship inside the package: `--config meld` works from any
     # folder after a plain `pip install` (the repository's configs/ is a link to this folder).
-    package_data={"clipbert_emo": ["configs/*.yaml", "configs/presets/*.yaml", "configs/deepspeed/*.json"]},
+    package_data={"clipbert_emo": ["configs/*.yaml", "configs/presets/*.yaml", "configs/deepspeed/*.json",
+                                   "serve/static/*"]},
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.1,<=2.14.1",
@@ -45,6 +46,8 @@ setup(
         # NVIDIA apex is not on PyPI (the PyPI package named "apex" is unrelated): build it from
         # NVIDIA's sources yourself; clipbert-emo uses it only if it is importable.
         "dev": ["pytest"],
+        "serve": ["fastapi", "uvicorn", "python-multipart"],
+        "faces": ["opencv-python-headless"],
     },
     entry_points={"console_scripts": ["clipbert-emo=clipbert_emo.cli:main"]},
 )

@@ -5,6 +5,8 @@
     clipbert-emo pretrain --config pretrain_coco_vg data.root=/data/coco
     clipbert-emo evaluate runs/synthemo_cpu/checkpoint data/synthemo/test.jsonl --n-test 16
     clipbert-emo predict runs/synthemo_cpu/checkpoint my_video.mp4 --text "no way!"
+    clipbert-emo predict runs/synthemo_cpu/checkpoint videos/ --out results.jsonl --timeline-png timelines/
+    clipbert-emo serve runs/synthemo_cpu/checkpoint     # the web page on http://127.0.0.1:8000
     clipbert-emo demo                                    # what `make demo` runs
     clipbert-emo convert-clipbert clipbert_image_text_pretrained.pt runs/clipbert_original_init
     clipbert-emo export runs/synthemo_cpu/checkpoint --format onnx --out exported/   # run it without this library
@@ -172,11 +174,22 @@ def _cmd_evaluate(args) -> int:
 
 def _cmd_predict(args) -> int:
     from .config import UserError
-    from .predict import Predictor
+    from .predict import Predictor, is_manifest
 
     text = _utf8(args.text, "--text")
     plot = _png_path(args.plot, "--plot")
+    paths = args.paths
+    many = (len(paths) > 1 or args.out or args.transcripts or args.timeline_png
+            or any(Path(p).is_dir() or is_manifest(p) for p in paths))
+    if many and (plot or args.transcribe):
+        raise UserError("--plot and --transcribe are for one video; with several use --timeline-png DIR and "
+                        "--transcripts FILE")
     predictor = Predictor(args.checkpoint, device=args.device)
+    if args.face_crop or args.face_detector:
+        predictor.use_face_crop(True, detector=args.face_detector)
+    if many:
+        return _predict_many(args, predictor, text)
+    args.video = paths[0] if paths else None
     if args.transcribe and not text and args.video:
         from .data.audio import read_audio
         from .data.transcribe import Transcriber
@@ -210,6 +223,129 @@ def _cmd_predict(args) -> int:
                  "p_top": c["probabilities"][c["prediction"]]} for i, c in enumerate(result["clips"])]
         say("\nper clip:")
         say(format_table(rows, ["clip", "start_s", "end_s", "top", "p_top"], floatfmt=".2f"))
+    if "face_crop" in result:
+        f = result["face_crop"]
+        say(f"face crop: no face in {f['no_face_frames']} of {f['frames']} frames; "
+            f"{f['full_frame_clips']} of {f['clips']} clips used the full frame")
+    return 0
+
+
+def _predict_many(args, predictor, text: str | None) -> int:
+    """Batch prediction: gather the videos, score them in batches, print a table, write --out and timelines."""
+    from .config import UserError
+    from .eval.report import format_table
+    from .predict import gather_inputs, read_transcripts, transcript_for
+
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        if out.suffix.lower() not in (".jsonl", ".csv"):
+            raise UserError(f"--out {out}: give a file name ending in .jsonl or .csv")
+        if out.parent != Path("") and not out.parent.is_dir():
+            raise UserError(f"--out {out}: folder {out.parent} does not exist")
+    png_dir = Path(args.timeline_png) if args.timeline_png else None
+    if png_dir is not None:
+        if png_dir.exists() and not png_dir.is_dir():
+            raise UserError(f"--timeline-png {png_dir} is a file; give a folder")
+        if predictor.task.name not in ("single_label", "multilabel"):
+            raise UserError(f"--timeline-png draws class probabilities; this checkpoint's task is {predictor.task.name}")
+        png_dir.mkdir(parents=True, exist_ok=True)
+    inputs, failures = gather_inputs(args.paths)
+    transcripts = read_transcripts(args.transcripts) if args.transcripts else {}
+    texts = [transcript_for(i["video"], transcripts) or i["text"] or text for i in inputs]
+    results = list(predictor.predict_many(
+        [i["video"] for i in inputs], texts, num_clips=args.n_test, aggregation=args.aggregation,
+        batch_size=args.batch_size, num_workers=args.workers, spans=[(i["start"], i["end"]) for i in inputs],
+        progress=not args.quiet)) if inputs else []
+    results += failures
+    failed = [r for r in results if "error" in r]
+    for r in failed:
+        print(f"clipbert-emo predict: cannot read {r['video']}: {r['error']}", file=sys.stderr)
+    if png_dir is not None:
+        _timeline_pngs(results, predictor.labels, png_dir)
+    if out is not None:
+        _write_predictions(results, out, predictor.labels)
+    if args.json:
+        for r in results:
+            say(json.dumps(r))
+    else:
+        rows = []
+        for r in results:
+            row = {"video": r["video"], "prediction": r.get("prediction", "FAILED")}
+            if isinstance(r.get("prediction"), str):
+                row["p_top"] = r["probabilities"][r["prediction"]]
+                row["clips"] = r["num_clips"]
+            if "face_crop" in r:
+                row["no_face_frames"] = f"{r['face_crop']['no_face_frames']}/{r['face_crop']['frames']}"
+            if "error" in r:
+                row["error"] = r["error"][:80]
+            rows.append(row)
+        cols = ["video", "prediction", "p_top", "clips"] + [c for c in ("no_face_frames", "error")
+                                                            if any(c in row for row in rows)]
+        say(format_table(rows, cols))
+        say(f"{len(results) - len(failed)} of {len(results)} videos scored"
+            + (f", {len(failed)} failed" if failed else "") + (f"; written: {out}" if out else "")
+            + (f"; timelines in {png_dir}" if png_dir else ""))
+    return 1 if failed else 0
+
+
+def _write_predictions(results: list[dict], out: Path, labels: list[str]) -> None:
+    """JSON lines (each video's full result) or CSV (one row per video; the timeline as a JSON cell)."""
+    from .config.atomic import atomic_path
+
+    with atomic_path(out) as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            if out.suffix.lower() == ".jsonl":
+                for r in results:
+                    f.write(json.dumps(r) + "\n")
+                return
+            import csv
+
+            cols = ["video", "text", "prediction", *[f"p_{lab}" for lab in labels], "num_clips", "aggregation",
+                    "no_face_frames", "error", "timeline"]
+            writer = csv.DictWriter(f, cols, extrasaction="ignore")
+            writer.writeheader()
+            for r in results:
+                row = {k: r.get(k) for k in ("video", "text", "num_clips", "aggregation", "error")}
+                pred = r.get("prediction")
+                row["prediction"] = pred if isinstance(pred, (str, int, float)) or pred is None else json.dumps(pred)
+                probs = r.get("probabilities") or {}
+                row.update({f"p_{lab}": probs[lab] for lab in labels if isinstance(probs.get(lab), float)})
+                if "face_crop" in r:
+                    row["no_face_frames"] = r["face_crop"]["no_face_frames"]
+                if "timeline" in r:
+                    row["timeline"] = json.dumps(r["timeline"])
+                writer.writerow(row)
+
+
+def _timeline_pngs(results: list[dict], labels: list[str], folder: Path) -> None:
+    import numpy as np
+
+    from .eval.plots import plot_clip_timeline
+
+    used: set[str] = set()
+    for r in results:
+        if "timeline" not in r or "probabilities" not in r["timeline"]:
+            continue
+        stem = Path(r["video"]).stem or "video"
+        name, k = stem, 1
+        while name in used:  # same file name in two folders: both kept
+            k += 1
+            name = f"{stem}_{k}"
+        used.add(name)
+        t = r["timeline"]
+        times = [(a + b) / 2 if a is not None else i for i, (a, b) in enumerate(zip(t["start"], t["end"]))]
+        probs = np.array([t["probabilities"][lab] for lab in labels]).T  # (K, N) -> (N, K)
+        plot_clip_timeline(times, probs, labels, folder / f"{name}.png", title=Path(r["video"]).name)
+        r["timeline_png"] = str(folder / f"{name}.png")
+
+
+def _cmd_serve(args) -> int:
+    from .serve import ServeLimits, serve
+
+    limits = ServeLimits(max_upload_bytes=int(args.max_upload_mb * 2**20), max_seconds=args.max_seconds,
+                         queue_limit=args.queue, workers=args.workers)
+    serve(args.checkpoint, host=args.host, port=args.port, device=args.device, limits=limits, num_clips=args.n_test,
+          face_crop=args.face_crop, face_detector=args.face_detector)
     return 0
 
 
@@ -343,10 +479,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=_cmd_evaluate)
 
-    s = sub.add_parser("predict", parents=[common], help="predict the emotion of one video (+ optional transcript)",
-                       description="Per-clip scores and the aggregated distribution for one video.")
+    s = sub.add_parser("predict", parents=[common], help="predict the emotion of videos (+ optional transcripts)",
+                       description="Per-clip scores (the timeline) and the aggregated distribution for each video. "
+                                   "One video file: its tables (or --json). Several PATHs, a folder or a manifest: "
+                                   "decoded in background workers, scored in batches, one table row per video; a "
+                                   "video that cannot be read is reported and the rest go on (exit code 1 if any "
+                                   "failed).")
     s.add_argument("checkpoint", help="checkpoint folder (…/checkpoint)")
-    s.add_argument("video", nargs="?", help="video file (any format decord reads)")
+    s.add_argument("paths", nargs="*", metavar="PATH",
+                   help="video files (any format decord reads), folders (searched recursively for video files) or "
+                        "JSONL/CSV manifests with a video and an optional text per line")
     s.add_argument("--text", default=None, help="transcript or caption")
     s.add_argument("--transcribe", metavar="WHISPER", default=None,
                    help="without --text: transcribe the video's speech with this Whisper checkpoint (a local folder "
@@ -355,8 +497,46 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--aggregation", choices=["mean", "max", "lse"], default=None)
     s.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
     s.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    s.add_argument("--plot", metavar="PNG", help="also draw the per-clip timeline to this PNG")
+    s.add_argument("--plot", metavar="PNG", help="also draw the per-clip timeline to this PNG (one video)")
+    s.add_argument("--transcripts", metavar="JSONL", help='transcripts of many videos: lines of {"video": path or '
+                   'file name, "text": ...}; they take precedence over a manifest\'s text and --text')
+    s.add_argument("--out", metavar="FILE", help="write every video's result (distribution, timeline, errors) to a "
+                   ".jsonl or .csv file")
+    s.add_argument("--timeline-png", metavar="DIR", help="draw each video's per-clip timeline to DIR/<name>.png")
+    s.add_argument("--face-crop", action="store_true",
+                   help="crop each sampled frame to the largest face (OpenCV Haar cascade, smoothed over the clip); "
+                        "clips without a face keep the full frame and are counted in the output")
+    s.add_argument("--face-detector", metavar="ONNX", default=None,
+                   help="with --face-crop: a YuNet face detector .onnx file (cv2.FaceDetectorYN) instead of the "
+                        "built-in Haar cascade (implies --face-crop)")
+    s.add_argument("--batch-size", type=_positive("--batch-size"), default=None,
+                   help="videos per batch (default: the config's train.eval_batch_size)")
+    s.add_argument("--workers", type=int, default=None,
+                   help="background decoding processes (default: up to 4, one per core; 0 = decode in this process)")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_predict)
+
+    s = sub.add_parser("serve", parents=[common], help="a local web page (upload, webcam, live mode) and JSON API",
+                       description="Load a checkpoint once and serve a page where you upload a short video or "
+                                   "record from the webcam (with a live mode that rescores the last 2 s about every "
+                                   "2 s) and see the emotion bars and the timeline; POST /predict, GET /labels, "
+                                   "GET /health; the OpenAPI schema is at /docs. Binds to 127.0.0.1 unless told.")
+    s.add_argument("checkpoint", help="checkpoint folder (…/checkpoint)")
+    s.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default: %(default)s, this machine only; 0.0.0.0 opens it to the network)")
+    s.add_argument("--port", type=int, default=8000, help="default: %(default)s")
+    s.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
+    s.add_argument("--n-test", type=_positive("--n-test"), default=None, help="clips per upload (default: the "
+                   "config's N_test)")
+    s.add_argument("--max-upload-mb", type=float, default=50.0, help="larger uploads get 413 (default: %(default)s)")
+    s.add_argument("--max-seconds", type=float, default=60.0, help="longer videos get 422 (default: %(default)s)")
+    s.add_argument("--queue", type=_positive("--queue"), default=8,
+                   help="uploads scored or waiting at once; more get 503 (default: %(default)s)")
+    s.add_argument("--workers", type=_positive("--workers"), default=1,
+                   help="scoring threads sharing the one model (default: %(default)s)")
+    s.add_argument("--face-crop", action="store_true", help="crop frames to the largest face (see predict)")
+    s.add_argument("--face-detector", metavar="ONNX", default=None, help="a YuNet .onnx file (implies --face-crop)")
+    s.set_defaults(func=_cmd_serve)
 
     s = sub.add_parser("demo", parents=[common], help="the README's demo: SynthEmo, three models, the comparison table")
     s.add_argument("--data", default=None, help="SynthEmo folder, generated if missing (default: data/synthemo, "

@@ -3,12 +3,15 @@
 >>> from clipbert_emo import Predictor
 >>> p = Predictor("runs/demo/video+text/checkpoint")
 >>> result = p("my_clip.mp4", text="no way, that is incredible")
->>> result["prediction"], result["probabilities"], result["clips"][0]
+>>> result["prediction"], result["probabilities"], result["timeline"]["probabilities"]["happy"]
+>>> for r in p.predict_many(["a.mp4", "b.mp4"], texts=["wow", None], progress=True):
+...     print(r["video"], r.get("prediction"), r.get("error"))
 """
 
 from __future__ import annotations
 
 import os
+from typing import Iterator, Sequence
 
 import torch
 
@@ -61,14 +64,192 @@ class Predictor:
             spans = context["spans"]
         clip_logits = self.model.clip_logits(**inputs, clips_per_pass=self.cfg.model.inference_clips_per_pass)
         clip_logits = clip_logits.float().cpu()  # (1, N, K)
-        logits = aggregate_clip_logits(clip_logits, how)  # (1, N, K) -> (1, K)
+        return self._result(os.fspath(video) if video is not None else None, text, how, clip_logits[0], spans,
+                            sorted(context.get("absent", ())), context.get("faces"))
+
+    def _result(self, video: str | None, text: str, how: str, clip_logits: torch.Tensor, spans, missing: list[str],
+                faces: dict | None) -> dict:
+        """One video's result from its (N, K) clip logits: the task's prediction, the timeline, the face counts."""
+        logits = aggregate_clip_logits(clip_logits[None], how)  # (N, K) -> (1, N, K) -> (1, K)
         # A modality the model knows but this file lacks (a silent video) was masked out; the result says so.
-        return {"video": os.fspath(video) if video is not None else None, "text": text, "aggregation": how,
-                "num_clips": int(clip_logits.shape[1]), "missing_modalities": sorted(context.get("absent", ())),
-                **self.task.prediction(logits[0], clip_logits[0], spans, cfg)}
+        result = {"video": video, "text": text, "aggregation": how, "num_clips": int(clip_logits.shape[0]),
+                  "missing_modalities": missing, **self.task.prediction(logits[0], clip_logits, spans, self.cfg.data)}
+        result["timeline"] = clip_timeline(result["clips"])
+        if faces is not None:
+            result["face_crop"] = faces
+        return result
+
+    def use_face_crop(self, enabled: bool = True, detector: str | None = None, margin: float | None = None) -> None:
+        """Crop sampled frames to the largest face before the backbone (data/faces.py), whatever the checkpoint was
+        trained with; ``detector``: "" = OpenCV's Haar cascade, or a YuNet .onnx file."""
+        import dataclasses
+
+        from .data.faces import get_detector
+
+        data = dataclasses.replace(self.cfg.data, face_crop=enabled)
+        if detector is not None:
+            data.face_detector = detector
+        if margin is not None:
+            data.face_margin = margin
+        if enabled:
+            get_detector(data.face_detector)  # a missing or unreadable model file fails now, not per video
+        self.cfg = dataclasses.replace(self.cfg, data=data)
+
+    @torch.no_grad()
+    def predict_many(self, videos: Sequence[str | os.PathLike], texts: Sequence[str | None] | None = None, *,
+                     num_clips: int | None = None, aggregation: str | None = None, batch_size: int | None = None,
+                     num_workers: int | None = None, spans: Sequence[tuple[float | None, float | None]] | None = None,
+                     progress: bool = False) -> Iterator[dict]:
+        """Score many videos: decoded in ``num_workers`` background processes, scored ``batch_size`` at a time.
+
+        Yields one dict per video, in the given order: the same result as ``__call__``, or ``{"video", "error"}``
+        for a video that cannot be read (the others go on).
+        """
+        from torch.utils.data import DataLoader
+        from tqdm.auto import tqdm
+
+        from .data.dataset import Collator, VideoTextDataset, model_inputs
+        from .data.manifest import Manifest
+
+        cfg = self.cfg.data
+        videos = [os.fspath(v) for v in videos]
+        texts = list(texts) if texts is not None else [None] * len(videos)
+        spans = list(spans) if spans is not None else [(None, None)] * len(videos)
+        if len(texts) != len(videos) or len(spans) != len(videos):
+            raise ValueError(f"{len(videos)} videos but {len(texts)} texts and {len(spans)} spans")
+        if num_clips is not None and num_clips < 1:
+            raise UserError(f"num_clips must be >= 1, got {num_clips}")
+        if aggregation is not None and aggregation not in AGGREGATIONS:
+            raise UserError(f"aggregation {aggregation!r}: expected one of {', '.join(AGGREGATIONS)}")
+        if not self.model.modalities:
+            raise UserError("predict_many scores video files; this model reads text only: call the predictor "
+                            "once per text")
+        how = aggregation or self.cfg.model.aggregation
+        samples = [Sample(video=v, text=(t or "") if cfg.use_text else "", start=a, end=b, source=v)
+                   for v, t, (a, b) in zip(videos, texts, spans)]
+        dataset = VideoTextDataset(Manifest("<predict>", samples, []), cfg, training=False,
+                                   num_clips=num_clips or cfg.num_clips_test)
+        collate = _PredictCollate(Collator(self.tokenizer, cfg.max_text_len))
+        workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
+        loader = DataLoader(dataset, batch_size=batch_size or self.cfg.train.eval_batch_size, shuffle=False,
+                            num_workers=workers, collate_fn=collate)
+        names = self.model.modality_names
+        with tqdm(total=len(samples), desc="predict", unit="video", disable=not progress) as bar:
+            for batch in loader:
+                # The decoders' messages start with the file name; the result names it already.
+                done = {i: {"video": videos[i], "text": samples[i].text, "error": reason.removeprefix(f"{videos[i]}: ")}
+                        for i, reason in batch["failed"]}
+                if "input_ids" in batch:
+                    inputs = {k: v.to(self.device) for k, v in model_inputs(batch).items()}
+                    out = self.model.clip_logits(**inputs, clips_per_pass=self.cfg.model.inference_clips_per_pass)
+                    out = out.float().cpu()  # (B, N, K)
+                    for row, i in enumerate(batch["index"].tolist()):
+                        missing = sorted(n for n in names if not bool(batch[f"{n}_present"][row]))
+                        done[i] = self._result(videos[i], samples[i].text, how, out[row], batch["spans"][row],
+                                               missing, batch["faces"][row])
+                bar.update(len(done))
+                yield from (done[i] for i in sorted(done))
+
+
+class _PredictCollate:
+    """The dataset's collator, keeping which videos failed and why (by position) and each one's face counts."""
+
+    def __init__(self, collator):
+        self.collator = collator
+
+    def __call__(self, items: list[dict]) -> dict:
+        good = [it for it in items if "error" not in it]
+        batch = self.collator(good) if good else {}
+        batch["failed"] = [(it["index"], it["error"]) for it in items if "error" in it]
+        batch["faces"] = [it.get("faces") for it in good]
+        return batch
+
+
+def clip_timeline(clips: list[dict]) -> dict:
+    """The per-clip results as columns: ``start``/``end`` seconds and, per class, its probability in each clip
+    (``probabilities``), or each clip's predicted value (``values``, regression)."""
+    timeline: dict = {"start": [c.get("start") for c in clips], "end": [c.get("end") for c in clips]}
+    if clips and isinstance(clips[0].get("probabilities"), dict):
+        timeline["probabilities"] = {lab: [c["probabilities"][lab] for c in clips] for lab in clips[0]["probabilities"]}
+    elif clips and isinstance(clips[0].get("prediction"), (int, float)):
+        timeline["values"] = [c["prediction"] for c in clips]
+    return timeline
 
 
 def predict(checkpoint: str | os.PathLike, video: str | os.PathLike | None = None, text: str | None = None,
             num_clips: int | None = None, aggregation: str | None = None, device: str | None = None) -> dict:
     """One call: load ``checkpoint`` and predict on one video (with optional text)."""
     return Predictor(checkpoint, device)(video, text, num_clips=num_clips, aggregation=aggregation)
+
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ts",
+                  ".y4m")
+MANIFEST_SUFFIXES = (".jsonl", ".csv")
+
+
+def is_manifest(path: str | os.PathLike) -> bool:
+    return os.fspath(path).lower().endswith(MANIFEST_SUFFIXES)
+
+
+def gather_inputs(paths: Sequence[str | os.PathLike]) -> tuple[list[dict], list[dict]]:
+    """What to score from command-line PATHs: video or image files, folders (searched recursively for video
+    files), and manifests (JSONL/CSV with ``video`` and optional ``text``/``start``/``end``; no labels needed).
+
+    Returns (inputs, failures): each input ``{"video", "text", "start", "end"}`` (text None = none given), each
+    failure ``{"video", "error"}`` for a path that does not exist, a folder without videos, or a manifest line
+    whose video is missing.
+    """
+    from pathlib import Path
+
+    from .data.manifest import read_manifest
+
+    inputs: list[dict] = []
+    failures: list[dict] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in VIDEO_SUFFIXES)
+            if not found:
+                failures.append({"video": str(p), "error": f"folder has no video files ({', '.join(VIDEO_SUFFIXES)})"})
+            inputs += [{"video": str(f), "text": None, "start": None, "end": None} for f in found]
+        elif is_manifest(p) and p.is_file():
+            manifest = read_manifest(p, read_target=None, require_label=False)
+            inputs += [{"video": s.video, "text": s.text or None, "start": s.start, "end": s.end}
+                       for s in manifest.samples]
+            failures += [{"video": where, "error": reason} for where, reason in manifest.skipped]
+        elif p.is_file():
+            inputs.append({"video": str(p), "text": None, "start": None, "end": None})
+        else:
+            failures.append({"video": str(p), "error": "file not found"})
+    return inputs, failures
+
+
+def read_transcripts(path: str | os.PathLike) -> dict[str, str]:
+    """A JSONL of ``{"video": ..., "text": ...}`` lines -> {key: text}, keyed by the absolute path (relative paths
+    are taken from the transcript file's folder) and by the bare file name, so either form matches."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"--transcripts {path}: file not found")
+    found: dict[str, str] = {}
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as e:
+            raise UserError(f"{path}:{lineno}: not a JSON object ({e})") from None
+        if not isinstance(row, dict) or not isinstance(row.get("video"), str) or not isinstance(row.get("text"), str):
+            raise UserError(f'{path}:{lineno}: expected {{"video": "file.mp4", "text": "..."}}, got {line[:80]!r}')
+        video = Path(row["video"])
+        found[str((video if video.is_absolute() else path.parent / video).resolve())] = row["text"]
+        found.setdefault(video.name, row["text"])
+    return found
+
+
+def transcript_for(video: str, transcripts: dict[str, str]) -> str | None:
+    from pathlib import Path
+
+    return transcripts.get(str(Path(video).resolve()), transcripts.get(Path(video).name))

@@ -132,3 +132,13 @@ def write_av(path, seconds=2.0, fps=8, size=32, rate=44100, tone=None, video=Tru
             for p in vs.encode(None):
                 out.mux(p)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(synthemo_dir, tmp_path_factory):
+    """A checkpoint folder of a tiny video+text model trained one epoch on ``synthemo_dir`` (for predict/serve)."""
+    from clipbert_emo.cli import main
+
+    out = tmp_path_factory.mktemp("tiny_run")
+    assert main(["finetune", "-q", *TINY_OVERRIDES, *data_overrides(synthemo_dir), f"train.output_dir={out}"]) == 0
+    return out / "checkpoint"

@@ -117,6 +117,14 @@ class DataConfig:
     hflip: bool = True
     num_workers: int = 0
     strict: bool = False  # True: a missing video in a manifest is fatal instead of skipped and reported
+    # Crop every sampled frame around the largest face (data/faces.py), smoothed over each clip; a clip with no
+    # face keeps its full frames. face_detector: "" = OpenCV's bundled Haar cascade, or a YuNet .onnx file.
+    # face_margin: extra room on each side, as a fraction of the face box. face_cache: folder of the boxes
+    # detected at train time ("" = ~/.cache/clipbert_emo/faces), so later epochs detect nothing again.
+    face_crop: bool = False
+    face_detector: str = ""
+    face_margin: float = 0.25
+    face_cache: str = ""
 
 
 @dataclass
@@ -299,6 +307,9 @@ class ExperimentConfig:
                 raise ConfigError(f"train.{key} must be >= 0 (0 = off), got {getattr(self.train, key)}")
         if self.data.num_workers < 0:
             raise ConfigError(f"data.num_workers must be >= 0, got {self.data.num_workers}")
+        if not 0.0 <= self.data.face_margin <= 2.0:
+            raise ConfigError(f"data.face_margin must be in [0, 2] (a fraction of the face box), got "
+                              f"{self.data.face_margin}")
         if not self.data.clip_fps > 0:
             raise ConfigError(f"data.clip_fps must be > 0, got {self.data.clip_fps}")
         if self.train.resume and self.train.overwrite:

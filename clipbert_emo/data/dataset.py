@@ -34,17 +34,21 @@ def load_clips(
     num_clips: int,
     training: bool,
     rng: np.random.Generator | None,
+    context: dict | None = None,
 ) -> tuple[torch.Tensor, list[tuple[float, float]]]:
     """Decode ``num_clips`` clips of one video. Returns (N, T, 3, S, S) uint8 and each clip's (start, end) s.
 
     A still image (``sample.image`` or an image file) is a one-frame video: every clip repeats it, and
-    at train time each clip still gets its own crop and flip.
+    at train time each clip still gets its own crop and flip. With ``data.face_crop`` each clip is first cut
+    to the face (data/faces.py) and ``context["faces"]`` gets the detection counts.
     """
     if sample.image is not None or (sample.video is not None and is_image_path(sample.video)):
         image = np.asarray(sample.image) if sample.image is not None else read_image(sample.video)
         if image.ndim == 2:
             image = np.repeat(image[:, :, None], 3, axis=2)  # (H, W) grey -> (H, W, 3)
         frames = np.broadcast_to(image, (num_clips, cfg.num_frames, *image.shape)).copy()  # -> (N, T, H, W, 3)
+        if cfg.face_crop:
+            frames = _face_crop(frames, np.zeros(frames.shape[:2], np.int64), sample, cfg, training, context)
         clips = torch.stack([
             clip_transform(c, cfg.frame_size, training and cfg.augment, rng, cfg.crop_scale_min, cfg.hflip,
                            cfg.pad, Resize.from_config(cfg))
@@ -65,6 +69,8 @@ def load_clips(
         info = video_info(reader, sample.video)
         indices = _clip_indices(sample, info, cfg, num_clips, training, rng)
         frames = read_frames(reader, indices, sample.video)
+    if cfg.face_crop:
+        frames = _face_crop(frames, indices, sample, cfg, training, context)
     clips = torch.stack(
         [
             clip_transform(c, cfg.frame_size, training and cfg.augment, rng, cfg.crop_scale_min, cfg.hflip,
@@ -73,6 +79,19 @@ def load_clips(
         ]
     )  # N x (T, 3, S, S) -> (N, T, 3, S, S)
     return clips, clip_spans_seconds(indices, info.fps)
+
+
+def _face_crop(frames: np.ndarray, indices: np.ndarray, sample: Sample, cfg: DataConfig, training: bool,
+               context: dict | None) -> list[np.ndarray]:
+    """(N, T, H, W, 3) frames -> N face-cropped clips; boxes are cached on disk at train time (epochs repeat)."""
+    from .faces import default_cache_dir, face_crop_clips, get_detector
+
+    cache = (cfg.face_cache or default_cache_dir()) if training and sample.video and sample.image is None else None
+    clips, stats = face_crop_clips(frames, indices, get_detector(cfg.face_detector), cfg.face_margin,
+                                   video=sample.video, cache_dir=cache)
+    if context is not None:
+        context["faces"] = stats.as_dict()
+    return clips
 
 
 def _clip_indices(sample: Sample, info, cfg: DataConfig, num_clips: int, training: bool,
@@ -93,7 +112,8 @@ def _clip_indices(sample: Sample, info, cfg: DataConfig, num_clips: int, trainin
 # clip's (start, end) seconds; ``context`` holds what earlier decoders found (``spans``), so a modality
 # can align its windows with the video's clips.
 MODALITY_DECODERS = {
-    "video": lambda sample, cfg, num_clips, training, rng, context: load_clips(sample, cfg, num_clips, training, rng),
+    "video": lambda sample, cfg, num_clips, training, rng, context: load_clips(sample, cfg, num_clips, training, rng,
+                                                                               context),
     "audio": load_audio_clips,
 }
 
@@ -144,6 +164,8 @@ class VideoTextDataset(Dataset):
         for name in self.modalities:  # a file without, say, a sound track: those tokens are masked out
             item[f"{name}_present"] = name not in context.get("absent", ())
         item["spans"] = context["spans"]
+        if "faces" in context:
+            item["faces"] = context["faces"]
         return item
 
 
