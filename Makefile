@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-audio test test-slow pretrain-demo install clean
+.PHONY: browser demo demo-audio test test-slow pretrain-demo install clean
 
 $(STAMP): requirements.txt requirements-assets.txt setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,16 @@ demo-audio: $(STAMP)
 pretrain-demo: $(STAMP)
 	$(PY) pretrain/synthemo_label_efficiency.py --seeds 42 7
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest -q tests
+
+# The page's tests drive a real headless Chromium (Debian's packages); best effort: where it cannot be
+# installed (no apt-get, not root, no registry) those tests skip and say why.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) ; } || \
+	  echo "Chromium could not be installed: the browser tests will skip"
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m "slow" tests
