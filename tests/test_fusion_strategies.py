@@ -263,3 +263,28 @@ def test_compare_fusion_end_to_end(synthemo_dir, tmp_path):
     assert by_name["cross_attention"]["params"] != by_name["early"]["params"]
     assert (out / "summary.png").stat().st_size > 0
     assert (out / "seed3" / "late" / "checkpoint").is_dir()
+
+
+@pytest.mark.parametrize("fusion", ["late", "cross_attention", "hybrid"])
+def test_an_early_fusion_checkpoint_starts_the_shared_parts(fusion, tmp_path):
+    """A ClipBERT-layout checkpoint (pretraining or early fine-tuning) fills the CNN and the text BERT of every
+    strategy, and all of the early part of hybrid; the new parts are reported as missing."""
+    from safetensors.torch import save_file
+
+    from clipbert_emo.checkpoint import load_weights
+
+    torch.manual_seed(0)
+    early = build_model(_cfg(), VOCAB)
+    save_file({k: v.contiguous() for k, v in early.state_dict().items()}, str(tmp_path / "w.safetensors"))
+    torch.manual_seed(1)
+    model = build_model(_cfg(f"model.fusion={fusion}"), VOCAB)
+    report = load_weights(model, tmp_path / "w.safetensors")
+    assert report["shape_mismatch"] == []
+    theirs, ours = early.state_dict(), model.state_dict()
+    shared = ["cnn.", "transformer.bert.embeddings.", "transformer.bert.encoder."]
+    if fusion == "hybrid":
+        shared += ["transformer.bert.visual_embeddings.", "head."]
+    for prefix in shared:
+        keys = [k for k in theirs if k.startswith(prefix)]
+        assert keys and all(torch.equal(ours[k], theirs[k]) for k in keys), prefix
+    assert report["missing"] and all(not k.startswith(tuple(shared)) for k in report["missing"])
