@@ -288,3 +288,16 @@ def test_an_early_fusion_checkpoint_starts_the_shared_parts(fusion, tmp_path):
         keys = [k for k in theirs if k.startswith(prefix)]
         assert keys and all(torch.equal(ours[k], theirs[k]) for k in keys), prefix
     assert report["missing"] and all(not k.startswith(tuple(shared)) for k in report["missing"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fusion", ["late", "cross_attention", "hybrid"])
+def test_two_process_ddp_trains_each_strategy_with_modality_dropout(fusion, synthemo_dir, tmp_path):
+    """Two gloo ranks: DDP raises on the second step if a parameter got no gradient in the first."""
+    from test_accelerator import _run_ddp
+
+    proc = _run_ddp(tmp_path, synthemo_dir, f"model.fusion={fusion}", "data.modality_dropout=0.5",
+                    "model.num_layers=1", "train.max_steps=3", "data.val_manifest=", "data.test_manifest=")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["steps"] == 2 and len(set(metrics["rank_param_checksums"])) == 1
