@@ -233,7 +233,7 @@ def _cmd_compare_fusion(args) -> int:
     with redirect_stdout(_STDOUT):  # the progress lines and the table are what it was asked for
         run_compare_fusion(config=args.config, seeds=args.seeds, out_dir=args.out, overrides=args.overrides,
                            strategies=args.strategies, baselines=not args.no_baselines, n_test=args.n_test,
-                           synthemo=args.synthemo, progress=not args.quiet)
+                           synthemo=args.synthemo, progress=not args.quiet, preset=args.preset)
     return 0
 
 
@@ -385,6 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n-test", type=_positive("--n-test"), default=16, help="test clips per video (default: 16)")
     s.add_argument("--synthemo", default=None, metavar="DIR",
                    help="use SynthEmo with a voice from DIR (generated when missing) instead of the config's manifests")
+    s.add_argument("--preset", default=None, help="presets over the config, as for finetune (e.g. cpu,audio)")
     s.add_argument("--out", default="runs/compare_fusion", help="output folder (default: %(default)s)")
     s.add_argument("overrides", nargs="*", help=OVERRIDES_HELP + " (applied to every run)")
     s.add_argument("-q", "--quiet", action="store_true")

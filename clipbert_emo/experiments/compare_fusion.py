@@ -158,10 +158,11 @@ def format_summary(rows: list[dict], metrics: list[str], removed: list[str]) -> 
 
 def run_compare_fusion(config: str | None = None, seeds=(42,), out_dir: str = "runs/compare_fusion",
                        overrides: list[str] | None = None, strategies=FUSION_STRATEGIES, baselines: bool = True,
-                       n_test: int = 16, synthemo: str | None = None, progress: bool = True) -> dict:
+                       n_test: int = 16, synthemo: str | None = None, progress: bool = True,
+                       preset: str | None = None) -> dict:
     """Train and score every strategy (and single-modality baseline) for every seed; print the table, write
     summary.json and summary.png into ``out_dir``. ``synthemo``: a SynthEmo-with-a-voice folder (generated when
-    missing) whose manifests replace the config's."""
+    missing) whose manifests replace the config's; ``preset``: presets over the config, as finetune's --preset."""
     from ..train.finetune import finetune
 
     unknown = [s for s in strategies if s not in FUSION_STRATEGIES]
@@ -178,7 +179,7 @@ def run_compare_fusion(config: str | None = None, seeds=(42,), out_dir: str = "r
         _ensure_synthemo(Path(synthemo), progress, audio=True)
         data_overrides = [f"data.{split}_manifest={Path(synthemo) / f'{split}.jsonl'}" for split in
                           ("train", "val", "test")]
-    base = load_config(config, [*data_overrides, *(overrides or [])])
+    base = load_config(config, [*data_overrides, *(overrides or [])], preset=preset)
     runs_spec = variants(base, strategies, baselines)
     removed = config_modalities(base) if len(config_modalities(base)) > 1 else []
     # The test split is scored below (with modalities removed); the run itself skips its own test pass.
@@ -189,10 +190,10 @@ def run_compare_fusion(config: str | None = None, seeds=(42,), out_dir: str = "r
             run_dir = out / f"seed{seed}" / name.replace(" ", "_")
             common = [*data_overrides, *(overrides or []), *extra, f"train.seed={seed}",
                       f"train.output_dir={run_dir}", f"name=fusion-{name.replace(' ', '_')}-{seed}"]
-            cfg = load_config(config, [*common, "train.overwrite=true", *skip_test])
+            cfg = load_config(config, [*common, "train.overwrite=true", *skip_test], preset=preset)
             print(f"[compare-fusion] seed {seed}: training {name} ...")
             result = finetune(cfg, progress=progress)
-            scored = score_run(run_dir, load_config(config, common), n_test, progress)
+            scored = score_run(run_dir, load_config(config, common, preset=preset), n_test, progress)
             metrics = metrics or scored["metrics"]
             step = time_train_step(cfg, scored["tokenizer"])
             runs.append({"fusion": name, "seed": seed, "params": scored["params"], "train_ms_per_step": 1000 * step,
@@ -202,7 +203,7 @@ def run_compare_fusion(config: str | None = None, seeds=(42,), out_dir: str = "r
                                      for k, rep in scored["reports"].items()}})
             write_json(out / "runs.json", runs)  # kept up to date: a killed comparison keeps what it finished
     rows = summarize(runs, metrics, removed)
-    summary = {"config": str(config), "overrides": list(overrides or []), "seeds": list(seeds), "n_test": n_test,
+    summary = {"config": str(config), "preset": preset, "overrides": list(overrides or []), "seeds": list(seeds), "n_test": n_test,
                "aggregation": base.model.aggregation, "metrics": metrics, "removed": removed, "rows": rows,
                "runs": runs}
     write_json(out / "summary.json", summary)
