@@ -301,3 +301,12 @@ def test_two_process_ddp_trains_each_strategy_with_modality_dropout(fusion, synt
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["steps"] == 2 and len(set(metrics["rank_param_checksums"])) == 1
+
+
+def test_bad_fusion_settings_are_refused_by_name():
+    from clipbert_emo.config import ConfigError
+
+    for bad, key in (("model.fusion=mid", "model.fusion"), ("data.modality_dropout=1.0", "data.modality_dropout"),
+                     ("model.cross_layers=0", "model.cross_layers")):
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            _cfg(bad)
