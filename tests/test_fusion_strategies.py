@@ -310,3 +310,17 @@ def test_bad_fusion_settings_are_refused_by_name():
                      ("model.cross_layers=0", "model.cross_layers")):
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
             _cfg(bad)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fusion", ["late", "cross_attention", "hybrid"])
+def test_zero3_bf16_trains_each_strategy(fusion, synthemo_dir, tmp_path):
+    """DeepSpeed ZeRO-3 with 16-bit weights: partitioned parameters, the inputs cast to the weights' type."""
+    pytest.importorskip("deepspeed")
+    from test_deepspeed import _check_run, _launch
+
+    out = tmp_path / fusion
+    proc = _launch(3, out, synthemo_dir, "train.epochs=2", "train.mixed_precision=bf16", f"model.fusion={fusion}",
+                   "model.num_layers=1", "data.modality_dropout=0.3")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    _check_run(out, "bf16")
