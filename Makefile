@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: browser demo demo-audio test test-slow pretrain-demo install clean
+.PHONY: browser demo demo-audio compare-fusion test test-slow pretrain-demo install clean
 
 $(STAMP): requirements.txt requirements-assets.txt setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ demo: $(STAMP)
 # SynthEmo with a voice on every video: video+text, audio only, video+text+audio (runs/demo_audio/summary.json)
 demo-audio: $(STAMP)
 	$(VENV)/bin/clipbert-emo demo --audio
+
+# Early, late, cross-attention and hybrid fusion on SynthEmo with a voice, 2 seeds (docs/fusion.md)
+compare-fusion: $(STAMP)
+	$(VENV)/bin/clipbert-emo compare-fusion --config fusion_synthemo --synthemo data/synthemo_audio --seeds 42 7
 
 # Image-text pretraining on captioned SynthEmo frames, then 10% of the labels, against from scratch
 pretrain-demo: $(STAMP)

@@ -17,6 +17,12 @@ def build_model(cfg: ExperimentConfig, vocab_size: int, pad_token_id: int = 0, p
     """The emotion model of ``cfg``: the task kind's output width, the modalities data.use_* switch on.
     ``pretrained=False`` skips pretrained-weight loading (a checkpoint is loaded over it next)."""
     task = get_task(cfg.data.task)
+    if cfg.model.fusion != "early":  # late, cross_attention, hybrid: models/fusion_strategies.py
+        from .models.fusion_strategies import fusion_model
+
+        return fusion_model(cfg.model, task.num_outputs(cfg.data), vocab_size, pad_token_id=pad_token_id,
+                            pretrained=pretrained, criterion=criterion, modalities=enabled_modalities(cfg.data),
+                            use_text=cfg.data.use_text)
     return ClipBertForEmotion(cfg.model, task.num_outputs(cfg.data), vocab_size, pad_token_id=pad_token_id,
                               pretrained=pretrained, criterion=criterion, modalities=enabled_modalities(cfg.data))
 

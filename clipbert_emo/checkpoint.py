@@ -48,7 +48,9 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, cfg: Experi
         save_file(state, str(tmp / WEIGHTS))
         save_config(cfg, tmp / CONFIG)
         tokenizer.save_pretrained(str(tmp / TOKENIZER))
-        info = {"num_labels": getattr(model, "num_labels", 0), "vocab_size": model.transformer.config.vocab_size,
+        # a late-fusion model without text has no single `transformer`; it says its vocabulary itself
+        vocab_size = getattr(model, "vocab_size", None) or model.transformer.config.vocab_size
+        info = {"num_labels": getattr(model, "num_labels", 0), "vocab_size": vocab_size,
                 "uses_video": model.uses_video, "modalities": model.modality_names, "command": current_command(),
                 **(meta or {})}
         (tmp / META).write_text(json.dumps(info, indent=2, default=str))

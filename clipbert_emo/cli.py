@@ -8,6 +8,7 @@
     clipbert-emo predict runs/synthemo_cpu/checkpoint videos/ --out results.jsonl --timeline-png timelines/
     clipbert-emo serve runs/synthemo_cpu/checkpoint     # the web page on http://127.0.0.1:8000
     clipbert-emo demo                                    # what `make demo` runs
+    clipbert-emo compare-fusion --synthemo data/synthemo_audio --seeds 42 7   # docs/fusion.md
     clipbert-emo convert-clipbert clipbert_image_text_pretrained.pt runs/clipbert_original_init
     clipbert-emo export runs/synthemo_cpu/checkpoint --format onnx --out exported/   # run it without this library
 """
@@ -157,7 +158,7 @@ def _cmd_evaluate(args) -> int:
     check_output_folder(out_dir, "--out")
     result = evaluate(args.checkpoint, args.manifest, out_dir, num_clips=args.n_test,
                       aggregations=args.aggregation or ("mean", "max", "lse"), batch_size=args.batch_size,
-                      progress=not args.quiet)
+                      progress=not args.quiet, drop=tuple(args.drop or ()))
     if args.json:
         say(json.dumps(result, indent=2))
         return 0
@@ -361,6 +362,18 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _cmd_compare_fusion(args) -> int:
+    from contextlib import redirect_stdout
+
+    from .experiments.compare_fusion import run_compare_fusion
+
+    with redirect_stdout(_STDOUT):  # the progress lines and the table are what it was asked for
+        run_compare_fusion(config=args.config, seeds=args.seeds, out_dir=args.out, overrides=args.overrides,
+                           strategies=args.strategies, baselines=not args.no_baselines, n_test=args.n_test,
+                           synthemo=args.synthemo, progress=not args.quiet, preset=args.preset)
+    return 0
+
+
 def _cmd_convert_clipbert(args) -> int:
     from .convert import convert_clipbert
     from .eval.report import format_table
@@ -476,6 +489,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="videos per batch (default: the config's train.eval_batch_size)")
     s.add_argument("--out", help="folder for eval_metrics.json and confusion_matrix.png (default: the run folder)")
     s.add_argument("--json", action="store_true", help="print the result as JSON")
+    s.add_argument("--drop", action="append", metavar="MODALITY",
+                   help="score with this modality (text, video or audio) removed from every test sample, as if "
+                        "the transcript, face or sound were missing; repeatable")
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=_cmd_evaluate)
 
@@ -548,6 +564,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("overrides", nargs="*", help=OVERRIDES_HELP + " (applied to all three models)")
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=_cmd_demo)
+
+    s = sub.add_parser("compare-fusion", parents=[common], help="early, late, cross-attention and hybrid fusion "
+                       "trained with the same budget and compared (docs/fusion.md)",
+                       description="Train one model per fusion strategy (model.fusion) and seed, plus one per single "
+                                   "modality, with the config's budget; score each on the test split at N_test with "
+                                   "every modality and with each one removed; print the table (mean ± spread over "
+                                   "seeds, parameters, train time per step, inference time per video) and write "
+                                   "summary.json and summary.png.")
+    s.add_argument("--config", default=None, help="experiment config, a path or a shipped config's name (default: "
+                   "fusion_synthemo)")
+    s.add_argument("--seeds", nargs="+", type=int, default=[42], help="one run per strategy and seed (default: 42)")
+    s.add_argument("--strategies", nargs="+", default=["early", "late", "cross_attention", "hybrid"],
+                   choices=["early", "late", "cross_attention", "hybrid"], help="default: all four")
+    s.add_argument("--no-baselines", action="store_true", help="skip the single-modality models")
+    s.add_argument("--n-test", type=_positive("--n-test"), default=16, help="test clips per video (default: 16)")
+    s.add_argument("--synthemo", default=None, metavar="DIR",
+                   help="use SynthEmo with a voice from DIR (generated when missing) instead of the config's manifests")
+    s.add_argument("--preset", default=None, help="presets over the config, as for finetune (e.g. cpu,audio)")
+    s.add_argument("--out", default="runs/compare_fusion", help="output folder (default: %(default)s)")
+    s.add_argument("overrides", nargs="*", help=OVERRIDES_HELP + " (applied to every run)")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(func=_cmd_compare_fusion)
 
     s = sub.add_parser("convert-clipbert", parents=[common], help="convert the original ClipBERT checkpoint into a checkpoint folder",
                        description="Map the original ClipBERT state dict (clipbert_image_text_pretrained.pt) onto "

@@ -116,6 +116,10 @@ class DataConfig:
     crop_scale_min: float = 0.6
     hflip: bool = True
     num_workers: int = 0
+    # Modality dropout at train time: each modality a sample has (text, video, audio) is removed from it with this
+    # probability (its <name>_present mask set false), never all of them; drawn from the sample's own generator, so
+    # a resumed run drops the same ones. Trains a model that copes with a missing transcript, face or sound.
+    modality_dropout: float = 0.0
     strict: bool = False  # True: a missing video in a manifest is fatal instead of skipped and reported
     # Crop every sampled frame around the largest face (data/faces.py), smoothed over each clip; a clip with no
     # face keeps its full frames. face_detector: "" = OpenCV's bundled Haar cascade, or a YuNet .onnx file.
@@ -167,6 +171,13 @@ class ModelConfig:
     # A pretrained speech encoder for the audio windows instead of the log-mel CNN: a local folder or hub id of
     # a transformers wav2vec2 / HuBERT / WavLM / data2vec-audio checkpoint (needs data.audio.front_end=waveform).
     audio_init: str = ""
+    # Where the modalities meet (models/fusion_strategies.py): early = ClipBERT's one transformer over
+    # [text ; visual ; audio] tokens; late = one encoder and classifier per modality, logits combined by learned
+    # weights; cross_attention = per-modality encoders + MulT-style pairwise cross-modal layers; hybrid = early
+    # plus late's per-modality heads (combined, and trained as auxiliary losses). docs/fusion.md compares them.
+    fusion: str = "early"
+    cross_layers: int = 1  # cross_attention: cross-modal layers per ordered pair of modalities
+    fusion_aux_weight: float = 1.0  # hybrid: weight of the per-modality heads' auxiliary losses
     # The model computes (pixel / 255 - pixel_mean) / pixel_std per channel, RGB order. ClipBERT's
     # "subtract [123.675, 116.28, 103.53] on the 0-255 scale, std 1" is pixel_mean = those / 255 =
     # [0.485, 0.456, 0.406] with pixel_std = 1/255 (configs/clipbert_original.yaml).
@@ -257,6 +268,7 @@ class ExperimentConfig:
             "model.backbone": (self.model.backbone, ("resnet18", "resnet34", "resnet50", "resnet101",
                                                        "efficientnet_lite0", "detectron2_resnet50")),
             "model.channel_order": (self.model.channel_order, ("rgb", "bgr")),
+            "model.fusion": (self.model.fusion, ("early", "late", "cross_attention", "hybrid")),
             "data.pad": (self.data.pad, ("bottom_right", "center")),
             "data.single_clip": (self.data.single_clip, ("middle", "start")),
             "data.resize_rounding": (self.data.resize_rounding, ("round", "floor")),
@@ -285,6 +297,11 @@ class ExperimentConfig:
             raise ConfigError("model.audio_init (a pretrained speech encoder) reads raw sound and the log-mel CNN "
                               "reads spectrograms: set model.audio_init=<model> together with "
                               "data.audio.front_end=waveform, or neither")
+        if not 0.0 <= self.data.modality_dropout < 1.0:
+            raise ConfigError(f"data.modality_dropout must be in [0, 1), got {self.data.modality_dropout}")
+        if self.model.cross_layers < 1 or self.model.fusion_aux_weight < 0:
+            raise ConfigError(f"model.cross_layers must be >= 1 and model.fusion_aux_weight >= 0 (got "
+                              f"{self.model.cross_layers}, {self.model.fusion_aux_weight})")
         if self.model.audio_tokens < 1:
             raise ConfigError(f"model.audio_tokens must be >= 1, got {self.model.audio_tokens}")
         if self.model.backbone_stages not in (3, 4):

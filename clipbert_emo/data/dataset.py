@@ -166,7 +166,27 @@ class VideoTextDataset(Dataset):
         item["spans"] = context["spans"]
         if "faces" in context:
             item["faces"] = context["faces"]
+        if self.training and self.cfg.modality_dropout > 0:
+            drop_modalities(item, self.modalities, self.cfg.use_text, self.cfg.modality_dropout, rng)
         return item
+
+
+def drop_modalities(item: dict, names: list[str], use_text: bool, p: float, rng: np.random.Generator) -> None:
+    """Modality dropout: each modality the item has is marked absent (``<name>_present`` false, ``text_present``
+    for the transcript) with probability ``p``, independently; when that would leave none, one of them, drawn
+    at random, stays. Drawn after the clips from the item's own generator, so resume replays it."""
+    has = [n for n in names if item[f"{n}_present"]] + (["text"] if use_text else [])
+    if len(has) < 2:  # a sample with one modality keeps it
+        if use_text:
+            item["text_present"] = True
+        return
+    dropped = rng.random(len(has)) < p
+    if dropped.all():
+        dropped[int(rng.integers(len(has)))] = False
+    for name, drop in zip(has, dropped):
+        item[f"{name}_present"] = not drop
+    if use_text:
+        item.setdefault("text_present", True)
 
 
 @dataclass
@@ -202,6 +222,8 @@ class Collator:
             if name in items[0]:
                 batch[name] = torch.stack([it[name] for it in items])  # B x (N, ...) -> (B, N, ...)
                 batch[f"{name}_present"] = torch.tensor([it[f"{name}_present"] for it in items])  # (B,) bool
+        if "text_present" in items[0]:  # modality dropout removed some transcripts
+            batch["text_present"] = torch.tensor([it["text_present"] for it in items])  # (B,) bool
         if "spans" in items[0]:
             batch["spans"] = [it["spans"] for it in items]
         labels = [it["label"] for it in items]
@@ -213,5 +235,15 @@ class Collator:
 def model_inputs(batch: dict) -> dict:
     """The keyword arguments a model's forward takes from a batch: the text, every modality's clips, and which
     samples have each modality (``<name>_present``)."""
-    names = set(MODALITY_DECODERS) | {f"{n}_present" for n in MODALITY_DECODERS}
+    names = set(MODALITY_DECODERS) | {f"{n}_present" for n in MODALITY_DECODERS} | {"text_present"}
     return {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask") or k in names}
+
+
+def without_modalities(inputs: dict, drop) -> dict:
+    """Model inputs with the modalities ``drop`` names (text, video, audio) marked absent in every sample: the
+    dropped-modality evaluation (``clipbert-emo evaluate --drop text``)."""
+    if not drop:
+        return inputs
+    b = inputs["input_ids"].shape[0]
+    absent = torch.zeros(b, dtype=torch.bool, device=inputs["input_ids"].device)
+    return {**inputs, **{f"{name}_present": absent for name in drop}}

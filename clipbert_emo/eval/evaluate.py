@@ -17,10 +17,24 @@ from .report import format_report, write_json
 SPLITS = ("train", "val", "test")
 
 
+def check_droppable(cfg, model, drop) -> tuple[str, ...]:
+    """The modalities ``drop`` names, checked against those the model reads (UserError naming the others)."""
+    from ..config import UserError
+
+    known = (["text"] if cfg.data.use_text else []) + list(model.modality_names)
+    unknown = [name for name in drop if name not in known]
+    if unknown:
+        raise UserError(f"--drop {' '.join(unknown)}: this model reads {', '.join(known)}; only those can be removed")
+    return tuple(dict.fromkeys(drop))
+
+
 def evaluate(checkpoint: str | Path, manifest: str, out_dir: str | Path | None = None, num_clips: int | None = None,
              aggregations=AGGREGATIONS, batch_size: int | None = None, accelerator=None, progress: bool = True,
-             print_report: bool = False) -> dict:
+             print_report: bool = False, drop=()) -> dict:
     """Score ``manifest`` with the checkpoint at N_test = ``num_clips`` (default: the config's).
+
+    ``drop``: modalities (text, video, audio) removed from every sample at test time (their ``<name>_present``
+    masks false), to score what the model does without them.
 
     ``manifest`` is a manifest file, or a split name (train | val | test) of the checkpoint's own data
     config, which is how benchmark releases read from data.root are evaluated.
@@ -33,6 +47,7 @@ def evaluate(checkpoint: str | Path, manifest: str, out_dir: str | Path | None =
     accelerator = accelerator or Accelerator(cpu=not __import__("torch").cuda.is_available())
     model, cfg, tokenizer = load_checkpoint(checkpoint, accelerator.device)
     task = get_task(cfg.data.task)
+    drop = check_droppable(cfg, model, drop)
     n_test = num_clips or cfg.data.num_clips_test
     if manifest in SPLITS:
         m = load_split(cfg.data, manifest)
@@ -43,11 +58,12 @@ def evaluate(checkpoint: str | Path, manifest: str, out_dir: str | Path | None =
                          task=task, num_clips=n_test)
     loader = accelerator.prepare(loader)
     start = time.time()
-    res = collect_clip_logits(model, loader, accelerator, progress=progress, desc=f"eval N_test={n_test}")
+    res = collect_clip_logits(model, loader, accelerator, progress=progress, desc=f"eval N_test={n_test}", drop=drop)
     reports = reports_for_aggregations(res["clip_logits"], res["labels"], cfg.data, aggregations)
     result = {"checkpoint": str(checkpoint), "manifest": str(manifest), "n_test": n_test if model.modalities else 1,
               "eval_seconds": time.time() - start, "num_samples": int(res["clip_logits"].shape[0]),
-              "skipped": [list(s) for s in list(m.skipped) + res["skipped"]], "reports": reports}
+              "skipped": [list(s) for s in list(m.skipped) + res["skipped"]], "dropped": list(drop),
+              "reports": reports}
     if accelerator.is_main_process:
         primary = cfg.model.aggregation if cfg.model.aggregation in reports else next(iter(reports))
         if out_dir is not None:

@@ -5,14 +5,16 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
-from ..data.dataset import model_inputs
+from ..data.dataset import model_inputs, without_modalities
 from ..models.aggregation import AGGREGATIONS, aggregate_clip_logits
 from ..tasks import get_task
 
 
 @torch.no_grad()
-def collect_clip_logits(model, loader, accelerator=None, progress: bool = True, desc: str = "eval") -> dict:
-    """Clip logits (S, N, K), labels and dataset indices of every sample the loader yields.
+def collect_clip_logits(model, loader, accelerator=None, progress: bool = True, desc: str = "eval",
+                        drop=()) -> dict:
+    """Clip logits (S, N, K), labels and dataset indices of every sample the loader yields; the modalities
+    ``drop`` names (text, video, audio) are marked absent in every sample.
 
     Under several processes each rank scores its shard and the results are gathered once
     per sample (``gather_for_metrics`` drops the padding that evens out the last batch).
@@ -27,8 +29,8 @@ def collect_clip_logits(model, loader, accelerator=None, progress: bool = True, 
         skipped.extend(batch["skipped"])
         if "input_ids" not in batch:
             continue
-        out = net.clip_logits(**{k: v.to(device) for k, v in model_inputs(batch).items()},
-                              clips_per_pass=net.cfg.inference_clips_per_pass)
+        inputs = without_modalities({k: v.to(device) for k, v in model_inputs(batch).items()}, drop)
+        out = net.clip_logits(**inputs, clips_per_pass=net.cfg.inference_clips_per_pass)
         lab = batch.get("labels")
         idx = batch["index"].to(device)
         if accelerator is not None:
@@ -63,3 +65,34 @@ def reports_for_aggregations(clip_logits: torch.Tensor, labels: torch.Tensor, da
 def mean_loss(model, clip_logits: torch.Tensor, labels: torch.Tensor, how: str) -> float:
     """The model's own training loss on aggregated validation logits."""
     return float(model.loss(aggregate_clip_logits(clip_logits, how), labels))
+
+
+@torch.no_grad()
+def collect_dropped_clip_logits(model, loader, drop_sets: dict, progress: bool = True) -> dict:
+    """One pass over the loader (each batch decoded once), the model scored under every entry of ``drop_sets``
+    ({key: modalities to remove}); one process. Returns {"clip_logits": {key: (S, N, K)}, "labels",
+    "model_seconds": {key: seconds spent in the model alone}, "num_samples"}."""
+    import time
+
+    model.eval()
+    device = next(model.parameters()).device
+    logits = {key: [] for key in drop_sets}
+    seconds = {key: 0.0 for key in drop_sets}
+    labels = []
+    for batch in tqdm(loader, desc="eval (modalities removed)", disable=not progress, leave=False):
+        if "input_ids" not in batch:
+            continue
+        inputs = {k: v.to(device) for k, v in model_inputs(batch).items()}
+        for key, drop in drop_sets.items():
+            start = time.perf_counter()
+            out = model.clip_logits(**without_modalities(inputs, drop), clips_per_pass=model.cfg.inference_clips_per_pass)
+            seconds[key] += time.perf_counter() - start
+            logits[key].append(out.float().cpu())
+        if batch.get("labels") is not None:
+            labels.append(batch["labels"])
+    if not labels:
+        from ..config import UserError
+
+        raise UserError("no sample with a label could be evaluated")
+    return {"clip_logits": {k: torch.cat(v) for k, v in logits.items()}, "labels": torch.cat(labels),
+            "model_seconds": seconds, "num_samples": sum(len(x) for x in labels)}

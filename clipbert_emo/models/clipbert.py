@@ -61,6 +61,11 @@ class ClipBertModel(nn.Module):
         if missing:
             raise ValueError(f"this model was trained with {' and '.join(missing)}; pass "
                              + ", ".join(f"{name}=(B, N, ...)" for name in missing))
+        text_present = inputs.get("text_present")
+        if text_present is not None:  # a dropped transcript: only [CLS], the pooled position, stays visible
+            keep = torch.ones_like(attention_mask)
+            keep[:, 1:] = text_present.to(attention_mask.dtype)[:, None]  # (B,) -> (B, L-1)
+            attention_mask = attention_mask * keep
         if not self.modalities:
             sequence, pooled = self.transformer(input_ids, attention_mask)  # (B, D)
             return EncodedClips(sequence, pooled, {}, input_ids.shape[0], 1)

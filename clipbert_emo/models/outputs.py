@@ -13,6 +13,11 @@ class ClipBertOutput:
     logits: torch.Tensor  # (B, K) video-level logits, aggregated over clips
     clip_logits: torch.Tensor  # (B, N, K) one row of logits per clip
     loss_visual_aux: torch.Tensor | None = None  # the auxiliary visual loss, when enabled and labels were given
+    # late / hybrid fusion (models/fusion_strategies.py), for analysis: each modality head's own aggregated logits
+    # {name: (B, K)}, each branch's weight in the combination (B, M), and hybrid's auxiliary per-modality loss
+    modality_logits: dict | None = None
+    modality_weights: torch.Tensor | None = None
+    loss_modality_aux: torch.Tensor | None = None
 
 
 @dataclass

@@ -78,7 +78,9 @@ def make_accelerator(cfg) -> Accelerator:
         return accelerator
     # A text-only model never touches the visual embeddings of the fusion transformer; DDP must be told,
     # or the second step fails waiting for their gradients. (The search costs a graph walk per step,
-    # so it is off when every parameter is used.)
+    # so it is off when every parameter is used.) The other fusion strategies (model.fusion) use every parameter
+    # in every step, modality dropout included (a dropped modality is masked, not skipped); hybrid carries the
+    # early model's visual embeddings and needs the search in the same case (tests/test_fusion_strategies.py).
     ddp = DistributedDataParallelKwargs(find_unused_parameters=not cfg.data.use_video)
     return Accelerator(cpu=not cuda, kwargs_handlers=[ddp], **common)
 
