@@ -116,6 +116,11 @@ class DataConfig:
     crop_scale_min: float = 0.6
     hflip: bool = True
     num_workers: int = 0
+    # Where test clips sit on the decoder's timeline: accurate = exactly the sampled frames (evaluation and
+    # training: reproducible numbers); keyframe = each clip moved to the nearest keyframe, a few times faster
+    # on long videos (prediction's default; the frames used are reported). See data/decode.py.
+    seek: str = "accurate"
+    decode_threads: int = 1  # decord's threads per opened video (0 = decord's own choice)
     strict: bool = False  # True: a missing video in a manifest is fatal instead of skipped and reported
 
 
@@ -150,6 +155,15 @@ class ModelConfig:
     # Clips scored per forward pass at evaluation and prediction (0 = all N_test at once): memory stays bounded
     # however large N_test is, and the logits are the same.
     inference_clips_per_pass: int = 16
+    # Frames per CNN pass at evaluation and prediction (0 = every frame of the batch at once): bounded memory and a
+    # cost linear in N_test; the same logits (in eval mode a frame's features do not depend on its batch).
+    inference_cnn_frames: int = 64
+    # Autocast at evaluation and prediction: fp32 (none) | bf16 (where the CPU or GPU has bf16 units; the
+    # logits move by ~1e-2, video-level predictions on SynthEmo's test split are unchanged: clipbert-emo bench
+    # infer). Training precision is train.mixed_precision.
+    inference_precision: str = "fp32"
+    channels_last: bool = False  # CNN in NHWC memory layout (faster convolutions on GPUs with tensor cores)
+    compile: bool = False  # torch.compile the visual encoder and the fusion transformer (first batches compile)
     # Weight of an auxiliary loss from a linear classifier on each clip's mean visual token
     # (training only; inference uses the fused [CLS] alone). 0 = plain ClipBERT. A transformer
     # trained from scratch first ignores the visual tokens; this gives the CNN a direct signal
@@ -254,6 +268,8 @@ class ExperimentConfig:
             "data.resize_rounding": (self.data.resize_rounding, ("round", "floor")),
             "data.resize_output": (self.data.resize_output, ("uint8", "float")),
             "data.frame_index": (self.data.frame_index, ("round", "floor_exclusive")),
+            "data.seek": (self.data.seek, ("accurate", "keyframe")),
+            "model.inference_precision": (self.model.inference_precision, ("fp32", "bf16")),
             "data.task": (self.data.task, TASKS),
             "data.format": (self.data.format, DATA_FORMATS),
             "train.mixed_precision": (self.train.mixed_precision, ("no", "fp16", "bf16")),
@@ -294,6 +310,11 @@ class ExperimentConfig:
         if self.model.inference_clips_per_pass < 0:
             raise ConfigError(f"model.inference_clips_per_pass must be >= 0 (0 = all at once), got "
                               f"{self.model.inference_clips_per_pass}")
+        if self.model.inference_cnn_frames < 0:
+            raise ConfigError(f"model.inference_cnn_frames must be >= 0 (0 = all at once), got "
+                              f"{self.model.inference_cnn_frames}")
+        if self.data.decode_threads < 0:
+            raise ConfigError(f"data.decode_threads must be >= 0 (0 = decord's choice), got {self.data.decode_threads}")
         for key in ("max_steps", "save_every_steps", "threads"):
             if getattr(self.train, key) < 0:
                 raise ConfigError(f"train.{key} must be >= 0 (0 = off), got {getattr(self.train, key)}")

@@ -18,12 +18,12 @@ import torch
 from torch.utils.data import Dataset
 
 from ..config import DataConfig
-from .decode import (DecodedFrames, VideoDecodeError, check_span, decode_what_decodes, is_image_path, open_video,
-                     read_frames, read_image, video_info)
+from .decode import (DecodedFrames, VideoDecodeError, check_span, decode_what_decodes, is_image_path,
+                     keyframe_indices, open_video, read_frames, read_image, video_info)
 from .manifest import Manifest, Sample
-from .sampling import clip_spans_seconds, sample_clip_indices
+from .sampling import clip_spans_seconds, sample_clip_indices, snap_clips_to_keyframes
 from .audio import load_audio_clips
-from .transforms import Resize, clip_transform
+from .transforms import Resize, clips_transform
 
 logger = logging.getLogger(__name__)
 
@@ -34,27 +34,28 @@ def load_clips(
     num_clips: int,
     training: bool,
     rng: np.random.Generator | None,
+    context: dict | None = None,
 ) -> tuple[torch.Tensor, list[tuple[float, float]]]:
     """Decode ``num_clips`` clips of one video. Returns (N, T, 3, S, S) uint8 and each clip's (start, end) s.
 
     A still image (``sample.image`` or an image file) is a one-frame video: every clip repeats it, and
-    at train time each clip still gets its own crop and flip.
+    at train time each clip still gets its own crop and flip. ``context`` (when given) receives the frame
+    indices the clips were read from (``frames``, (N, T)), which ``data.seek=keyframe`` moves.
     """
     if sample.image is not None or (sample.video is not None and is_image_path(sample.video)):
         image = np.asarray(sample.image) if sample.image is not None else read_image(sample.video)
         if image.ndim == 2:
             image = np.repeat(image[:, :, None], 3, axis=2)  # (H, W) grey -> (H, W, 3)
         frames = np.broadcast_to(image, (num_clips, cfg.num_frames, *image.shape)).copy()  # -> (N, T, H, W, 3)
-        clips = torch.stack([
-            clip_transform(c, cfg.frame_size, training and cfg.augment, rng, cfg.crop_scale_min, cfg.hflip,
-                           cfg.pad, Resize.from_config(cfg))
-            for c in frames
-        ])  # N x (T, 3, S, S) -> (N, T, 3, S, S)
+        clips = clips_transform(frames, cfg.frame_size, training and cfg.augment, rng, cfg.crop_scale_min,
+                                cfg.hflip, cfg.pad, Resize.from_config(cfg))  # (N, T, H, W, 3) -> (N, T, 3, S, S)
         return clips, [(0.0, 0.0)] * num_clips
-    reader = open_video(sample.video)
+    reader = open_video(sample.video, num_threads=cfg.decode_threads)
     info = video_info(reader, sample.video)
     check_span(sample.start, sample.end, info.duration, sample.source or sample.video)
     indices = _clip_indices(sample, info, cfg, num_clips, training, rng)  # (N, T)
+    if cfg.seek == "keyframe":
+        indices = snap_clips_to_keyframes(indices, keyframe_indices(reader), *_frame_range(sample, info))
     try:
         frames = read_frames(reader, indices, sample.video)  # (N, T, H, W, 3)
     except VideoDecodeError as e:
@@ -65,24 +66,27 @@ def load_clips(
         info = video_info(reader, sample.video)
         indices = _clip_indices(sample, info, cfg, num_clips, training, rng)
         frames = read_frames(reader, indices, sample.video)
-    clips = torch.stack(
-        [
-            clip_transform(c, cfg.frame_size, training and cfg.augment, rng, cfg.crop_scale_min, cfg.hflip,
-                           cfg.pad, Resize.from_config(cfg))
-            for c in frames
-        ]
-    )  # N x (T, 3, S, S) -> (N, T, 3, S, S)
+    clips = clips_transform(frames, cfg.frame_size, training and cfg.augment, rng, cfg.crop_scale_min, cfg.hflip,
+                            cfg.pad, Resize.from_config(cfg))  # (N, T, H, W, 3) -> (N, T, 3, S, S)
+    if context is not None:
+        context["frames"] = indices.tolist()
     return clips, clip_spans_seconds(indices, info.fps)
 
 
-def _clip_indices(sample: Sample, info, cfg: DataConfig, num_clips: int, training: bool,
-                  rng: np.random.Generator | None) -> np.ndarray:
-    """Frame indices (N, T) of the sample's clips, within its start/end span if it has one."""
+def _frame_range(sample: Sample, info) -> tuple[int, int]:
+    """First and one-past-last frame of the sample's start/end span (the whole video without one)."""
     first, last = 0, info.num_frames
     if sample.start is not None:
         first = min(int(sample.start * info.fps), info.num_frames - 1)
     if sample.end is not None:
         last = max(min(int(np.ceil(sample.end * info.fps)), info.num_frames), first + 1)
+    return first, last
+
+
+def _clip_indices(sample: Sample, info, cfg: DataConfig, num_clips: int, training: bool,
+                  rng: np.random.Generator | None) -> np.ndarray:
+    """Frame indices (N, T) of the sample's clips, within its start/end span if it has one."""
+    first, last = _frame_range(sample, info)
     return sample_clip_indices(last - first, info.fps, num_clips, cfg.num_frames, cfg.clip_fps, training=training,
                                rng=rng, single_clip=cfg.single_clip, frame_index=cfg.frame_index) + first
 
@@ -93,7 +97,8 @@ def _clip_indices(sample: Sample, info, cfg: DataConfig, num_clips: int, trainin
 # clip's (start, end) seconds; ``context`` holds what earlier decoders found (``spans``), so a modality
 # can align its windows with the video's clips.
 MODALITY_DECODERS = {
-    "video": lambda sample, cfg, num_clips, training, rng, context: load_clips(sample, cfg, num_clips, training, rng),
+    "video": lambda sample, cfg, num_clips, training, rng, context: load_clips(sample, cfg, num_clips, training, rng,
+                                                                          context),
     "audio": load_audio_clips,
 }
 
