@@ -150,11 +150,14 @@ def _cmd_evaluate(args) -> int:
     from .eval.evaluate import evaluate
     from .eval.report import format_report
 
+    from .runtime import set_threads
+
     out_dir = Path(args.out or Path(args.checkpoint).parent)
     check_output_folder(out_dir, "--out")
+    set_threads(args.threads)
     result = evaluate(args.checkpoint, args.manifest, out_dir, num_clips=args.n_test,
                       aggregations=args.aggregation or ("mean", "max", "lse"), batch_size=args.batch_size,
-                      progress=not args.quiet)
+                      progress=not args.quiet, seek=args.seek)
     if args.json:
         say(json.dumps(result, indent=2))
         return 0
@@ -173,9 +176,12 @@ def _cmd_predict(args) -> int:
     from .config import UserError
     from .predict import Predictor
 
+    from .runtime import set_threads
+
     text = _utf8(args.text, "--text")
     plot = _png_path(args.plot, "--plot")
-    predictor = Predictor(args.checkpoint, device=args.device)
+    set_threads(args.threads)
+    predictor = Predictor(args.checkpoint, device=args.device, seek=args.seek)
     if args.transcribe and not text and args.video:
         from .data.audio import read_audio
         from .data.transcribe import Transcriber
@@ -269,6 +275,18 @@ def _add_run_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
+def _add_speed_options(s: argparse.ArgumentParser, default_seek: str | None) -> None:
+    """--seek and --threads, which predict and evaluate share (with different default seek modes)."""
+    s.add_argument("--seek", choices=["accurate", "keyframe"], default=default_seek,
+                   help="where clips sit in the video: keyframe = each clip starts at the nearest keyframe (a few "
+                        "times faster on long videos; the frames used are reported), accurate = exactly the evenly "
+                        "spaced frames (reproducible numbers) (default: "
+                        + (default_seek or "the checkpoint's data.seek, accurate unless trained otherwise") + ")")
+    s.add_argument("--threads", type=_positive("--threads"), default=None,
+                   help="torch CPU threads (default: the cores not kept busy by other processes; OMP_NUM_THREADS "
+                        "when set)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="clipbert-emo",
@@ -325,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="folder for eval_metrics.json and confusion_matrix.png (default: the run folder)")
     s.add_argument("--json", action="store_true", help="print the result as JSON")
     s.add_argument("-q", "--quiet", action="store_true")
+    _add_speed_options(s, default_seek=None)
     s.set_defaults(func=_cmd_evaluate)
 
     s = sub.add_parser("predict", parents=[common], help="predict the emotion of one video (+ optional transcript)",
@@ -340,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
     s.add_argument("--json", action="store_true", help="print JSON instead of tables")
     s.add_argument("--plot", metavar="PNG", help="also draw the per-clip timeline to this PNG")
+    _add_speed_options(s, default_seek="keyframe")
     s.set_defaults(func=_cmd_predict)
 
     s = sub.add_parser("demo", parents=[common], help="the README's demo: SynthEmo, three models, the comparison table")

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import torch
@@ -21,7 +22,20 @@ from .tasks import get_task
 
 
 class Predictor:
-    def __init__(self, checkpoint: str | os.PathLike, device: str | None = None):
+    def __init__(self, checkpoint: str | os.PathLike, device: str | None = None, seek: str = "keyframe",
+                 threads: int | None = None):
+        """``seek``: where clips sit on the video's timeline, ``keyframe`` (default: each clip starts at the
+        nearest keyframe, several times faster on long videos; the frames used are in the result) or
+        ``accurate`` (exactly the evaluation's frames). ``threads``: torch CPU threads for the process
+        (clipbert_emo.runtime.set_threads); None leaves torch's setting alone."""
+        from .data.decode import SEEK_MODES
+
+        if seek not in SEEK_MODES:
+            raise UserError(f"seek {seek!r}: expected one of {', '.join(SEEK_MODES)}")
+        if threads is not None:
+            from .runtime import set_threads
+
+            set_threads(threads)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         try:
             torch.empty(0, device=device)
@@ -29,6 +43,7 @@ class Predictor:
             raise UserError(f"device {device!r} is not usable here ({str(e).strip().splitlines()[0][:120]}); "
                             f"use cpu{' or cuda' if torch.cuda.is_available() else ''}") from None
         self.model, self.cfg, self.tokenizer = load_checkpoint(checkpoint, device)
+        self.cfg.data = dataclasses.replace(self.cfg.data, seek=seek)
         self.device = torch.device(device)
         self.labels = list(self.cfg.data.labels)
         self.task = get_task(self.cfg.data.task)
@@ -65,10 +80,12 @@ class Predictor:
         # A modality the model knows but this file lacks (a silent video) was masked out; the result says so.
         return {"video": os.fspath(video) if video is not None else None, "text": text, "aggregation": how,
                 "num_clips": int(clip_logits.shape[1]), "missing_modalities": sorted(context.get("absent", ())),
+                "seek": cfg.seek, "frames": context.get("frames"),  # the frame indices each clip was read from
                 **self.task.prediction(logits[0], clip_logits[0], spans, cfg)}
 
 
 def predict(checkpoint: str | os.PathLike, video: str | os.PathLike | None = None, text: str | None = None,
-            num_clips: int | None = None, aggregation: str | None = None, device: str | None = None) -> dict:
+            num_clips: int | None = None, aggregation: str | None = None, device: str | None = None,
+            seek: str = "keyframe", threads: int | None = None) -> dict:
     """One call: load ``checkpoint`` and predict on one video (with optional text)."""
-    return Predictor(checkpoint, device)(video, text, num_clips=num_clips, aggregation=aggregation)
+    return Predictor(checkpoint, device, seek, threads)(video, text, num_clips=num_clips, aggregation=aggregation)
