@@ -7,6 +7,7 @@
     clipbert-emo predict runs/synthemo_cpu/checkpoint my_video.mp4 --text "no way!"
     clipbert-emo demo                                    # what `make demo` runs
     clipbert-emo convert-clipbert clipbert_image_text_pretrained.pt runs/clipbert_original_init
+    clipbert-emo bench decode                            # speed: decode | infer | train (docs/performance.md)
 """
 
 from __future__ import annotations
@@ -385,6 +386,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--labels", default=None, help="comma-separated label names (default: the config's data.labels)")
     s.add_argument("--config", default=None, help="model config (default: configs/clipbert_original.yaml)")
     s.set_defaults(func=_cmd_convert_clipbert)
+
+    from .experiments.bench import add_parser as add_bench_parser
+
+    add_bench_parser(sub, common)
     return p
 
 

@@ -197,10 +197,11 @@ def read_frames(reader, indices: np.ndarray, path: str) -> np.ndarray:
         else:
             frames = reader.get_batch(unique.tolist()).asnumpy()  # (U, H, W, 3)
     except Exception as e:
-        if "DECORDArrayCopyFromTo" not in str(e):
+        if "DECORDArrayCopyFromTo" not in str(e) and not isinstance(e, _PaddedRows):
             raise VideoDecodeError(f"{path}: decoding frames {unique.tolist()[:8]} failed ({_short(e)})") from None
         # decord 0.6 fails to copy out frames of some widths (24, 48, ... px) whose row padding it
-        # mis-sizes; PyAV decodes those files correctly, up to the last frame needed.
+        # mis-sizes (get_batch raises, next() returns a wrongly shaped array); PyAV decodes those files
+        # correctly, up to the last frame needed.
         frames = _read_frames_pyav(path, unique)
     frames = frames[inverse]  # (U, H, W, 3) -> (N*T, H, W, 3)
     return frames.reshape(*np.shape(indices), *frames.shape[1:])  # (N*T, H, W, 3) -> (N, T, H, W, 3)
@@ -211,6 +212,10 @@ def _dense(unique: np.ndarray) -> bool:
     return len(unique) > 1 and len(unique) >= span * SEQUENTIAL_DENSITY
 
 
+class _PaddedRows(RuntimeError):
+    """decord handed out a frame that is not (H, W, 3): its row padding bug (see read_frames)."""
+
+
 def _read_sequential(reader, unique: np.ndarray) -> np.ndarray:
     """The frames at sorted ``unique`` by one forward pass from the first: frames in between are decoded
     but never converted to RGB or copied out."""
@@ -219,7 +224,10 @@ def _read_sequential(reader, unique: np.ndarray) -> np.ndarray:
     for i in unique.tolist():
         if i > position:
             reader.skip_frames(i - position)
-        out.append(reader.next().asnumpy())
+        frame = reader.next().asnumpy()
+        if frame.ndim != 3 or frame.shape[-1] != 3 or (out and frame.shape != out[0].shape):
+            raise _PaddedRows(f"frame {i} came out {frame.shape}")
+        out.append(frame)
         position = i + 1
     return np.stack(out)  # U x (H, W, 3) -> (U, H, W, 3)
 

@@ -80,7 +80,12 @@ def make_accelerator(cfg) -> Accelerator:
     # or the second step fails waiting for their gradients. (The search costs a graph walk per step,
     # so it is off when every parameter is used.)
     ddp = DistributedDataParallelKwargs(find_unused_parameters=not cfg.data.use_video)
-    return Accelerator(cpu=not cuda, kwargs_handlers=[ddp], **common)
+    # Batches come from pinned memory on a GPU (data/loading.py): copied without blocking, the copy overlaps the
+    # previous step's kernels.
+    from accelerate.utils import DataLoaderConfiguration
+
+    return Accelerator(cpu=not cuda, kwargs_handlers=[ddp],
+                       dataloader_config=DataLoaderConfiguration(non_blocking=cuda), **common)
 
 
 class _Accelerator(Accelerator):
