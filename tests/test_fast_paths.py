@@ -158,3 +158,19 @@ def test_inference_settings_are_validated():
         cfg = ExperimentConfig(model=dataclasses.replace(ModelConfig(), **bad))
         with pytest.raises(ConfigError, match="inference"):
             cfg.validate()
+
+
+def test_test_time_clips_equal_the_clip_by_clip_transform_of_their_frames(make_video):
+    from clipbert_emo.config import DataConfig
+    from clipbert_emo.data.dataset import load_clips
+    from clipbert_emo.data.decode import open_video, read_frames
+    from clipbert_emo.data.manifest import Sample
+    from clipbert_emo.data.transforms import clip_transform
+
+    path = make_video(num_frames=30, height=40, width=56)
+    cfg = DataConfig(frame_size=24, num_frames=3, clip_fps=2.0)  # clips longer than their spacing share frames
+    context: dict = {}
+    clips, _ = load_clips(Sample(video=str(path), text=""), cfg, 6, False, None, context)
+    frames = read_frames(open_video(path), np.array(context["frames"]), str(path))  # (N, T, H, W, 3)
+    assert len(np.unique(context["frames"])) < 18
+    assert torch.equal(clips, torch.stack([clip_transform(c, 24, False) for c in frames]))

@@ -66,8 +66,17 @@ def load_clips(
         info = video_info(reader, sample.video)
         indices = _clip_indices(sample, info, cfg, num_clips, training, rng)
         frames = read_frames(reader, indices, sample.video)
-    clips = clips_transform(frames, cfg.frame_size, training and cfg.augment, rng, cfg.crop_scale_min, cfg.hflip,
-                            cfg.pad, Resize.from_config(cfg))  # (N, T, H, W, 3) -> (N, T, 3, S, S)
+    augment = training and cfg.augment
+    if augment:
+        clips = clips_transform(frames, cfg.frame_size, True, rng, cfg.crop_scale_min, cfg.hflip, cfg.pad,
+                                Resize.from_config(cfg))  # (N, T, H, W, 3) -> (N, T, 3, S, S)
+    else:  # every frame shaped alike: each distinct frame once (clips that share frames, keyframe clips)
+        unique, first, inverse = np.unique(indices, return_index=True, return_inverse=True)
+        flat = frames.reshape(-1, *frames.shape[2:])  # (N, T, H, W, 3) -> (N*T, H, W, 3)
+        shaped = clips_transform(flat[first][:, None], cfg.frame_size, False, None, cfg.crop_scale_min, cfg.hflip,
+                                 cfg.pad, Resize.from_config(cfg))  # (U, H, W, 3) -> (U, 1, 3, S, S)
+        clips = shaped[:, 0][torch.from_numpy(inverse.reshape(-1))]  # -> (N*T, 3, S, S)
+        clips = clips.reshape(*indices.shape, *clips.shape[1:])  # (N*T, 3, S, S) -> (N, T, 3, S, S)
     if context is not None:
         context["frames"] = indices.tolist()
     return clips, clip_spans_seconds(indices, info.fps)

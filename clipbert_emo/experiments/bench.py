@@ -141,22 +141,23 @@ def _full_decode_seconds(path: str, threads: int) -> float:
 
 
 def _clips_seconds(path: str, n_test: int, seek: str, threads: int, sequential: bool = True) -> tuple[float, int]:
-    """Time to decode and shape the N_test clips of ``path`` as evaluation and prediction do (T=2 frames at
-    2 fps, 224 px); and how many distinct frames they used. ``sequential=False``: always decord's seeking (the
-    reader before the dense-read path existed)."""
-    from ..config import DataConfig
+    """Time to open ``path`` and decode the frames of its N_test clips as evaluation and prediction do (T=2
+    frames at 2 fps; the letterbox after it is left out, as the full decode has none); and how many distinct
+    frames they used. ``sequential=False``: always decord's seeking (the reader before dense one-pass reads)."""
     from ..data import decode
-    from ..data.dataset import load_clips
-    from ..data.manifest import Sample
+    from ..data.sampling import sample_clip_indices, snap_clips_to_keyframes
 
-    cfg = DataConfig(frame_size=224, num_frames=2, clip_fps=2.0, seek=seek, decode_threads=threads)
     saved = decode.SEQUENTIAL_DENSITY
     decode.SEQUENTIAL_DENSITY = saved if sequential else float("inf")
     try:
-        context: dict = {}
         start = time.perf_counter()
-        load_clips(Sample(video=path, text=""), cfg, n_test, False, None, context)
-        return time.perf_counter() - start, len(np.unique(context["frames"]))
+        reader = decode.open_video(path, num_threads=threads)
+        info = decode.video_info(reader, path)
+        indices = sample_clip_indices(info.num_frames, info.fps, n_test, 2, 2.0, training=False)  # (N, T)
+        if seek == "keyframe":
+            indices = snap_clips_to_keyframes(indices, decode.keyframe_indices(reader), 0, info.num_frames)
+        decode.read_frames(reader, indices, path)
+        return time.perf_counter() - start, len(np.unique(indices))
     finally:
         decode.SEQUENTIAL_DENSITY = saved
 
@@ -181,8 +182,8 @@ def bench_decode(args) -> dict:
             rows.append({**base, "n_test": n, "seek": seek + ("" if sequential else " (seek only)"),
                          "threads": threads or "auto", "frames_used": used, "clips_s": seconds,
                          "speedup_vs_full": full / seconds})
-    notes = [f"full_s: every frame decoded to RGB with decord, 1 thread; clips_s: decode + letterbox of the "
-             f"N_test clips (T=2 at 2 fps, 224 px) through the library's load_clips; threads 'auto' = decord's own",
+    notes = ["full_s: open + every frame decoded to RGB with decord, 1 thread; clips_s: open + the frames of the "
+             "N_test clips (T=2 at 2 fps) through the library's reader (data/decode.py); threads 'auto' = decord's own",
              "accurate (seek only): the reader before this change (decord's get_batch for any density); accurate "
              "reads dense frames in one forward pass",
              f"videos: {FPS} fps H.264 (x264 veryfast, crf 28), gop default = x264's keyint 250, short = 25"]
