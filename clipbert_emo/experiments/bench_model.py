@@ -153,7 +153,8 @@ def bench_infer(args) -> dict:
     model, cfg, tokenizer = load_checkpoint(ckpt, "cpu")
     task = get_task(cfg.data.task)
     samples = read_manifest(str(manifest), task.target_reader(cfg.data), require_video=True)
-    samples.samples = samples.samples[:count]
+    if not (args.full and args.manifest):  # --full with a manifest: all of it (SynthEmo's test split: 300 videos)
+        samples.samples = samples.samples[:count]
     data = dataclasses.replace(cfg.data, num_workers=0)
     batch_size = 16
     modes = [("one CNN pass (before)", 0, "fp32"), ("CNN in 64-frame chunks", 64, "fp32"),
