@@ -156,8 +156,9 @@ class ModelConfig:
     # however large N_test is, and the logits are the same.
     inference_clips_per_pass: int = 16
     # Frames per CNN pass at evaluation and prediction (0 = every frame of the batch at once): bounded memory and a
-    # cost linear in N_test; the same logits (in eval mode a frame's features do not depend on its batch).
-    inference_cnn_frames: int = 64
+    # cost linear in N_test; the same logits (in eval mode a frame's features do not depend on its batch). 32 was
+    # the fastest of 16/32/64/all for the demo model on a 2-core CPU (clipbert-emo bench infer).
+    inference_cnn_frames: int = 32
     # Autocast at evaluation and prediction: fp32 (none) | bf16 (where the CPU or GPU has bf16 units; the
     # logits move by ~1e-2, video-level predictions on SynthEmo's test split are unchanged: clipbert-emo bench
     # infer). Training precision is train.mixed_precision.

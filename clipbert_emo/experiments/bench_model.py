@@ -157,8 +157,9 @@ def bench_infer(args) -> dict:
         samples.samples = samples.samples[:count]
     data = dataclasses.replace(cfg.data, num_workers=0)
     batch_size = 16
-    modes = [("one CNN pass (before)", 0, "fp32"), ("CNN in 64-frame chunks", 64, "fp32"),
-             ("chunks + bf16 autocast", 64, "bf16")]
+    chunk = cfg.model.inference_cnn_frames or 32
+    modes = [("one CNN pass (before)", 0, "fp32"), (f"CNN in {chunk}-frame chunks", chunk, "fp32"),
+             ("chunks + bf16 autocast", chunk, "bf16")]
     per_video: dict = {}
     predictions: dict = {}
     for n_test in (1, 4, 16):
@@ -174,9 +175,12 @@ def bench_infer(args) -> dict:
             n = res["clip_logits"].shape[0]
             per_video[(name, n_test)] = model_s / n
             predictions[(name, n_test)] = aggregate_clip_logits(res["clip_logits"], cfg.model.aggregation).argmax(-1)
+            labels = res["labels"]
+            accuracy = (float((predictions[(name, n_test)] == labels).float().mean())
+                        if labels is not None and labels.shape == predictions[(name, n_test)].shape else None)
             rows.append({"measure": f"eval N_test={n_test}", "setting": name, "seconds": model_s / n,
                          "data_s": data_s / n, "videos_per_s": n / (model_s + data_s),
-                         "peak_rss_mb": peak_rss_mb()})
+                         "peak_rss_mb": peak_rss_mb(), "accuracy": accuracy})
     for name, _, _ in modes:
         rows.append({"measure": "eval cost N_test=16 / N_test=1", "setting": name,
                      "ratio": per_video[(name, 16)] / per_video[(name, 1)]})
@@ -191,7 +195,7 @@ def bench_infer(args) -> dict:
               "fresh-process load: a new Python process; imports_s = import torch + clipbert_emo.predict, seconds = "
               "what follows until the model is ready (the plain path imports transformers' BERT then)"]
     return report("infer", rows, ["measure", "setting", "seconds", "imports_s", "data_s", "videos_per_s",
-                                  "peak_rss_mb", "ratio"], args.out, {"checkpoint": str(ckpt),
+                                  "peak_rss_mb", "accuracy", "ratio"], args.out, {"checkpoint": str(ckpt),
                                                                      "manifest": str(manifest)}, notes, started)
 
 
