@@ -132,3 +132,15 @@ def write_av(path, seconds=2.0, fps=8, size=32, rate=44100, tone=None, video=Tru
             for p in vs.encode(None):
                 out.mux(p)
     return path
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """`clipbert-emo predict/evaluate` set the process's torch threads (runtime.set_threads); a test that runs them
+    in-process must not change the thread count, hence the float sums, of the tests after it."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != before:
+        torch.set_num_threads(before)
