@@ -71,7 +71,7 @@ def load_clips(
         clips = clips_transform(frames, cfg.frame_size, True, rng, cfg.crop_scale_min, cfg.hflip, cfg.pad,
                                 Resize.from_config(cfg))  # (N, T, H, W, 3) -> (N, T, 3, S, S)
     else:  # every frame shaped alike: each distinct frame once (clips that share frames, keyframe clips)
-        unique, first, inverse = np.unique(indices, return_index=True, return_inverse=True)
+        _, first, inverse = np.unique(indices, return_index=True, return_inverse=True)
         flat = frames.reshape(-1, *frames.shape[2:])  # (N, T, H, W, 3) -> (N*T, H, W, 3)
         shaped = clips_transform(flat[first][:, None], cfg.frame_size, False, None, cfg.crop_scale_min, cfg.hflip,
                                  cfg.pad, Resize.from_config(cfg))  # (U, H, W, 3) -> (U, 1, 3, S, S)
