@@ -168,6 +168,7 @@ def bench_decode(args) -> dict:
 
     started = machine()
     videos = test_videos(args.videos, DURATIONS_FULL if args.full else DURATIONS, progress=not args.quiet)
+    videos = [v for v in videos if not args.match or args.match in Path(v["path"]).name]
     rows = []
     for v in tqdm(videos, desc="decode", disable=args.quiet, leave=False):
         full = min(_full_decode_seconds(v["path"], threads=1) for _ in range(args.repeat))
@@ -227,6 +228,8 @@ def add_parser(sub, common) -> None:
                    "and the dense 16x16 with 0 and 2 workers too")
     s.add_argument("--repeat", type=int, default=1, help="decode: time each case this many times and keep the "
                    "best, which filters out other processes' bursts on a shared CPU (default: %(default)s)")
+    s.add_argument("--match", default="", help="decode: only the test videos whose file name contains this, e.g. "
+                   "60s_720p")
     s.add_argument("--checkpoint", default=None, help="infer: a checkpoint folder (default: a demo-size model "
                    "with random weights, written to runs/bench/checkpoint)")
     s.add_argument("--manifest", default=None, help="infer: the videos to score, e.g. data/synthemo/test.jsonl "
