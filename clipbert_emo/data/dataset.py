@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from ..config import DataConfig
 from .decode import (DecodedFrames, VideoDecodeError, check_span, decode_what_decodes, is_image_path,
-                     keyframe_indices, open_video, read_frames, read_image, video_info)
+                     keyframe_indices, open_video, read_image, read_unique_frames, video_info)
 from .manifest import Manifest, Sample
 from .sampling import clip_spans_seconds, sample_clip_indices, snap_clips_to_keyframes
 from .audio import load_audio_clips
@@ -57,7 +57,7 @@ def load_clips(
     if cfg.seek == "keyframe":
         indices = snap_clips_to_keyframes(indices, keyframe_indices(reader), *_frame_range(sample, info))
     try:
-        frames = read_frames(reader, indices, sample.video)  # (N, T, H, W, 3)
+        unique_frames, inverse = read_unique_frames(reader, indices, sample.video)  # (U, H, W, 3), (N*T,)
     except VideoDecodeError as e:
         if isinstance(reader, DecodedFrames):
             raise
@@ -65,17 +65,15 @@ def load_clips(
         reader = decode_what_decodes(sample.video, reason=str(e).split(": ", 1)[-1])
         info = video_info(reader, sample.video)
         indices = _clip_indices(sample, info, cfg, num_clips, training, rng)
-        frames = read_frames(reader, indices, sample.video)
-    augment = training and cfg.augment
-    if augment:
+        unique_frames, inverse = read_unique_frames(reader, indices, sample.video)
+    if training and cfg.augment:  # each clip its own crop and flip
+        frames = unique_frames[inverse].reshape(*indices.shape, *unique_frames.shape[1:])  # -> (N, T, H, W, 3)
         clips = clips_transform(frames, cfg.frame_size, True, rng, cfg.crop_scale_min, cfg.hflip, cfg.pad,
                                 Resize.from_config(cfg))  # (N, T, H, W, 3) -> (N, T, 3, S, S)
     else:  # every frame shaped alike: each distinct frame once (clips that share frames, keyframe clips)
-        _, first, inverse = np.unique(indices, return_index=True, return_inverse=True)
-        flat = frames.reshape(-1, *frames.shape[2:])  # (N, T, H, W, 3) -> (N*T, H, W, 3)
-        shaped = clips_transform(flat[first][:, None], cfg.frame_size, False, None, cfg.crop_scale_min, cfg.hflip,
+        shaped = clips_transform(unique_frames[:, None], cfg.frame_size, False, None, cfg.crop_scale_min, cfg.hflip,
                                  cfg.pad, Resize.from_config(cfg))  # (U, H, W, 3) -> (U, 1, 3, S, S)
-        clips = shaped[:, 0][torch.from_numpy(inverse.reshape(-1))]  # -> (N*T, 3, S, S)
+        clips = shaped[:, 0][torch.from_numpy(inverse)]  # (U, 3, S, S) -> (N*T, 3, S, S)
         clips = clips.reshape(*indices.shape, *clips.shape[1:])  # (N*T, 3, S, S) -> (N, T, 3, S, S)
     if context is not None:
         context["frames"] = indices.tolist()

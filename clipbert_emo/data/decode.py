@@ -189,6 +189,15 @@ def keyframe_indices(reader) -> np.ndarray | None:
 
 def read_frames(reader, indices: np.ndarray, path: str) -> np.ndarray:
     """Decode exactly the frames at ``indices`` (any shape). Returns indices.shape + (H, W, 3) uint8 RGB."""
+    frames, inverse = read_unique_frames(reader, indices, path)
+    frames = frames[inverse]  # (U, H, W, 3) -> (N*T, H, W, 3)
+    return frames.reshape(*np.shape(indices), *frames.shape[1:])  # (N*T, H, W, 3) -> (N, T, H, W, 3)
+
+
+def read_unique_frames(reader, indices: np.ndarray, path: str) -> tuple[np.ndarray, np.ndarray]:
+    """Each distinct frame of ``indices`` decoded once: (U, H, W, 3) uint8 RGB in frame order, and for every entry
+    of the flattened ``indices`` its row there. Clips that share frames (dense or keyframe clips) then cost no
+    copies of full-size frames."""
     flat = np.asarray(indices, dtype=np.int64).reshape(-1)
     unique, inverse = np.unique(flat, return_inverse=True)
     try:
@@ -203,8 +212,7 @@ def read_frames(reader, indices: np.ndarray, path: str) -> np.ndarray:
         # mis-sizes (get_batch raises, next() returns a wrongly shaped array); PyAV decodes those files
         # correctly, up to the last frame needed.
         frames = _read_frames_pyav(path, unique)
-    frames = frames[inverse]  # (U, H, W, 3) -> (N*T, H, W, 3)
-    return frames.reshape(*np.shape(indices), *frames.shape[1:])  # (N*T, H, W, 3) -> (N, T, H, W, 3)
+    return frames, inverse.reshape(-1)
 
 
 def _dense(unique: np.ndarray) -> bool:

@@ -156,7 +156,7 @@ def _clips_seconds(path: str, n_test: int, seek: str, threads: int, sequential: 
         indices = sample_clip_indices(info.num_frames, info.fps, n_test, 2, 2.0, training=False)  # (N, T)
         if seek == "keyframe":
             indices = snap_clips_to_keyframes(indices, decode.keyframe_indices(reader), 0, info.num_frames)
-        decode.read_frames(reader, indices, path)
+        decode.read_unique_frames(reader, indices, path)  # what load_clips reads; it shapes each frame once
         return time.perf_counter() - start, len(np.unique(indices))
     finally:
         decode.SEQUENTIAL_DENSITY = saved
