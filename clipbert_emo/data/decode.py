@@ -228,16 +228,18 @@ def _read_sequential(reader, unique: np.ndarray) -> np.ndarray:
     """The frames at sorted ``unique`` by one forward pass from the first: frames in between are decoded
     but never converted to RGB or copied out."""
     reader.seek_accurate(int(unique[0]))
-    out, position = [], int(unique[0])  # position: the frame next() returns
-    for i in unique.tolist():
+    out, position = None, int(unique[0])  # position: the frame next() returns
+    for j, i in enumerate(unique.tolist()):
         if i > position:
             reader.skip_frames(i - position)
         frame = reader.next().asnumpy()
-        if frame.ndim != 3 or frame.shape[-1] != 3 or (out and frame.shape != out[0].shape):
+        if out is None:  # one output array, filled in place: no second copy of hundreds of MB by a stack
+            out = np.empty((len(unique), *frame.shape), dtype=frame.dtype)  # (U, H, W, 3)
+        if frame.ndim != 3 or frame.shape[-1] != 3 or frame.shape != out.shape[1:]:
             raise _PaddedRows(f"frame {i} came out {frame.shape}")
-        out.append(frame)
+        out[j] = frame
         position = i + 1
-    return np.stack(out)  # U x (H, W, 3) -> (U, H, W, 3)
+    return out
 
 
 def _read_frames_pyav(path: str, wanted: np.ndarray) -> np.ndarray:
