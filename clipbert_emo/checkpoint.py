@@ -130,7 +130,7 @@ def verify_checkpoint(path: Path, cfg: ExperimentConfig, meta: dict, tokenizer) 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"):
     """(model in eval mode, config, tokenizer) from a checkpoint folder written by ``save_checkpoint``."""
     from .build import build_model
-    from .data.text import load_tokenizer
+    from .data.text import load_inference_tokenizer
 
     path = Path(path)
     cfg, meta = read_checkpoint_config(path)
@@ -138,11 +138,12 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
         raise CheckpointError(f"{path}: no {TOKENIZER}/ folder; a checkpoint carries the tokenizer it was trained "
                               "with, copy the folder back from the run")
     try:
-        tokenizer = load_tokenizer(path / TOKENIZER)
+        tokenizer = load_inference_tokenizer(path / TOKENIZER)
     except (OSError, ValueError) as e:
         raise CheckpointError(f"{path / TOKENIZER}: cannot load the tokenizer ({_first_line(e)})") from None
     verify_checkpoint(path, cfg, meta, tokenizer)
-    model = build_model(cfg, meta.get("vocab_size", len(tokenizer)), tokenizer.pad_token_id or 0, pretrained=False)
+    model = build_model(cfg, meta.get("vocab_size", len(tokenizer)), tokenizer.pad_token_id or 0, pretrained=False,
+                        inference=True)
     load_weights(model, path / WEIGHTS, strict=True)
     return model.to(device).eval(), cfg, tokenizer
 

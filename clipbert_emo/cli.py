@@ -11,6 +11,7 @@
     clipbert-emo compare-fusion --synthemo data/synthemo_audio --seeds 42 7   # docs/fusion.md
     clipbert-emo convert-clipbert clipbert_image_text_pretrained.pt runs/clipbert_original_init
     clipbert-emo export runs/synthemo_cpu/checkpoint --format onnx --out exported/   # run it without this library
+    clipbert-emo bench decode                            # speed: decode | infer | train (docs/performance.md)
 """
 
 from __future__ import annotations
@@ -154,11 +155,14 @@ def _cmd_evaluate(args) -> int:
     from .eval.evaluate import evaluate
     from .eval.report import format_report
 
+    from .runtime import set_threads
+
     out_dir = Path(args.out or Path(args.checkpoint).parent)
     check_output_folder(out_dir, "--out")
+    set_threads(args.threads)
     result = evaluate(args.checkpoint, args.manifest, out_dir, num_clips=args.n_test,
                       aggregations=args.aggregation or ("mean", "max", "lse"), batch_size=args.batch_size,
-                      progress=not args.quiet, drop=tuple(args.drop or ()))
+                      progress=not args.quiet, drop=tuple(args.drop or ()), seek=args.seek)
     if args.json:
         say(json.dumps(result, indent=2))
         return 0
@@ -177,6 +181,8 @@ def _cmd_predict(args) -> int:
     from .config import UserError
     from .predict import Predictor, is_manifest
 
+    from .runtime import set_threads
+
     text = _utf8(args.text, "--text")
     plot = _png_path(args.plot, "--plot")
     paths = args.paths
@@ -185,7 +191,8 @@ def _cmd_predict(args) -> int:
     if many and (plot or args.transcribe):
         raise UserError("--plot and --transcribe are for one video; with several use --timeline-png DIR and "
                         "--transcripts FILE")
-    predictor = Predictor(args.checkpoint, device=args.device)
+    set_threads(args.threads)
+    predictor = Predictor(args.checkpoint, device=args.device, seek=args.seek)
     if args.face_crop or args.face_detector:
         predictor.use_face_crop(True, detector=args.face_detector)
     if many:
@@ -434,6 +441,18 @@ def _add_run_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
+def _add_speed_options(s: argparse.ArgumentParser, default_seek: str | None) -> None:
+    """--seek and --threads, which predict and evaluate share (with different default seek modes)."""
+    s.add_argument("--seek", choices=["accurate", "keyframe"], default=default_seek,
+                   help="where clips sit in the video: keyframe = each clip starts at the nearest keyframe (a few "
+                        "times faster on long videos; the frames used are reported), accurate = exactly the evenly "
+                        "spaced frames (reproducible numbers) (default: "
+                        + (default_seek or "the checkpoint's data.seek, accurate unless trained otherwise") + ")")
+    s.add_argument("--threads", type=_positive("--threads"), default=None,
+                   help="torch CPU threads (default: the cores not kept busy by other processes; OMP_NUM_THREADS "
+                        "when set)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="clipbert-emo",
@@ -493,6 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score with this modality (text, video or audio) removed from every test sample, as if "
                         "the transcript, face or sound were missing; repeatable")
     s.add_argument("-q", "--quiet", action="store_true")
+    _add_speed_options(s, default_seek=None)
     s.set_defaults(func=_cmd_evaluate)
 
     s = sub.add_parser("predict", parents=[common], help="predict the emotion of videos (+ optional transcripts)",
@@ -530,6 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=None,
                    help="background decoding processes (default: up to 4, one per core; 0 = decode in this process)")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_speed_options(s, default_seek="keyframe")
     s.set_defaults(func=_cmd_predict)
 
     s = sub.add_parser("serve", parents=[common], help="a local web page (upload, webcam, live mode) and JSON API",
@@ -622,6 +643,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--aggregation", choices=["mean", "max", "lse"], default=None,
                    help="how the graph's `logits` aggregate the clips (default: the model's model.aggregation)")
     s.set_defaults(func=_cmd_export)
+
+    from .experiments.bench import add_parser as add_bench_parser
+
+    add_bench_parser(sub, common)
     return p
 
 

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Iterator, Sequence
 
@@ -24,7 +25,20 @@ from .tasks import get_task
 
 
 class Predictor:
-    def __init__(self, checkpoint: str | os.PathLike, device: str | None = None):
+    def __init__(self, checkpoint: str | os.PathLike, device: str | None = None, seek: str = "keyframe",
+                 threads: int | None = None):
+        """``seek``: where clips sit on the video's timeline, ``keyframe`` (default: each clip starts at the
+        nearest keyframe, several times faster on long videos; the frames used are in the result) or
+        ``accurate`` (exactly the evaluation's frames). ``threads``: torch CPU threads for the process
+        (clipbert_emo.runtime.set_threads); None leaves torch's setting alone."""
+        from .data.decode import SEEK_MODES
+
+        if seek not in SEEK_MODES:
+            raise UserError(f"seek {seek!r}: expected one of {', '.join(SEEK_MODES)}")
+        if threads is not None:
+            from .runtime import set_threads
+
+            set_threads(threads)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         try:
             torch.empty(0, device=device)
@@ -32,6 +46,7 @@ class Predictor:
             raise UserError(f"device {device!r} is not usable here ({str(e).strip().splitlines()[0][:120]}); "
                             f"use cpu{' or cuda' if torch.cuda.is_available() else ''}") from None
         self.model, self.cfg, self.tokenizer = load_checkpoint(checkpoint, device)
+        self.cfg.data = dataclasses.replace(self.cfg.data, seek=seek)
         self.device = torch.device(device)
         self.labels = list(self.cfg.data.labels)
         self.task = get_task(self.cfg.data.task)
@@ -65,15 +80,18 @@ class Predictor:
         clip_logits = self.model.clip_logits(**inputs, clips_per_pass=self.cfg.model.inference_clips_per_pass)
         clip_logits = clip_logits.float().cpu()  # (1, N, K)
         return self._result(os.fspath(video) if video is not None else None, text, how, clip_logits[0], spans,
-                            sorted(context.get("absent", ())), context.get("faces"))
+                            sorted(context.get("absent", ())), context.get("faces"),
+                            context.get("frames"))
 
     def _result(self, video: str | None, text: str, how: str, clip_logits: torch.Tensor, spans, missing: list[str],
-                faces: dict | None) -> dict:
+                faces: dict | None, frames: list | None = None) -> dict:
         """One video's result from its (N, K) clip logits: the task's prediction, the timeline, the face counts."""
         logits = aggregate_clip_logits(clip_logits[None], how)  # (N, K) -> (1, N, K) -> (1, K)
         # A modality the model knows but this file lacks (a silent video) was masked out; the result says so.
         result = {"video": video, "text": text, "aggregation": how, "num_clips": int(clip_logits.shape[0]),
-                  "missing_modalities": missing, **self.task.prediction(logits[0], clip_logits, spans, self.cfg.data)}
+                  "missing_modalities": missing,
+                  "seek": self.cfg.data.seek, "frames": frames,  # the frame indices each clip was read from
+                  **self.task.prediction(logits[0], clip_logits, spans, self.cfg.data)}
         result["timeline"] = clip_timeline(result["clips"])
         if faces is not None:
             result["face_crop"] = faces
@@ -82,7 +100,6 @@ class Predictor:
     def use_face_crop(self, enabled: bool = True, detector: str | None = None, margin: float | None = None) -> None:
         """Crop sampled frames to the largest face before the backbone (data/faces.py), whatever the checkpoint was
         trained with; ``detector``: "" = OpenCV's Haar cascade, or a YuNet .onnx file."""
-        import dataclasses
 
         from .data.faces import get_detector
 
@@ -146,7 +163,7 @@ class Predictor:
                     for row, i in enumerate(batch["index"].tolist()):
                         missing = sorted(n for n in names if not bool(batch[f"{n}_present"][row]))
                         done[i] = self._result(videos[i], samples[i].text, how, out[row], batch["spans"][row],
-                                               missing, batch["faces"][row])
+                                               missing, batch["faces"][row], batch["frames"][row])
                 bar.update(len(done))
                 yield from (done[i] for i in sorted(done))
 
@@ -162,6 +179,7 @@ class _PredictCollate:
         batch = self.collator(good) if good else {}
         batch["failed"] = [(it["index"], it["error"]) for it in items if "error" in it]
         batch["faces"] = [it.get("faces") for it in good]
+        batch["frames"] = [it.get("frames") for it in good]
         return batch
 
 
@@ -177,9 +195,10 @@ def clip_timeline(clips: list[dict]) -> dict:
 
 
 def predict(checkpoint: str | os.PathLike, video: str | os.PathLike | None = None, text: str | None = None,
-            num_clips: int | None = None, aggregation: str | None = None, device: str | None = None) -> dict:
+            num_clips: int | None = None, aggregation: str | None = None, device: str | None = None,
+            seek: str = "keyframe", threads: int | None = None) -> dict:
     """One call: load ``checkpoint`` and predict on one video (with optional text)."""
-    return Predictor(checkpoint, device)(video, text, num_clips=num_clips, aggregation=aggregation)
+    return Predictor(checkpoint, device, seek, threads)(video, text, num_clips=num_clips, aggregation=aggregation)
 
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ts",

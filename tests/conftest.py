@@ -142,3 +142,13 @@ def tiny_checkpoint(synthemo_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny_run")
     assert main(["finetune", "-q", *TINY_OVERRIDES, *data_overrides(synthemo_dir), f"train.output_dir={out}"]) == 0
     return out / "checkpoint"
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """`clipbert-emo predict/evaluate` set the process's torch threads (runtime.set_threads); a test that runs them
+    in-process must not change the thread count, hence the float sums, of the tests after it."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != before:
+        torch.set_num_threads(before)

@@ -69,6 +69,25 @@ def test_python_one_call_predict_matches_cli_api(trained_run, synthemo_dir):
     assert set(a["probabilities"]) == {"neutral", "happy", "sad", "angry", "surprised", "fearful"}
 
 
+def test_predict_reports_the_frames_of_each_seek_mode(trained_run, synthemo_dir):
+    from clipbert_emo import Predictor
+    from clipbert_emo.data.decode import keyframe_indices, open_video, video_info
+    from clipbert_emo.data.sampling import sample_clip_indices
+
+    video = synthemo_dir / "videos" / "test" / "000002.mp4"
+    accurate = Predictor(trained_run / "checkpoint", seek="accurate")
+    keyframe = Predictor(trained_run / "checkpoint")  # prediction's default
+    a, k = accurate(video, num_clips=4), keyframe(video, num_clips=4)
+    assert (a["seek"], k["seek"]) == ("accurate", "keyframe")
+    info = video_info(open_video(video), str(video))
+    data = accurate.cfg.data
+    assert a["frames"] == sample_clip_indices(info.num_frames, info.fps, 4, data.num_frames, data.clip_fps,
+                                              training=False).tolist()  # evaluation's frames, exactly
+    keys = set(keyframe_indices(open_video(video)).tolist())
+    assert len(k["frames"]) == 4 and all(row[0] in keys for row in k["frames"])
+    assert [c["start"] for c in k["clips"]] == pytest.approx([row[0] / info.fps for row in k["frames"]])
+
+
 def test_corrupt_video_in_a_batch_is_skipped_and_reported(trained_run, synthemo_dir, tmp_path, capsys):
     lines = (synthemo_dir / "test.jsonl").read_text().splitlines()
     data = tmp_path / "data"

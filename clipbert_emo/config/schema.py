@@ -120,6 +120,11 @@ class DataConfig:
     # probability (its <name>_present mask set false), never all of them; drawn from the sample's own generator, so
     # a resumed run drops the same ones. Trains a model that copes with a missing transcript, face or sound.
     modality_dropout: float = 0.0
+    # Where test clips sit on the decoder's timeline: accurate = exactly the sampled frames (evaluation and
+    # training: reproducible numbers); keyframe = each clip moved to the nearest keyframe, a few times faster
+    # on long videos (prediction's default; the frames used are reported). See data/decode.py.
+    seek: str = "accurate"
+    decode_threads: int = 1  # decord's threads per opened video (0 = decord's own choice)
     strict: bool = False  # True: a missing video in a manifest is fatal instead of skipped and reported
     # Crop every sampled frame around the largest face (data/faces.py), smoothed over each clip; a clip with no
     # face keeps its full frames. face_detector: "" = OpenCV's bundled Haar cascade, or a YuNet .onnx file.
@@ -162,6 +167,16 @@ class ModelConfig:
     # Clips scored per forward pass at evaluation and prediction (0 = all N_test at once): memory stays bounded
     # however large N_test is, and the logits are the same.
     inference_clips_per_pass: int = 16
+    # Frames per CNN pass at evaluation and prediction (0 = every frame of the batch at once): bounded memory and a
+    # cost linear in N_test; the same logits (in eval mode a frame's features do not depend on its batch). 32 was
+    # the fastest of 16/32/64/all for the demo model on a 2-core CPU (clipbert-emo bench infer).
+    inference_cnn_frames: int = 32
+    # Autocast at evaluation and prediction: fp32 (none) | bf16 (where the CPU or GPU has bf16 units; the
+    # logits move by ~1e-2, video-level predictions on SynthEmo's test split are unchanged: clipbert-emo bench
+    # infer). Training precision is train.mixed_precision.
+    inference_precision: str = "fp32"
+    channels_last: bool = False  # CNN in NHWC memory layout (faster convolutions on GPUs with tensor cores)
+    compile: bool = False  # torch.compile the visual encoder and the fusion transformer (first batches compile)
     # Weight of an auxiliary loss from a linear classifier on each clip's mean visual token
     # (training only; inference uses the fused [CLS] alone). 0 = plain ClipBERT. A transformer
     # trained from scratch first ignores the visual tokens; this gives the CNN a direct signal
@@ -274,6 +289,8 @@ class ExperimentConfig:
             "data.resize_rounding": (self.data.resize_rounding, ("round", "floor")),
             "data.resize_output": (self.data.resize_output, ("uint8", "float")),
             "data.frame_index": (self.data.frame_index, ("round", "floor_exclusive")),
+            "data.seek": (self.data.seek, ("accurate", "keyframe")),
+            "model.inference_precision": (self.model.inference_precision, ("fp32", "bf16")),
             "data.task": (self.data.task, TASKS),
             "data.format": (self.data.format, DATA_FORMATS),
             "train.mixed_precision": (self.train.mixed_precision, ("no", "fp16", "bf16")),
@@ -319,6 +336,11 @@ class ExperimentConfig:
         if self.model.inference_clips_per_pass < 0:
             raise ConfigError(f"model.inference_clips_per_pass must be >= 0 (0 = all at once), got "
                               f"{self.model.inference_clips_per_pass}")
+        if self.model.inference_cnn_frames < 0:
+            raise ConfigError(f"model.inference_cnn_frames must be >= 0 (0 = all at once), got "
+                              f"{self.model.inference_cnn_frames}")
+        if self.data.decode_threads < 0:
+            raise ConfigError(f"data.decode_threads must be >= 0 (0 = decord's choice), got {self.data.decode_threads}")
         for key in ("max_steps", "save_every_steps", "threads"):
             if getattr(self.train, key) < 0:
                 raise ConfigError(f"train.{key} must be >= 0 (0 = off), got {getattr(self.train, key)}")

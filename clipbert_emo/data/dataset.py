@@ -18,12 +18,12 @@ import torch
 from torch.utils.data import Dataset
 
 from ..config import DataConfig
-from .decode import (DecodedFrames, VideoDecodeError, check_span, decode_what_decodes, is_image_path, open_video,
-                     read_frames, read_image, video_info)
+from .decode import (DecodedFrames, VideoDecodeError, check_span, decode_what_decodes, is_image_path,
+                     keyframe_indices, open_video, read_image, read_unique_frames, video_info)
 from .manifest import Manifest, Sample
-from .sampling import clip_spans_seconds, sample_clip_indices
+from .sampling import clip_spans_seconds, sample_clip_indices, snap_clips_to_keyframes
 from .audio import load_audio_clips
-from .transforms import Resize, clip_transform
+from .transforms import Resize, clips_transform
 
 logger = logging.getLogger(__name__)
 
@@ -39,28 +39,31 @@ def load_clips(
     """Decode ``num_clips`` clips of one video. Returns (N, T, 3, S, S) uint8 and each clip's (start, end) s.
 
     A still image (``sample.image`` or an image file) is a one-frame video: every clip repeats it, and
-    at train time each clip still gets its own crop and flip. With ``data.face_crop`` each clip is first cut
-    to the face (data/faces.py) and ``context["faces"]`` gets the detection counts.
+    at train time each clip still gets its own crop and flip. ``context`` (when given) receives the frame
+    indices the clips were read from (``frames``, (N, T)), which ``data.seek=keyframe`` moves. With
+    ``data.face_crop`` each clip is first cut to the face (data/faces.py) and ``context["faces"]`` gets the
+    detection counts.
     """
+    resize = Resize.from_config(cfg)
     if sample.image is not None or (sample.video is not None and is_image_path(sample.video)):
         image = np.asarray(sample.image) if sample.image is not None else read_image(sample.video)
         if image.ndim == 2:
             image = np.repeat(image[:, :, None], 3, axis=2)  # (H, W) grey -> (H, W, 3)
         frames = np.broadcast_to(image, (num_clips, cfg.num_frames, *image.shape)).copy()  # -> (N, T, H, W, 3)
         if cfg.face_crop:
-            frames = _face_crop(frames, np.zeros(frames.shape[:2], np.int64), sample, cfg, training, context)
-        clips = torch.stack([
-            clip_transform(c, cfg.frame_size, training and cfg.augment, rng, cfg.crop_scale_min, cfg.hflip,
-                           cfg.pad, Resize.from_config(cfg))
-            for c in frames
-        ])  # N x (T, 3, S, S) -> (N, T, 3, S, S)
+            return (_face_cropped_clips(frames, np.zeros(frames.shape[:2], np.int64), sample, cfg, training, rng,
+                                        context), [(0.0, 0.0)] * num_clips)
+        clips = clips_transform(frames, cfg.frame_size, training and cfg.augment, rng, cfg.crop_scale_min,
+                                cfg.hflip, cfg.pad, resize)  # (N, T, H, W, 3) -> (N, T, 3, S, S)
         return clips, [(0.0, 0.0)] * num_clips
-    reader = open_video(sample.video)
+    reader = open_video(sample.video, num_threads=cfg.decode_threads)
     info = video_info(reader, sample.video)
     check_span(sample.start, sample.end, info.duration, sample.source or sample.video)
     indices = _clip_indices(sample, info, cfg, num_clips, training, rng)  # (N, T)
+    if cfg.seek == "keyframe":
+        indices = snap_clips_to_keyframes(indices, keyframe_indices(reader), *_frame_range(sample, info))
     try:
-        frames = read_frames(reader, indices, sample.video)  # (N, T, H, W, 3)
+        unique_frames, inverse = read_unique_frames(reader, indices, sample.video)  # (U, H, W, 3), (N*T,)
     except VideoDecodeError as e:
         if isinstance(reader, DecodedFrames):
             raise
@@ -68,40 +71,56 @@ def load_clips(
         reader = decode_what_decodes(sample.video, reason=str(e).split(": ", 1)[-1])
         info = video_info(reader, sample.video)
         indices = _clip_indices(sample, info, cfg, num_clips, training, rng)
-        frames = read_frames(reader, indices, sample.video)
-    if cfg.face_crop:
-        frames = _face_crop(frames, indices, sample, cfg, training, context)
-    clips = torch.stack(
-        [
-            clip_transform(c, cfg.frame_size, training and cfg.augment, rng, cfg.crop_scale_min, cfg.hflip,
-                           cfg.pad, Resize.from_config(cfg))
-            for c in frames
-        ]
-    )  # N x (T, 3, S, S) -> (N, T, 3, S, S)
+        unique_frames, inverse = read_unique_frames(reader, indices, sample.video)
+    if context is not None:
+        context["frames"] = indices.tolist()
+    if cfg.face_crop or (training and cfg.augment):  # each clip its own face box, or its own crop and flip
+        frames = unique_frames[inverse].reshape(*indices.shape, *unique_frames.shape[1:])  # -> (N, T, H, W, 3)
+        if cfg.face_crop:
+            return _face_cropped_clips(frames, indices, sample, cfg, training, rng, context), \
+                clip_spans_seconds(indices, info.fps)
+        clips = clips_transform(frames, cfg.frame_size, True, rng, cfg.crop_scale_min, cfg.hflip, cfg.pad,
+                                resize)  # (N, T, H, W, 3) -> (N, T, 3, S, S)
+    else:  # every frame shaped alike: each distinct frame once (clips that share frames, keyframe clips)
+        shaped = clips_transform(unique_frames[:, None], cfg.frame_size, False, None, cfg.crop_scale_min, cfg.hflip,
+                                 cfg.pad, resize)  # (U, H, W, 3) -> (U, 1, 3, S, S)
+        clips = shaped[:, 0][torch.from_numpy(inverse)]  # (U, 3, S, S) -> (N*T, 3, S, S)
+        clips = clips.reshape(*indices.shape, *clips.shape[1:])  # (N*T, 3, S, S) -> (N, T, 3, S, S)
     return clips, clip_spans_seconds(indices, info.fps)
 
 
-def _face_crop(frames: np.ndarray, indices: np.ndarray, sample: Sample, cfg: DataConfig, training: bool,
-               context: dict | None) -> list[np.ndarray]:
-    """(N, T, H, W, 3) frames -> N face-cropped clips; boxes are cached on disk at train time (epochs repeat)."""
+def _face_cropped_clips(frames: np.ndarray, indices: np.ndarray, sample: Sample, cfg: DataConfig, training: bool,
+                        rng: np.random.Generator | None, context: dict | None) -> torch.Tensor:
+    """(N, T, H, W, 3) frames -> (N, T, 3, S, S) clips cut to the face; boxes are cached on disk at train time
+    (epochs repeat). Clips differ in crop size, so each is shaped on its own."""
     from .faces import default_cache_dir, face_crop_clips, get_detector
 
     cache = (cfg.face_cache or default_cache_dir()) if training and sample.video and sample.image is None else None
-    clips, stats = face_crop_clips(frames, indices, get_detector(cfg.face_detector), cfg.face_margin,
+    crops, stats = face_crop_clips(frames, indices, get_detector(cfg.face_detector), cfg.face_margin,
                                    video=sample.video, cache_dir=cache)
     if context is not None:
         context["faces"] = stats.as_dict()
-    return clips
+    return torch.stack([
+        clips_transform(c[None], cfg.frame_size, training and cfg.augment, rng, cfg.crop_scale_min, cfg.hflip,
+                        cfg.pad, Resize.from_config(cfg))[0]  # (T, h, w, 3) -> (1, T, h, w, 3) -> (T, 3, S, S)
+        for c in crops
+    ])  # N x (T, 3, S, S) -> (N, T, 3, S, S)
 
 
-def _clip_indices(sample: Sample, info, cfg: DataConfig, num_clips: int, training: bool,
-                  rng: np.random.Generator | None) -> np.ndarray:
-    """Frame indices (N, T) of the sample's clips, within its start/end span if it has one."""
+def _frame_range(sample: Sample, info) -> tuple[int, int]:
+    """First and one-past-last frame of the sample's start/end span (the whole video without one)."""
     first, last = 0, info.num_frames
     if sample.start is not None:
         first = min(int(sample.start * info.fps), info.num_frames - 1)
     if sample.end is not None:
         last = max(min(int(np.ceil(sample.end * info.fps)), info.num_frames), first + 1)
+    return first, last
+
+
+def _clip_indices(sample: Sample, info, cfg: DataConfig, num_clips: int, training: bool,
+                  rng: np.random.Generator | None) -> np.ndarray:
+    """Frame indices (N, T) of the sample's clips, within its start/end span if it has one."""
+    first, last = _frame_range(sample, info)
     return sample_clip_indices(last - first, info.fps, num_clips, cfg.num_frames, cfg.clip_fps, training=training,
                                rng=rng, single_clip=cfg.single_clip, frame_index=cfg.frame_index) + first
 
@@ -166,6 +185,8 @@ class VideoTextDataset(Dataset):
         item["spans"] = context["spans"]
         if "faces" in context:
             item["faces"] = context["faces"]
+        if "frames" in context:  # the frame indices the clips were read from (data.seek moves them)
+            item["frames"] = context["frames"]
         if self.training and self.cfg.modality_dropout > 0:
             drop_modalities(item, self.modalities, self.cfg.use_text, self.cfg.modality_dropout, rng)
         return item

@@ -1,4 +1,5 @@
-"""Reading frames from a video file with decord, touching only the sampled frames."""
+"""Reading frames from a video file with decord, touching only the sampled frames (exactly, or moved to the
+nearest keyframes: ``SEEK_MODES``)."""
 
 from __future__ import annotations
 
@@ -162,20 +163,83 @@ def video_info(reader, path: str) -> VideoInfo:
     return VideoInfo(path=path, num_frames=len(reader), fps=fps)
 
 
+# How test clips are placed on the decoder's timeline. accurate: exactly the sampled frames (reproducible
+# benchmark numbers); keyframe: each clip moved to start at the keyframe nearest its sampled start, so a
+# clip costs one seek and its own frames instead of a decode from the previous keyframe (x264 puts
+# keyframes up to 250 frames apart: 16 accurate seeks decode most of a file).
+SEEK_MODES = ("accurate", "keyframe")
+# accurate reads decode the file front to back, converting only the wanted frames, when the wanted frames
+# are at least this dense (one in every 8 between the first and the last): seeking then saves nothing and
+# costs a decoder flush per seek, so the read is never slower than one sequential pass.
+SEQUENTIAL_DENSITY = 1 / 8
+
+
+def keyframe_indices(reader) -> np.ndarray | None:
+    """Sorted indices of the video's keyframes; None when the reader holds every frame in memory already
+    (PyAV's fallback) or cannot tell."""
+    get = getattr(reader, "get_key_indices", None)
+    if get is None:
+        return None
+    try:
+        keys = np.asarray(get(), dtype=np.int64)
+    except Exception:  # decord raises DECORDError on some containers without an index
+        return None
+    return np.unique(keys) if keys.size else None
+
+
 def read_frames(reader, indices: np.ndarray, path: str) -> np.ndarray:
     """Decode exactly the frames at ``indices`` (any shape). Returns indices.shape + (H, W, 3) uint8 RGB."""
+    frames, inverse = read_unique_frames(reader, indices, path)
+    frames = frames[inverse]  # (U, H, W, 3) -> (N*T, H, W, 3)
+    return frames.reshape(*np.shape(indices), *frames.shape[1:])  # (N*T, H, W, 3) -> (N, T, H, W, 3)
+
+
+def read_unique_frames(reader, indices: np.ndarray, path: str) -> tuple[np.ndarray, np.ndarray]:
+    """Each distinct frame of ``indices`` decoded once: (U, H, W, 3) uint8 RGB in frame order, and for every entry
+    of the flattened ``indices`` its row there. Clips that share frames (dense or keyframe clips) then cost no
+    copies of full-size frames."""
     flat = np.asarray(indices, dtype=np.int64).reshape(-1)
     unique, inverse = np.unique(flat, return_inverse=True)
     try:
-        frames = reader.get_batch(unique.tolist()).asnumpy()  # (U, H, W, 3)
+        if _dense(unique) and hasattr(reader, "skip_frames"):
+            frames = _read_sequential(reader, unique)  # (U, H, W, 3)
+        else:
+            frames = reader.get_batch(unique.tolist()).asnumpy()  # (U, H, W, 3)
     except Exception as e:
-        if "DECORDArrayCopyFromTo" not in str(e):
+        if "DECORDArrayCopyFromTo" not in str(e) and not isinstance(e, _PaddedRows):
             raise VideoDecodeError(f"{path}: decoding frames {unique.tolist()[:8]} failed ({_short(e)})") from None
         # decord 0.6 fails to copy out frames of some widths (24, 48, ... px) whose row padding it
-        # mis-sizes; PyAV decodes those files correctly, up to the last frame needed.
+        # mis-sizes (get_batch raises, next() returns a wrongly shaped array); PyAV decodes those files
+        # correctly, up to the last frame needed.
         frames = _read_frames_pyav(path, unique)
-    frames = frames[inverse]  # (U, H, W, 3) -> (N*T, H, W, 3)
-    return frames.reshape(*np.shape(indices), *frames.shape[1:])  # (N*T, H, W, 3) -> (N, T, H, W, 3)
+    return frames, inverse.reshape(-1)
+
+
+def _dense(unique: np.ndarray) -> bool:
+    span = int(unique[-1] - unique[0]) + 1
+    return len(unique) > 1 and len(unique) >= span * SEQUENTIAL_DENSITY
+
+
+class _PaddedRows(RuntimeError):
+    """decord handed out a frame that is not (H, W, 3): its row padding bug (see read_frames)."""
+
+
+def _read_sequential(reader, unique: np.ndarray) -> np.ndarray:
+    """The frames at sorted ``unique`` by one forward pass from the first: frames in between are decoded
+    but never converted to RGB or copied out."""
+    reader.seek_accurate(int(unique[0]))
+    out, position = None, int(unique[0])  # position: the frame next() returns
+    for j, i in enumerate(unique.tolist()):
+        if i > position:
+            reader.skip_frames(i - position)
+        frame = reader.next().asnumpy()
+        if out is None:  # one output array, filled in place: no second copy of hundreds of MB by a stack
+            out = np.empty((len(unique), *frame.shape), dtype=frame.dtype)  # (U, H, W, 3)
+        if frame.ndim != 3 or frame.shape[-1] != 3 or frame.shape != out.shape[1:]:
+            raise _PaddedRows(f"frame {i} came out {frame.shape}")
+        out[j] = frame
+        position = i + 1
+    return out
 
 
 def _read_frames_pyav(path: str, wanted: np.ndarray) -> np.ndarray:

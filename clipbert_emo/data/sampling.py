@@ -107,6 +107,27 @@ def sample_clip_indices(
     return sample_clip_indices_test(video_len, video_fps, num_clips, num_frames, clip_fps, single_clip, frame_index)
 
 
+def snap_clips_to_keyframes(indices: np.ndarray, keyframes: np.ndarray | None, first: int, last: int) -> np.ndarray:
+    """Each clip (a row of ``indices``) moved whole so that its first frame is the keyframe nearest to where
+    it was; the clip keeps its frame spacing and stays inside frames ``first``..``last - 1`` (a manifest span).
+    A clip with no keyframe in reach keeps its frames. Returns (N, T) int64 like ``indices``.
+
+    Decoding from a keyframe needs no frames before it, so each clip costs its own frames, not the frames
+    from the previous keyframe up to it. Clips may land on the same keyframe (keyframes sparser than clips);
+    their frames are decoded once."""
+    out = np.array(indices, dtype=np.int64, copy=True)
+    if keyframes is None or len(keyframes) == 0:
+        return out
+    keys = np.asarray(keyframes, dtype=np.int64)
+    for i, row in enumerate(out):
+        offsets = row - row[0]
+        latest = last - 1 - int(offsets.max())  # the last start that keeps the whole clip inside the span
+        reach = keys[(keys >= first) & (keys <= latest)]
+        if reach.size:
+            out[i] = reach[np.abs(reach - row[0]).argmin()] + offsets
+    return out
+
+
 def clip_spans_seconds(indices: np.ndarray, video_fps: float) -> list[tuple[float, float]]:
     """(start, end) in seconds of each clip, from its first and last frame; for timelines."""
     return [(float(row[0]) / video_fps, float(row[-1] + 1) / video_fps) for row in indices]

@@ -71,3 +71,54 @@ def load_tokenizer(name_or_path: str | os.PathLike):
             f"cannot load tokenizer {name!r}: not a local folder with vocab.txt/tokenizer.json, and not "
             f"reachable on the model hub ({str(e).strip().splitlines()[0][:200]}). Offline, pass a local folder"
         ) from None
+
+
+class InferenceTokenizer:
+    """A checkpoint's tokenizer.json run by the ``tokenizers`` library alone, called as transformers' tokenizers
+    are (``tok(texts, padding=..., truncation=True, max_length=L, return_tensors="pt")`` -> input_ids and
+    attention_mask): importing transformers costs seconds that prediction does not need. The same ids as
+    transformers' tokenizer loaded from the same folder (tests/test_fast_paths.py)."""
+
+    def __init__(self, file: str | os.PathLike, pad_token: str = "[PAD]"):
+        from tokenizers import Tokenizer
+
+        self.backend = Tokenizer.from_file(str(file))
+        self.pad_token = pad_token
+        self.pad_token_id = self.backend.token_to_id(pad_token)
+        if self.pad_token_id is None:
+            raise ValueError(f"{file}: no {pad_token} token")
+
+    def __len__(self) -> int:
+        return self.backend.get_vocab_size(with_added_tokens=True)
+
+    def __call__(self, texts, padding: bool | str = True, truncation: bool = False, max_length: int | None = None,
+                 return_tensors: str = "pt") -> dict:
+        import torch
+
+        if return_tensors != "pt":
+            raise ValueError("InferenceTokenizer returns torch tensors only (return_tensors='pt')")
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if truncation and max_length:
+            self.backend.enable_truncation(max_length)
+        else:
+            self.backend.no_truncation()
+        self.backend.enable_padding(pad_id=self.pad_token_id, pad_token=self.pad_token)  # to the longest
+        encodings = self.backend.encode_batch(texts)
+        return {"input_ids": torch.tensor([e.ids for e in encodings], dtype=torch.long),  # (B, L)
+                "attention_mask": torch.tensor([e.attention_mask for e in encodings], dtype=torch.long)}  # (B, L)
+
+
+def load_inference_tokenizer(folder: str | os.PathLike):
+    """A checkpoint's tokenizer for inference: its tokenizer.json through ``InferenceTokenizer`` when it has a
+    plain BERT one (lower-casing as its config says), else transformers' (``load_tokenizer``)."""
+    import json
+
+    folder = Path(folder)
+    try:
+        config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+        if (folder / "tokenizer.json").is_file() and config.get("tokenizer_class") in ("BertTokenizer",
+                                                                                        "BertTokenizerFast"):
+            return InferenceTokenizer(folder / "tokenizer.json", config.get("pad_token") or "[PAD]")
+    except Exception:  # unreadable JSON, a tokenizer.json the tokenizers library refuses: transformers knows more
+        pass
+    return load_tokenizer(folder)

@@ -87,10 +87,48 @@ def clip_transform(
     frames = torch.from_numpy(np.ascontiguousarray(clip)).permute(0, 3, 1, 2)  # (T, H, W, 3) -> (T, 3, H, W)
     frames = letterbox(frames, size, pad, resize)
     if training and rng is not None:
-        top, left, h, w = random_resized_crop_params(size, size, scale_min, rng)
-        frames = _resize(frames[:, :, top : top + h, left : left + w], size, size, resize)
-        if hflip and rng.random() < 0.5:
-            frames = frames.flip(-1)
+        frames = _crop_and_flip(frames, size, rng, scale_min, hflip, resize)
+    return frames
+
+
+# Frames letterboxed per interpolate call in clips_transform: one call instead of one per clip, with the float
+# copy it makes bounded (64 frames of 720p: 0.7 GB) however many clips a video has.
+LETTERBOX_CHUNK = 64
+
+
+def clips_transform(
+    clips: np.ndarray,
+    size: int,
+    training: bool,
+    rng: np.random.Generator | None = None,
+    scale_min: float = 0.6,
+    hflip: bool = True,
+    pad: str = "bottom_right",
+    resize: Resize = Resize(),
+) -> torch.Tensor:
+    """All N clips of a video at once, the same tensors as ``clip_transform`` clip by clip (each frame is resized
+    on its own; the random crops and flips are drawn clip by clip in the same order).
+
+    (N, T, H, W, 3) uint8 numpy -> (N, T, 3, size, size) uint8 torch (float with ``resize.output="float"``).
+    """
+    n, t = clips.shape[:2]
+    frames = torch.from_numpy(np.ascontiguousarray(clips)).flatten(0, 1)  # (N, T, H, W, 3) -> (N*T, H, W, 3)
+    frames = frames.permute(0, 3, 1, 2)  # (N*T, H, W, 3) -> (N*T, 3, H, W)
+    boxed = torch.cat([letterbox(frames[i:i + LETTERBOX_CHUNK], size, pad, resize)
+                       for i in range(0, n * t, LETTERBOX_CHUNK)])  # -> (N*T, 3, S, S)
+    boxed = boxed.unflatten(0, (n, t))  # (N*T, 3, S, S) -> (N, T, 3, S, S)
+    if training and rng is not None:
+        boxed = torch.stack([_crop_and_flip(c, size, rng, scale_min, hflip, resize) for c in boxed])
+    return boxed
+
+
+def _crop_and_flip(frames: torch.Tensor, size: int, rng: np.random.Generator, scale_min: float, hflip: bool,
+                   resize: Resize) -> torch.Tensor:
+    """One clip's random resized crop and flip, the same for its T frames: (T, 3, S, S) -> (T, 3, S, S)."""
+    top, left, h, w = random_resized_crop_params(size, size, scale_min, rng)
+    frames = _resize(frames[:, :, top : top + h, left : left + w], size, size, resize)
+    if hflip and rng.random() < 0.5:
+        frames = frames.flip(-1)
     return frames
 
 

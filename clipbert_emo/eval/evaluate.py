@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -30,14 +31,15 @@ def check_droppable(cfg, model, drop) -> tuple[str, ...]:
 
 def evaluate(checkpoint: str | Path, manifest: str, out_dir: str | Path | None = None, num_clips: int | None = None,
              aggregations=AGGREGATIONS, batch_size: int | None = None, accelerator=None, progress: bool = True,
-             print_report: bool = False, drop=()) -> dict:
+             print_report: bool = False, drop=(), seek: str | None = None) -> dict:
     """Score ``manifest`` with the checkpoint at N_test = ``num_clips`` (default: the config's).
 
     ``drop``: modalities (text, video, audio) removed from every sample at test time (their ``<name>_present``
     masks false), to score what the model does without them.
 
     ``manifest`` is a manifest file, or a split name (train | val | test) of the checkpoint's own data
-    config, which is how benchmark releases read from data.root are evaluated.
+    config, which is how benchmark releases read from data.root are evaluated. ``seek``: data.seek for this
+    evaluation (default: the checkpoint's, ``accurate`` unless it was trained otherwise).
 
     Returns {"n_test", "eval_seconds", "num_samples", "skipped", "reports": {aggregation: report}}; with
     ``out_dir`` also writes eval_metrics.json and the task's figures (for the training aggregation).
@@ -46,6 +48,8 @@ def evaluate(checkpoint: str | Path, manifest: str, out_dir: str | Path | None =
 
     accelerator = accelerator or Accelerator(cpu=not __import__("torch").cuda.is_available())
     model, cfg, tokenizer = load_checkpoint(checkpoint, accelerator.device)
+    if seek is not None:
+        cfg.data = dataclasses.replace(cfg.data, seek=seek)
     task = get_task(cfg.data.task)
     drop = check_droppable(cfg, model, drop)
     n_test = num_clips or cfg.data.num_clips_test
@@ -61,6 +65,7 @@ def evaluate(checkpoint: str | Path, manifest: str, out_dir: str | Path | None =
     res = collect_clip_logits(model, loader, accelerator, progress=progress, desc=f"eval N_test={n_test}", drop=drop)
     reports = reports_for_aggregations(res["clip_logits"], res["labels"], cfg.data, aggregations)
     result = {"checkpoint": str(checkpoint), "manifest": str(manifest), "n_test": n_test if model.modalities else 1,
+              "seek": cfg.data.seek,
               "eval_seconds": time.time() - start, "num_samples": int(res["clip_logits"].shape[0]),
               "skipped": [list(s) for s in list(m.skipped) + res["skipped"]], "dropped": list(drop),
               "reports": reports}

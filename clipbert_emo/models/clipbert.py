@@ -10,6 +10,7 @@ the text tokens of the same sample (and the tokens of any other modality, models
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -37,13 +38,17 @@ class ClipBertModel(nn.Module):
     model was built with (``cnn`` for video) and the fusion transformer over [text ; modality tokens]."""
 
     def _build_trunk(self, cfg: ModelConfig, vocab_size: int, pad_token_id: int, pretrained: bool,
-                     modalities) -> None:
+                     modalities, inference: bool = False) -> None:
         self.cfg = cfg
         self.modalities = modalities_named(modalities)
         names = [m.name for m in self.modalities]
         for m in MODALITIES:  # an encoder attribute is None when the model does not use that modality
             setattr(self, m.encoder_attr, m.build_encoder(cfg, pretrained) if m.name in names else None)
-        self.transformer = fusion_transformer_from_config(cfg, vocab_size, pad_token_id, pretrained, names)
+        self.transformer = fusion_transformer_from_config(cfg, vocab_size, pad_token_id, pretrained, names, inference)
+        if cfg.compile:  # in place (nn.Module.compile): parameter names, hence checkpoints, stay as they are
+            for m in self.modalities:
+                getattr(self, m.encoder_attr).compile()
+            self.transformer.compile()
 
     @property
     def modality_names(self) -> list[str]:
@@ -99,16 +104,18 @@ class ClipBertModel(nn.Module):
 class ClipBertForEmotion(ClipBertModel):
     def __init__(self, cfg: ModelConfig, num_labels: int, vocab_size: int, use_video: bool = True,
                  pad_token_id: int = 0, pretrained: bool = True, criterion: nn.Module | None = None,
-                 modalities=None):
+                 modalities=None, inference: bool = False):
         """``num_labels`` is the classifier's output width (the task kind's ``num_outputs``). ``modalities``:
         the per-clip modalities it reads (default: video, or none with ``use_video=False``). ``criterion``:
         the task kind's loss of aggregated logits (default: softmax cross-entropy). ``pretrained=False``
-        skips loading pretrained weights, for when a checkpoint is loaded next anyway."""
+        skips loading pretrained weights, for when a checkpoint is loaded next anyway; ``inference=True`` also
+        builds the fusion transformer without transformers' modelling code (models/bert_inference.py: same
+        names and logits, a second or more less to import) for a model that will only be evaluated."""
         super().__init__()
         self.num_labels = num_labels
         self.criterion = criterion
         self._build_trunk(cfg, vocab_size, pad_token_id, pretrained,
-                          ("video",) if modalities is None and use_video else (modalities or ()))
+                          ("video",) if modalities is None and use_video else (modalities or ()), inference)
         self.head = ClassifierHead(cfg.hidden_size, num_labels, cfg.dropout)
         self.head.apply(self.transformer._init_weights)
         self.visual_aux = (nn.Linear(cfg.hidden_size, num_labels)
@@ -119,7 +126,18 @@ class ClipBertForEmotion(ClipBertModel):
         """Per-clip logits (B, N, K); N = 1 for a text-only model.
 
         ``clips_per_pass`` > 0 scores the N clips that many at a time (each clip is scored on its own, so the
-        logits are the same): activation memory then stays bounded however large N_test is."""
+        logits are the same): activation memory then stays bounded however large N_test is. Runs under
+        ``torch.inference_mode`` and the autocast of model.inference_precision."""
+        with torch.inference_mode(), self.inference_autocast():
+            return self._clip_logits(input_ids, attention_mask, video, clips_per_pass, **modalities)
+
+    def inference_autocast(self):
+        """bf16 autocast on the model's device with model.inference_precision=bf16; a no-op context at fp32."""
+        if self.cfg.inference_precision != "bf16":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=next(self.parameters()).device.type, dtype=torch.bfloat16)
+
+    def _clip_logits(self, input_ids, attention_mask, video, clips_per_pass, **modalities) -> torch.Tensor:
         inputs = {k: v for k, v in {"video": video, **modalities}.items() if v is not None}
         clips = {k: v for k, v in inputs.items() if not k.endswith("_present")}  # (B, N, ...) each
         n = next(iter(clips.values())).shape[1] if clips else 1

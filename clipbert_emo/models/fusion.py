@@ -11,14 +11,25 @@ from typing import Callable
 
 import torch
 import torch.nn as nn
-from transformers import BertConfig, BertModel
-from transformers.masking_utils import create_bidirectional_mask
 
+from .bert_inference import BertSettings, InferenceBert
+
+# transformers' BERT (BertConfig, BertModel, its masks) is imported where a model for training is built: the
+# import costs seconds, and a model built for inference uses models/bert_inference.py instead.
 
 
 def make_bert_config(hidden_size: int, num_layers: int, num_heads: int, intermediate_size: int,
                      vocab_size: int, dropout: float, max_text_positions: int, pad_token_id: int = 0,
-                     initializer_range: float = 0.02) -> BertConfig:
+                     initializer_range: float = 0.02, inference: bool = False) -> "BertConfig | BertSettings":
+    """transformers' BertConfig; with ``inference`` the same numbers as BertSettings (no transformers import)."""
+    if inference:
+        return BertSettings(vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=num_layers,
+                            num_attention_heads=num_heads, intermediate_size=intermediate_size,
+                            hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
+                            max_position_embeddings=max_text_positions, pad_token_id=pad_token_id,
+                            initializer_range=initializer_range)
+    from transformers import BertConfig
+
     cfg = BertConfig(
         vocab_size=vocab_size,
         hidden_size=hidden_size,
@@ -39,12 +50,20 @@ def make_bert_config(hidden_size: int, num_layers: int, num_heads: int, intermed
 class FusionTransformer(nn.Module):
     """BERT over [text tokens ; the tokens of each other modality], in ``models/modalities.py``'s order."""
 
-    def __init__(self, bert_config: BertConfig, modality_embeddings: dict[str, tuple[str, Callable[[], nn.Module]]]):
+    def __init__(self, bert_config: "BertConfig | BertSettings",
+                 modality_embeddings: dict[str, tuple[str, Callable[[], nn.Module]]]):
         """``modality_embeddings``: modality name -> (attribute under ``bert``, a builder of its token embeddings,
-        called after BERT's own layers so that their random initialisation does not depend on the modalities)."""
+        called after BERT's own layers so that their random initialisation does not depend on the modalities).
+        A BertSettings ``bert_config`` builds the inference encoder (models/bert_inference.py) instead of
+        transformers' BertModel: same parameter names, same logits, no transformers import."""
         super().__init__()
         self.config = bert_config
-        self.bert = BertModel(bert_config, add_pooling_layer=True)
+        if isinstance(bert_config, BertSettings):
+            self.bert = InferenceBert(bert_config)
+        else:
+            from transformers import BertModel
+
+            self.bert = BertModel(bert_config, add_pooling_layer=True)
         # Attached to the BertModel so the parameter names read ``bert.visual_embeddings.*``
         # as in ClipBERT's checkpoint.
         self.embeddings_attr = {}
@@ -70,6 +89,8 @@ class FusionTransformer(nn.Module):
         The visual embeddings are new and keep their initialisation; every other tensor must be
         found with the same shape, or this raises, so nothing is silently left at random init.
         """
+        from transformers import BertModel
+
         try:
             pretrained = BertModel.from_pretrained(name_or_path, add_pooling_layer=True)
         except (OSError, ValueError) as e:  # not a local folder, and the hub is out of reach
@@ -115,20 +136,26 @@ class FusionTransformer(nn.Module):
                          else has.to(attention_mask.dtype)[:, None].expand(tokens.shape[:2]))
         hidden = torch.cat(hidden, dim=1)  # -> (B', L + tokens, D)
         mask = torch.cat(masks, dim=1)  # -> (B', L + tokens)
-        mask4d = create_bidirectional_mask(config=self.config, inputs_embeds=hidden, attention_mask=mask)
-        sequence = self.bert.encoder(hidden, attention_mask=mask4d).last_hidden_state
+        if isinstance(self.bert, InferenceBert):
+            sequence = self.bert.encode(hidden, mask)  # -> (B', L + tokens, D)
+        else:
+            from transformers.masking_utils import create_bidirectional_mask
+
+            mask4d = create_bidirectional_mask(config=self.config, inputs_embeds=hidden, attention_mask=mask)
+            sequence = self.bert.encoder(hidden, attention_mask=mask4d).last_hidden_state
         pooled = self.bert.pooler(sequence)  # tanh(dense(token 0)): the text [CLS]
         return sequence, pooled
 
 
 def fusion_transformer_from_config(cfg, vocab_size: int, pad_token_id: int = 0, pretrained: bool = True,
-                                   modalities=("video",)) -> FusionTransformer:
+                                   modalities=("video",), inference: bool = False) -> FusionTransformer:
     """The fusion transformer a ModelConfig describes, with token embeddings for ``modalities`` (and those
-    every checkpoint has), started from ``cfg.text_init`` when set."""
+    every checkpoint has), started from ``cfg.text_init`` when set. ``inference``: the encoder of
+    models/bert_inference.py, for a checkpoint to be loaded over (no training, no text_init)."""
     from .modalities import MODALITIES
 
     bert_cfg = make_bert_config(cfg.hidden_size, cfg.num_layers, cfg.num_heads, cfg.intermediate_size, vocab_size,
-                                cfg.dropout, cfg.max_text_positions, pad_token_id, cfg.initializer_range)
+                                cfg.dropout, cfg.max_text_positions, pad_token_id, cfg.initializer_range, inference)
     embeddings = {m.name: (m.embeddings_attr, lambda m=m: m.build_embeddings(cfg, bert_cfg))
                   for m in MODALITIES if m.embeddings_always or m.name in modalities}
     transformer = FusionTransformer(bert_cfg, embeddings)

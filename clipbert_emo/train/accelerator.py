@@ -82,7 +82,12 @@ def make_accelerator(cfg) -> Accelerator:
     # in every step, modality dropout included (a dropped modality is masked, not skipped); hybrid carries the
     # early model's visual embeddings and needs the search in the same case (tests/test_fusion_strategies.py).
     ddp = DistributedDataParallelKwargs(find_unused_parameters=not cfg.data.use_video)
-    return Accelerator(cpu=not cuda, kwargs_handlers=[ddp], **common)
+    # Batches come from pinned memory on a GPU (data/loading.py): copied without blocking, the copy overlaps the
+    # previous step's kernels.
+    from accelerate.utils import DataLoaderConfiguration
+
+    return Accelerator(cpu=not cuda, kwargs_handlers=[ddp],
+                       dataloader_config=DataLoaderConfiguration(non_blocking=cuda), **common)
 
 
 class _Accelerator(Accelerator):

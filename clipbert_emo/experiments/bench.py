@@ -1,0 +1,249 @@
+"""``clipbert-emo bench decode|infer|train``: speed measurements that print a table and write JSON.
+
+Every run records the machine (CPU, cores this process may use, load average before and after, torch and
+decoder versions, GPU if any) beside its rows, because on a shared CPU a number means little without the load
+it was taken under. Ratios (keyframe against full decode, chunked against one-pass CNN, bf16 against fp32) are
+measured side by side in the same run, so they hold even when the absolute times drift with the load.
+
+    clipbert-emo bench decode                 # 10 s and 60 s at 360p and 720p, x264 default and 1 s GOP
+    clipbert-emo bench decode --full          # adds 600 s videos (several minutes to generate and decode)
+    clipbert-emo bench infer --checkpoint runs/demo/video+text/checkpoint --manifest data/synthemo/test.jsonl
+    clipbert-emo bench train
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..eval.report import format_table, write_json
+
+# The test videos: (seconds, height) per size, and x264's keyframe interval per GOP kind. "default" is x264's
+# own (keyint 250, i.e. 10 s at 25 fps: what encoders hand users); "short" is 1 s.
+DURATIONS, DURATIONS_FULL = (10, 60), (10, 60, 600)
+HEIGHTS = (360, 720)
+GOPS = {"default": None, "short": 25}
+FPS = 25
+
+
+def machine() -> dict:
+    """What the numbers were measured on."""
+    import torch
+
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    from ..runtime import available_cores
+
+    info = {"cpu": cpu, "cores_usable": available_cores(), "cpu_count": os.cpu_count(),
+            "load_average_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+            "python": platform.python_version(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "platform": platform.platform(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"}
+    try:
+        info["cpu_bf16"] = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:  # older torch or a build without oneDNN
+        info["cpu_bf16"] = None
+    for name in ("decord", "av"):
+        try:
+            info[name] = __import__(name).__version__
+        except Exception:
+            info[name] = None
+    return info
+
+
+def report(kind: str, rows: list[dict], columns: list[str], out: str | None, meta: dict, notes: list[str],
+           started: dict) -> dict:
+    """Print the table and the notes; write {machine, command, rows, notes} as JSON to ``out``."""
+    from ..cli import say
+
+    finished = machine()
+    result = {"bench": kind, "command": " ".join(["clipbert-emo"] + sys.argv[1:]), "machine": started,
+              "load_average_1m_after": finished["load_average_1m"], **meta, "rows": rows, "notes": notes}
+    say(format_table(rows, columns, floatfmt=".3f"))
+    for note in notes:
+        say(f"- {note}")
+    say(f"load average (1 min): {started['load_average_1m']:.2f} before, {finished['load_average_1m']:.2f} after, "
+        f"on {started['cores_usable']} usable core(s) of {started['cpu']}")
+    if out:
+        write_json(out, result)
+        say(f"written: {out}")
+    return result
+
+
+def write_test_video(path: str | Path, seconds: float, height: int, gop: int | None, fps: int = FPS) -> Path:
+    """An H.264 mp4 with moving texture and a moving block (motion the encoder has to code, at a realistic
+    bitrate); ``gop`` = x264's keyframe interval, None = x264's default."""
+    import av
+
+    width = height * 16 // 9 // 2 * 2
+    rng = np.random.default_rng(0)
+    texture = rng.integers(0, 255, (height // 32 + 2, width // 32 + 2, 3), dtype=np.uint8)
+    texture = texture.repeat(32, 0).repeat(32, 1) // 2 + 64  # (h/32, w/32, 3) -> (h+64, w+64, 3) blocks
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    with av.open(str(tmp), "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        options = {"preset": "veryfast", "crf": "28"}
+        if gop:
+            stream.codec_context.gop_size = gop
+            options["keyint"] = str(gop)
+        stream.options = options
+        for i in range(int(seconds * fps)):
+            dx, dy = (i * 3) % 32, (i * 2) % 32
+            img = texture[dy:dy + height, dx:dx + width].copy()
+            x = (i * 7) % (width - 40)
+            img[20:60, x:x + 40] = 255
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    tmp.replace(path)
+    return path
+
+
+def test_videos(folder: str | Path, durations, heights=HEIGHTS, gops=GOPS, progress: bool = True) -> list[dict]:
+    """The benchmark's videos, written once into ``folder`` and reused."""
+    from tqdm.auto import tqdm
+
+    todo = [(d, h, g) for d in durations for h in heights for g in gops]
+    videos = []
+    for d, h, g in tqdm(todo, desc="test videos", disable=not progress, leave=False):
+        path = Path(folder) / f"{d}s_{h}p_{g}gop.mp4"
+        if not path.exists():
+            write_test_video(path, d, h, gops[g])
+        videos.append({"path": str(path), "seconds": d, "height": h, "gop": g})
+    return videos
+
+
+def _full_decode_seconds(path: str, threads: int) -> float:
+    """Every frame decoded and converted to RGB, front to back: the cost of not sampling."""
+    from ..data.decode import open_video
+
+    start = time.perf_counter()
+    reader = open_video(path, num_threads=threads)
+    for _ in range(len(reader)):
+        reader.next().asnumpy()
+    return time.perf_counter() - start
+
+
+def _clips_seconds(path: str, n_test: int, seek: str, threads: int, sequential: bool = True) -> tuple[float, int]:
+    """Time to open ``path`` and decode the frames of its N_test clips as evaluation and prediction do (T=2
+    frames at 2 fps; the letterbox after it is left out, as the full decode has none); and how many distinct
+    frames they used. ``sequential=False``: always decord's seeking (the reader before dense one-pass reads)."""
+    from ..data import decode
+    from ..data.sampling import sample_clip_indices, snap_clips_to_keyframes
+
+    saved = decode.SEQUENTIAL_DENSITY
+    decode.SEQUENTIAL_DENSITY = saved if sequential else float("inf")
+    try:
+        start = time.perf_counter()
+        reader = decode.open_video(path, num_threads=threads)
+        info = decode.video_info(reader, path)
+        indices = sample_clip_indices(info.num_frames, info.fps, n_test, 2, 2.0, training=False)  # (N, T)
+        if seek == "keyframe":
+            indices = snap_clips_to_keyframes(indices, decode.keyframe_indices(reader), 0, info.num_frames)
+        decode.read_unique_frames(reader, indices, path)  # what load_clips reads; it shapes each frame once
+        return time.perf_counter() - start, len(np.unique(indices))
+    finally:
+        decode.SEQUENTIAL_DENSITY = saved
+
+
+def bench_decode(args) -> dict:
+    """N_test clips per seek mode against decoding every frame, for each test video."""
+    from tqdm.auto import tqdm
+
+    started = machine()
+    videos = test_videos(args.videos, DURATIONS_FULL if args.full else DURATIONS, progress=not args.quiet)
+    videos = [v for v in videos if not args.match or args.match in Path(v["path"]).name]
+    rows = []
+    for v in tqdm(videos, desc="decode", disable=args.quiet, leave=False):
+        full = min(_full_decode_seconds(v["path"], threads=1) for _ in range(args.repeat))
+        frames = int(round(v["seconds"] * FPS))
+        base = {"video": f"{v['seconds']}s {v['height']}p", "gop": v["gop"], "frames": frames, "full_s": full}
+        cases = [("accurate", args.n_test, 1, True), ("keyframe", args.n_test, 1, True),
+                 ("keyframe", args.n_test, 0, True)]
+        dense = max(args.n_test, frames // 8)  # clips two frames each, every 8th frame: dense enough to read in one pass
+        cases += [("accurate", dense, 1, False), ("accurate", dense, 1, True)]
+        for seek, n, threads, sequential in cases:
+            timed = [_clips_seconds(v["path"], n, seek, threads, sequential) for _ in range(args.repeat)]
+            seconds, used = min(t for t, _ in timed), timed[0][1]
+            rows.append({**base, "n_test": n, "seek": seek + ("" if sequential else " (seek only)"),
+                         "threads": threads or "auto", "frames_used": used, "clips_s": seconds,
+                         "speedup_vs_full": full / seconds})
+    notes = ["full_s: open + every frame decoded to RGB with decord, 1 thread; clips_s: open + the frames of the "
+             "N_test clips (T=2 at 2 fps) through the library's reader (data/decode.py); threads 'auto' = decord's own",
+             "accurate (seek only): the reader before this change (decord's get_batch for any density); accurate "
+             "reads dense frames in one forward pass",
+             f"videos: {FPS} fps H.264 (x264 veryfast, crf 28), gop default = x264's keyint 250, short = 25",
+             f"each time is the best of {args.repeat} run(s) (--repeat)"]
+    return report("decode", rows, ["video", "gop", "frames", "n_test", "seek", "threads", "frames_used", "clips_s",
+                                   "full_s", "speedup_vs_full"], args.out, {"n_test": args.n_test}, notes, started)
+
+
+def main(args) -> int:
+    if args.what == "decode":
+        bench_decode(args)
+    elif args.what == "infer":
+        from .bench_model import bench_infer
+
+        bench_infer(args)
+    else:
+        from .bench_model import bench_train
+
+        bench_train(args)
+    return 0
+
+
+def add_parser(sub, common) -> None:
+    """The ``bench`` subcommand of the CLI."""
+    import argparse
+
+    s = sub.add_parser("bench", parents=[common], help="speed benchmarks: decode | infer | train (table + JSON)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("what", choices=["decode", "infer", "train"],
+                   help="decode: N_test clips per seek mode against decoding every frame; infer: checkpoint load, "
+                        "predict wall time, dense evaluation at N_test 1/4/16 (one CNN pass vs chunks, fp32 vs bf16); "
+                        "train: samples/s, data wait and memory per clip shape and loader workers")
+    s.add_argument("--out", default=None, help="JSON file for the rows and the machine (default: "
+                   "runs/bench/<what>.json)")
+    s.add_argument("--videos", default="runs/bench/videos", help="folder for the generated test videos, reused "
+                   "between runs (default: %(default)s)")
+    s.add_argument("--n-test", type=int, default=16, help="clips per video (default: %(default)s)")
+    s.add_argument("--full", action="store_true", help="decode: add the 600 s videos; infer: every video of "
+                   "--manifest (64 generated ones without) instead of 16; train: 8 steps per setting instead of 4, "
+                   "and the dense 16x16 with 0 and 2 workers too")
+    s.add_argument("--repeat", type=int, default=1, help="decode: time each case this many times and keep the "
+                   "best, which filters out other processes' bursts on a shared CPU (default: %(default)s)")
+    s.add_argument("--match", default="", help="decode: only the test videos whose file name contains this, e.g. "
+                   "60s_720p")
+    s.add_argument("--checkpoint", default=None, help="infer: a checkpoint folder (default: a demo-size model "
+                   "with random weights, written to runs/bench/checkpoint)")
+    s.add_argument("--manifest", default=None, help="infer: the videos to score, e.g. data/synthemo/test.jsonl "
+                   "(default: generated 4 s clips); bf16 and fp32 predictions are compared on them")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    s.set_defaults(func=lambda args: main(_with_default_out(args)))
+
+
+def _with_default_out(args):
+    if args.out is None:
+        args.out = f"runs/bench/{args.what}.json"
+    return args
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, MB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -1,0 +1,266 @@
+"""``clipbert-emo bench infer`` and ``bench train``: loading, prediction, dense evaluation and training speed.
+
+infer measures, side by side in one run: a fresh process's checkpoint load (this library's inference path
+against the plain one: transformers' BertModel and tokenizer, weights initialised before the checkpoint
+overwrites them), the wall time of ``clipbert-emo predict`` on a short clip, and dense evaluation at N_test = 1,
+4, 16 with the CNN in one pass over the batch (before) and in chunks, in fp32 and bf16 autocast, with the
+video-level predictions of fp32 and bf16 compared. train measures samples/s with the step split into waiting
+for data and computing, for several clip shapes and loader workers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .bench import machine, peak_rss_mb, report, write_test_video
+
+ROOT = Path(__file__).resolve().parents[2]  # the folder holding clipbert_emo/, for child processes
+
+
+def demo_size_config():
+    """configs/synthemo_cpu.yaml's model (EfficientNet-lite0, 64 px, 2-layer 128-wide fusion) without its
+    pretrained-weight loading: speed does not depend on the weights' values."""
+    from ..config import load_config
+
+    return load_config("synthemo_cpu", ["model.pretrained=false", "data.num_workers=0"])
+
+
+def demo_checkpoint(folder: str | Path) -> Path:
+    """A demo-size checkpoint with random weights (written once)."""
+    import torch
+
+    from ..build import build_model
+    from ..checkpoint import save_checkpoint
+    from ..data.text import build_wordpiece_tokenizer
+
+    folder = Path(folder)
+    if (folder / "model.safetensors").exists():
+        return folder
+    cfg = demo_size_config()
+    tokenizer = build_wordpiece_tokenizer(["what a day", "no way that is incredible", "i am fine"], 200,
+                                          folder.parent / "tokenizer")
+    torch.manual_seed(0)
+    model = build_model(cfg, len(tokenizer), tokenizer.pad_token_id or 0, pretrained=False)
+    save_checkpoint(folder, model, cfg, tokenizer)
+    return folder
+
+
+def clip_manifest(folder: str | Path, count: int) -> Path:
+    """``count`` 4 s 360p clips with a label and a transcript each, as a JSONL manifest (written once)."""
+    folder = Path(folder)
+    labels = ["neutral", "happy", "sad", "angry", "surprised", "fearful"]
+    lines = []
+    for i in range(count):
+        path = folder / f"clip{i:03d}.mp4"
+        if not path.exists():
+            write_test_video(path, 4.0, 360, None, fps=25)
+        lines.append(json.dumps({"video": str(path.resolve()), "text": "no way that is incredible",
+                                 "label": labels[i % len(labels)]}))
+    manifest = folder / f"clips{count}.jsonl"
+    manifest.write_text("\n".join(lines) + "\n")
+    return manifest
+
+
+_LOAD_FAST = """
+import json, sys, time
+t0 = time.perf_counter()
+import torch
+from clipbert_emo.predict import Predictor
+t1 = time.perf_counter()
+p = Predictor(sys.argv[1], device="cpu", threads=1)
+t2 = time.perf_counter()
+print(json.dumps({"imports_s": t1 - t0, "load_s": t2 - t1}))
+"""
+
+_LOAD_PLAIN = """
+import json, sys, time
+from pathlib import Path
+t0 = time.perf_counter()
+import torch
+from clipbert_emo.predict import Predictor
+t1 = time.perf_counter()
+torch.set_num_threads(1)
+from clipbert_emo.build import build_model
+from clipbert_emo.checkpoint import load_weights, read_checkpoint_config
+from clipbert_emo.data.text import load_tokenizer
+ck = Path(sys.argv[1])
+cfg, meta = read_checkpoint_config(ck)
+tok = load_tokenizer(ck / "tokenizer")
+model = build_model(cfg, meta["vocab_size"], tok.pad_token_id or 0, pretrained=False)
+load_weights(model, ck / "model.safetensors", strict=True)
+model.eval()
+t2 = time.perf_counter()
+print(json.dumps({"imports_s": t1 - t0, "load_s": t2 - t1}))
+"""
+
+
+def _child_env() -> dict:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    return env
+
+
+def _fresh_process(code: str, *argv: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, env=_child_env(),
+                         check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _cli_seconds(*argv: str) -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "clipbert_emo.cli", *argv], capture_output=True, text=True,
+                   env=_child_env(), check=True)
+    return time.perf_counter() - start
+
+
+def bench_infer(args) -> dict:
+    import torch
+
+    from ..checkpoint import load_checkpoint
+    from ..data.loading import make_loader
+    from ..data.manifest import read_manifest
+    from ..eval.inference import collect_clip_logits
+    from ..models.aggregation import aggregate_clip_logits
+    from ..runtime import set_threads
+    from ..tasks import get_task
+
+    started = machine()
+    threads = set_threads(None)
+    ckpt = Path(args.checkpoint) if args.checkpoint else demo_checkpoint("runs/bench/checkpoint")
+    count = 64 if args.full else 16
+    manifest = Path(args.manifest) if args.manifest else clip_manifest("runs/bench/clips", count)
+    rows, notes = [], []
+
+    for name, code in (("plain (before)", _LOAD_PLAIN), ("inference path", _LOAD_FAST)):
+        t = _fresh_process(code, str(ckpt))
+        rows.append({"measure": "fresh-process load", "setting": name, "seconds": t["load_s"],
+                     "imports_s": t["imports_s"]})
+    short = next(json.loads(line)["video"] for line in manifest.read_text().splitlines() if line.strip())
+    if not os.path.isabs(short):
+        short = str((manifest.parent / short).resolve())
+    for seek in ("accurate", "keyframe"):
+        rows.append({"measure": "clipbert-emo predict wall", "setting": f"--seek {seek}",
+                     "seconds": _cli_seconds("predict", str(ckpt), short, "--json", "--seek", seek)})
+
+    model, cfg, tokenizer = load_checkpoint(ckpt, "cpu")
+    task = get_task(cfg.data.task)
+    samples = read_manifest(str(manifest), task.target_reader(cfg.data), require_video=True)
+    if not (args.full and args.manifest):  # --full with a manifest: all of it (SynthEmo's test split: 300 videos)
+        samples.samples = samples.samples[:count]
+    data = dataclasses.replace(cfg.data, num_workers=0)
+    batch_size = 16
+    chunk = cfg.model.inference_cnn_frames or 32
+    modes = [("one CNN pass (before)", 0, "fp32"), (f"CNN in {chunk}-frame chunks", chunk, "fp32"),
+             ("chunks + bf16 autocast", chunk, "bf16")]
+    per_video: dict = {}
+    predictions: dict = {}
+    for n_test in (1, 4, 16):
+        start = time.perf_counter()
+        batches = list(make_loader(samples, data, tokenizer, False, batch_size, 0, task=task, num_clips=n_test))
+        data_s = time.perf_counter() - start
+        for name, frames, precision in modes:
+            model.cnn.frames_per_pass, model.cfg.inference_precision = frames, precision
+            collect_clip_logits(model, batches[:1], progress=False)  # warm-up: first-call allocations
+            start = time.perf_counter()
+            res = collect_clip_logits(model, batches, progress=False)
+            model_s = time.perf_counter() - start
+            n = res["clip_logits"].shape[0]
+            per_video[(name, n_test)] = model_s / n
+            predictions[(name, n_test)] = aggregate_clip_logits(res["clip_logits"], cfg.model.aggregation).argmax(-1)
+            labels = res["labels"]
+            accuracy = (float((predictions[(name, n_test)] == labels).float().mean())
+                        if labels is not None and labels.shape == predictions[(name, n_test)].shape else None)
+            rows.append({"measure": f"eval N_test={n_test}", "setting": name, "seconds": model_s / n,
+                         "data_s": data_s / n, "videos_per_s": n / (model_s + data_s),
+                         "peak_rss_mb": peak_rss_mb(), "accuracy": accuracy})
+    for name, _, _ in modes:
+        rows.append({"measure": "eval cost N_test=16 / N_test=1", "setting": name,
+                     "ratio": per_video[(name, 16)] / per_video[(name, 1)]})
+    same = int((predictions[(modes[2][0], 16)] == predictions[(modes[1][0], 16)]).sum())
+    total = len(predictions[(modes[1][0], 16)])
+    rows.append({"measure": "bf16 vs fp32 video predictions (N_test=16)", "setting": f"{same}/{total} identical",
+                 "ratio": same / total})
+    notes += [f"checkpoint {ckpt}, {len(samples.samples)} videos of {manifest}; batch {batch_size}, torch threads "
+              f"{threads} (the runtime policy)",
+              "seconds: per video, model only (the batches were decoded once beforehand: data_s per video); "
+              "peak_rss_mb: the process's peak so far (runs go from small to large N_test)",
+              "fresh-process load: a new Python process; imports_s = import torch + clipbert_emo.predict, seconds = "
+              "what follows until the model is ready (the plain path imports transformers' BERT then)"]
+    return report("infer", rows, ["measure", "setting", "seconds", "imports_s", "data_s", "videos_per_s",
+                                  "peak_rss_mb", "accuracy", "ratio"], args.out, {"checkpoint": str(ckpt),
+                                                                     "manifest": str(manifest)}, notes, started)
+
+
+def bench_train(args) -> dict:
+    """Training steps of the demo-size model: samples/s, data wait vs compute, peak memory."""
+    import torch
+
+    from ..build import build_model
+    from ..data.loading import make_loader
+    from ..data.manifest import read_manifest
+    from ..data.text import build_wordpiece_tokenizer
+    from ..tasks import get_task
+    from ..train.optim import build_optimizer
+
+    started = machine()
+    steps = 8 if args.full else 4
+    cfg = demo_size_config()
+    task = get_task(cfg.data.task)
+    manifest = Path(args.manifest) if args.manifest else clip_manifest("runs/bench/clips", 16)
+    samples = read_manifest(str(manifest), task.target_reader(cfg.data), require_video=True)
+    tokenizer = build_wordpiece_tokenizer([s.text for s in samples.samples], 200, "runs/bench/train_tokenizer")
+    shapes = [(1, 1), (1, 2), (2, 2), (4, 4), (16, 16)]
+    rows = []
+    for n, t in shapes:
+        for workers in (0, 1, 2):
+            if (n, t) == (16, 16) and workers != 1 and not args.full:
+                continue  # the dense setting once by default: minutes per worker count on 2 cores
+            data = dataclasses.replace(cfg.data, num_clips_train=n, num_frames=t, num_workers=workers)
+            torch.manual_seed(0)
+            model = build_model(dataclasses.replace(cfg, data=data), len(tokenizer), tokenizer.pad_token_id or 0,
+                                pretrained=False).train()
+            optimizer = build_optimizer(model, cfg.optim)
+            loader = make_loader(samples, data, tokenizer, True, 4, 0, task=task)
+            wait = compute = 0.0
+            done = 0
+            clock = time.perf_counter()
+            for step, batch in enumerate(_cycle(loader, steps + 1)):
+                got = time.perf_counter()
+                out = model(batch["input_ids"], batch["attention_mask"], video=batch["video"],
+                            labels=batch["labels"])
+                out.loss.backward()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                now = time.perf_counter()
+                if step > 0:  # the first step pays for worker start-up and first-call allocations
+                    wait, compute, done = wait + got - clock, compute + now - got, done + len(batch["index"])
+                clock = now
+            rows.append({"n_train x T": f"{n}x{t}", "workers": workers, "samples_per_s": done / (wait + compute),
+                         "step_s": (wait + compute) / steps, "data_wait_pct": 100 * wait / (wait + compute),
+                         "peak_rss_mb": peak_rss_mb()})
+    notes = [f"demo-size model (configs/synthemo_cpu.yaml: EfficientNet-lite0, 64 px, 2x128 fusion), batch 4, "
+             f"{steps} timed steps after one warm-up step, AdamW; videos: {manifest}",
+             "peak_rss_mb: the process's peak so far, in the order of the rows"]
+    return report("train", rows, ["n_train x T", "workers", "samples_per_s", "step_s", "data_wait_pct",
+                                  "peak_rss_mb"], args.out, {"steps": steps}, notes, started)
+
+
+def _cycle(loader, count: int):
+    """``count`` batches, starting the loader over as often as needed."""
+    done = 0
+    while True:
+        for batch in loader:
+            if "labels" not in batch:
+                continue
+            yield batch
+            done += 1
+            if done >= count:
+                return

@@ -1,0 +1,107 @@
+"""Seek modes: which frames each returns (accurate: the sampled ones; keyframe: clips moved onto keyframes),
+and the sequential read of dense frames."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+
+from clipbert_emo.config import DataConfig
+from clipbert_emo.data.dataset import load_clips
+from clipbert_emo.data.decode import keyframe_indices, open_video, read_frames
+from clipbert_emo.data.manifest import Sample
+from clipbert_emo.data.sampling import snap_clips_to_keyframes
+
+
+def write_gop_video(path, num_frames=60, gop=10, size=32, fps=10):
+    """An H.264 file with keyframes at a fixed spacing (x264 with keyint=10 puts them 9 frames apart); frame i has
+    brightness 10 + 4 i."""
+    with av.open(str(path), "w", format="mp4") as out:
+        vs = out.add_stream("libx264", rate=fps)
+        vs.width = vs.height = size
+        vs.pix_fmt = "yuv420p"
+        vs.codec_context.gop_size = gop
+        vs.options = {"keyint": str(gop), "min-keyint": str(gop), "scenecut": "0", "bframes": "0"}
+        for i in range(num_frames):
+            frame = av.VideoFrame.from_ndarray(np.full((size, size, 3), 10 + 4 * i, np.uint8), format="rgb24")
+            for p in vs.encode(frame):
+                out.mux(p)
+        for p in vs.encode(None):
+            out.mux(p)
+    return path
+
+
+def pyav_keyframes(path) -> list[int]:
+    with av.open(str(path)) as c:
+        return [i for i, f in enumerate(c.decode(video=0)) if f.key_frame]
+
+
+def frame_numbers(frames: np.ndarray) -> np.ndarray:
+    """The index each decoded frame shows (its brightness), (...) from (..., H, W, 3)."""
+    return np.rint((frames.reshape(*frames.shape[:-3], -1).mean(-1) - 10) / 4).astype(int)
+
+
+def test_snap_moves_whole_clips_to_the_nearest_keyframe_inside_the_span():
+    keys = np.array([0, 10, 20, 30])
+    clips = np.array([[3, 8], [8, 13], [14, 19], [27, 32]])  # offsets 0 and 5
+    np.testing.assert_array_equal(snap_clips_to_keyframes(clips, keys, 0, 40), [[0, 5], [10, 15], [10, 15], [30, 35]])
+    # A span of frames 12..29: only keyframe 20 leaves room for the clip's 5 frames after its start.
+    np.testing.assert_array_equal(snap_clips_to_keyframes(clips, keys, 12, 30)[:, 0], [20, 20, 20, 20])
+    # No keyframe in reach, or none known: the sampled frames stay.
+    np.testing.assert_array_equal(snap_clips_to_keyframes(clips, keys, 21, 29), clips)
+    np.testing.assert_array_equal(snap_clips_to_keyframes(clips, None, 0, 40), clips)
+
+
+def test_keyframe_indices_are_the_encoders(tmp_path):
+    path = write_gop_video(tmp_path / "g.mp4", num_frames=45, gop=10)
+    np.testing.assert_array_equal(keyframe_indices(open_video(path)), pyav_keyframes(path))
+    assert len(pyav_keyframes(path)) >= 4
+
+
+@pytest.mark.parametrize("seek", ["accurate", "keyframe"])
+def test_each_seek_mode_returns_its_frames(tmp_path, seek):
+    path = write_gop_video(tmp_path / "g.mp4", num_frames=60, gop=10)
+    assert pyav_keyframes(path) == [0, 9, 18, 27, 36, 45, 54]
+    cfg = DataConfig(frame_size=32, num_frames=2, clip_fps=5.0, seek=seek)  # a clip spans 4 frames at 10 fps
+    context: dict = {}
+    clips, spans = load_clips(Sample(video=str(path), text=""), cfg, 4, False, None, context)
+    used = np.array(context["frames"])  # (N, T)
+    sampled = np.array([[0, 3], [14, 17], [28, 31], [42, 45]])  # starts (60 - 4) * i / 4, T=2 over 4 frames
+    if seek == "accurate":
+        np.testing.assert_array_equal(used, sampled)
+    else:
+        np.testing.assert_array_equal(used, [[0, 3], [18, 21], [27, 30], [45, 48]])  # nearest keyframes
+    # The pixels are those frames, and the spans report them.
+    shown = frame_numbers(clips.permute(0, 1, 3, 4, 2).numpy())  # (N, T, 3, S, S) -> (N, T)
+    np.testing.assert_array_equal(shown, used)
+    assert spans == [(row[0] / 10.0, (row[-1] + 1) / 10.0) for row in used.tolist()]
+
+
+def test_keyframe_mode_stays_inside_a_manifest_span(tmp_path):
+    path = write_gop_video(tmp_path / "g.mp4", num_frames=60, gop=10)
+    cfg = DataConfig(frame_size=32, num_frames=2, clip_fps=5.0, seek="keyframe")
+    context: dict = {}
+    load_clips(Sample(video=str(path), text="", start=1.5, end=3.5), cfg, 3, False, None, context)
+    used = np.array(context["frames"])
+    assert used.min() >= 15 and used.max() < 35
+    assert set(used[:, 0].tolist()) <= {18, 27}  # keyframes of frames 15..34 that leave room for 4 frames
+
+
+def test_dense_frames_read_in_one_pass_equal_seeking(tmp_path):
+    path = write_gop_video(tmp_path / "g.mp4", num_frames=60, gop=25)
+    dense = np.arange(3, 57, 2).reshape(-1, 3)  # one in two frames: the sequential reader
+    got = read_frames(open_video(path), dense, str(path))
+    np.testing.assert_array_equal(frame_numbers(got), dense)
+    sparse = np.array([[5], [41], [7]])  # a few frames: decord's own seeking, any order
+    np.testing.assert_array_equal(frame_numbers(read_frames(open_video(path), sparse, str(path))), sparse)
+    reader = open_video(path)
+    a = reader.get_batch(dense.reshape(-1).tolist()).asnumpy()
+    np.testing.assert_array_equal(read_frames(open_video(path), dense, str(path)).reshape(a.shape), a)
+
+
+def test_seek_mode_is_validated():
+    from clipbert_emo.config import ConfigError, ExperimentConfig
+
+    with pytest.raises(ConfigError, match="data.seek"):
+        ExperimentConfig(data=DataConfig(seek="fast")).validate()
