@@ -87,6 +87,8 @@ class InferenceTokenizer:
         self.pad_token_id = self.backend.token_to_id(pad_token)
         if self.pad_token_id is None:
             raise ValueError(f"{file}: no {pad_token} token")
+        self.cls_token_id = self.backend.token_to_id("[CLS]")  # None where the vocabulary has none, as in transformers
+        self.sep_token_id = self.backend.token_to_id("[SEP]")
 
     def __len__(self) -> int:
         return self.backend.get_vocab_size(with_added_tokens=True)

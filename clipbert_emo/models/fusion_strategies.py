@@ -115,6 +115,8 @@ class _PerModalityBase(nn.Module):
     as ``ClipBertForEmotion``."""
 
     clip_logits = ClipBertForEmotion.clip_logits
+    inference_autocast = ClipBertForEmotion.inference_autocast
+    _clip_logits = ClipBertForEmotion._clip_logits  # calls this class's own _score_clips
     loss = ClipBertForEmotion.loss
     parameter_groups = ClipBertModel.parameter_groups
     modality_names = ClipBertModel.modality_names
