@@ -17,8 +17,10 @@ def build_model(cfg: ExperimentConfig, vocab_size: int, pad_token_id: int = 0, p
     """The emotion model of ``cfg``: the task kind's output width, the modalities data.use_* switch on.
     ``pretrained=False`` skips pretrained-weight loading (a checkpoint is loaded over it next)."""
     task = get_task(cfg.data.task)
-    return ClipBertForEmotion(cfg.model, task.num_outputs(cfg.data), vocab_size, pad_token_id=pad_token_id,
-                              pretrained=pretrained, criterion=criterion, modalities=enabled_modalities(cfg.data))
+    width = task.num_outputs(cfg.data)
+    return ClipBertForEmotion(cfg.model, width, vocab_size, pad_token_id=pad_token_id,
+                              pretrained=pretrained, criterion=criterion, modalities=enabled_modalities(cfg.data),
+                              head=task.build_head(cfg.model, width))
 
 
 def build_pretraining_model(cfg: ExperimentConfig, vocab_size: int, pad_token_id: int = 0,

@@ -136,6 +136,10 @@ def _print_eval_summary(result: dict) -> None:
                                         "mean_weighted_accuracy", "mean_accuracy", "mean_macro_f1",
                                         "mae", "corr", "acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc3",
                                         "acc5", "acc7") if k in rep})
+        # retrieval: recalls and median rank with a random ranking's; QA: accuracy per question type
+        row.update({k: rep[k] for k in ("r1", "r5", "r10", "median_rank", "chance_r1", "chance_median_rank")
+                    if k in rep})
+        row.update({k: v for k, v in rep.items() if k.startswith("acc_")})
         for head, head_rep in rep.get("heads", {}).items():
             row[f"{head}_acc"] = head_rep["accuracy"]
             row[f"{head}_f1"] = head_rep["macro_f1"]

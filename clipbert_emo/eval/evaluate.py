@@ -30,6 +30,13 @@ def evaluate(checkpoint: str | Path, manifest: str, out_dir: str | Path | None =
     """
     from accelerate import Accelerator
 
+    from ..checkpoint import read_checkpoint_config
+
+    if get_task(read_checkpoint_config(checkpoint)[0].data.task).recipe == "retrieval":
+        from .retrieval import evaluate_retrieval  # every video ranked for every text
+
+        return evaluate_retrieval(checkpoint, manifest, out_dir, num_clips, aggregations, batch_size,
+                                  accelerator.device if accelerator else None, progress)
     accelerator = accelerator or Accelerator(cpu=not __import__("torch").cuda.is_available())
     model, cfg, tokenizer = load_checkpoint(checkpoint, accelerator.device)
     task = get_task(cfg.data.task)
