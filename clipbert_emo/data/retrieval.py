@@ -48,20 +48,24 @@ class RetrievalPairDataset(VideoTextDataset):
         self.num_negatives = num_negatives
         keys: dict[tuple, int] = {}
         self.groups = [keys.setdefault(video_key(s), len(keys)) for s in self.samples]
+        self.group_texts: dict[int, set] = {}
+        for g, s in zip(self.groups, self.samples):
+            self.group_texts.setdefault(g, set()).add(s.text)
         if len(keys) < 2:
             raise ValueError(f"{manifest.path}: retrieval needs at least two distinct videos to draw negatives from")
 
     def negatives(self, index: int) -> list[str]:
-        """Captions of other videos (never one worded exactly like this record's own caption: that pair would
+        """Captions of other videos, never one worded exactly like a caption of this video (that pair would
         match although labelled as not matching)."""
         rng = np.random.default_rng([self.seed, self.epoch, index, 2])
-        own_group, own_text = self.groups[index], self.samples[index].text
+        own_group = self.groups[index]
+        own_texts = self.group_texts[own_group]
         picked: list[str] = []
         for _ in range(self.num_negatives):
             choice = None
             for _ in range(16):  # a few draws; a caption shared across videos is rare
                 j = int(rng.integers(len(self.samples)))
-                if self.groups[j] != own_group and self.samples[j].text != own_text:
+                if self.groups[j] != own_group and self.samples[j].text not in own_texts:
                     choice = self.samples[j].text
                     break
             if choice is None:  # pathological splits (one video owns nearly all captions): any other video's
