@@ -45,9 +45,10 @@ def qa_report(correct: np.ndarray, types: np.ndarray, type_names, answers: np.nd
         if picked.any():
             out[f"acc_{name}"] = float(correct[picked].mean())
             out[f"n_{name}"] = int(picked.sum())
-            if answers is not None:
-                out[f"majority_acc_{name}"] = float(Counter(answers[picked].tolist()).most_common(1)[0][1]
-                                                    / picked.sum())
+            known = answers[picked & (answers >= 0)] if answers is not None else None
+            if known is not None:  # an answer outside the vocabulary is no answer the baseline could give
+                top = Counter(known.tolist()).most_common(1)
+                out[f"majority_acc_{name}"] = float(top[0][1] / picked.sum()) if top else 0.0
     return out
 
 
@@ -153,7 +154,7 @@ class MultipleChoiceQATask(Task):
         if not isinstance(cands, list) or len(cands) < 2:
             raise ManifestError(f"{where}: 'candidates' must list at least two answers, got {cands!r}")
         cands = [str(c) for c in cands]
-        if isinstance(raw, int) or (isinstance(raw, str) and raw.strip().isdigit() and raw.strip() not in cands):
+        if (isinstance(raw, int) and not isinstance(raw, bool)) or (isinstance(raw, str) and raw.strip().isdigit() and raw.strip() not in cands):
             index = int(raw)
         elif str(raw) in cands:
             index = cands.index(str(raw))
