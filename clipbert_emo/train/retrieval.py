@@ -22,7 +22,7 @@ from ..checkpoint import PRETRAINING_HEADS, WEIGHTS, load_checkpoint, load_weigh
 from ..data.benchmarks import has_split
 from ..data.dataset import model_inputs
 from ..data.loading import stratified_subset
-from ..data.retrieval import RetrievalCollator, RetrievalPairDataset, gallery
+from ..data.retrieval import RetrievalCollator, RetrievalPairDataset
 from ..data.samplers import EpochShuffleSampler
 from ..eval.report import write_json
 from ..eval.retrieval import rank_manifest
@@ -161,4 +161,4 @@ def finetune_retrieval(cfg, progress: bool = True) -> dict:
     return Engine(cfg, progress).run(RetrievalRecipe(cfg))
 
 
-__all__ = ["RetrievalRecipe", "finetune_retrieval", "load_itm_head", "gallery"]
+__all__ = ["RetrievalRecipe", "finetune_retrieval", "load_itm_head"]

@@ -60,7 +60,7 @@ def skin_word(skin) -> str:
     return "pale" if lum > 185 else "dark" if lum < 120 else "tanned"
 
 
-def video_facts(params, meta: dict, label: str, text: str) -> dict:
+def video_facts(params, label: str, text: str) -> dict:
     feats = describe_expression(params.expression)
     mouth = next(f for f in ("mouth_wide_open", "smile", "frown", "tight_lips", "slight_frown", "mouth_straight")
                  if f in feats or f == "mouth_straight")
@@ -93,7 +93,7 @@ def _answer(facts: dict, qtype: str) -> str:
     return facts[qtype]
 
 
-def write_task_manifests(data_dir: str | Path, emotions=None) -> dict:
+def write_task_manifests(data_dir: str | Path) -> dict:
     """Write the retrieval and QA manifests next to a generated SynthEmo (its synthemo.json and split JSONLs).
     Returns {manifest name: number of records}."""
     data_dir = Path(data_dir)
@@ -109,7 +109,7 @@ def write_task_manifests(data_dir: str | Path, emotions=None) -> dict:
         retrieval, qa, mc = [], [], []
         for i, rec in enumerate(records):
             params, text, meta = sample_video(cfg, split, i, rec["label"])
-            facts = video_facts(params, meta, rec["label"], rec["text"])
+            facts = video_facts(params, rec["label"], rec["text"])
             rng = np.random.default_rng(np.random.SeedSequence(entropy=int(cfg.seed), spawn_key=(_TASK_KEY, i,
                                                                                                   len(split))))
             for _ in range(2 if split == "train" else 1):
