@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: browser demo demo-audio compare-fusion test test-slow pretrain-demo install clean
+.PHONY: browser demo demo-audio compare-fusion demo-retrieval demo-qa demo-qa-mc test test-slow pretrain-demo install clean
 
 $(STAMP): requirements.txt requirements-assets.txt setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,17 @@ demo-audio: $(STAMP)
 compare-fusion: $(STAMP)
 	$(VENV)/bin/clipbert-emo compare-fusion --config fusion_synthemo --synthemo data/synthemo_audio --seeds 42 7
 
+# SynthEmo with captions and questions (data/synthemo_rq): retrieval R@1/5/10 and MdR, QA accuracy per
+# question type, each with chance beside it (runs/demo_{retrieval,qa,qa_mc}/summary.json)
+demo-retrieval: $(STAMP)
+	$(VENV)/bin/clipbert-emo demo-retrieval
+
+demo-qa: $(STAMP)
+	$(VENV)/bin/clipbert-emo demo-qa
+
+demo-qa-mc: $(STAMP)
+	$(VENV)/bin/clipbert-emo demo-qa --multiple-choice
+
 # Image-text pretraining on captioned SynthEmo frames, then 10% of the labels, against from scratch
 pretrain-demo: $(STAMP)
 	$(PY) pretrain/synthemo_label_efficiency.py --seeds 42 7
@@ -47,4 +58,4 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -q -m "slow" tests
 
 clean:
-	rm -rf runs data/synthemo data/synthemo_audio data/synthemo_captions
+	rm -rf runs data/synthemo data/synthemo_audio data/synthemo_captions data/synthemo_rq

@@ -28,9 +28,11 @@ def build_model(cfg: ExperimentConfig, vocab_size: int, pad_token_id: int = 0, p
             return fusion_model(cfg.model, task.num_outputs(cfg.data), vocab_size, pad_token_id=pad_token_id,
                                 pretrained=pretrained and not inference, criterion=criterion,
                                 modalities=enabled_modalities(cfg.data), use_text=cfg.data.use_text)
-        return ClipBertForEmotion(cfg.model, task.num_outputs(cfg.data), vocab_size, pad_token_id=pad_token_id,
+        width = task.num_outputs(cfg.data)
+        return ClipBertForEmotion(cfg.model, width, vocab_size, pad_token_id=pad_token_id,
                                   pretrained=pretrained and not inference, criterion=criterion,
-                                  modalities=enabled_modalities(cfg.data), inference=inference)
+                                  modalities=enabled_modalities(cfg.data), inference=inference,
+                                  head=task.build_head(cfg.model, width))
 
 
 @contextlib.contextmanager

@@ -141,6 +141,10 @@ def _print_eval_summary(result: dict) -> None:
                                         "mean_weighted_accuracy", "mean_accuracy", "mean_macro_f1",
                                         "mae", "corr", "acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc3",
                                         "acc5", "acc7") if k in rep})
+        # retrieval: recalls and median rank with a random ranking's; QA: accuracy per question type
+        row.update({k: rep[k] for k in ("r1", "r5", "r10", "median_rank", "chance_r1", "chance_median_rank")
+                    if k in rep})
+        row.update({k: v for k, v in rep.items() if k.startswith("acc_")})
         for head, head_rep in rep.get("heads", {}).items():
             row[f"{head}_acc"] = head_rep["accuracy"]
             row[f"{head}_f1"] = head_rep["macro_f1"]
@@ -381,6 +385,47 @@ def _cmd_compare_fusion(args) -> int:
     return 0
 
 
+def _cmd_synthemo_tasks(args) -> int:
+    from .experiments.retrieval_qa import SIZES, ensure_task_data
+
+    sizes = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in SIZES.items()}
+    if sizes != SIZES and not (Path(args.out) / "synthemo.json").exists():
+        from .data.synthemo import SynthEmoConfig, generate_synthemo
+
+        generate_synthemo(args.out, SynthEmoConfig(**sizes), progress=not args.quiet)
+    ensure_task_data(args.out, progress=not args.quiet)
+    say(f"written: {args.out}/{{retrieval,qa,qa_mc}}_{{train,val,test}}.jsonl")
+    return 0
+
+
+def _cmd_task_demo(args) -> int:
+    from contextlib import redirect_stdout
+
+    from .experiments.retrieval_qa import run_task_demo
+
+    kind = "retrieval" if args.command == "demo-retrieval" else ("qa_mc" if args.multiple_choice else "qa")
+    with redirect_stdout(_STDOUT):
+        run_task_demo(kind, data_dir=args.data, out_dir=args.out, overrides=args.overrides, progress=not args.quiet)
+    return 0
+
+
+def _cmd_search(args) -> int:
+    from .eval.report import format_table
+    from .search import search
+
+    result = search(args.checkpoint, args.folder, _utf8(args.query, "the query"), top_k=args.top,
+                    cache_dir=args.cache, num_clips=args.n_test, device=args.device, progress=not args.quiet)
+    if args.json:
+        say(json.dumps(result, indent=2))
+        return 0
+    say(f"{result['num_videos']} videos ({result['from_cache']} features from the cache, {result['computed']} "
+        f"computed), query {result['query']!r}:")
+    say(format_table(result["results"], ["rank", "score", "video"], floatfmt=".3f"))
+    for w, r in result["skipped"]:
+        say(f"skipped {w}: {r}")
+    return 0
+
+
 def _cmd_convert_clipbert(args) -> int:
     from .convert import convert_clipbert
     from .eval.report import format_table
@@ -607,6 +652,45 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("overrides", nargs="*", help=OVERRIDES_HELP + " (applied to every run)")
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=_cmd_compare_fusion)
+
+    s = sub.add_parser("search", parents=[common], help="rank a folder of videos for a text query (retrieval checkpoint)",
+                       description="Score every video of FOLDER against QUERY with a retrieval checkpoint "
+                                   "(data.task=retrieval) and print the best matches. Each video's visual features "
+                                   "are cached on disk (FOLDER/.clipbert-emo-cache unless --cache), so a second "
+                                   "query over the same folder runs only the fusion transformer.")
+    s.add_argument("checkpoint", help="retrieval checkpoint folder (…/checkpoint)")
+    s.add_argument("folder", help="folder of videos (searched recursively)")
+    s.add_argument("query", help='the text to search for, e.g. "someone laughing"')
+    s.add_argument("--top", type=_positive("--top"), default=10, help="results shown (default: %(default)s)")
+    s.add_argument("--cache", default=None, help="feature cache folder (default: FOLDER/.clipbert-emo-cache)")
+    s.add_argument("--n-test", type=_positive("--n-test"), default=None, help="clips per video (default: N_test)")
+    s.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(func=_cmd_search)
+
+    s = sub.add_parser("synthemo-tasks", parents=[common],
+                       help="SynthEmo with retrieval captions and QA questions (manifests for demo-retrieval/demo-qa)",
+                       description="Generate a SynthEmo (unless --out has one) and write retrieval_*.jsonl (captions), "
+                                   "qa_*.jsonl (open-ended questions) and qa_mc_*.jsonl (multiple choice) next to it.")
+    s.add_argument("--out", default="data/synthemo_rq", help="folder (default: %(default)s)")
+    for key in ("num_train", "num_val", "num_test"):
+        s.add_argument(f"--{key.replace('_', '-')}", dest=key, type=_positive(key), default=None,
+                       help="videos (default: 400 / 100 / 100)")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(func=_cmd_synthemo_tasks)
+
+    for name, what in (("demo-retrieval", "text-to-video retrieval (R@1/5/10, median rank)"),
+                       ("demo-qa", "video question answering (accuracy per question type)")):
+        s = sub.add_parser(name, parents=[common], help=f"SynthEmo {what} on a CPU, with chance level beside it")
+        s.add_argument("--data", default="data/synthemo_rq", help="SynthEmo task folder, made if missing "
+                       "(default: %(default)s)")
+        s.add_argument("--out", default=None, help="run folder (default: runs/demo_<task>)")
+        if name == "demo-qa":
+            s.add_argument("--multiple-choice", action="store_true", help="four candidates per question (qa_mc)")
+        s.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
+        s.add_argument("-q", "--quiet", action="store_true")
+        s.set_defaults(func=_cmd_task_demo)
 
     s = sub.add_parser("convert-clipbert", parents=[common], help="convert the original ClipBERT checkpoint into a checkpoint folder",
                        description="Map the original ClipBERT state dict (clipbert_image_text_pretrained.pt) onto "

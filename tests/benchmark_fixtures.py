@@ -40,6 +40,11 @@ def _template(kind: str) -> bytes:
                 for frame in frames:
                     container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
                 container.mux(stream.encode())
+        elif kind == "gif":  # an animated GIF, as TGIF distributes its clips
+            from PIL import Image
+
+            images = [Image.fromarray(f) for f in frames]
+            images[0].save(path, save_all=True, append_images=images[1:], duration=125, loop=0)
         else:
             from PIL import Image
 
@@ -388,4 +393,106 @@ def write_iemocap(root: Path) -> Path:
         avi = dialog / "avi" / "DivX" / f"{dialogue}.avi"
         avi.parent.mkdir(parents=True, exist_ok=True)
         avi.write_bytes(_dialogue_avi())
+    return root
+
+
+# ---------------------------------------------------------------------------------------------
+# Retrieval and QA releases: MSR-VTT, DiDeMo, TGIF-QA, MSRVTT-QA
+
+
+def write_msrvtt(root: Path) -> Path:
+    """train_val: video0, video1 (train, 2 captions each), video2 (validate, its clip missing); test: video7010,
+    video7011 (2 captions each); the 1k-A CSV names video7010 and video7011 with one caption each."""
+    def info(videos, sentences):
+        return {"info": {"year": "2016", "version": "1.0", "description": "MSR-VTT", "contributor": "",
+                         "data_created": "2016-04-01"},
+                "videos": [{"category": 9, "url": "https://www.youtube.com/watch?v=x", "video_id": v,
+                            "start time": 1.0, "end time": 11.0, "split": sp, "id": int(v[5:])} for v, sp in videos],
+                "sentences": [{"caption": c, "video_id": v, "sen_id": i} for i, (v, c) in enumerate(sentences)]}
+
+    (root).mkdir(parents=True, exist_ok=True)
+    (root / "train_val_videodatainfo.json").write_text(json.dumps(info(
+        [("video0", "train"), ("video1", "train"), ("video2", "validate")],
+        [("video0", "a man is singing"), ("video1", "a cartoon of a cat"), ("video0", "someone sings on stage"),
+         ("video1", "an animated cat runs"), ("video2", "people dance")])))
+    (root / "test_videodatainfo.json").write_text(json.dumps(info(
+        [("video7010", "test"), ("video7011", "test")],
+        [("video7010", "a woman cooks"), ("video7011", "a dog barks"), ("video7010", "food in a pan"),
+         ("video7011", "  a  small dog ")])))
+    _csv(root / "MSRVTT_JSFUSION_test.csv", ["key", "vid_key", "video_id", "sentence"],
+         [["ret0", "msr7010", "video7010", "a woman is cooking"], ["ret1", "msr7011", "video7011", "a dog barks"]])
+    for v in ("video0", "video1"):
+        put(root / "TrainValVideo" / f"{v}.mp4")
+    for v in ("video7010", "video7011"):
+        put(root / "TestVideo" / f"{v}.mp4")
+    return root
+
+
+def write_didemo(root: Path) -> Path:
+    """train: video a (.mp4, three moments given out of order) and b (.mov, absent); val/test: video c."""
+    def ann(i, video, text, start):
+        return {"annotation_id": i, "description": text, "video": video, "times": [[start, start + 1], [start, start]],
+                "download_link": "", "num_segments": 6, "dl_link": ""}
+
+    a, b, c = "10015567@N08_3655084291_d8b58466fa.mp4", "10034500@N00_2599094085_6e6b3b5b16.mov", \
+        "10064830@N06_2640393838_a1f8d3c8b6.m4v"
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "train_data.json").write_text(json.dumps([
+        ann(3, a, "the camera zooms out", 4), ann(1, a, "a girl waves", 0), ann(2, a, "she turns  around", 2),
+        ann(4, b, "a car passes", 0)]))
+    for split in ("val", "test"):
+        (root / f"{split}_data.json").write_text(json.dumps([ann(7, c, "a dog jumps", 1), ann(8, c, "it lands", 3)]))
+    put(root / "videos" / a)
+    put(root / "videos" / c.replace(".m4v", ".mp4"), "mp4")  # downloads keep the id, the suffix may differ
+    return root
+
+
+TGIF_HEADERS = {
+    "action": ["gif_name", "question", "a1", "a2", "a3", "a4", "a5", "answer", "vid_id", "key"],
+    "transition": ["gif_name", "question", "a1", "a2", "a3", "a4", "a5", "answer", "vid_id", "key"],
+    "frameqa": ["gif_name", "question", "answer", "type", "description", "vid_id", "key"],
+    "count": ["gif_name", "question", "answer", "vid_id", "key"],
+}
+
+
+def tgif_gif_names(n: int = 12) -> list[str]:
+    return [f"tumblr_n{i:02d}abcXYZ_250" for i in range(n)]
+
+
+def write_tgif_qa(root: Path) -> Path:
+    """Tab-separated Train/Test files per task over 12 train GIFs (one of them absent) and 2 test GIFs."""
+    names = tgif_gif_names()
+    rows = {
+        "action": lambda i, g: [g, "what does the man do 3 times ?", "nod", "wave", "clap", "jump", "blink",
+                                str(i % 5), f"gif{i}", str(i)],
+        "transition": lambda i, g: [g, "what does the woman do after look ?", "smile", "walk", "sit", "turn", "run",
+                                    str((i + 1) % 5), f"gif{i}", str(i)],
+        "frameqa": lambda i, g: [g, "what is the color of the car ?", ["Red", "blue", "two", "road"][i % 4],
+                                 str(i % 4), "a red car on the road", f"gif{i}", str(i)],
+        "count": lambda i, g: [g, "how many times does the cat jump ?", str(1 + i % 3), f"gif{i}", str(i)],
+    }
+    root.mkdir(parents=True, exist_ok=True)
+    for task, make in rows.items():
+        for split, gifs in (("Train", names), ("Test", ["tumblr_test01_250", "tumblr_test02_250"])):
+            lines = ["\t".join(TGIF_HEADERS[task])] + ["\t".join(make(i, g)) for i, g in enumerate(gifs)]
+            (root / f"{split}_{task}_question.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    for g in names[1:] + ["tumblr_test01_250", "tumblr_test02_250"]:
+        put(root / "gifs" / f"{g}.gif")
+    return root
+
+
+def write_msrvtt_qa(root: Path) -> Path:
+    """train: 4 questions over video0/video1 (one about video5, whose clip is absent); val: video2; test: video3."""
+    def q(i, v, question, answer):
+        return {"answer": answer, "category_id": 3, "id": i, "question": question, "video_id": v}
+
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "train_qa.json").write_text(json.dumps([
+        q(0, 0, "what is a man doing?", "sing"), q(1, 0, "who is singing?", "man"),
+        q(2, 1, "what is the cat doing?", "run"), q(3, 5, "where is the dog?", "park")]))
+    (root / "val_qa.json").write_text(json.dumps([q(4, 2, "how many people dance?", "two")]))
+    (root / "test_qa.json").write_text(json.dumps([q(5, 3, "what does a woman cook?", "Food"),
+                                                   q(6, 3, "who is cooking?", "woman")]))
+    for v in (0, 1, 2, 3):
+        put(root / "video" / f"video{v}.mp4")
     return root

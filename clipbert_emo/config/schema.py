@@ -22,7 +22,7 @@ from .atomic import atomic_write_text
 from .errors import UserError
 
 __all__ = ["EMOTIONS", "TASKS", "DATA_FORMATS", "ConfigError", "AudioConfig", "DataConfig", "ModelConfig", "OptimConfig",
-           "TrainConfig", "PretrainConfig", "ExperimentConfig", "to_dict", "from_dict", "parse_override",
+           "TrainConfig", "PretrainConfig", "RetrievalConfig", "ExperimentConfig", "to_dict", "from_dict", "parse_override",
            "apply_overrides", "load_config", "save_config", "resolve_config_path", "resolve_preset_path", "named_configs",
            "CONFIG_DIR"]
 
@@ -36,7 +36,7 @@ class ConfigError(UserError, ValueError):
 # Task kinds data.task accepts: the built-in ones, and any that clipbert_emo.tasks.register_task adds.
 TASKS: list[str] = ["single_label", "multilabel", "multitask", "regression"]
 DATA_FORMATS = ("manifest", "meld", "mosi", "mosei", "sims", "daisee", "fer2013", "image_folder", "coco",
-                "visual_genome", "iemocap")
+                "visual_genome", "iemocap", "msrvtt", "didemo", "tgif_qa", "msrvtt_qa")
 
 
 @dataclass
@@ -134,6 +134,12 @@ class DataConfig:
     face_detector: str = ""
     face_margin: float = 0.25
     face_cache: str = ""
+    # Question answering (data.task=qa, open-ended): data.labels is the answer vocabulary, the k most frequent
+    # answers of the training split (ClipBERT keeps 1500 for MSRVTT-QA), filled in when training starts;
+    # 0 = data.labels as given. Questions whose answer is outside it count as wrong.
+    answer_vocab_size: int = 1500
+    # Question types reported separately (qa, qa_mc); [] = those of the training split, filled in at the start.
+    question_types: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -268,6 +274,20 @@ class PretrainConfig:
 
 
 @dataclass
+class RetrievalConfig:
+    """Text-to-video retrieval (data.task=retrieval): the ITM head scores (video, text) pairs."""
+
+    # Captions of other videos paired with each training video as mismatched pairs (ClipBERT: 1).
+    num_negatives: int = 1
+    # Also pair each video with the caption of another video in the same batch that the model currently
+    # scores highest (one more negative per video; costs B x B extra fusion passes without gradient).
+    hard_negatives: bool = False
+    # Evaluation ranks every video for every query: video features are computed once per video, then the
+    # fusion transformer scores (query, video) pairs this many sequences (pairs x clips) per pass.
+    eval_pairs_per_pass: int = 4096
+
+
+@dataclass
 class ExperimentConfig:
     name: str = "experiment"
     data: DataConfig = field(default_factory=DataConfig)
@@ -275,6 +295,7 @@ class ExperimentConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
 
     def validate(self) -> None:
         choices = {
@@ -365,6 +386,12 @@ class ExperimentConfig:
         for src in self.pretrain.sources:
             if src not in DATA_FORMATS:
                 raise ConfigError(f"pretrain.sources: {src!r} is not one of {', '.join(DATA_FORMATS)}")
+        if self.retrieval.num_negatives < 1 or self.retrieval.eval_pairs_per_pass < 1:
+            raise ConfigError(f"retrieval.num_negatives and retrieval.eval_pairs_per_pass must be >= 1 (got "
+                              f"{self.retrieval.num_negatives}, {self.retrieval.eval_pairs_per_pass})")
+        if self.data.answer_vocab_size < 0:
+            raise ConfigError(f"data.answer_vocab_size must be >= 0 (0 = data.labels as given), got "
+                              f"{self.data.answer_vocab_size}")
         if len(set(self.data.labels)) != len(self.data.labels) or not self.data.labels:
             raise ConfigError(f"data.labels must be a non-empty list of distinct names, got {self.data.labels}")
 

@@ -16,6 +16,10 @@ layout it expects and what it skips.
 - ``image_folder``: <split>/<class>/<image>
 - ``coco``: COCO 2017 captions (pretraining pairs, no labels)
 - ``visual_genome``: Visual Genome region descriptions (pretraining pairs, no labels)
+- ``msrvtt``: MSR-VTT videodatainfo JSONs (+ the 1k-A test CSV), text-to-video retrieval
+- ``didemo``: DiDeMo's {train,val,test}_data.json + videos/, paragraph-to-video retrieval
+- ``tgif_qa``: TGIF-QA's per-task TSVs + gifs/ (data.target: action | transition | frameqa | count)
+- ``msrvtt_qa``: MSRVTT-QA's {train,val,test}_qa.json + MSR-VTT's videos
 
 What the readers promise: a sample that cannot be used (missing clip, label outside
 ``data.labels``, malformed row) is left out and listed in ``Manifest.skipped`` as
@@ -33,12 +37,16 @@ from typing import Callable
 from ..config import ConfigError, DataConfig
 from .manifest import Manifest, ManifestError, read_manifest
 from .releases.coco import read_coco
+from .releases.didemo import read_didemo
 from .releases.daisee import DAISEE_LEVELS, DAISEE_STATES, read_daisee
 from .releases.fer2013 import FER_EMOTIONS, read_fer2013
 from .releases.iemocap import IEMOCAP_4CLASS, IEMOCAP_6CLASS, read_iemocap
 from .releases.image_folder import read_image_folder
 from .releases.meld import MELD_EMOTIONS, MELD_SENTIMENTS, read_meld
 from .releases.mmsa import MOSEI_EMOTIONS, SENTIMENT_2, SENTIMENT_7, read_mmsa
+from .releases.msrvtt import read_msrvtt
+from .releases.msrvtt_qa import read_msrvtt_qa
+from .releases.tgif_qa import read_tgif_qa
 from .releases.visual_genome import read_visual_genome
 
 # The releases' label names stay importable from here, where configs and tests spelling out
@@ -71,6 +79,10 @@ READERS: dict[str, Callable[[DataConfig, str], Manifest]] = {
     "image_folder": read_image_folder,
     "coco": read_coco,
     "visual_genome": read_visual_genome,
+    "msrvtt": read_msrvtt,
+    "didemo": read_didemo,
+    "tgif_qa": read_tgif_qa,
+    "msrvtt_qa": read_msrvtt_qa,
 }
 IMAGE_TEXT_FORMATS = ("manifest", "coco", "visual_genome")
 

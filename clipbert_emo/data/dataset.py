@@ -145,10 +145,13 @@ class VideoTextDataset(Dataset):
     """Items of one split: the text, each enabled modality's clips, and the task's annotation.
 
     ``target(sample)``: the annotation an item carries (the task kind's ``Task.target``); None = none.
+    ``text_of(sample)``: the text(s) fused with the clips (the task kind's ``Task.texts``): one string, or a list
+    of P strings that are each scored against the same clips (multiple-choice candidates); default ``text``.
     """
 
     def __init__(self, manifest: Manifest, cfg: DataConfig, training: bool, num_clips: int | None = None, seed: int = 0,
-                 target: Callable[[Sample], object] | None = None):
+                 target: Callable[[Sample], object] | None = None,
+                 text_of: Callable[[Sample], str | list[str]] | None = None):
         self.samples = manifest.samples
         self.cfg = cfg
         self.training = training
@@ -156,6 +159,7 @@ class VideoTextDataset(Dataset):
         self.seed = seed
         self.epoch = 0
         self.target = target or (lambda sample: None)
+        self.text_of = text_of or (lambda sample: sample.text)
         self.modalities = enabled_modalities(cfg)
 
     def set_epoch(self, epoch: int) -> None:
@@ -166,7 +170,10 @@ class VideoTextDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         sample = self.samples[index]
-        item = {"index": index, "text": sample.text if self.cfg.use_text else "", "source": sample.source}
+        texts = self.text_of(sample)
+        if not self.cfg.use_text:
+            texts = [""] * len(texts) if isinstance(texts, list) else ""
+        item = {"index": index, "text": texts, "source": sample.source}
         item["label"] = self.target(sample)
         if not self.modalities:
             return item
@@ -230,15 +237,8 @@ class Collator:
         batch: dict = {"skipped": skipped, "index": torch.tensor([it["index"] for it in items], dtype=torch.long)}
         if not items:
             return batch
-        enc = self.tokenizer(
-            [it["text"] for it in items],
-            padding="longest",
-            truncation=True,
-            max_length=self.max_text_len,
-            return_tensors="pt",
-        )
-        batch["input_ids"] = enc["input_ids"]  # (B, L)
-        batch["attention_mask"] = enc["attention_mask"]  # (B, L)
+        batch["input_ids"], batch["attention_mask"] = tokenize_texts(self.tokenizer, [it["text"] for it in items],
+                                                                     self.max_text_len)
         for name in MODALITY_DECODERS:
             if name in items[0]:
                 batch[name] = torch.stack([it[name] for it in items])  # B x (N, ...) -> (B, N, ...)
@@ -251,6 +251,20 @@ class Collator:
         if self.collate_targets is not None and all(lab is not None for lab in labels):
             batch["labels"] = self.collate_targets(labels)
         return batch
+
+
+def tokenize_texts(tokenizer, texts: list, max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and attention mask of B texts (B, L), or of B lists of P texts each (B, P, L): every text of a
+    list is scored against the same clips (retrieval pairs, multiple-choice candidates)."""
+    if texts and isinstance(texts[0], list):
+        pairs = len(texts[0])
+        if any(len(t) != pairs for t in texts):
+            raise ValueError(f"every sample of a batch must carry the same number of texts, got "
+                             f"{sorted({len(t) for t in texts})}")
+        ids, mask = tokenize_texts(tokenizer, [x for t in texts for x in t], max_len)  # (B*P, L)
+        return ids.view(len(texts), pairs, -1), mask.view(len(texts), pairs, -1)  # (B*P, L) -> (B, P, L)
+    enc = tokenizer(texts, padding="longest", truncation=True, max_length=max_len, return_tensors="pt")
+    return enc["input_ids"], enc["attention_mask"]  # (B, L)
 
 
 def model_inputs(batch: dict) -> dict:

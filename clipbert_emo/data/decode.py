@@ -93,7 +93,7 @@ def decode_what_decodes(path: str, reason: str) -> DecodedFrames:
 
     import av
 
-    frames, fps = [], 0.0
+    frames, fps, broke = [], 0.0, False
     try:
         with av.open(path) as container:
             if not container.streams.video:
@@ -105,13 +105,14 @@ def decode_what_decodes(path: str, reason: str) -> DecodedFrames:
                 for frame in container.decode(stream):
                     frames.append(frame.to_ndarray(format="rgb24"))
             except av.error.FFmpegError:
-                pass  # damaged from here on: what decoded so far is kept
+                broke = True  # damaged from here on: what decoded so far is kept
     except av.error.FFmpegError as e:
         raise VideoDecodeError(f"{path}: cannot open video ({reason}; {_short(e)})") from None
     if not frames:
         raise VideoDecodeError(f"{path}: no frame of the video decodes ({reason})")
-    logging.getLogger(__name__).warning("%s: damaged video, only its first %d frame(s) decode (%s); using those",
-                                        path, len(frames), reason)
+    if broke or not path.lower().endswith(".gif"):  # decord never reads a GIF's length: PyAV decoding it is normal
+        logging.getLogger(__name__).warning("%s: damaged video, only its first %d frame(s) decode (%s); using those",
+                                            path, len(frames), reason)
     return DecodedFrames(np.stack(frames), fps if np.isfinite(fps) and fps > 0 else DEFAULT_FPS)
 
 

@@ -16,7 +16,8 @@ def make_loader(manifest: Manifest, cfg: DataConfig, tokenizer, training: bool, 
     """``task``: the task kind (``clipbert_emo.tasks``) whose annotation the batches carry; None = no labels.
     Training order comes from ``sampler`` (default: a fresh permutation per epoch, replayable on resume)."""
     dataset = VideoTextDataset(manifest, cfg, training=training, num_clips=num_clips, seed=seed,
-                               target=task.target if task is not None else None)
+                               target=task.target if task is not None else None,
+                               text_of=(lambda sample: task.texts(sample, cfg)) if task is not None else None)
     collate = Collator(tokenizer, cfg.max_text_len,
                        (lambda targets: task.collate(targets, cfg)) if task is not None else None)
     return DataLoader(

@@ -60,6 +60,12 @@ class Sample:
     source: str = ""  # "file:line", for error messages
     audio: str | None = None  # a separate sound file; None = the video file's own sound track
     extra: dict = field(default_factory=dict)
+    # Question answering: the answer as written (open-ended), or the candidates with ``label`` the index of
+    # the right one (multiple choice); ``question_type`` groups the accuracy (TGIF-QA's task, MSRVTT-QA's
+    # question word). The question itself is ``text``.
+    answer: str | None = None
+    candidates: list[str] | None = None
+    question_type: str = ""
 
 
 @dataclass

@@ -46,6 +46,16 @@ def evaluate(checkpoint: str | Path, manifest: str, out_dir: str | Path | None =
     """
     from accelerate import Accelerator
 
+    from ..checkpoint import read_checkpoint_config
+
+    if get_task(read_checkpoint_config(checkpoint)[0].data.task).recipe == "retrieval":
+        from .retrieval import evaluate_retrieval  # every video ranked for every text
+
+        result = evaluate_retrieval(checkpoint, manifest, out_dir, num_clips, aggregations, batch_size,
+                                    accelerator.device if accelerator else None, progress)
+        if out_dir is not None:  # also under the name every evaluation writes
+            write_json(Path(out_dir) / "eval_metrics.json", result)
+        return result
     accelerator = accelerator or Accelerator(cpu=not __import__("torch").cuda.is_available())
     model, cfg, tokenizer = load_checkpoint(checkpoint, accelerator.device)
     if seek is not None:

@@ -31,6 +31,7 @@ class EncodedClips:
     features: dict  # modality name -> its encoder's output (B, N, D, ...)
     batch: int  # B
     clips: int  # N (1 for a text-only model)
+    pairs: int = 0  # P texts scored against each video's clips (input_ids (B, P, L)); 0 = one text per video
 
 
 class ClipBertModel(nn.Module):
@@ -58,23 +59,50 @@ class ClipBertModel(nn.Module):
     def uses_video(self) -> bool:
         return "video" in self.modality_names
 
-    def encode_clips(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, inputs: dict) -> EncodedClips:
-        """Text (B, L) and, per modality this model uses, its clips (B, N, ...) -> every clip fused with the text."""
+    def encode_clips(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, inputs: dict,
+                     features: dict | None = None) -> EncodedClips:
+        """Text (B, L) and, per modality this model uses, its clips (B, N, ...) -> every clip fused with the text.
+
+        Text (B, P, L): P texts per video (retrieval pairs, multiple-choice candidates), each fused with every
+        clip of its video; the clips go through their encoders once. ``features``: the encoders' outputs
+        (:meth:`encode_features`) computed earlier, so only the fusion runs (retrieval ranking, cached search)."""
         present = {m.name: inputs[f"{m.name}_present"] for m in self.modalities
                    if inputs.get(f"{m.name}_present") is not None}
-        missing = [m.name for m in self.modalities if inputs.get(m.name) is None]
-        if missing:
-            raise ValueError(f"this model was trained with {' and '.join(missing)}; pass "
-                             + ", ".join(f"{name}=(B, N, ...)" for name in missing))
         text_present = inputs.get("text_present")
         if text_present is not None:  # a dropped transcript: only [CLS], the pooled position, stays visible
             keep = torch.ones_like(attention_mask)
-            keep[:, 1:] = text_present.to(attention_mask.dtype)[:, None]  # (B,) -> (B, L-1)
+            shape = (-1,) + (1,) * (attention_mask.ndim - 1)
+            keep[..., 1:] = text_present.to(attention_mask.dtype).view(shape)  # (B,) -> (B, [P,] 1) over L-1
             attention_mask = attention_mask * keep
+        if features is None:
+            missing = [m.name for m in self.modalities if inputs.get(m.name) is None]
+            if missing:
+                raise ValueError(f"this model was trained with {' and '.join(missing)}; pass "
+                                 + ", ".join(f"{name}=(B, N, ...)" for name in missing))
+            features = self.encode_features(inputs)
+        return self.fuse(input_ids, attention_mask, features, present)
+
+    def encode_features(self, inputs: dict) -> dict:
+        """Each modality's clips (B, N, ...) -> its encoder's output (B, N, D, ...): the visual tokens before
+        fusion, which do not depend on the text."""
+        return {m.name: getattr(self, m.encoder_attr)(inputs[m.name]) for m in self.modalities}
+
+    def fuse(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, features: dict,
+             present: dict | None = None) -> EncodedClips:
+        """The fusion transformer over [text ; modality tokens] of every clip (see :meth:`encode_clips`)."""
+        present = present or {}
+        pairs = input_ids.shape[1] if input_ids.ndim == 3 else 0
+        if pairs:
+            # Each of the P texts meets the same clips: the features are repeated, never recomputed.
+            input_ids = input_ids.flatten(0, 1)  # (B, P, L) -> (B*P, L)
+            attention_mask = attention_mask.flatten(0, 1)  # (B, P, L) -> (B*P, L)
+            features = {name: repeat(f, "b n ... -> (b p) n ...", p=pairs)
+                        for name, f in features.items()}  # (B, N, ...) -> (B*P, N, ...)
+            present = {name: repeat(p, "b -> (b p)", p=pairs) for name, p in present.items()}  # (B,) -> (B*P,)
         if not self.modalities:
             sequence, pooled = self.transformer(input_ids, attention_mask)  # (B, D)
-            return EncodedClips(sequence, pooled, {}, input_ids.shape[0], 1)
-        features = {m.name: getattr(self, m.encoder_attr)(inputs[m.name]) for m in self.modalities}  # (B, N, D, ...)
+            rows = input_ids.shape[0]
+            return EncodedClips(sequence, pooled, {}, rows // pairs if pairs else rows, 1, pairs)
         b, n = next(iter(features.values())).shape[:2]
         flat = {name: f.flatten(0, 1) for name, f in features.items()}  # (B, N, D, ...) -> (B*N, D, ...)
         # Every clip is fused with the full text of its video.
@@ -82,7 +110,7 @@ class ClipBertModel(nn.Module):
         mask = repeat(attention_mask, "b l -> (b n) l", n=n)  # (B, L) -> (B*N, L)
         has = {name: repeat(p, "b -> (b n)", n=n) for name, p in present.items()}  # (B,) -> (B*N,)
         sequence, pooled = self.transformer(ids, mask, flat, has)  # -> (B*N, L + tokens, D), (B*N, D)
-        return EncodedClips(sequence, pooled, features, b, n)
+        return EncodedClips(sequence, pooled, features, b // pairs if pairs else b, n, pairs)
 
     def enable_gradient_checkpointing(self) -> None:
         """Trade compute for memory: recompute the encoders' stages and BERT layers in the backward pass."""
@@ -104,19 +132,24 @@ class ClipBertModel(nn.Module):
 class ClipBertForEmotion(ClipBertModel):
     def __init__(self, cfg: ModelConfig, num_labels: int, vocab_size: int, use_video: bool = True,
                  pad_token_id: int = 0, pretrained: bool = True, criterion: nn.Module | None = None,
-                 modalities=None, inference: bool = False):
+                 modalities=None, inference: bool = False, head: nn.Module | None = None):
         """``num_labels`` is the classifier's output width (the task kind's ``num_outputs``). ``modalities``:
         the per-clip modalities it reads (default: video, or none with ``use_video=False``). ``criterion``:
         the task kind's loss of aggregated logits (default: softmax cross-entropy). ``pretrained=False``
         skips loading pretrained weights, for when a checkpoint is loaded next anyway; ``inference=True`` also
         builds the fusion transformer without transformers' modelling code (models/bert_inference.py: same
-        names and logits, a second or more less to import) for a model that will only be evaluated."""
+        names and logits, a second or more less to import) for a model that will only be evaluated. ``head``:
+        the module from the pooled [CLS] (D,) to the ``num_labels`` outputs (the task kind's ``build_head``;
+        default ClipBERT's classifier MLP; retrieval uses the image-text matching head).
+
+        Text given as (B, P, L) scores P texts against each video: the logits are then (B, P*K), each text's K
+        outputs side by side, and per clip (B, N, P*K)."""
         super().__init__()
         self.num_labels = num_labels
         self.criterion = criterion
         self._build_trunk(cfg, vocab_size, pad_token_id, pretrained,
                           ("video",) if modalities is None and use_video else (modalities or ()), inference)
-        self.head = ClassifierHead(cfg.hidden_size, num_labels, cfg.dropout)
+        self.head = head if head is not None else ClassifierHead(cfg.hidden_size, num_labels, cfg.dropout)
         self.head.apply(self.transformer._init_weights)
         self.visual_aux = (nn.Linear(cfg.hidden_size, num_labels)
                            if self.uses_video and cfg.visual_aux_weight > 0 else None)
@@ -148,9 +181,18 @@ class ClipBertForEmotion(ClipBertModel):
                  for i in range(0, n, clips_per_pass)]  # each (B, n_i, K)
         return torch.cat(parts, dim=1)  # -> (B, N, K)
 
-    def _score_clips(self, input_ids, attention_mask, inputs) -> tuple[torch.Tensor, EncodedClips]:
-        enc = self.encode_clips(input_ids, attention_mask, inputs)
-        logits = self.head(enc.pooled)  # (B*N, D) -> (B*N, K)
+    def clip_logits_from_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, features: dict,
+                                  present: dict | None = None) -> torch.Tensor:
+        """Per-clip logits from encoder outputs computed earlier (:meth:`encode_features`): only the fusion
+        transformer and the head run. Shapes as :meth:`clip_logits`."""
+        return self._score_clips(input_ids, attention_mask, {k + "_present": v for k, v in (present or {}).items()},
+                                 features)[0]
+
+    def _score_clips(self, input_ids, attention_mask, inputs, features=None) -> tuple[torch.Tensor, EncodedClips]:
+        enc = self.encode_clips(input_ids, attention_mask, inputs, features)
+        logits = self.head(enc.pooled)  # (B*N, D) -> (B*N, K), or (B*P*N, D) -> (B*P*N, K) for P texts each
+        if enc.pairs:
+            return rearrange(logits, "(b p n) k -> b n (p k)", b=enc.batch, p=enc.pairs, n=enc.clips), enc
         return rearrange(logits, "(b n) k -> b n k", b=enc.batch, n=enc.clips), enc  # -> (B, N, K)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, video: torch.Tensor | None = None,
@@ -162,7 +204,7 @@ class ClipBertForEmotion(ClipBertModel):
         if labels is not None:
             loss = self.loss(logits, labels)
             grids = enc.features.get("video")
-            if self.visual_aux is not None and self.training and grids is not None:
+            if self.visual_aux is not None and self.training and grids is not None and not enc.pairs:
                 aux_clip = self.visual_aux(grids.mean(dim=(-2, -1)))  # (B, N, D, h, w) -> (B, N, K)
                 loss_aux = self.loss(aggregate_clip_logits(aux_clip, how), labels)
                 loss = loss + self.cfg.visual_aux_weight * loss_aux

@@ -14,7 +14,9 @@ from ..config import TASKS, ConfigError
 from .base import LOWER_IS_BETTER, Task, TargetReader, TaskLoss
 from .classification import MultiLabelTask, SingleLabelTask
 from .multitask import MultitaskTask
+from .qa import MultipleChoiceQATask, OpenQATask
 from .regression import RegressionTask
+from .retrieval import RetrievalTask
 
 _REGISTRY: dict[str, Task] = {}
 
@@ -52,8 +54,9 @@ def load_split(data, split: str):
     return manifest
 
 
-for _task in (SingleLabelTask(), MultiLabelTask(), MultitaskTask(), RegressionTask()):
+for _task in (SingleLabelTask(), MultiLabelTask(), MultitaskTask(), RegressionTask(), RetrievalTask(), OpenQATask(),
+              MultipleChoiceQATask()):
     register_task(_task)
 
 __all__ = ["Task", "TaskLoss", "TargetReader", "LOWER_IS_BETTER", "get_task", "register_task", "load_split", "SingleLabelTask",
-           "MultiLabelTask", "MultitaskTask", "RegressionTask"]
+           "MultiLabelTask", "MultitaskTask", "RegressionTask", "RetrievalTask", "OpenQATask", "MultipleChoiceQATask"]

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..config import DataConfig, TrainConfig
+from ..config import DataConfig, ModelConfig, TrainConfig
 from ..data.manifest import Manifest, Sample
 
 # Validation metrics where lower is better; every other metric is maximised when choosing the best epoch.
@@ -50,6 +50,9 @@ class TargetReader:
 class Task:
     name: str = ""
     select_metric: str = ""  # validation metric that picks the best checkpoint unless train.select_metric says
+    # "finetune": classify each video (train/finetune.py); "retrieval": rank every video for every text
+    # (train/retrieval.py, eval/retrieval.py).
+    recipe: str = "finetune"
 
     # ---- data ----------------------------------------------------------------------------------
     def manifest_fields(self, data: DataConfig) -> tuple[str, ...]:
@@ -70,6 +73,15 @@ class Task:
     def collate(self, targets: list, data: DataConfig) -> torch.Tensor:
         """Targets of one batch -> the tensor the loss and the metrics take."""
         raise NotImplementedError
+
+    def texts(self, sample: Sample, data: DataConfig) -> str | list[str]:
+        """The text fused with the sample's clips: one string, or a list of P strings each scored against the
+        same clips (the model's logits are then (B, P*K)). Default: the sample's ``text``."""
+        return sample.text
+
+    def prepare(self, cfg, train: Manifest) -> None:
+        """Fill in what the training split decides before the model is built (an answer vocabulary becomes
+        ``cfg.data.labels``); the run's config.yaml and checkpoint keep it. Default: nothing."""
 
     def stratify_key(self, sample: Sample) -> Any:
         """Group of a sample for stratified label fractions (data.train_fraction); one group by default."""
@@ -92,6 +104,10 @@ class Task:
     def num_outputs(self, data: DataConfig) -> int:
         """Width of the classifier's output."""
         raise NotImplementedError
+
+    def build_head(self, model: ModelConfig, width: int) -> nn.Module | None:
+        """The module from the pooled [CLS] to the ``width`` outputs; None = ClipBERT's classifier MLP."""
+        return None
 
     def criterion(self, data: DataConfig, train: TrainConfig, class_weights: torch.Tensor | None = None) -> TaskLoss:
         raise NotImplementedError

@@ -44,6 +44,7 @@ class FinetuneRecipe:
         cfg, data, task = self.cfg, self.cfg.data, self.task
         train_m = stratified_subset(load_split(data, "train"), data.train_fraction, cfg.train.seed,
                                     task.stratify_key)
+        task.prepare(cfg, train_m)  # what the training split decides (an answer vocabulary), before the model
         val_m = load_split(data, "val") if has_split(data, "val") else None
         tokenizer = tokenizer_for(cfg, [s.text for s in train_m.samples], engine.out_dir, engine.accelerator)
         class_weights = None
@@ -140,5 +141,10 @@ class FinetuneRecipe:
 def finetune(cfg: ExperimentConfig, progress: bool = True) -> dict:
     """Train, validate every epoch, keep the best checkpoint by the validation metric, test it.
 
-    Returns the metrics dict (also written to ``train.output_dir``/metrics.json)."""
+    Returns the metrics dict (also written to ``train.output_dir``/metrics.json). A task kind that ranks
+    (data.task=retrieval) runs the retrieval recipe instead (train/retrieval.py)."""
+    if get_task(cfg.data.task).recipe == "retrieval":
+        from .retrieval import RetrievalRecipe
+
+        return Engine(cfg, progress).run(RetrievalRecipe(cfg))
     return Engine(cfg, progress).run(FinetuneRecipe(cfg))
