@@ -42,7 +42,7 @@ def main() -> int:
         start = time.perf_counter()
         export_checkpoint(args.checkpoint, out / fmt, fmt=fmt, text_len="dynamic" if fmt == "onnx" else None)
         export_seconds[fmt] = time.perf_counter() - start
-    predictor = Predictor(args.checkpoint, device="cpu")
+    predictor = Predictor(args.checkpoint, device="cpu", seek="accurate")  # the exported pipeline places clips exactly
     spec = json.loads((out / "torchscript" / "model.json").read_text())
     module = torch.jit.load(str(out / "torchscript" / "model.pt"))
     tokenizer = predictor.tokenizer
