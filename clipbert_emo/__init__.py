@@ -3,7 +3,7 @@
 Sparse clips at train time, dense clips at test time, one BERT fusing both.
 """
 
-__version__ = "0.1.0"
+from .version import __version__  # noqa: E402
 
 from .config import EMOTIONS, ExperimentConfig, load_config  # noqa: E402
 from .predict import Predictor, predict  # noqa: E402

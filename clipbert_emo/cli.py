@@ -426,6 +426,16 @@ def _cmd_search(args) -> int:
     return 0
 
 
+def _to_stdout(command):
+    """A command whose own prints are its answer (a table): they go to the real stdout, not to stderr."""
+    def run(args) -> int:
+        from contextlib import redirect_stdout
+
+        with redirect_stdout(_STDOUT):
+            return command(args)
+    return run
+
+
 def _cmd_convert_clipbert(args) -> int:
     from .convert import convert_clipbert
     from .eval.report import format_table
@@ -730,7 +740,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .experiments.bench import add_parser as add_bench_parser
 
-    add_bench_parser(sub, common)
+    s = add_bench_parser(sub, common)
+    s.set_defaults(func=_to_stdout(s.get_default("func")))  # the table is what it was asked for
     return p
 
 

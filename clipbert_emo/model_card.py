@@ -133,7 +133,7 @@ def _metric_lines(meta: dict, cfg: ExperimentConfig) -> list[str]:
 
 def render_model_card(cfg: ExperimentConfig, meta: dict) -> str:
     """The README.md of a checkpoint folder with this config and meta.json."""
-    from . import __version__
+    from .version import __version__
 
     d, m = cfg.data, cfg.model
     modalities = meta.get("modalities")

@@ -66,19 +66,17 @@ def machine() -> dict:
 def report(kind: str, rows: list[dict], columns: list[str], out: str | None, meta: dict, notes: list[str],
            started: dict) -> dict:
     """Print the table and the notes; write {machine, command, rows, notes} as JSON to ``out``."""
-    from ..cli import say
-
     finished = machine()
     result = {"bench": kind, "command": " ".join(["clipbert-emo"] + sys.argv[1:]), "machine": started,
               "load_average_1m_after": finished["load_average_1m"], **meta, "rows": rows, "notes": notes}
-    say(format_table(rows, columns, floatfmt=".3f"))
+    print(format_table(rows, columns, floatfmt=".3f"))
     for note in notes:
-        say(f"- {note}")
-    say(f"load average (1 min): {started['load_average_1m']:.2f} before, {finished['load_average_1m']:.2f} after, "
+        print(f"- {note}")
+    print(f"load average (1 min): {started['load_average_1m']:.2f} before, {finished['load_average_1m']:.2f} after, "
         f"on {started['cores_usable']} usable core(s) of {started['cpu']}")
     if out:
         write_json(out, result)
-        say(f"written: {out}")
+        print(f"written: {out}")
     return result
 
 
@@ -208,8 +206,8 @@ def main(args) -> int:
     return 0
 
 
-def add_parser(sub, common) -> None:
-    """The ``bench`` subcommand of the CLI."""
+def add_parser(sub, common):
+    """The ``bench`` subcommand of the CLI (its table and JSON path go to stdout: the CLI routes them there)."""
     import argparse
 
     s = sub.add_parser("bench", parents=[common], help="speed benchmarks: decode | infer | train (table + JSON)",
@@ -236,6 +234,7 @@ def add_parser(sub, common) -> None:
                    "(default: generated 4 s clips); bf16 and fp32 predictions are compared on them")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=lambda args: main(_with_default_out(args)))
+    return s
 
 
 def _with_default_out(args):
