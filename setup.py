@@ -49,5 +49,5 @@ setup(
         "serve": ["fastapi", "uvicorn", "python-multipart"],
         "faces": ["opencv-python-headless"],
     },
-    entry_points={"console_scripts": ["clipbert-emo=clipbert_emo.cli:main"]},
+    entry_points={"console_scripts": ["clipbert-emo=clipbert_emo.cli:run"]},
 )
