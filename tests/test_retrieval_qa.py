@@ -101,6 +101,51 @@ def test_score_matrix_is_the_same_at_any_block_size_100_by_100(tiny_retrieval_mo
     assert small["lse"][7, 42] == pytest.approx(float(direct[1] - direct[0]), abs=1e-5)
 
 
+# ---- the auxiliary video-text contrastive loss (model.contrastive_weight) ---------------------------------------
+
+def test_contrastive_loss_matches_a_hand_computation_and_drops_same_video_rows():
+    from clipbert_emo.models.losses import video_text_contrastive_loss
+
+    v = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    t = torch.tensor([[2.0, 0.0], [0.0, 3.0], [-1.0, 1.0]])
+    cos = torch.tensor([[1.0, 0.0, -0.5 ** 0.5], [0.0, 1.0, 0.5 ** 0.5], [0.5 ** 0.5, 0.5 ** 0.5, 0.0]]) / 0.1
+    by_hand = 0.5 * sum(-(cos[i, i] - torch.logsumexp(cos[i], 0)) - (cos[i, i] - torch.logsumexp(cos[:, i], 0))
+                        for i in range(3)) / 3
+    assert video_text_contrastive_loss(v, t, temperature=0.1) == pytest.approx(float(by_hand), abs=1e-5)
+    # Rows 0 and 2 are two captions of one video: neither is the other's negative, so a caption whose own
+    # video matches it far worse than the twin row does no longer pays for the twin.
+    group = torch.tensor([0, 1, 0])
+    keep = torch.tensor([[True, True, False], [True, True, True], [False, True, True]])
+    masked = cos.masked_fill(~keep, float("-inf"))
+    by_hand = 0.5 * sum(-(masked[i, i] - torch.logsumexp(masked[i], 0)) - (masked[i, i] - torch.logsumexp(masked[:, i], 0))
+                        for i in range(3)) / 3
+    assert video_text_contrastive_loss(v, t, group, temperature=0.1) == pytest.approx(float(by_hand), abs=1e-5)
+
+
+def test_contrastive_weight_adds_a_loss_that_reaches_the_cnn():
+    from clipbert_emo.build import build_model
+
+    cfg = load_config(None, [*TINY_OVERRIDES, "data.task=retrieval", "model.num_layers=1",
+                             "model.contrastive_weight=0.5"])
+    torch.manual_seed(0)
+    task = get_task("retrieval")
+    model = build_model(cfg, 50, pretrained=False, criterion=task.criterion(cfg.data, cfg.train)).train()
+    video = torch.randint(0, 255, (3, 2, 2, 3, 32, 32), dtype=torch.uint8)  # (B, N, T, 3, H, W)
+    ids = torch.randint(5, 50, (3, 2, 7))  # (B, P, L): own caption first, one negative
+    labels = torch.tensor([[1, 0]] * 3)
+    out = model(ids, torch.ones_like(ids), video, labels=labels, group=torch.tensor([0, 1, 2]))
+    assert out.loss_contrastive is not None and out.loss_contrastive > 0
+    itm_only = model.loss(out.logits, labels)
+    assert float(out.loss) == pytest.approx(float(itm_only + 0.5 * out.loss_contrastive), rel=1e-5)
+    out.loss_contrastive.backward()
+    cnn = [p.grad for n, p in model.named_parameters() if n.startswith("cnn.") and p.grad is not None]
+    assert cnn and any(g.abs().sum() > 0 for g in cnn), "the contrastive loss trains the visual encoder"
+    with pytest.raises(ValueError, match="own caption first"):
+        model(ids, torch.ones_like(ids), video, labels=labels.flip(1))
+    with pytest.raises(ConfigError, match="contrastive_weight"):
+        load_config(None, [*TINY_OVERRIDES, "model.contrastive_weight=1"])  # classification: not allowed
+
+
 # ---- negative sampling --------------------------------------------------------------------------------------
 
 def _pairs(n_videos=5, captions=2):

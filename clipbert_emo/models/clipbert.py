@@ -196,11 +196,13 @@ class ClipBertForEmotion(ClipBertModel):
         return rearrange(logits, "(b n) k -> b n k", b=enc.batch, n=enc.clips), enc  # -> (B, N, K)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, video: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None, aggregation: str | None = None, **modalities) -> ClipBertOutput:
+                labels: torch.Tensor | None = None, aggregation: str | None = None, group: torch.Tensor | None = None,
+                **modalities) -> ClipBertOutput:
+        """``group`` (B,): for retrieval pairs, the video each row comes from (the contrastive loss's duplicates)."""
         how = aggregation or self.cfg.aggregation
         clip_logits, enc = self._score_clips(input_ids, attention_mask, {"video": video, **modalities})
         logits = aggregate_clip_logits(clip_logits, how)
-        loss = loss_aux = None
+        loss = loss_aux = loss_itc = None
         if labels is not None:
             loss = self.loss(logits, labels)
             grids = enc.features.get("video")
@@ -208,7 +210,26 @@ class ClipBertForEmotion(ClipBertModel):
                 aux_clip = self.visual_aux(grids.mean(dim=(-2, -1)))  # (B, N, D, h, w) -> (B, N, K)
                 loss_aux = self.loss(aggregate_clip_logits(aux_clip, how), labels)
                 loss = loss + self.cfg.visual_aux_weight * loss_aux
-        return ClipBertOutput(loss=loss, logits=logits, clip_logits=clip_logits, loss_visual_aux=loss_aux)
+            if self.cfg.contrastive_weight > 0 and self.training and grids is not None and enc.pairs:
+                loss_itc = self._contrastive_loss(grids, input_ids, attention_mask, labels, group)
+                loss = loss + self.cfg.contrastive_weight * loss_itc
+        return ClipBertOutput(loss=loss, logits=logits, clip_logits=clip_logits, loss_visual_aux=loss_aux,
+                              loss_contrastive=loss_itc)
+
+    def _contrastive_loss(self, grids, input_ids, attention_mask, labels, group) -> torch.Tensor:
+        """model.contrastive_weight's loss: each video's mean visual token against its own caption's mean word
+        embedding, the other captions of the batch as negatives. Retrieval pairs put the own caption first."""
+        if not bool((labels[:, 0] == 1).all()):
+            raise ValueError("model.contrastive_weight needs each video's own caption first among its texts")
+        from .losses import video_text_contrastive_loss
+
+        b, p = input_ids.shape[:2]
+        grids = grids.unflatten(0, (b, p))[:, 0]  # fuse repeated them per text: (B*P, N, ...) -> (B, N, ...)
+        video = grids.mean(dim=(1, 3, 4))  # (B, N, D, h, w) -> (B, D)
+        ids, mask = input_ids[:, 0], attention_mask[:, 0].unsqueeze(-1).float()  # (B, L), (B, L, 1)
+        words = self.transformer.bert.embeddings.word_embeddings(ids)  # (B, L) -> (B, L, D)
+        text = (words * mask).sum(1) / mask.sum(1).clamp_min(1.0)  # (B, L, D) -> (B, D)
+        return video_text_contrastive_loss(video, text, group)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Training loss of aggregated logits (B, K_out)."""

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 __all__ = [
     "LOSS_KINDS",
+    "video_text_contrastive_loss",
     "class_weights_from_counts",
     "focal_loss",
     "single_label_loss",
@@ -201,3 +202,23 @@ def regression_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
                          f"and {tuple(target.shape)}")
     p = _promote(pred)
     return F.l1_loss(p, target.to(p.dtype))
+
+
+def video_text_contrastive_loss(video: torch.Tensor, text: torch.Tensor, group: torch.Tensor | None = None,
+                                temperature: float = 0.07) -> torch.Tensor:
+    """Symmetric InfoNCE between B videos and their B captions (row i of each belongs together).
+
+    ``video`` (B, D) and ``text`` (B, D) are compared by cosine similarity / ``temperature``; each video's own
+    caption must win over the other captions of the batch and each caption's video over the other videos.
+    ``group`` (B,): the video each row comes from; another row of the same video (a second caption of it) is
+    left out of the candidates rather than counted as a wrong answer.
+    """
+    v = F.normalize(video.float(), dim=-1)
+    t = F.normalize(text.float(), dim=-1)
+    sim = v @ t.T / temperature  # (B, D) x (D, B) -> (B, B): video i against caption j
+    if group is not None:
+        same = group[:, None] == group[None, :]
+        same.fill_diagonal_(False)
+        sim = sim.masked_fill(same, float("-inf"))  # symmetric, so it serves both directions
+    target = torch.arange(sim.shape[0], device=sim.device)
+    return 0.5 * (F.cross_entropy(sim, target) + F.cross_entropy(sim.T, target))

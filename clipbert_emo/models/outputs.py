@@ -13,6 +13,7 @@ class ClipBertOutput:
     logits: torch.Tensor  # (B, K) video-level logits, aggregated over clips
     clip_logits: torch.Tensor  # (B, N, K) one row of logits per clip
     loss_visual_aux: torch.Tensor | None = None  # the auxiliary visual loss, when enabled and labels were given
+    loss_contrastive: torch.Tensor | None = None  # retrieval's auxiliary video-text contrastive loss, when enabled
     # late / hybrid fusion (models/fusion_strategies.py), for analysis: each modality head's own aggregated logits
     # {name: (B, K)}, each branch's weight in the combination (B, M), and hybrid's auxiliary per-modality loss
     modality_logits: dict | None = None

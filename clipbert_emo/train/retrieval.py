@@ -92,7 +92,8 @@ class RetrievalRecipe(FinetuneRecipe):
         labels = batch["labels"]
         if self.cfg.retrieval.hard_negatives:
             inputs, labels = self.add_hard_negatives(model, inputs, labels, batch["group"])
-        return model(**inputs, labels=labels)
+        extra = {"group": batch["group"]} if self.cfg.model.contrastive_weight > 0 else {}
+        return model(**inputs, labels=labels, **extra)
 
     @torch.no_grad()
     def add_hard_negatives(self, model, inputs: dict, labels: torch.Tensor, group: torch.Tensor):
@@ -125,7 +126,10 @@ class RetrievalRecipe(FinetuneRecipe):
         return inputs, torch.cat([labels, labels.new_zeros(b, 1)], dim=1)  # (B, P+1)
 
     def step_logs(self, out) -> dict:
-        return {"loss": out.loss.item()}
+        logs = {"loss": out.loss.item()}
+        if out.loss_contrastive is not None:
+            logs["loss_itc"] = out.loss_contrastive.item()
+        return logs
 
     def evaluate(self, engine: Engine, epoch: int) -> dict:
         net = engine.accelerator.unwrap_model(engine.model)
