@@ -100,6 +100,42 @@ def test_dense_frames_read_in_one_pass_equal_seeking(tmp_path):
     np.testing.assert_array_equal(read_frames(open_video(path), dense, str(path)).reshape(a.shape), a)
 
 
+@pytest.mark.parametrize("bframes", [0, 2])
+def test_dense_readers_return_decords_frames_pixel_for_pixel(tmp_path, bframes, monkeypatch):
+    from clipbert_emo.data import decode
+
+    # Textured frames with B-frames: decode order differs from display order, and the colour conversion of
+    # the two libraries must agree to the last bit for the readers to be interchangeable.
+    path = tmp_path / "b.mp4"
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    with av.open(str(path), "w", format="mp4") as out:
+        vs = out.add_stream("libx264", rate=10)
+        vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
+        vs.options = {"keyint": "12", "min-keyint": "12", "scenecut": "0", "bframes": str(bframes)}
+        for i in range(50):
+            for p in vs.encode(av.VideoFrame.from_ndarray(np.roll(base, 2 * i, axis=1), format="rgb24")):
+                out.mux(p)
+        for p in vs.encode(None):
+            out.mux(p)
+    wanted = np.array([2, 3, 7, 11, 12, 13, 20, 29, 30, 41, 49])
+    expected = open_video(path).get_batch(wanted.tolist()).asnumpy()  # decord's seeking, frame by frame
+    passes = []
+    for name in ("_read_frames_pyav", "_read_sequential"):
+        real = getattr(decode, name)
+        monkeypatch.setattr(decode, name, lambda *a, _real=real, _name=name, **k: passes.append(_name) or _real(*a, **k))
+    for reader in ("pyav", "decord"):
+        monkeypatch.setattr(decode, "SEQUENTIAL_READER", reader)
+        frames, inverse = decode.read_unique_frames(open_video(path), wanted, str(path))
+        np.testing.assert_array_equal(frames[inverse], expected, err_msg=reader)
+    assert passes == ["_read_frames_pyav", "_read_sequential"], "each reader did the pass"
+    monkeypatch.setattr(decode, "SEQUENTIAL_READER", "pyav")
+    # A late start (the lead-in longer than the span) goes through decord's pass, same frames.
+    late = np.array([40, 41, 43, 45, 47])
+    frames, inverse = decode.read_unique_frames(open_video(path), late, str(path))
+    np.testing.assert_array_equal(frames[inverse], open_video(path).get_batch(late.tolist()).asnumpy())
+
+
 def test_seek_mode_is_validated():
     from clipbert_emo.config import ConfigError, ExperimentConfig
 

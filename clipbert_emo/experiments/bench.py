@@ -138,15 +138,17 @@ def _full_decode_seconds(path: str, threads: int) -> float:
     return time.perf_counter() - start
 
 
-def _clips_seconds(path: str, n_test: int, seek: str, threads: int, sequential: bool = True) -> tuple[float, int]:
+def _clips_seconds(path: str, n_test: int, seek: str, threads: int, dense: str = "pyav") -> tuple[float, int]:
     """Time to open ``path`` and decode the frames of its N_test clips as evaluation and prediction do (T=2
     frames at 2 fps; the letterbox after it is left out, as the full decode has none); and how many distinct
-    frames they used. ``sequential=False``: always decord's seeking (the reader before dense one-pass reads)."""
+    frames they used. ``dense``: how dense frames are read: "pyav" (the library's one pass), "decord" (decord's
+    skip_frames one pass, the reader before it), "seek" (decord's seeking whatever the density, before both)."""
     from ..data import decode
     from ..data.sampling import sample_clip_indices, snap_clips_to_keyframes
 
-    saved = decode.SEQUENTIAL_DENSITY
-    decode.SEQUENTIAL_DENSITY = saved if sequential else float("inf")
+    saved = decode.SEQUENTIAL_DENSITY, decode.SEQUENTIAL_READER
+    decode.SEQUENTIAL_DENSITY = float("inf") if dense == "seek" else saved[0]
+    decode.SEQUENTIAL_READER = dense
     try:
         start = time.perf_counter()
         reader = decode.open_video(path, num_threads=threads)
@@ -157,7 +159,7 @@ def _clips_seconds(path: str, n_test: int, seek: str, threads: int, sequential: 
         decode.read_unique_frames(reader, indices, path)  # what load_clips reads; it shapes each frame once
         return time.perf_counter() - start, len(np.unique(indices))
     finally:
-        decode.SEQUENTIAL_DENSITY = saved
+        decode.SEQUENTIAL_DENSITY, decode.SEQUENTIAL_READER = saved
 
 
 def bench_decode(args) -> dict:
@@ -172,20 +174,22 @@ def bench_decode(args) -> dict:
         full = min(_full_decode_seconds(v["path"], threads=1) for _ in range(args.repeat))
         frames = int(round(v["seconds"] * FPS))
         base = {"video": f"{v['seconds']}s {v['height']}p", "gop": v["gop"], "frames": frames, "full_s": full}
-        cases = [("accurate", args.n_test, 1, True), ("keyframe", args.n_test, 1, True),
-                 ("keyframe", args.n_test, 0, True)]
+        cases = [("accurate", args.n_test, 1, "pyav"), ("keyframe", args.n_test, 1, "pyav"),
+                 ("keyframe", args.n_test, 0, "pyav")]
         dense = max(args.n_test, frames // 8)  # clips two frames each, every 8th frame: dense enough to read in one pass
-        cases += [("accurate", dense, 1, False), ("accurate", dense, 1, True)]
-        for seek, n, threads, sequential in cases:
-            timed = [_clips_seconds(v["path"], n, seek, threads, sequential) for _ in range(args.repeat)]
+        cases += [("accurate", dense, 1, "seek"), ("accurate", dense, 1, "decord"), ("accurate", dense, 1, "pyav")]
+        for seek, n, threads, how in cases:
+            timed = [_clips_seconds(v["path"], n, seek, threads, how) for _ in range(args.repeat)]
             seconds, used = min(t for t, _ in timed), timed[0][1]
-            rows.append({**base, "n_test": n, "seek": seek + ("" if sequential else " (seek only)"),
+            label = {"seek": " (seek only)", "decord": " (decord pass)", "pyav": ""}[how]
+            rows.append({**base, "n_test": n, "seek": seek + label,
                          "threads": threads or "auto", "frames_used": used, "clips_s": seconds,
                          "speedup_vs_full": full / seconds})
     notes = ["full_s: open + every frame decoded to RGB with decord, 1 thread; clips_s: open + the frames of the "
              "N_test clips (T=2 at 2 fps) through the library's reader (data/decode.py); threads 'auto' = decord's own",
-             "accurate (seek only): the reader before this change (decord's get_batch for any density); accurate "
-             "reads dense frames in one forward pass",
+             "accurate (seek only): decord's get_batch for any density (the first reader); accurate (decord pass): "
+             "dense frames in one pass of decord's skip_frames + next (the second); accurate: dense frames in one "
+             "PyAV pass that converts only the wanted frames (the library's reader)",
              f"videos: {FPS} fps H.264 (x264 veryfast, crf 28), gop default = x264's keyint 250, short = 25",
              f"each time is the best of {args.repeat} run(s) (--repeat)"]
     return report("decode", rows, ["video", "gop", "frames", "n_test", "seek", "threads", "frames_used", "clips_s",
