@@ -9,6 +9,8 @@ measured side by side in the same run, so they hold even when the absolute times
     clipbert-emo bench decode --full          # adds 600 s videos (several minutes to generate and decode)
     clipbert-emo bench infer --checkpoint runs/demo/video+text/checkpoint --manifest data/synthemo/test.jsonl
     clipbert-emo bench train
+    clipbert-emo bench train --config clipbert_base --device cuda --shapes 1x2,8x2 --batch-size 16 \
+        --workers 8 train.mixed_precision=bf16 model.channels_last=true   # the full-size model on a GPU
 """
 
 from __future__ import annotations
@@ -236,6 +238,19 @@ def add_parser(sub, common):
                    "with random weights, written to runs/bench/checkpoint)")
     s.add_argument("--manifest", default=None, help="infer: the videos to score, e.g. data/synthemo/test.jsonl "
                    "(default: generated 4 s clips); bf16 and fp32 predictions are compared on them")
+    s.add_argument("--config", default=None, help="train, infer: the model to measure, a config name or YAML "
+                   "(e.g. clipbert_base: ResNet-50, 448 px, 12-layer BERT) built with random weights (default: the "
+                   "demo-size synthemo_cpu)")
+    s.add_argument("overrides", nargs="*", help="train, infer: config overrides as key.sub=value, e.g. "
+                   "train.mixed_precision=bf16 model.channels_last=true")
+    s.add_argument("--device", default="cpu", help="train: where to run, cpu or cuda (default: %(default)s)")
+    s.add_argument("--shapes", default=None, help="train: N_train x T settings, e.g. 1x2,8x2 (default: "
+                   "1x1,1x2,2x2,4x4,16x16)")
+    s.add_argument("--workers", default="0,1,2", help="train: loader worker counts to try (default: %(default)s)")
+    s.add_argument("--batch-size", type=int, default=4, help="train: videos per step (default: %(default)s)")
+    s.add_argument("--steps", type=int, default=0, help="train: timed steps per setting (default: 4, 8 with --full)")
+    s.add_argument("--peak-tflops", type=float, default=None, help="train: the chip's peak for the MFU column "
+                   "(default: the published dense bf16 peak of H100/H200/A100/L40S/A10G, none on CPU)")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=lambda args: main(_with_default_out(args)))
     return s

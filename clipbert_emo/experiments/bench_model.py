@@ -28,13 +28,20 @@ ROOT = Path(__file__).resolve().parents[2]  # the folder holding clipbert_emo/, 
 def demo_size_config():
     """configs/synthemo_cpu.yaml's model (EfficientNet-lite0, 64 px, 2-layer 128-wide fusion) without its
     pretrained-weight loading: speed does not depend on the weights' values."""
+    return bench_config(None)
+
+
+def bench_config(config: str | None, overrides=()):
+    """The config a benchmark builds its model from (default: the demo-size synthemo_cpu), with random weights
+    (no ImageNet or BERT download: speed does not depend on the weights' values) and in-process loading."""
     from ..config import load_config
 
-    return load_config("synthemo_cpu", ["model.pretrained=false", "data.num_workers=0"])
+    return load_config(config or "synthemo_cpu", ["model.pretrained=false", "model.text_init=",
+                                                 "data.num_workers=0", *overrides])
 
 
-def demo_checkpoint(folder: str | Path) -> Path:
-    """A demo-size checkpoint with random weights (written once)."""
+def demo_checkpoint(folder: str | Path, cfg=None) -> Path:
+    """A checkpoint of ``cfg`` (default: the demo-size model) with random weights (written once)."""
     import torch
 
     from ..build import build_model
@@ -44,7 +51,7 @@ def demo_checkpoint(folder: str | Path) -> Path:
     folder = Path(folder)
     if (folder / "model.safetensors").exists():
         return folder
-    cfg = demo_size_config()
+    cfg = cfg or demo_size_config()
     tokenizer = build_wordpiece_tokenizer(["what a day", "no way that is incredible", "i am fine"], 200,
                                           folder.parent / "tokenizer")
     torch.manual_seed(0)
@@ -134,7 +141,11 @@ def bench_infer(args) -> dict:
 
     started = machine()
     threads = set_threads(None)
-    ckpt = Path(args.checkpoint) if args.checkpoint else demo_checkpoint("runs/bench/checkpoint")
+    if args.checkpoint:
+        ckpt = Path(args.checkpoint)
+    else:
+        cfg = bench_config(args.config, args.overrides)
+        ckpt = demo_checkpoint(f"runs/bench/checkpoint-{cfg.name}" if args.config else "runs/bench/checkpoint", cfg)
     count = 64 if args.full else 16
     manifest = Path(args.manifest) if args.manifest else clip_manifest("runs/bench/clips", count)
     rows, notes = [], []
@@ -199,8 +210,48 @@ def bench_infer(args) -> dict:
                                                                      "manifest": str(manifest)}, notes, started)
 
 
+def parse_shapes(text: str) -> list[tuple[int, int]]:
+    """"1x2,8x2" -> [(1, 2), (8, 2)]: N_train clips x T frames per setting."""
+    try:
+        shapes = [tuple(int(v) for v in part.lower().split("x")) for part in text.split(",") if part.strip()]
+    except ValueError:
+        shapes = []
+    if not shapes or any(len(sh) != 2 or min(sh) < 1 for sh in shapes):
+        raise ValueError(f"--shapes {text!r}: expected N x T pairs such as 1x2,8x2")
+    return shapes
+
+
+def peak_tflops(device) -> float | None:
+    """The chip's dense bf16 peak (TFLOP/s) for the MFU column, for the GPUs whose figure is published."""
+    import torch
+
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    for key, peak in (("H200", 989.5), ("H100", 989.5), ("A100", 312.0), ("L40S", 362.1), ("A10G", 70.0)):
+        if key in name:
+            return peak
+    return None
+
+
+def _step_flops(model, batch, autocast) -> float:
+    """FLOPs of one training step (forward and backward) by torch's operator counter."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        with autocast():
+            out = model(**batch)
+        out.loss.backward()
+    model.zero_grad(set_to_none=True)
+    return float(counter.get_total_flops())
+
+
 def bench_train(args) -> dict:
-    """Training steps of the demo-size model: samples/s, data wait vs compute, peak memory."""
+    """Training steps: samples/s, data wait vs compute, peak memory and model FLOP/s (MFU on known GPUs), per
+    clip shape and loader workers, for the demo-size model or ``--config``."""
+    import contextlib
+
     import torch
 
     from ..build import build_model
@@ -211,46 +262,71 @@ def bench_train(args) -> dict:
     from ..train.optim import build_optimizer
 
     started = machine()
-    steps = 8 if args.full else 4
-    cfg = demo_size_config()
+    steps = args.steps or (8 if args.full else 4)
+    cfg = bench_config(args.config, args.overrides)
+    device = torch.device(args.device)
+    precision = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.mixed_precision)
+    autocast = ((lambda: torch.autocast(device.type, dtype=precision)) if precision is not None
+                else contextlib.nullcontext)
+    peak = args.peak_tflops or peak_tflops(device)
     task = get_task(cfg.data.task)
     manifest = Path(args.manifest) if args.manifest else clip_manifest("runs/bench/clips", 16)
     samples = read_manifest(str(manifest), task.target_reader(cfg.data), require_video=True)
     tokenizer = build_wordpiece_tokenizer([s.text for s in samples.samples], 200, "runs/bench/train_tokenizer")
-    shapes = [(1, 1), (1, 2), (2, 2), (4, 4), (16, 16)]
+    default_shapes = args.shapes is None
+    shapes = parse_shapes(args.shapes or "1x1,1x2,2x2,4x4,16x16")
+    workers_list = [int(w) for w in args.workers.split(",")]
     rows = []
     for n, t in shapes:
-        for workers in (0, 1, 2):
-            if (n, t) == (16, 16) and workers != 1 and not args.full:
+        for workers in workers_list:
+            if default_shapes and (n, t) == (16, 16) and workers != 1 and not args.full:
                 continue  # the dense setting once by default: minutes per worker count on 2 cores
             data = dataclasses.replace(cfg.data, num_clips_train=n, num_frames=t, num_workers=workers)
             torch.manual_seed(0)
             model = build_model(dataclasses.replace(cfg, data=data), len(tokenizer), tokenizer.pad_token_id or 0,
-                                pretrained=False).train()
+                                pretrained=False).to(device).train()
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
             optimizer = build_optimizer(model, cfg.optim)
-            loader = make_loader(samples, data, tokenizer, True, 4, 0, task=task)
-            wait = compute = 0.0
+            loader = make_loader(samples, data, tokenizer, True, args.batch_size, 0, task=task)
+            wait = compute = flops = 0.0
             done = 0
             clock = time.perf_counter()
             for step, batch in enumerate(_cycle(loader, steps + 1)):
+                inputs = {k: batch[k].to(device, non_blocking=True) for k in ("input_ids", "attention_mask", "video",
+                                                                             "labels")}
                 got = time.perf_counter()
-                out = model(batch["input_ids"], batch["attention_mask"], video=batch["video"],
-                            labels=batch["labels"])
+                if step == 0:  # the warm-up step: worker start-up, first-call allocations, and the FLOP count
+                    flops = _step_flops(model, inputs, autocast)
+                with autocast():
+                    out = model(**inputs)
                 out.loss.backward()
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
                 now = time.perf_counter()
-                if step > 0:  # the first step pays for worker start-up and first-call allocations
+                if step > 0:
                     wait, compute, done = wait + got - clock, compute + now - got, done + len(batch["index"])
                 clock = now
+            gflops = flops * steps / compute / 1e9 if compute else None
             rows.append({"n_train x T": f"{n}x{t}", "workers": workers, "samples_per_s": done / (wait + compute),
                          "step_s": (wait + compute) / steps, "data_wait_pct": 100 * wait / (wait + compute),
-                         "peak_rss_mb": peak_rss_mb()})
-    notes = [f"demo-size model (configs/synthemo_cpu.yaml: EfficientNet-lite0, 64 px, 2x128 fusion), batch 4, "
-             f"{steps} timed steps after one warm-up step, AdamW; videos: {manifest}",
-             "peak_rss_mb: the process's peak so far, in the order of the rows"]
+                         "gflop_per_step": flops / 1e9, "gflop_per_s": gflops,
+                         "mfu_pct": 100 * gflops / (1000 * peak) if peak and gflops else None,
+                         "peak_mem_mb": (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
+                                         else peak_rss_mb())})
+    size = ("demo-size model (configs/synthemo_cpu.yaml: EfficientNet-lite0, 64 px, 2x128 fusion)" if not args.config
+            else f"config {cfg.name}: {cfg.model.backbone}, {cfg.data.frame_size} px, {cfg.model.num_layers}x"
+                 f"{cfg.model.hidden_size} fusion, random weights")
+    notes = [f"{size}, batch {args.batch_size}, {steps} timed steps after one warm-up step, AdamW, "
+             f"precision {cfg.train.mixed_precision}, device {device}; videos: {manifest}",
+             "gflop_per_step: forward + backward, counted by torch.utils.flop_counter on the warm-up step; "
+             f"mfu_pct: gflop_per_s against {f'{peak:g} TFLOP/s (dense bf16 peak)' if peak else 'no known peak'}",
+             "peak_mem_mb: CUDA peak allocated on a GPU; on CPU the process's peak RSS so far, in row order"]
     return report("train", rows, ["n_train x T", "workers", "samples_per_s", "step_s", "data_wait_pct",
-                                  "peak_rss_mb"], args.out, {"steps": steps}, notes, started)
+                                  "gflop_per_step", "gflop_per_s", "mfu_pct", "peak_mem_mb"], args.out,
+                  {"steps": steps, "config": cfg.name, "device": str(device)}, notes, started)
 
 
 def _cycle(loader, count: int):

@@ -1,0 +1,39 @@
+"""The benchmark commands' own logic on tiny inputs: shape parsing, and a training bench row (steps timed, FLOPs
+counted) for a config given by name with overrides. The figures themselves live in docs/performance.md."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from conftest import TINY_OVERRIDES
+
+
+def test_parse_shapes():
+    from clipbert_emo.experiments.bench_model import parse_shapes
+
+    assert parse_shapes("1x2, 8X2") == [(1, 2), (8, 2)]
+    for bad in ("", "1x", "2x0", "axb", "1x2x3"):
+        with pytest.raises(ValueError, match="--shapes"):
+            parse_shapes(bad)
+
+
+def test_bench_train_row_for_a_named_config(synthemo_dir, tmp_path, monkeypatch):
+    from clipbert_emo.experiments.bench_model import bench_train
+
+    monkeypatch.chdir(tmp_path)  # the bench writes its tokenizer under runs/bench
+    out = tmp_path / "train.json"
+    args = argparse.Namespace(steps=1, full=False, config="synthemo_cpu",
+                              overrides=[*TINY_OVERRIDES, "model.num_layers=1", "train.mixed_precision=bf16"],
+                              device="cpu", peak_tflops=100.0, manifest=str(synthemo_dir / "train.jsonl"),
+                              shapes="1x2", workers="0", batch_size=2, out=str(out), quiet=True)
+    bench_train(args)
+    saved = json.loads(out.read_text())
+    (row,) = saved["rows"]
+    assert row["n_train x T"] == "1x2" and row["workers"] == 0 and row["samples_per_s"] > 0
+    # A ResNet-18 to res4 on 2 x 2 frames of 32 px plus a 32-wide transformer: well above a megaFLOP per step.
+    assert row["gflop_per_step"] > 1e-3
+    assert row["mfu_pct"] == pytest.approx(100 * row["gflop_per_s"] / (1000 * 100.0))
+    assert saved["config"] == "synthemo_cpu" and saved["device"] == "cpu"
