@@ -46,7 +46,9 @@ class Predictor:
             raise UserError(f"device {device!r} is not usable here ({str(e).strip().splitlines()[0][:120]}); "
                             f"use cpu{' or cuda' if torch.cuda.is_available() else ''}") from None
         self.model, self.cfg, self.tokenizer = load_checkpoint(checkpoint, device)
-        self.cfg.data = dataclasses.replace(self.cfg.data, seek=seek)
+        # keyframe is the fast mode throughout: the decoder also scales frames down as it converts them;
+        # accurate reads the evaluation's frames at the evaluation's pixels.
+        self.cfg.data = dataclasses.replace(self.cfg.data, seek=seek, decode_resize=seek == "keyframe")
         self.device = torch.device(device)
         self.labels = list(self.cfg.data.labels)
         self.task = get_task(self.cfg.data.task)

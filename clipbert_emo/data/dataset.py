@@ -19,7 +19,8 @@ from torch.utils.data import Dataset
 
 from ..config import DataConfig
 from .decode import (DecodedFrames, VideoDecodeError, check_span, decode_what_decodes, is_image_path,
-                     keyframe_indices, open_video, read_image, read_unique_frames, video_info)
+                     keyframe_indices, open_video, read_image, read_unique_frames, scaled_size,
+                     video_info)
 from .manifest import Manifest, Sample
 from .sampling import clip_spans_seconds, sample_clip_indices, snap_clips_to_keyframes
 from .audio import load_audio_clips
@@ -56,14 +57,17 @@ def load_clips(
         clips = clips_transform(frames, cfg.frame_size, training and cfg.augment, rng, cfg.crop_scale_min,
                                 cfg.hflip, cfg.pad, resize)  # (N, T, H, W, 3) -> (N, T, 3, S, S)
         return clips, [(0.0, 0.0)] * num_clips
-    reader = open_video(sample.video, num_threads=cfg.decode_threads)
+    # Scaled in the decoder only where the frame is shaped in one piece afterwards (no per-clip face box or crop).
+    size = (scaled_size(sample.video, cfg.frame_size)
+            if cfg.decode_resize and not cfg.face_crop and not (training and cfg.augment) else None)
+    reader = open_video(sample.video, num_threads=cfg.decode_threads, size=size)
     info = video_info(reader, sample.video)
     check_span(sample.start, sample.end, info.duration, sample.source or sample.video)
     indices = _clip_indices(sample, info, cfg, num_clips, training, rng)  # (N, T)
     if cfg.seek == "keyframe":
         indices = snap_clips_to_keyframes(indices, keyframe_indices(reader), *_frame_range(sample, info))
     try:
-        unique_frames, inverse = read_unique_frames(reader, indices, sample.video)  # (U, H, W, 3), (N*T,)
+        unique_frames, inverse = read_unique_frames(reader, indices, sample.video, size)  # (U, H, W, 3), (N*T,)
     except VideoDecodeError as e:
         if isinstance(reader, DecodedFrames):
             raise

@@ -49,8 +49,26 @@ class VideoInfo:
         return self.num_frames / self.fps
 
 
-def open_video(path: str | os.PathLike, num_threads: int = 1):
-    """Open ``path`` with decord; raise VideoDecodeError naming the file on any failure."""
+def scaled_size(path: str | os.PathLike, max_side: int) -> tuple[int, int] | None:
+    """(width, height) that brings the video's longer side down to ``max_side`` (aspect kept, even sizes, as the
+    scalers want), read from the container header; None when the video is no larger or the header says nothing."""
+    import av
+
+    try:
+        with av.open(os.fspath(path)) as container:
+            stream = container.streams.video[0]
+            width, height = int(stream.codec_context.width), int(stream.codec_context.height)
+    except Exception:  # unreadable header, no video stream: open_video reports it
+        return None
+    if min(width, height) <= 0 or max(width, height) <= max_side:
+        return None
+    scale = max_side / max(width, height)
+    return max(2, 2 * round(width * scale / 2)), max(2, 2 * round(height * scale / 2))
+
+
+def open_video(path: str | os.PathLike, num_threads: int = 1, size: tuple[int, int] | None = None):
+    """Open ``path`` with decord; raise VideoDecodeError naming the file on any failure. ``size`` (width, height):
+    frames come out scaled to it by the decoder (:func:`scaled_size`)."""
     import decord
 
     path = os.fspath(path)
@@ -58,8 +76,9 @@ def open_video(path: str | os.PathLike, num_threads: int = 1):
         raise VideoDecodeError(f"{path}: file not found")
     if os.path.getsize(path) == 0:
         raise VideoDecodeError(f"{path}: file is empty (0 bytes)")
+    scaled = {"width": size[0], "height": size[1]} if size else {}
     try:
-        reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=num_threads)
+        reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=num_threads, **scaled)
     except Exception as e:  # decord raises its own DECORDError and RuntimeError variants
         # decord's messages ("Check failed: st_nb >= 0") do not say what is wrong; PyAV can: no video stream
         # at all, or a damaged file whose first part still decodes (then those frames are used).
@@ -199,15 +218,16 @@ def read_frames(reader, indices: np.ndarray, path: str) -> np.ndarray:
     return frames.reshape(*np.shape(indices), *frames.shape[1:])  # (N*T, H, W, 3) -> (N, T, H, W, 3)
 
 
-def read_unique_frames(reader, indices: np.ndarray, path: str) -> tuple[np.ndarray, np.ndarray]:
+def read_unique_frames(reader, indices: np.ndarray, path: str,
+                       size: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Each distinct frame of ``indices`` decoded once: (U, H, W, 3) uint8 RGB in frame order, and for every entry
     of the flattened ``indices`` its row there. Clips that share frames (dense or keyframe clips) then cost no
-    copies of full-size frames."""
+    copies of full-size frames. ``size``: the (width, height) ``reader`` was opened with, if scaled."""
     flat = np.asarray(indices, dtype=np.int64).reshape(-1)
     unique, inverse = np.unique(flat, return_inverse=True)
     try:
         if _dense(unique) and hasattr(reader, "skip_frames"):
-            frames = _read_dense(reader, unique, path)  # (U, H, W, 3)
+            frames = _read_dense(reader, unique, path, size)  # (U, H, W, 3)
         else:
             frames = reader.get_batch(unique.tolist()).asnumpy()  # (U, H, W, 3)
     except Exception as e:
@@ -216,7 +236,7 @@ def read_unique_frames(reader, indices: np.ndarray, path: str) -> tuple[np.ndarr
         # decord 0.6 fails to copy out frames of some widths (24, 48, ... px) whose row padding it
         # mis-sizes (get_batch raises, next() returns a wrongly shaped array); PyAV decodes those files
         # correctly, up to the last frame needed.
-        frames = _read_frames_pyav(path, unique)
+        frames = _read_frames_pyav(path, unique, size=size)
     return frames, inverse.reshape(-1)
 
 
@@ -229,13 +249,13 @@ class _PaddedRows(RuntimeError):
     """decord handed out a frame that is not (H, W, 3): its row padding bug (see read_frames)."""
 
 
-def _read_dense(reader, unique: np.ndarray, path: str) -> np.ndarray:
+def _read_dense(reader, unique: np.ndarray, path: str, size: tuple[int, int] | None = None) -> np.ndarray:
     """One forward pass for dense frames: PyAV from the file's start when the frames before the first wanted one
     cost no more than the span itself and PyAV counts the same frames as decord (then frame i of its decode
     order is decord's frame i: same pixels, tests/test_seek.py); otherwise decord's seek + skip."""
     lead_in_is_short = int(unique[0]) <= int(unique[-1] - unique[0])
     if SEQUENTIAL_READER == "pyav" and lead_in_is_short:
-        frames = _read_frames_pyav(path, unique, expected_frames=len(reader))
+        frames = _read_frames_pyav(path, unique, expected_frames=len(reader), size=size)
         if frames is not None:
             return frames
     return _read_sequential(reader, unique)
@@ -259,9 +279,12 @@ def _read_sequential(reader, unique: np.ndarray) -> np.ndarray:
     return out
 
 
-def _read_frames_pyav(path: str, wanted: np.ndarray, expected_frames: int | None = None) -> np.ndarray | None:
+def _read_frames_pyav(path: str, wanted: np.ndarray, expected_frames: int | None = None,
+                      size: tuple[int, int] | None = None) -> np.ndarray | None:
     """The frames at sorted, distinct ``wanted`` (U, H, W, 3), decoding from the start and converting only those.
-    ``expected_frames``: return None (the caller reads another way) unless the container's frame count is this."""
+    ``expected_frames``: return None (the caller reads another way) unless the container's frame count is this.
+    ``size`` (width, height): scaled with swscale's bilinear filter, the nearest to decord's scaler (1-2 levels apart on average)."""
+    scaled = {"width": size[0], "height": size[1], "interpolation": "BILINEAR"} if size else {}
     import av
 
     row = {int(i): j for j, i in enumerate(wanted)}
@@ -275,7 +298,7 @@ def _read_frames_pyav(path: str, wanted: np.ndarray, expected_frames: int | None
             for i, frame in enumerate(container.decode(stream)):
                 j = row.get(i)
                 if j is not None:
-                    rgb = frame.to_ndarray(format="rgb24")  # (H, W, 3)
+                    rgb = frame.to_ndarray(format="rgb24", **scaled)  # (H, W, 3)
                     if out is None:  # filled in place: no second copy of hundreds of MB by a stack
                         out = np.empty((len(wanted), *rgb.shape), dtype=np.uint8)  # (U, H, W, 3)
                     out[j] = rgb
