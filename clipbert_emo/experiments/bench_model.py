@@ -160,6 +160,12 @@ def bench_infer(args) -> dict:
     for seek in ("accurate", "keyframe"):
         rows.append({"measure": "clipbert-emo predict wall", "setting": f"--seek {seek}",
                      "seconds": _cli_seconds("predict", str(ckpt), short, "--json", "--seek", seek)})
+    videos = sum(1 for line in manifest.read_text().splitlines() if line.strip())
+    for seek in ("accurate", "keyframe"):  # batch prediction: background decoding, batches through the model
+        seconds = _cli_seconds("predict", str(ckpt), str(manifest), "--seek", seek, "-q",
+                               "--out", str(Path("runs/bench") / f"predict_{seek}.jsonl"))
+        rows.append({"measure": f"clipbert-emo predict, {videos} videos", "setting": f"--seek {seek}",
+                     "seconds": seconds, "videos_per_s": videos / seconds})
 
     model, cfg, tokenizer = load_checkpoint(ckpt, "cpu")
     task = get_task(cfg.data.task)

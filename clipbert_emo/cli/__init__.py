@@ -24,56 +24,12 @@ import os
 import sys
 from pathlib import Path
 
-OVERRIDES_HELP = "config overrides as key.sub=value, e.g. train.epochs=5 data.frame_size=224"
-
-# What a command was asked for (tables, JSON) goes to the real stdout through say(); everything else that
-# prints while a command runs (libraries' warnings included) is sent to stderr, so `--json | jq` works.
-_STDOUT = sys.stdout
-
-
-def say(*parts, **kwargs) -> None:
-    print(*parts, file=_STDOUT, **kwargs)
-
-
-def _positive(name: str):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a whole number, got {text!r}") from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"{name} must be >= 1, got {value}")
-        return value
-    return parse
-
-
-def _utf8(text: str | None, what: str) -> str | None:
-    """Command-line text as given; a value that is not valid UTF-8 is refused rather than mangled."""
-    if text is not None:
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            from .config import UserError
-
-            raise UserError(f"{what} is not valid UTF-8 text; re-encode it (e.g. iconv -t utf-8)") from None
-    return text
-
-
-def _png_path(path: str | None, what: str) -> str | None:
-    from .config import UserError
-
-    if path is None:
-        return None
-    p = Path(path)
-    if p.is_dir():
-        raise UserError(f"{what} {path} is a folder; give a file name ending in .png")
-    if p.parent != Path("") and not p.parent.is_dir():
-        raise UserError(f"{what} {path}: folder {p.parent} does not exist")
-    return path
-
+from .common import (OVERRIDES_HELP, add_common, add_speed_options, answer_stream, positive, say, set_stdout,
+                         to_stdout, utf8_text)
+from .predict import add_predict_parser
 
 def _cmd_synthemo(args) -> int:
-    from .data.synthemo import SynthEmoConfig, generate_synthemo
+    from ..data.synthemo import SynthEmoConfig, generate_synthemo
 
     fields = {f.name for f in dataclasses.fields(SynthEmoConfig)}
     kwargs = {k: v for k, v in vars(args).items() if k in fields and v is not None}
@@ -96,8 +52,8 @@ def _is_main_process() -> bool:
 
 
 def _cmd_finetune(args) -> int:
-    from .config import load_config
-    from .train.finetune import finetune
+    from ..config import load_config
+    from ..train.finetune import finetune
 
     cfg = load_config(args.config, _run_overrides(args), preset=args.preset)
     metrics = finetune(cfg, progress=not args.quiet)
@@ -113,8 +69,8 @@ def _cmd_finetune(args) -> int:
 
 
 def _cmd_pretrain(args) -> int:
-    from .config import load_config
-    from .train.pretrain import pretrain
+    from ..config import load_config
+    from ..train.pretrain import pretrain
 
     cfg = load_config(args.config, _run_overrides(args), preset=args.preset)
     metrics = pretrain(cfg, progress=not args.quiet)
@@ -128,7 +84,7 @@ def _cmd_pretrain(args) -> int:
 
 
 def _print_eval_summary(result: dict) -> None:
-    from .eval.report import format_table
+    from ..eval.report import format_table
 
     rows = []
     for how, rep in result["reports"].items():
@@ -155,11 +111,11 @@ def _print_eval_summary(result: dict) -> None:
 
 
 def _cmd_evaluate(args) -> int:
-    from .config import check_output_folder
-    from .eval.evaluate import evaluate
-    from .eval.report import format_report
+    from ..config import check_output_folder
+    from ..eval.evaluate import evaluate
+    from ..eval.report import format_report
 
-    from .runtime import set_threads
+    from ..runtime import set_threads
 
     out_dir = Path(args.out or Path(args.checkpoint).parent)
     check_output_folder(out_dir, "--out")
@@ -181,178 +137,8 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
-def _cmd_predict(args) -> int:
-    from .config import UserError
-    from .predict import Predictor, is_manifest
-
-    from .runtime import set_threads
-
-    text = _utf8(args.text, "--text")
-    plot = _png_path(args.plot, "--plot")
-    paths = args.paths
-    many = (len(paths) > 1 or args.out or args.transcripts or args.timeline_png
-            or any(Path(p).is_dir() or is_manifest(p) for p in paths))
-    if many and (plot or args.transcribe):
-        raise UserError("--plot and --transcribe are for one video; with several use --timeline-png DIR and "
-                        "--transcripts FILE")
-    set_threads(args.threads)
-    predictor = Predictor(args.checkpoint, device=args.device, seek=args.seek)
-    if args.face_crop or args.face_detector:
-        predictor.use_face_crop(True, detector=args.face_detector)
-    if many:
-        return _predict_many(args, predictor, text)
-    args.video = paths[0] if paths else None
-    if args.transcribe and not text and args.video:
-        from .data.audio import read_audio
-        from .data.transcribe import Transcriber
-
-        wave = read_audio(args.video, 16000)
-        text = Transcriber(args.transcribe)(wave) if wave is not None and len(wave) else ""
-        print(f"transcript ({args.transcribe}): {text!r}", file=sys.stderr)
-    if plot and not (predictor.model.modalities and predictor.task.name in ("single_label", "multilabel")):
-        raise UserError("--plot draws the per-clip class probabilities over time: it needs a model with video and "
-                        f"class labels (this checkpoint: {predictor.task.name}, "
-                        f"{'+'.join(predictor.model.modality_names) or 'text only'})")
-    result = predictor(args.video, text=text, num_clips=args.n_test, aggregation=args.aggregation)
-    if plot:
-        from .eval.plots import plot_clip_timeline
-        import numpy as np
-
-        times = [(c["start"] + c["end"]) / 2 for c in result["clips"]]
-        probs = np.array([[c["probabilities"][lab] for lab in predictor.labels] for c in result["clips"]])
-        plot_clip_timeline(times, probs, predictor.labels, plot, title=Path(args.video).name)
-    if args.json or not isinstance(result["prediction"], str):  # regression / multitask: nested values
-        say(json.dumps(result, indent=2))
-        return 0
-    from .eval.report import format_table
-
-    say(f"{result['video']}  text={result['text']!r}")
-    say(f"prediction: {result['prediction']}  ({result['aggregation']} over {result['num_clips']} clips)")
-    say(format_table([{"label": k, "probability": v} for k, v in
-                      sorted(result["probabilities"].items(), key=lambda kv: -kv[1])], ["label", "probability"]))
-    if result["clips"] and result["clips"][0]["start"] is not None:
-        rows = [{"clip": i, "start_s": c["start"], "end_s": c["end"], "top": c["prediction"],
-                 "p_top": c["probabilities"][c["prediction"]]} for i, c in enumerate(result["clips"])]
-        say("\nper clip:")
-        say(format_table(rows, ["clip", "start_s", "end_s", "top", "p_top"], floatfmt=".2f"))
-    if "face_crop" in result:
-        f = result["face_crop"]
-        say(f"face crop: no face in {f['no_face_frames']} of {f['frames']} frames; "
-            f"{f['full_frame_clips']} of {f['clips']} clips used the full frame")
-    return 0
-
-
-def _predict_many(args, predictor, text: str | None) -> int:
-    """Batch prediction: gather the videos, score them in batches, print a table, write --out and timelines."""
-    from .config import UserError
-    from .eval.report import format_table
-    from .predict import gather_inputs, read_transcripts, transcript_for
-
-    out = Path(args.out) if args.out else None
-    if out is not None:
-        if out.suffix.lower() not in (".jsonl", ".csv"):
-            raise UserError(f"--out {out}: give a file name ending in .jsonl or .csv")
-        if out.parent != Path("") and not out.parent.is_dir():
-            raise UserError(f"--out {out}: folder {out.parent} does not exist")
-    png_dir = Path(args.timeline_png) if args.timeline_png else None
-    if png_dir is not None:
-        if png_dir.exists() and not png_dir.is_dir():
-            raise UserError(f"--timeline-png {png_dir} is a file; give a folder")
-        if predictor.task.name not in ("single_label", "multilabel"):
-            raise UserError(f"--timeline-png draws class probabilities; this checkpoint's task is {predictor.task.name}")
-        png_dir.mkdir(parents=True, exist_ok=True)
-    inputs, failures = gather_inputs(args.paths)
-    transcripts = read_transcripts(args.transcripts) if args.transcripts else {}
-    texts = [transcript_for(i["video"], transcripts) or i["text"] or text for i in inputs]
-    results = list(predictor.predict_many(
-        [i["video"] for i in inputs], texts, num_clips=args.n_test, aggregation=args.aggregation,
-        batch_size=args.batch_size, num_workers=args.workers, spans=[(i["start"], i["end"]) for i in inputs],
-        progress=not args.quiet)) if inputs else []
-    results += failures
-    failed = [r for r in results if "error" in r]
-    for r in failed:
-        print(f"clipbert-emo predict: cannot read {r['video']}: {r['error']}", file=sys.stderr)
-    if png_dir is not None:
-        _timeline_pngs(results, predictor.labels, png_dir)
-    if out is not None:
-        _write_predictions(results, out, predictor.labels)
-    if args.json:
-        for r in results:
-            say(json.dumps(r))
-    else:
-        rows = []
-        for r in results:
-            row = {"video": r["video"], "prediction": r.get("prediction", "FAILED")}
-            if isinstance(r.get("prediction"), str):
-                row["p_top"] = r["probabilities"][r["prediction"]]
-                row["clips"] = r["num_clips"]
-            if "face_crop" in r:
-                row["no_face_frames"] = f"{r['face_crop']['no_face_frames']}/{r['face_crop']['frames']}"
-            if "error" in r:
-                row["error"] = r["error"][:80]
-            rows.append(row)
-        cols = ["video", "prediction", "p_top", "clips"] + [c for c in ("no_face_frames", "error")
-                                                            if any(c in row for row in rows)]
-        say(format_table(rows, cols))
-        say(f"{len(results) - len(failed)} of {len(results)} videos scored"
-            + (f", {len(failed)} failed" if failed else "") + (f"; written: {out}" if out else "")
-            + (f"; timelines in {png_dir}" if png_dir else ""))
-    return 1 if failed else 0
-
-
-def _write_predictions(results: list[dict], out: Path, labels: list[str]) -> None:
-    """JSON lines (each video's full result) or CSV (one row per video; the timeline as a JSON cell)."""
-    from .config.atomic import atomic_path
-
-    with atomic_path(out) as tmp:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            if out.suffix.lower() == ".jsonl":
-                for r in results:
-                    f.write(json.dumps(r) + "\n")
-                return
-            import csv
-
-            cols = ["video", "text", "prediction", *[f"p_{lab}" for lab in labels], "num_clips", "aggregation",
-                    "no_face_frames", "error", "timeline"]
-            writer = csv.DictWriter(f, cols, extrasaction="ignore")
-            writer.writeheader()
-            for r in results:
-                row = {k: r.get(k) for k in ("video", "text", "num_clips", "aggregation", "error")}
-                pred = r.get("prediction")
-                row["prediction"] = pred if isinstance(pred, (str, int, float)) or pred is None else json.dumps(pred)
-                probs = r.get("probabilities") or {}
-                row.update({f"p_{lab}": probs[lab] for lab in labels if isinstance(probs.get(lab), float)})
-                if "face_crop" in r:
-                    row["no_face_frames"] = r["face_crop"]["no_face_frames"]
-                if "timeline" in r:
-                    row["timeline"] = json.dumps(r["timeline"])
-                writer.writerow(row)
-
-
-def _timeline_pngs(results: list[dict], labels: list[str], folder: Path) -> None:
-    import numpy as np
-
-    from .eval.plots import plot_clip_timeline
-
-    used: set[str] = set()
-    for r in results:
-        if "timeline" not in r or "probabilities" not in r["timeline"]:
-            continue
-        stem = Path(r["video"]).stem or "video"
-        name, k = stem, 1
-        while name in used:  # same file name in two folders: both kept
-            k += 1
-            name = f"{stem}_{k}"
-        used.add(name)
-        t = r["timeline"]
-        times = [(a + b) / 2 if a is not None else i for i, (a, b) in enumerate(zip(t["start"], t["end"]))]
-        probs = np.array([t["probabilities"][lab] for lab in labels]).T  # (K, N) -> (N, K)
-        plot_clip_timeline(times, probs, labels, folder / f"{name}.png", title=Path(r["video"]).name)
-        r["timeline_png"] = str(folder / f"{name}.png")
-
-
 def _cmd_serve(args) -> int:
-    from .serve import ServeLimits, serve
+    from ..serve import ServeLimits, serve
 
     limits = ServeLimits(max_upload_bytes=int(args.max_upload_mb * 2**20), max_seconds=args.max_seconds,
                          queue_limit=args.queue, workers=args.workers)
@@ -364,9 +150,9 @@ def _cmd_serve(args) -> int:
 def _cmd_demo(args) -> int:
     from contextlib import redirect_stdout
 
-    from .experiments.demo import run_demo
+    from ..experiments.demo import run_demo
 
-    with redirect_stdout(_STDOUT):  # the demo's progress lines and table are what it was asked for
+    with redirect_stdout(answer_stream()):  # the demo's progress lines and table are what it was asked for
         run_demo(data_dir=args.data or ("data/synthemo_audio" if args.audio else "data/synthemo"),
                  out_dir=args.out or ("runs/demo_audio" if args.audio else "runs/demo"), config=args.config,
                  overrides=args.overrides, progress=not args.quiet, audio=args.audio)
@@ -376,9 +162,9 @@ def _cmd_demo(args) -> int:
 def _cmd_compare_fusion(args) -> int:
     from contextlib import redirect_stdout
 
-    from .experiments.compare_fusion import run_compare_fusion
+    from ..experiments.compare_fusion import run_compare_fusion
 
-    with redirect_stdout(_STDOUT):  # the progress lines and the table are what it was asked for
+    with redirect_stdout(answer_stream()):  # the progress lines and the table are what it was asked for
         run_compare_fusion(config=args.config, seeds=args.seeds, out_dir=args.out, overrides=args.overrides,
                            strategies=args.strategies, baselines=not args.no_baselines, n_test=args.n_test,
                            synthemo=args.synthemo, progress=not args.quiet, preset=args.preset)
@@ -386,11 +172,11 @@ def _cmd_compare_fusion(args) -> int:
 
 
 def _cmd_synthemo_tasks(args) -> int:
-    from .experiments.retrieval_qa import SIZES, ensure_task_data
+    from ..experiments.retrieval_qa import SIZES, ensure_task_data
 
     sizes = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in SIZES.items()}
     if sizes != SIZES and not (Path(args.out) / "synthemo.json").exists():
-        from .data.synthemo import SynthEmoConfig, generate_synthemo
+        from ..data.synthemo import SynthEmoConfig, generate_synthemo
 
         generate_synthemo(args.out, SynthEmoConfig(**sizes), progress=not args.quiet)
     ensure_task_data(args.out, progress=not args.quiet)
@@ -401,19 +187,19 @@ def _cmd_synthemo_tasks(args) -> int:
 def _cmd_task_demo(args) -> int:
     from contextlib import redirect_stdout
 
-    from .experiments.retrieval_qa import run_task_demo
+    from ..experiments.retrieval_qa import run_task_demo
 
     kind = "retrieval" if args.command == "demo-retrieval" else ("qa_mc" if args.multiple_choice else "qa")
-    with redirect_stdout(_STDOUT):
+    with redirect_stdout(answer_stream()):
         run_task_demo(kind, data_dir=args.data, out_dir=args.out, overrides=args.overrides, progress=not args.quiet)
     return 0
 
 
 def _cmd_search(args) -> int:
-    from .eval.report import format_table
-    from .search import search
+    from ..eval.report import format_table
+    from ..search import search
 
-    result = search(args.checkpoint, args.folder, _utf8(args.query, "the query"), top_k=args.top,
+    result = search(args.checkpoint, args.folder, utf8_text(args.query, "the query"), top_k=args.top,
                     cache_dir=args.cache, num_clips=args.n_test, device=args.device, progress=not args.quiet)
     if args.json:
         say(json.dumps(result, indent=2))
@@ -426,19 +212,9 @@ def _cmd_search(args) -> int:
     return 0
 
 
-def _to_stdout(command):
-    """A command whose own prints are its answer (a table): they go to the real stdout, not to stderr."""
-    def run(args) -> int:
-        from contextlib import redirect_stdout
-
-        with redirect_stdout(_STDOUT):
-            return command(args)
-    return run
-
-
 def _cmd_convert_clipbert(args) -> int:
-    from .convert import convert_clipbert
-    from .eval.report import format_table
+    from ..convert import convert_clipbert
+    from ..eval.report import format_table
 
     labels = [lab.strip() for lab in args.labels.split(",") if lab.strip()] if args.labels else None
     report = convert_clipbert(args.ckpt, args.out, tokenizer=args.tokenizer, labels=labels,
@@ -462,7 +238,7 @@ def _cmd_convert_clipbert(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    from .export import export_checkpoint
+    from ..export import export_checkpoint
 
     spec = export_checkpoint(args.checkpoint, args.out, fmt=args.format, n_test=args.n_test, num_frames=args.frames,
                              frame_size=args.size, text_len=args.text_len, aggregation=args.aggregation)
@@ -474,12 +250,6 @@ def _cmd_export(args) -> int:
     say(f"written beside it: model.json (labels, preprocessing, sampling), tokenizer/; run it with "
         f"examples/onnx_predict.py")
     return 0
-
-
-def _add_common(parser: argparse.ArgumentParser, default) -> None:
-    parser.add_argument("-v", "--verbose", action="store_true", default=default, help="log every epoch's metrics")
-    parser.add_argument("--debug", action="store_true", default=default,
-                        help="on an error, show the full traceback instead of the one-line message")
 
 
 def _add_run_options(s: argparse.ArgumentParser) -> None:
@@ -496,18 +266,6 @@ def _add_run_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
-def _add_speed_options(s: argparse.ArgumentParser, default_seek: str | None) -> None:
-    """--seek and --threads, which predict and evaluate share (with different default seek modes)."""
-    s.add_argument("--seek", choices=["accurate", "keyframe"], default=default_seek,
-                   help="where clips sit in the video: keyframe = each clip starts at the nearest keyframe (a few "
-                        "times faster on long videos; the frames used are reported), accurate = exactly the evenly "
-                        "spaced frames (reproducible numbers) (default: "
-                        + (default_seek or "the checkpoint's data.seek, accurate unless trained otherwise") + ")")
-    s.add_argument("--threads", type=_positive("--threads"), default=None,
-                   help="torch CPU threads (default: the cores not kept busy by other processes; OMP_NUM_THREADS "
-                        "when set)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="clipbert-emo",
@@ -516,14 +274,14 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__,
     )
-    _add_common(p, False)
+    add_common(p, False)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = argparse.ArgumentParser(add_help=False)
-    _add_common(common, argparse.SUPPRESS)  # after the subcommand too, without resetting what came before it
+    add_common(common, argparse.SUPPRESS)  # after the subcommand too, without resetting what came before it
 
     s = sub.add_parser("synthemo", parents=[common], help="generate the SynthEmo benchmark (mp4 files + JSONL manifests)")
     s.add_argument("--out", default="data/synthemo", help="output folder (default: %(default)s)")
-    from .data.synthemo import SynthEmoConfig
+    from ..data.synthemo import SynthEmoConfig
 
     for f in dataclasses.fields(SynthEmoConfig):
         default = getattr(SynthEmoConfig(), f.name)
@@ -555,11 +313,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("checkpoint", help="checkpoint folder (…/checkpoint)")
     s.add_argument("manifest", help="JSONL/CSV manifest with labels, or train | val | test: that split of the "
                    "checkpoint's own data config (how a benchmark read from data.root is scored)")
-    s.add_argument("--n-test", type=_positive("--n-test"), default=None,
+    s.add_argument("--n-test", type=positive("--n-test"), default=None,
                    help="clips per video (default: the config's N_test)")
     s.add_argument("--aggregation", action="append", choices=["mean", "max", "lse"],
                    help="repeatable; default: all three")
-    s.add_argument("--batch-size", type=_positive("--batch-size"), default=None,
+    s.add_argument("--batch-size", type=positive("--batch-size"), default=None,
                    help="videos per batch (default: the config's train.eval_batch_size)")
     s.add_argument("--out", help="folder for eval_metrics.json and confusion_matrix.png (default: the run folder)")
     s.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -567,46 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score with this modality (text, video or audio) removed from every test sample, as if "
                         "the transcript, face or sound were missing; repeatable")
     s.add_argument("-q", "--quiet", action="store_true")
-    _add_speed_options(s, default_seek=None)
+    add_speed_options(s, default_seek=None)
     s.set_defaults(func=_cmd_evaluate)
 
-    s = sub.add_parser("predict", parents=[common], help="predict the emotion of videos (+ optional transcripts)",
-                       description="Per-clip scores (the timeline) and the aggregated distribution for each video. "
-                                   "One video file: its tables (or --json). Several PATHs, a folder or a manifest: "
-                                   "decoded in background workers, scored in batches, one table row per video; a "
-                                   "video that cannot be read is reported and the rest go on (exit code 1 if any "
-                                   "failed).")
-    s.add_argument("checkpoint", help="checkpoint folder (…/checkpoint)")
-    s.add_argument("paths", nargs="*", metavar="PATH",
-                   help="video files (any format decord reads), folders (searched recursively for video files) or "
-                        "JSONL/CSV manifests with a video and an optional text per line")
-    s.add_argument("--text", default=None, help="transcript or caption")
-    s.add_argument("--transcribe", metavar="WHISPER", default=None,
-                   help="without --text: transcribe the video's speech with this Whisper checkpoint (a local folder "
-                        "or hub id) and use that as the text")
-    s.add_argument("--n-test", type=_positive("--n-test"), default=None, help="clips (default: the config's N_test)")
-    s.add_argument("--aggregation", choices=["mean", "max", "lse"], default=None)
-    s.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
-    s.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    s.add_argument("--plot", metavar="PNG", help="also draw the per-clip timeline to this PNG (one video)")
-    s.add_argument("--transcripts", metavar="JSONL", help='transcripts of many videos: lines of {"video": path or '
-                   'file name, "text": ...}; they take precedence over a manifest\'s text and --text')
-    s.add_argument("--out", metavar="FILE", help="write every video's result (distribution, timeline, errors) to a "
-                   ".jsonl or .csv file")
-    s.add_argument("--timeline-png", metavar="DIR", help="draw each video's per-clip timeline to DIR/<name>.png")
-    s.add_argument("--face-crop", action="store_true",
-                   help="crop each sampled frame to the largest face (OpenCV Haar cascade, smoothed over the clip); "
-                        "clips without a face keep the full frame and are counted in the output")
-    s.add_argument("--face-detector", metavar="ONNX", default=None,
-                   help="with --face-crop: a YuNet face detector .onnx file (cv2.FaceDetectorYN) instead of the "
-                        "built-in Haar cascade (implies --face-crop)")
-    s.add_argument("--batch-size", type=_positive("--batch-size"), default=None,
-                   help="videos per batch (default: the config's train.eval_batch_size)")
-    s.add_argument("--workers", type=int, default=None,
-                   help="background decoding processes (default: up to 4, one per core; 0 = decode in this process)")
-    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    _add_speed_options(s, default_seek="keyframe")
-    s.set_defaults(func=_cmd_predict)
+    add_predict_parser(sub, common)
 
     s = sub.add_parser("serve", parents=[common], help="a local web page (upload, webcam, live mode) and JSON API",
                        description="Load a checkpoint once and serve a page where you upload a short video or "
@@ -618,13 +340,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="address to bind (default: %(default)s, this machine only; 0.0.0.0 opens it to the network)")
     s.add_argument("--port", type=int, default=8000, help="default: %(default)s")
     s.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
-    s.add_argument("--n-test", type=_positive("--n-test"), default=None, help="clips per upload (default: the "
+    s.add_argument("--n-test", type=positive("--n-test"), default=None, help="clips per upload (default: the "
                    "config's N_test)")
     s.add_argument("--max-upload-mb", type=float, default=50.0, help="larger uploads get 413 (default: %(default)s)")
     s.add_argument("--max-seconds", type=float, default=60.0, help="longer videos get 422 (default: %(default)s)")
-    s.add_argument("--queue", type=_positive("--queue"), default=8,
+    s.add_argument("--queue", type=positive("--queue"), default=8,
                    help="uploads scored or waiting at once; more get 503 (default: %(default)s)")
-    s.add_argument("--workers", type=_positive("--workers"), default=1,
+    s.add_argument("--workers", type=positive("--workers"), default=1,
                    help="scoring threads sharing the one model (default: %(default)s)")
     s.add_argument("--face-crop", action="store_true", help="crop frames to the largest face (see predict)")
     s.add_argument("--face-detector", metavar="ONNX", default=None, help="a YuNet .onnx file (implies --face-crop)")
@@ -654,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--strategies", nargs="+", default=["early", "late", "cross_attention", "hybrid"],
                    choices=["early", "late", "cross_attention", "hybrid"], help="default: all four")
     s.add_argument("--no-baselines", action="store_true", help="skip the single-modality models")
-    s.add_argument("--n-test", type=_positive("--n-test"), default=16, help="test clips per video (default: 16)")
+    s.add_argument("--n-test", type=positive("--n-test"), default=16, help="test clips per video (default: 16)")
     s.add_argument("--synthemo", default=None, metavar="DIR",
                    help="use SynthEmo with a voice from DIR (generated when missing) instead of the config's manifests")
     s.add_argument("--preset", default=None, help="presets over the config, as for finetune (e.g. cpu,audio)")
@@ -671,9 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("checkpoint", help="retrieval checkpoint folder (…/checkpoint)")
     s.add_argument("folder", help="folder of videos (searched recursively)")
     s.add_argument("query", help='the text to search for, e.g. "someone laughing"')
-    s.add_argument("--top", type=_positive("--top"), default=10, help="results shown (default: %(default)s)")
+    s.add_argument("--top", type=positive("--top"), default=10, help="results shown (default: %(default)s)")
     s.add_argument("--cache", default=None, help="feature cache folder (default: FOLDER/.clipbert-emo-cache)")
-    s.add_argument("--n-test", type=_positive("--n-test"), default=None, help="clips per video (default: N_test)")
+    s.add_argument("--n-test", type=positive("--n-test"), default=None, help="clips per video (default: N_test)")
     s.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.add_argument("-q", "--quiet", action="store_true")
@@ -685,7 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "qa_*.jsonl (open-ended questions) and qa_mc_*.jsonl (multiple choice) next to it.")
     s.add_argument("--out", default="data/synthemo_rq", help="folder (default: %(default)s)")
     for key in ("num_train", "num_val", "num_test"):
-        s.add_argument(f"--{key.replace('_', '-')}", dest=key, type=_positive(key), default=None,
+        s.add_argument(f"--{key.replace('_', '-')}", dest=key, type=positive(key), default=None,
                        help="videos (default: 400 / 100 / 100)")
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=_cmd_synthemo_tasks)
@@ -725,11 +447,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("checkpoint", help="checkpoint folder (…/checkpoint)")
     s.add_argument("--format", choices=["onnx", "torchscript"], default="onnx", help="default: %(default)s")
     s.add_argument("--out", required=True, help="folder to write (new, empty, or an earlier export's, replaced)")
-    s.add_argument("--n-test", type=_positive("--n-test"), default=None,
+    s.add_argument("--n-test", type=positive("--n-test"), default=None,
                    help="clips per video, fixed in the graph (default: the config's data.num_clips_test)")
-    s.add_argument("--frames", type=_positive("--frames"), default=None,
+    s.add_argument("--frames", type=positive("--frames"), default=None,
                    help="frames per clip T (default: the config's data.num_frames)")
-    s.add_argument("--size", type=_positive("--size"), default=None,
+    s.add_argument("--size", type=positive("--size"), default=None,
                    help="frame size in pixels (default: the config's data.frame_size)")
     s.add_argument("--text-len", default=None,
                    help="tokens of text, fixed (pad to it), or 'dynamic' for any length (default: the config's "
@@ -738,24 +460,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how the graph's `logits` aggregate the clips (default: the model's model.aggregation)")
     s.set_defaults(func=_cmd_export)
 
-    from .experiments.bench import add_parser as add_bench_parser
+    from ..experiments.bench import add_parser as add_bench_parser
 
     s = add_bench_parser(sub, common)
-    s.set_defaults(func=_to_stdout(s.get_default("func")))  # the table is what it was asked for
+    s.set_defaults(func=to_stdout(s.get_default("func")))  # the table is what it was asked for
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    global _STDOUT
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     from contextlib import redirect_stdout
 
-    from .config import UserError
-    from .config.errors import describe_os_error
+    from ..config import UserError
+    from ..config.errors import describe_os_error
 
-    _STDOUT = sys.stdout
+    set_stdout(sys.stdout)
     try:
         with redirect_stdout(sys.stderr):
             return args.func(args)
@@ -786,7 +507,3 @@ def _exit(code: int) -> None:
 def run() -> None:
     """The ``clipbert-emo`` console script."""
     _exit(main())
-
-
-if __name__ == "__main__":
-    run()

@@ -1,0 +1,219 @@
+"""``clipbert-emo predict``: one video's tables, or many videos (files, folders, manifests) in batches."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from .common import add_speed_options, png_path, positive, say, utf8_text
+
+
+def _cmd_predict(args) -> int:
+    from ..config import UserError
+    from ..predict import Predictor, is_manifest
+
+    from ..runtime import set_threads
+
+    text = utf8_text(args.text, "--text")
+    plot = png_path(args.plot, "--plot")
+    paths = args.paths
+    many = (len(paths) > 1 or args.out or args.transcripts or args.timeline_png
+            or any(Path(p).is_dir() or is_manifest(p) for p in paths))
+    if many and (plot or args.transcribe):
+        raise UserError("--plot and --transcribe are for one video; with several use --timeline-png DIR and "
+                        "--transcripts FILE")
+    set_threads(args.threads)
+    predictor = Predictor(args.checkpoint, device=args.device, seek=args.seek)
+    if args.face_crop or args.face_detector:
+        predictor.use_face_crop(True, detector=args.face_detector)
+    if many:
+        return _predict_many(args, predictor, text)
+    args.video = paths[0] if paths else None
+    if args.transcribe and not text and args.video:
+        from ..data.audio import read_audio
+        from ..data.transcribe import Transcriber
+
+        wave = read_audio(args.video, 16000)
+        text = Transcriber(args.transcribe)(wave) if wave is not None and len(wave) else ""
+        print(f"transcript ({args.transcribe}): {text!r}", file=sys.stderr)
+    if plot and not (predictor.model.modalities and predictor.task.name in ("single_label", "multilabel")):
+        raise UserError("--plot draws the per-clip class probabilities over time: it needs a model with video and "
+                        f"class labels (this checkpoint: {predictor.task.name}, "
+                        f"{'+'.join(predictor.model.modality_names) or 'text only'})")
+    result = predictor(args.video, text=text, num_clips=args.n_test, aggregation=args.aggregation)
+    if plot:
+        from ..eval.plots import plot_clip_timeline
+        import numpy as np
+
+        times = [(c["start"] + c["end"]) / 2 for c in result["clips"]]
+        probs = np.array([[c["probabilities"][lab] for lab in predictor.labels] for c in result["clips"]])
+        plot_clip_timeline(times, probs, predictor.labels, plot, title=Path(args.video).name)
+    if args.json or not isinstance(result["prediction"], str):  # regression / multitask: nested values
+        say(json.dumps(result, indent=2))
+        return 0
+    from ..eval.report import format_table
+
+    say(f"{result['video']}  text={result['text']!r}")
+    say(f"prediction: {result['prediction']}  ({result['aggregation']} over {result['num_clips']} clips)")
+    say(format_table([{"label": k, "probability": v} for k, v in
+                      sorted(result["probabilities"].items(), key=lambda kv: -kv[1])], ["label", "probability"]))
+    if result["clips"] and result["clips"][0]["start"] is not None:
+        rows = [{"clip": i, "start_s": c["start"], "end_s": c["end"], "top": c["prediction"],
+                 "p_top": c["probabilities"][c["prediction"]]} for i, c in enumerate(result["clips"])]
+        say("\nper clip:")
+        say(format_table(rows, ["clip", "start_s", "end_s", "top", "p_top"], floatfmt=".2f"))
+    if "face_crop" in result:
+        f = result["face_crop"]
+        say(f"face crop: no face in {f['no_face_frames']} of {f['frames']} frames; "
+            f"{f['full_frame_clips']} of {f['clips']} clips used the full frame")
+    return 0
+
+
+def _predict_many(args, predictor, text: str | None) -> int:
+    """Batch prediction: gather the videos, score them in batches, print a table, write --out and timelines."""
+    from ..config import UserError
+    from ..eval.report import format_table
+    from ..predict import gather_inputs, read_transcripts, transcript_for
+
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        if out.suffix.lower() not in (".jsonl", ".csv"):
+            raise UserError(f"--out {out}: give a file name ending in .jsonl or .csv")
+        if out.parent != Path("") and not out.parent.is_dir():
+            raise UserError(f"--out {out}: folder {out.parent} does not exist")
+    png_dir = Path(args.timeline_png) if args.timeline_png else None
+    if png_dir is not None:
+        if png_dir.exists() and not png_dir.is_dir():
+            raise UserError(f"--timeline-png {png_dir} is a file; give a folder")
+        if predictor.task.name not in ("single_label", "multilabel"):
+            raise UserError(f"--timeline-png draws class probabilities; this checkpoint's task is {predictor.task.name}")
+        png_dir.mkdir(parents=True, exist_ok=True)
+    inputs, failures = gather_inputs(args.paths)
+    transcripts = read_transcripts(args.transcripts) if args.transcripts else {}
+    texts = [transcript_for(i["video"], transcripts) or i["text"] or text for i in inputs]
+    results = list(predictor.predict_many(
+        [i["video"] for i in inputs], texts, num_clips=args.n_test, aggregation=args.aggregation,
+        batch_size=args.batch_size, num_workers=args.workers, spans=[(i["start"], i["end"]) for i in inputs],
+        progress=not args.quiet)) if inputs else []
+    results += failures
+    failed = [r for r in results if "error" in r]
+    for r in failed:
+        print(f"clipbert-emo predict: cannot read {r['video']}: {r['error']}", file=sys.stderr)
+    if png_dir is not None:
+        _timeline_pngs(results, predictor.labels, png_dir)
+    if out is not None:
+        _write_predictions(results, out, predictor.labels)
+    if args.json:
+        for r in results:
+            say(json.dumps(r))
+    else:
+        rows = []
+        for r in results:
+            row = {"video": r["video"], "prediction": r.get("prediction", "FAILED")}
+            if isinstance(r.get("prediction"), str):
+                row["p_top"] = r["probabilities"][r["prediction"]]
+                row["clips"] = r["num_clips"]
+            if "face_crop" in r:
+                row["no_face_frames"] = f"{r['face_crop']['no_face_frames']}/{r['face_crop']['frames']}"
+            if "error" in r:
+                row["error"] = r["error"][:80]
+            rows.append(row)
+        cols = ["video", "prediction", "p_top", "clips"] + [c for c in ("no_face_frames", "error")
+                                                            if any(c in row for row in rows)]
+        say(format_table(rows, cols))
+        say(f"{len(results) - len(failed)} of {len(results)} videos scored"
+            + (f", {len(failed)} failed" if failed else "") + (f"; written: {out}" if out else "")
+            + (f"; timelines in {png_dir}" if png_dir else ""))
+    return 1 if failed else 0
+
+
+def _write_predictions(results: list[dict], out: Path, labels: list[str]) -> None:
+    """JSON lines (each video's full result) or CSV (one row per video; the timeline as a JSON cell)."""
+    from ..config.atomic import atomic_path
+
+    with atomic_path(out) as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            if out.suffix.lower() == ".jsonl":
+                for r in results:
+                    f.write(json.dumps(r) + "\n")
+                return
+            import csv
+
+            cols = ["video", "text", "prediction", *[f"p_{lab}" for lab in labels], "num_clips", "aggregation",
+                    "no_face_frames", "error", "timeline"]
+            writer = csv.DictWriter(f, cols, extrasaction="ignore")
+            writer.writeheader()
+            for r in results:
+                row = {k: r.get(k) for k in ("video", "text", "num_clips", "aggregation", "error")}
+                pred = r.get("prediction")
+                row["prediction"] = pred if isinstance(pred, (str, int, float)) or pred is None else json.dumps(pred)
+                probs = r.get("probabilities") or {}
+                row.update({f"p_{lab}": probs[lab] for lab in labels if isinstance(probs.get(lab), float)})
+                if "face_crop" in r:
+                    row["no_face_frames"] = r["face_crop"]["no_face_frames"]
+                if "timeline" in r:
+                    row["timeline"] = json.dumps(r["timeline"])
+                writer.writerow(row)
+
+
+def _timeline_pngs(results: list[dict], labels: list[str], folder: Path) -> None:
+    import numpy as np
+
+    from ..eval.plots import plot_clip_timeline
+
+    used: set[str] = set()
+    for r in results:
+        if "timeline" not in r or "probabilities" not in r["timeline"]:
+            continue
+        stem = Path(r["video"]).stem or "video"
+        name, k = stem, 1
+        while name in used:  # same file name in two folders: both kept
+            k += 1
+            name = f"{stem}_{k}"
+        used.add(name)
+        t = r["timeline"]
+        times = [(a + b) / 2 if a is not None else i for i, (a, b) in enumerate(zip(t["start"], t["end"]))]
+        probs = np.array([t["probabilities"][lab] for lab in labels]).T  # (K, N) -> (N, K)
+        plot_clip_timeline(times, probs, labels, folder / f"{name}.png", title=Path(r["video"]).name)
+        r["timeline_png"] = str(folder / f"{name}.png")
+
+
+def add_predict_parser(sub, common) -> None:
+    s = sub.add_parser("predict", parents=[common], help="predict the emotion of videos (+ optional transcripts)",
+                       description="Per-clip scores (the timeline) and the aggregated distribution for each video. "
+                                   "One video file: its tables (or --json). Several PATHs, a folder or a manifest: "
+                                   "decoded in background workers, scored in batches, one table row per video; a "
+                                   "video that cannot be read is reported and the rest go on (exit code 1 if any "
+                                   "failed).")
+    s.add_argument("checkpoint", help="checkpoint folder (…/checkpoint)")
+    s.add_argument("paths", nargs="*", metavar="PATH",
+                   help="video files (any format decord reads), folders (searched recursively for video files) or "
+                        "JSONL/CSV manifests with a video and an optional text per line")
+    s.add_argument("--text", default=None, help="transcript or caption")
+    s.add_argument("--transcribe", metavar="WHISPER", default=None,
+                   help="without --text: transcribe the video's speech with this Whisper checkpoint (a local folder "
+                        "or hub id) and use that as the text")
+    s.add_argument("--n-test", type=positive("--n-test"), default=None, help="clips (default: the config's N_test)")
+    s.add_argument("--aggregation", choices=["mean", "max", "lse"], default=None)
+    s.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
+    s.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    s.add_argument("--plot", metavar="PNG", help="also draw the per-clip timeline to this PNG (one video)")
+    s.add_argument("--transcripts", metavar="JSONL", help='transcripts of many videos: lines of {"video": path or '
+                   'file name, "text": ...}; they take precedence over a manifest\'s text and --text')
+    s.add_argument("--out", metavar="FILE", help="write every video's result (distribution, timeline, errors) to a "
+                   ".jsonl or .csv file")
+    s.add_argument("--timeline-png", metavar="DIR", help="draw each video's per-clip timeline to DIR/<name>.png")
+    s.add_argument("--face-crop", action="store_true",
+                   help="crop each sampled frame to the largest face (OpenCV Haar cascade, smoothed over the clip); "
+                        "clips without a face keep the full frame and are counted in the output")
+    s.add_argument("--face-detector", metavar="ONNX", default=None,
+                   help="with --face-crop: a YuNet face detector .onnx file (cv2.FaceDetectorYN) instead of the "
+                        "built-in Haar cascade (implies --face-crop)")
+    s.add_argument("--batch-size", type=positive("--batch-size"), default=None,
+                   help="videos per batch (default: the config's train.eval_batch_size)")
+    s.add_argument("--workers", type=int, default=None,
+                   help="background decoding processes (default: up to 4, one per core; 0 = decode in this process)")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_speed_options(s, default_seek="keyframe")
+    s.set_defaults(func=_cmd_predict)
