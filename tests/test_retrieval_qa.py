@@ -133,17 +133,28 @@ def test_contrastive_weight_adds_a_loss_that_reaches_the_cnn():
     video = torch.randint(0, 255, (3, 2, 2, 3, 32, 32), dtype=torch.uint8)  # (B, N, T, 3, H, W)
     ids = torch.randint(5, 50, (3, 2, 7))  # (B, P, L): own caption first, one negative
     labels = torch.tensor([[1, 0]] * 3)
-    out = model(ids, torch.ones_like(ids), video, labels=labels, group=torch.tensor([0, 1, 2]))
+    out = model(ids, torch.ones_like(ids), video, labels=labels, positive=torch.zeros(3, dtype=torch.long),
+                group=torch.tensor([0, 1, 2]))
     assert out.loss_contrastive is not None and out.loss_contrastive > 0
     itm_only = model.loss(out.logits, labels)
     assert float(out.loss) == pytest.approx(float(itm_only + 0.5 * out.loss_contrastive), rel=1e-5)
     out.loss_contrastive.backward()
     cnn = [p.grad for n, p in model.named_parameters() if n.startswith("cnn.") and p.grad is not None]
     assert cnn and any(g.abs().sum() > 0 for g in cnn), "the contrastive loss trains the visual encoder"
-    with pytest.raises(ValueError, match="own caption first"):
-        model(ids, torch.ones_like(ids), video, labels=labels.flip(1))
+    model.zero_grad()
+    # The positive text is the one named: a video's second text as its description gives another loss.
+    other = model(ids, torch.ones_like(ids), video, labels=labels, positive=torch.ones(3, dtype=torch.long))
+    assert float(other.loss_contrastive) != pytest.approx(float(out.loss_contrastive))
+    # Rows whose texts are worded alike are not each other's negatives: with every text the same, nothing is left
+    # to contrast and the loss is zero (each row's only candidate is its own).
+    same = ids.clone()
+    same[:, 0] = ids[0, 0]
+    alike = model(same, torch.ones_like(same), video, labels=labels, positive=torch.zeros(3, dtype=torch.long))
+    assert float(alike.loss_contrastive) == pytest.approx(0.0, abs=1e-6)
+    assert model(ids, torch.ones_like(ids), video, labels=labels).loss_contrastive is None  # no positive given
     with pytest.raises(ConfigError, match="contrastive_weight"):
         load_config(None, [*TINY_OVERRIDES, "model.contrastive_weight=1"])  # classification: not allowed
+    load_config(None, [*TINY_OVERRIDES, "data.task=qa_mc", "model.contrastive_weight=1"])  # the question + right answer
 
 
 # ---- negative sampling --------------------------------------------------------------------------------------
@@ -374,8 +385,11 @@ def test_retrieval_end_to_end_and_search_cache(synthemo_tasks, tmp_path, monkeyp
 def test_qa_end_to_end(synthemo_tasks, tmp_path, kind):
     from clipbert_emo.train.finetune import finetune
 
-    m = finetune(_task_cfg(synthemo_tasks, kind, tmp_path / "run"), progress=False)
+    extra = ["model.contrastive_weight=0.5"] if kind == "qa_mc" else []  # the question + right answer as positive
+    m = finetune(_task_cfg(synthemo_tasks, kind, tmp_path / "run", *extra), progress=False)
     rep = m["test"]["reports"]["lse"]
+    if kind == "qa_mc":
+        assert all("train_loss_itc" in h for h in m["history"]), "the contrastive term is trained and logged"
     for t in ("feeling", "mouth", "shape", "colour"):
         assert 0.0 <= rep[f"acc_{t}"] <= 1.0 and rep[f"n_{t}"] == 6
     saved = load_config(tmp_path / "run" / "checkpoint" / "config.yaml")

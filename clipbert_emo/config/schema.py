@@ -193,9 +193,10 @@ class ModelConfig:
     # trained from scratch first ignores the visual tokens; this gives the CNN a direct signal
     # from step one instead of waiting for attention to route one to it.
     visual_aux_weight: float = 0.0
-    # Retrieval training only: weight of an auxiliary video-text contrastive loss (ALBEF's ITC, before fusion):
-    # each video's mean visual token against the mean word embedding of every caption in the batch, InfoNCE
-    # both ways at temperature 0.07. No new weights, ranking still by the ITM head; 0 = plain ClipBERT. Like
+    # Retrieval and multiple-choice QA training: weight of an auxiliary video-text contrastive loss (ALBEF's ITC,
+    # before fusion): each video's mean visual token against the mean word embedding of the text that describes it
+    # (its caption; the question with the right answer) and of the other rows' texts in the batch, InfoNCE
+    # both ways at temperature 0.07. No new weights; scores still come from the fused [CLS]; 0 = plain ClipBERT. Like
     # visual_aux_weight, it lets a from-scratch model align what the CNN sees with the words before the
     # fusion transformer has learnt to compare them.
     contrastive_weight: float = 0.0
@@ -401,9 +402,9 @@ class ExperimentConfig:
             raise ConfigError(f"retrieval.num_negatives and retrieval.eval_pairs_per_pass must be >= 1 (got "
                               f"{self.retrieval.num_negatives}, {self.retrieval.eval_pairs_per_pass})")
         if self.model.contrastive_weight < 0 or (self.model.contrastive_weight > 0 and (
-                self.data.task != "retrieval" or self.model.fusion != "early" or not self.data.use_video)):
+                self.data.task not in ("retrieval", "qa_mc") or self.model.fusion != "early" or not self.data.use_video)):
             raise ConfigError(f"model.contrastive_weight={self.model.contrastive_weight}: the contrastive loss is for "
-                              f"data.task=retrieval with video and model.fusion=early (got task "
+                              f"data.task=retrieval or qa_mc with video and model.fusion=early (got task "
                               f"{self.data.task}, fusion {self.model.fusion}); set it to 0 otherwise")
         if self.data.answer_vocab_size < 0:
             raise ConfigError(f"data.answer_vocab_size must be >= 0 (0 = data.labels as given), got "

@@ -196,9 +196,10 @@ class ClipBertForEmotion(ClipBertModel):
         return rearrange(logits, "(b n) k -> b n k", b=enc.batch, n=enc.clips), enc  # -> (B, N, K)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, video: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None, aggregation: str | None = None, group: torch.Tensor | None = None,
-                **modalities) -> ClipBertOutput:
-        """``group`` (B,): for retrieval pairs, the video each row comes from (the contrastive loss's duplicates)."""
+                labels: torch.Tensor | None = None, aggregation: str | None = None, positive: torch.Tensor | None = None,
+                group: torch.Tensor | None = None, **modalities) -> ClipBertOutput:
+        """For model.contrastive_weight (texts given as (B, P, L)): ``positive`` (B,), which of each video's P texts
+        describes it (the task kind's ``contrastive_targets``); ``group`` (B,), the video each row comes from."""
         how = aggregation or self.cfg.aggregation
         clip_logits, enc = self._score_clips(input_ids, attention_mask, {"video": video, **modalities})
         logits = aggregate_clip_logits(clip_logits, how)
@@ -210,26 +211,30 @@ class ClipBertForEmotion(ClipBertModel):
                 aux_clip = self.visual_aux(grids.mean(dim=(-2, -1)))  # (B, N, D, h, w) -> (B, N, K)
                 loss_aux = self.loss(aggregate_clip_logits(aux_clip, how), labels)
                 loss = loss + self.cfg.visual_aux_weight * loss_aux
-            if self.cfg.contrastive_weight > 0 and self.training and grids is not None and enc.pairs:
-                loss_itc = self._contrastive_loss(grids, input_ids, attention_mask, labels, group)
+            if (self.cfg.contrastive_weight > 0 and self.training and grids is not None and enc.pairs
+                    and positive is not None):
+                loss_itc = self._contrastive_loss(grids, input_ids, attention_mask, positive, group)
                 loss = loss + self.cfg.contrastive_weight * loss_itc
         return ClipBertOutput(loss=loss, logits=logits, clip_logits=clip_logits, loss_visual_aux=loss_aux,
                               loss_contrastive=loss_itc)
 
-    def _contrastive_loss(self, grids, input_ids, attention_mask, labels, group) -> torch.Tensor:
-        """model.contrastive_weight's loss: each video's mean visual token against its own caption's mean word
-        embedding, the other captions of the batch as negatives. Retrieval pairs put the own caption first."""
-        if not bool((labels[:, 0] == 1).all()):
-            raise ValueError("model.contrastive_weight needs each video's own caption first among its texts")
+    def _contrastive_loss(self, grids, input_ids, attention_mask, positive, group) -> torch.Tensor:
+        """model.contrastive_weight's loss: each video's mean visual token against the mean word embedding of the
+        text that describes it (``positive``), the other rows' texts as negatives, except those of the same video
+        (``group``) and those worded exactly alike (a shared "[SEP] square" is no negative of another square)."""
         from .losses import video_text_contrastive_loss
 
         b, p = input_ids.shape[:2]
         grids = grids.unflatten(0, (b, p))[:, 0]  # fuse repeated them per text: (B*P, N, ...) -> (B, N, ...)
         video = grids.mean(dim=(1, 3, 4))  # (B, N, D, h, w) -> (B, D)
-        ids, mask = input_ids[:, 0], attention_mask[:, 0].unsqueeze(-1).float()  # (B, L), (B, L, 1)
+        rows = torch.arange(b, device=input_ids.device)
+        ids = input_ids[rows, positive]  # (B, P, L) -> (B, L)
+        mask = attention_mask[rows, positive].unsqueeze(-1).float()  # (B, P, L) -> (B, L, 1)
         words = self.transformer.bert.embeddings.word_embeddings(ids)  # (B, L) -> (B, L, D)
         text = (words * mask).sum(1) / mask.sum(1).clamp_min(1.0)  # (B, L, D) -> (B, D)
-        return video_text_contrastive_loss(video, text, group)
+        kept = ids * attention_mask[rows, positive]  # padding zeroed, so equal texts compare equal
+        same = (kept[:, None, :] == kept[None, :, :]).all(-1)  # (B, B)
+        return video_text_contrastive_loss(video, text, group, same=same)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Training loss of aggregated logits (B, K_out)."""

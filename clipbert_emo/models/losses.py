@@ -205,20 +205,24 @@ def regression_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def video_text_contrastive_loss(video: torch.Tensor, text: torch.Tensor, group: torch.Tensor | None = None,
-                                temperature: float = 0.07) -> torch.Tensor:
+                                temperature: float = 0.07, same: torch.Tensor | None = None) -> torch.Tensor:
     """Symmetric InfoNCE between B videos and their B captions (row i of each belongs together).
 
     ``video`` (B, D) and ``text`` (B, D) are compared by cosine similarity / ``temperature``; each video's own
     caption must win over the other captions of the batch and each caption's video over the other videos.
     ``group`` (B,): the video each row comes from; another row of the same video (a second caption of it) is
-    left out of the candidates rather than counted as a wrong answer.
+    left out of the candidates rather than counted as a wrong answer. ``same`` (B, B) bool, symmetric: further
+    pairs that are not negatives either (e.g. two rows with the same text).
     """
     v = F.normalize(video.float(), dim=-1)
     t = F.normalize(text.float(), dim=-1)
     sim = v @ t.T / temperature  # (B, D) x (D, B) -> (B, B): video i against caption j
+    skip = torch.zeros_like(sim, dtype=torch.bool)
     if group is not None:
-        same = group[:, None] == group[None, :]
-        same.fill_diagonal_(False)
-        sim = sim.masked_fill(same, float("-inf"))  # symmetric, so it serves both directions
+        skip |= group[:, None] == group[None, :]
+    if same is not None:
+        skip |= same
+    skip.fill_diagonal_(False)
+    sim = sim.masked_fill(skip, float("-inf"))  # symmetric, so it serves both directions
     target = torch.arange(sim.shape[0], device=sim.device)
     return 0.5 * (F.cross_entropy(sim, target) + F.cross_entropy(sim.T, target))

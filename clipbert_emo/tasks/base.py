@@ -120,6 +120,11 @@ class Task:
     def lower_is_better(self, metric: str) -> bool:
         return metric in LOWER_IS_BETTER
 
+    def contrastive_targets(self, batch: dict) -> dict | None:
+        """For model.contrastive_weight: ``positive`` (B,), which of each video's texts describes it, and
+        optionally ``group`` (B,), the video each row comes from; None where the task kind has no such text."""
+        return None
+
     def prediction(self, logits: torch.Tensor, clip_logits: torch.Tensor, spans: Sequence, data: DataConfig) -> dict:
         """A video's prediction as plain data: ``prediction``, optionally ``probabilities``, and ``clips`` (one
         entry per clip span). ``logits`` (K_out,), ``clip_logits`` (N, K_out)."""

@@ -187,6 +187,9 @@ class MultipleChoiceQATask(Task):
     def criterion(self, data, train, class_weights=None) -> TaskLoss:
         return TaskLoss(lambda logits, labels, weights: F.cross_entropy(logits.float(), labels[:, 0]), class_weights)
 
+    def contrastive_targets(self, batch: dict) -> dict:
+        return {"positive": batch["labels"][:, 0]}  # "question [SEP] right answer" describes the video
+
     def report(self, logits, labels, data) -> dict:
         answers, types = labels[:, 0].numpy(), labels[:, 1].numpy()
         out = qa_report(logits.argmax(-1).numpy() == answers, types, data.question_types)

@@ -92,6 +92,9 @@ class RetrievalTask(Task):
 
         return TaskLoss(loss, class_weights)
 
+    def contrastive_targets(self, batch: dict) -> dict:
+        return {"positive": torch.zeros_like(batch["group"]), "group": batch["group"]}  # own caption first
+
     def report(self, logits, labels, data) -> dict:
         """Pair accuracy of the ITM head (the ranking metrics need every video x query: eval/retrieval.py)."""
         pairs = logits.view(labels.shape[0], -1, 2)  # (S, P*2) -> (S, P, 2)

@@ -77,12 +77,15 @@ class FinetuneRecipe:
     def train_step(self, model, batch):
         from ..data.dataset import model_inputs
 
-        return model(**model_inputs(batch), labels=batch["labels"])
+        extra = self.task.contrastive_targets(batch) if self.cfg.model.contrastive_weight > 0 else None
+        return model(**model_inputs(batch), labels=batch["labels"], **(extra or {}))
 
     def step_logs(self, out) -> dict:
         logs = {"loss": out.loss.item()}
         if out.loss_visual_aux is not None:
             logs["loss_visual_aux"] = out.loss_visual_aux.item()
+        if out.loss_contrastive is not None:
+            logs["loss_itc"] = out.loss_contrastive.item()
         return logs
 
     def evaluate(self, engine: Engine, epoch: int) -> dict:

@@ -92,7 +92,7 @@ class RetrievalRecipe(FinetuneRecipe):
         labels = batch["labels"]
         if self.cfg.retrieval.hard_negatives:
             inputs, labels = self.add_hard_negatives(model, inputs, labels, batch["group"])
-        extra = {"group": batch["group"]} if self.cfg.model.contrastive_weight > 0 else {}
+        extra = self.task.contrastive_targets(batch) if self.cfg.model.contrastive_weight > 0 else {}
         return model(**inputs, labels=labels, **extra)
 
     @torch.no_grad()
@@ -124,12 +124,6 @@ class RetrievalRecipe(FinetuneRecipe):
         inputs = {**inputs, "input_ids": torch.cat([ids, extra_ids[:, None]], dim=1),  # (B, P+1, L)
                   "attention_mask": torch.cat([mask, extra_mask[:, None]], dim=1)}
         return inputs, torch.cat([labels, labels.new_zeros(b, 1)], dim=1)  # (B, P+1)
-
-    def step_logs(self, out) -> dict:
-        logs = {"loss": out.loss.item()}
-        if out.loss_contrastive is not None:
-            logs["loss_itc"] = out.loss_contrastive.item()
-        return logs
 
     def evaluate(self, engine: Engine, epoch: int) -> dict:
         net = engine.accelerator.unwrap_model(engine.model)
