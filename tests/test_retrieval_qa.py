@@ -137,20 +137,20 @@ def test_contrastive_weight_adds_a_loss_that_reaches_the_cnn():
                 group=torch.tensor([0, 1, 2]))
     assert out.loss_contrastive is not None and out.loss_contrastive > 0
     itm_only = model.loss(out.logits, labels)
-    assert float(out.loss) == pytest.approx(float(itm_only + 0.5 * out.loss_contrastive), rel=1e-5)
+    assert float(out.loss.detach()) == pytest.approx(float((itm_only + 0.5 * out.loss_contrastive).detach()), rel=1e-5)
     out.loss_contrastive.backward()
     cnn = [p.grad for n, p in model.named_parameters() if n.startswith("cnn.") and p.grad is not None]
     assert cnn and any(g.abs().sum() > 0 for g in cnn), "the contrastive loss trains the visual encoder"
     model.zero_grad()
     # The positive text is the one named: a video's second text as its description gives another loss.
     other = model(ids, torch.ones_like(ids), video, labels=labels, positive=torch.ones(3, dtype=torch.long))
-    assert float(other.loss_contrastive) != pytest.approx(float(out.loss_contrastive))
+    assert float(other.loss_contrastive.detach()) != pytest.approx(float(out.loss_contrastive.detach()))
     # Rows whose texts are worded alike are not each other's negatives: with every text the same, nothing is left
     # to contrast and the loss is zero (each row's only candidate is its own).
     same = ids.clone()
     same[:, 0] = ids[0, 0]
     alike = model(same, torch.ones_like(same), video, labels=labels, positive=torch.zeros(3, dtype=torch.long))
-    assert float(alike.loss_contrastive) == pytest.approx(0.0, abs=1e-6)
+    assert float(alike.loss_contrastive.detach()) == pytest.approx(0.0, abs=1e-6)
     assert model(ids, torch.ones_like(ids), video, labels=labels).loss_contrastive is None  # no positive given
     with pytest.raises(ConfigError, match="contrastive_weight"):
         load_config(None, [*TINY_OVERRIDES, "model.contrastive_weight=1"])  # classification: not allowed

@@ -100,24 +100,29 @@ def test_dense_frames_read_in_one_pass_equal_seeking(tmp_path):
     np.testing.assert_array_equal(read_frames(open_video(path), dense, str(path)).reshape(a.shape), a)
 
 
+def write_textured_video(path, width, height, num_frames, options=None):
+    """Random texture sliding sideways, H.264 at 10 fps: every frame differs, and no scaler gets it exact."""
+    base = np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8)
+    with av.open(str(path), "w", format="mp4") as out:
+        vs = out.add_stream("libx264", rate=10)
+        vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
+        vs.options = options or {}
+        for i in range(num_frames):
+            for p in vs.encode(av.VideoFrame.from_ndarray(np.roll(base, 2 * i, axis=1), format="rgb24")):
+                out.mux(p)
+        for p in vs.encode(None):
+            out.mux(p)
+    return path
+
+
 @pytest.mark.parametrize("bframes", [0, 2])
 def test_dense_readers_return_decords_frames_pixel_for_pixel(tmp_path, bframes, monkeypatch):
     from clipbert_emo.data import decode
 
     # Textured frames with B-frames: decode order differs from display order, and the colour conversion of
     # the two libraries must agree to the last bit for the readers to be interchangeable.
-    path = tmp_path / "b.mp4"
-    rng = np.random.default_rng(0)
-    base = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
-    with av.open(str(path), "w", format="mp4") as out:
-        vs = out.add_stream("libx264", rate=10)
-        vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
-        vs.options = {"keyint": "12", "min-keyint": "12", "scenecut": "0", "bframes": str(bframes)}
-        for i in range(50):
-            for p in vs.encode(av.VideoFrame.from_ndarray(np.roll(base, 2 * i, axis=1), format="rgb24")):
-                out.mux(p)
-        for p in vs.encode(None):
-            out.mux(p)
+    path = write_textured_video(tmp_path / "b.mp4", 64, 48, 50,
+                                {"keyint": "12", "min-keyint": "12", "scenecut": "0", "bframes": str(bframes)})
     wanted = np.array([2, 3, 7, 11, 12, 13, 20, 29, 30, 41, 49])
     expected = open_video(path).get_batch(wanted.tolist()).asnumpy()  # decord's seeking, frame by frame
     passes = []
@@ -146,17 +151,7 @@ def test_seek_mode_is_validated():
 def test_decode_resize_scales_in_the_decoder_and_matches_the_exact_path(tmp_path):
     from clipbert_emo.data import decode
 
-    path = tmp_path / "hd.mp4"
-    rng = np.random.default_rng(1)
-    base = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
-    with av.open(str(path), "w", format="mp4") as out:
-        vs = out.add_stream("libx264", rate=10)
-        vs.width, vs.height, vs.pix_fmt = 160, 120, "yuv420p"
-        for i in range(30):
-            for p in vs.encode(av.VideoFrame.from_ndarray(np.roll(base, i, axis=0), format="rgb24")):
-                out.mux(p)
-        for p in vs.encode(None):
-            out.mux(p)
+    path = write_textured_video(tmp_path / "hd.mp4", 160, 120, 30)
     assert decode.scaled_size(path, 64) == (64, 48)
     assert decode.scaled_size(path, 160) is None  # never scaled up, nor to its own size
     size = (64, 48)
