@@ -77,8 +77,13 @@ class FinetuneRecipe:
     def train_step(self, model, batch):
         from ..data.dataset import model_inputs
 
-        extra = self.task.contrastive_targets(batch) if self.cfg.model.contrastive_weight > 0 else None
-        return model(**model_inputs(batch), labels=batch["labels"], **(extra or {}))
+        return model(**model_inputs(batch), labels=batch["labels"], **self.contrastive_inputs(batch))
+
+    def contrastive_inputs(self, batch) -> dict:
+        """What model.contrastive_weight's loss needs from the batch (the task kind's ``contrastive_targets``)."""
+        if self.cfg.model.contrastive_weight <= 0:
+            return {}
+        return self.task.contrastive_targets(batch) or {}
 
     def step_logs(self, out) -> dict:
         logs = {"loss": out.loss.item()}

@@ -92,8 +92,7 @@ class RetrievalRecipe(FinetuneRecipe):
         labels = batch["labels"]
         if self.cfg.retrieval.hard_negatives:
             inputs, labels = self.add_hard_negatives(model, inputs, labels, batch["group"])
-        extra = self.task.contrastive_targets(batch) if self.cfg.model.contrastive_weight > 0 else {}
-        return model(**inputs, labels=labels, **extra)
+        return model(**inputs, labels=labels, **self.contrastive_inputs(batch))
 
     @torch.no_grad()
     def add_hard_negatives(self, model, inputs: dict, labels: torch.Tensor, group: torch.Tensor):
