@@ -124,7 +124,7 @@ class DataConfig:
     # training: reproducible numbers); keyframe = each clip moved to the nearest keyframe, a few times faster
     # on long videos (prediction's default; the frames used are reported). See data/decode.py.
     seek: str = "accurate"
-    decode_threads: int = 1  # decord's threads per opened video (0 = decord's own choice)
+    decode_threads: int = 1  # the decoder's threads per opened video, decord or PyAV (0 = the decoder's own choice)
     # Let the decoder scale frames down to the letterbox size (longer side = frame_size) as it converts them, for
     # videos larger than that: ~1.5x faster reads of 720p and a fraction of the memory. The pixels differ from
     # the exact path by the scaler (swscale's against torch's interpolation), so evaluation and training
@@ -373,7 +373,7 @@ class ExperimentConfig:
             raise ConfigError(f"model.inference_cnn_frames must be >= 0 (0 = all at once), got "
                               f"{self.model.inference_cnn_frames}")
         if self.data.decode_threads < 0:
-            raise ConfigError(f"data.decode_threads must be >= 0 (0 = decord's choice), got {self.data.decode_threads}")
+            raise ConfigError(f"data.decode_threads must be >= 0 (0 = the decoder's choice), got {self.data.decode_threads}")
         for key in ("max_steps", "save_every_steps", "threads"):
             if getattr(self.train, key) < 0:
                 raise ConfigError(f"train.{key} must be >= 0 (0 = off), got {getattr(self.train, key)}")

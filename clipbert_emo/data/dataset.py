@@ -67,7 +67,8 @@ def load_clips(
     if cfg.seek == "keyframe":
         indices = snap_clips_to_keyframes(indices, keyframe_indices(reader), *_frame_range(sample, info))
     try:
-        unique_frames, inverse = read_unique_frames(reader, indices, sample.video, size)  # (U, H, W, 3), (N*T,)
+        unique_frames, inverse = read_unique_frames(reader, indices, sample.video, size,  # (U, H, W, 3), (N*T,)
+                                                     cfg.decode_threads)
     except VideoDecodeError as e:
         if isinstance(reader, DecodedFrames):
             raise
@@ -75,7 +76,7 @@ def load_clips(
         reader = decode_what_decodes(sample.video, reason=str(e).split(": ", 1)[-1])
         info = video_info(reader, sample.video)
         indices = _clip_indices(sample, info, cfg, num_clips, training, rng)
-        unique_frames, inverse = read_unique_frames(reader, indices, sample.video)
+        unique_frames, inverse = read_unique_frames(reader, indices, sample.video, threads=cfg.decode_threads)
     if context is not None:
         context["frames"] = indices.tolist()
     if cfg.face_crop or (training and cfg.augment):  # each clip its own face box, or its own crop and flip

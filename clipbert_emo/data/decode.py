@@ -120,9 +120,10 @@ def decode_what_decodes(path: str, reason: str) -> DecodedFrames:
                 raise VideoDecodeError(f"{path}: no video stream (the file holds {', '.join(kinds)})")
             stream = container.streams.video[0]
             fps = float(stream.average_rate or stream.guessed_rate or 0)
+            to_rgb = _rgb_converter()
             try:
                 for frame in container.decode(stream):
-                    frames.append(frame.to_ndarray(format="rgb24"))
+                    frames.append(to_rgb(frame))
             except av.error.FFmpegError:
                 broke = True  # damaged from here on: what decoded so far is kept
     except av.error.FFmpegError as e:
@@ -218,16 +219,17 @@ def read_frames(reader, indices: np.ndarray, path: str) -> np.ndarray:
     return frames.reshape(*np.shape(indices), *frames.shape[1:])  # (N*T, H, W, 3) -> (N, T, H, W, 3)
 
 
-def read_unique_frames(reader, indices: np.ndarray, path: str,
-                       size: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def read_unique_frames(reader, indices: np.ndarray, path: str, size: tuple[int, int] | None = None,
+                       threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Each distinct frame of ``indices`` decoded once: (U, H, W, 3) uint8 RGB in frame order, and for every entry
     of the flattened ``indices`` its row there. Clips that share frames (dense or keyframe clips) then cost no
-    copies of full-size frames. ``size``: the (width, height) ``reader`` was opened with, if scaled."""
+    copies of full-size frames. ``size``: the (width, height) ``reader`` was opened with, if scaled; ``threads``:
+    the decoder threads of a pass that does not go through ``reader`` (0 = FFmpeg's choice), as it was opened with."""
     flat = np.asarray(indices, dtype=np.int64).reshape(-1)
     unique, inverse = np.unique(flat, return_inverse=True)
     try:
         if _dense(unique) and hasattr(reader, "skip_frames"):
-            frames = _read_dense(reader, unique, path, size)  # (U, H, W, 3)
+            frames = _read_dense(reader, unique, path, size, threads)  # (U, H, W, 3)
         else:
             frames = reader.get_batch(unique.tolist()).asnumpy()  # (U, H, W, 3)
     except Exception as e:
@@ -236,7 +238,7 @@ def read_unique_frames(reader, indices: np.ndarray, path: str,
         # decord 0.6 fails to copy out frames of some widths (24, 48, ... px) whose row padding it
         # mis-sizes (get_batch raises, next() returns a wrongly shaped array); PyAV decodes those files
         # correctly, up to the last frame needed.
-        frames = _read_frames_pyav(path, unique, size=size)
+        frames = _read_frames_pyav(path, unique, size=size, threads=threads)
     return frames, inverse.reshape(-1)
 
 
@@ -249,13 +251,14 @@ class _PaddedRows(RuntimeError):
     """decord handed out a frame that is not (H, W, 3): its row padding bug (see read_frames)."""
 
 
-def _read_dense(reader, unique: np.ndarray, path: str, size: tuple[int, int] | None = None) -> np.ndarray:
+def _read_dense(reader, unique: np.ndarray, path: str, size: tuple[int, int] | None = None,
+                threads: int = 1) -> np.ndarray:
     """One forward pass for dense frames: PyAV from the file's start when the frames before the first wanted one
     cost no more than the span itself and PyAV counts the same frames as decord (then frame i of its decode
     order is decord's frame i: same pixels, tests/test_seek.py); otherwise decord's seek + skip."""
     lead_in_is_short = int(unique[0]) <= int(unique[-1] - unique[0])
     if SEQUENTIAL_READER == "pyav" and lead_in_is_short:
-        frames = _read_frames_pyav(path, unique, expected_frames=len(reader), size=size)
+        frames = _read_frames_pyav(path, unique, expected_frames=len(reader), size=size, threads=threads)
         if frames is not None:
             return frames
     return _read_sequential(reader, unique)
@@ -280,13 +283,14 @@ def _read_sequential(reader, unique: np.ndarray) -> np.ndarray:
 
 
 def _read_frames_pyav(path: str, wanted: np.ndarray, expected_frames: int | None = None,
-                      size: tuple[int, int] | None = None) -> np.ndarray | None:
+                      size: tuple[int, int] | None = None, threads: int = 1) -> np.ndarray | None:
     """The frames at sorted, distinct ``wanted`` (U, H, W, 3), decoding from the start and converting only those.
     ``expected_frames``: return None (the caller reads another way) unless the container's frame count is this.
-    ``size`` (width, height): scaled with swscale's bilinear filter, the nearest to decord's scaler (1-2 levels apart on average)."""
-    scaled = {"width": size[0], "height": size[1], "interpolation": "BILINEAR"} if size else {}
+    ``size`` (width, height): scaled with swscale's bilinear filter, the nearest to decord's scaler (1-2 levels apart on average).
+    ``threads``: the codec's threads (0 = FFmpeg's choice: PyAV's default, which takes every core)."""
     import av
 
+    to_rgb = _rgb_converter(size)
     row = {int(i): j for j, i in enumerate(wanted)}
     last = int(wanted[-1])
     out, filled = None, 0
@@ -295,10 +299,11 @@ def _read_frames_pyav(path: str, wanted: np.ndarray, expected_frames: int | None
             stream = container.streams.video[0]
             if expected_frames is not None and stream.frames != expected_frames:
                 return None
+            stream.codec_context.thread_count = threads
             for i, frame in enumerate(container.decode(stream)):
                 j = row.get(i)
                 if j is not None:
-                    rgb = frame.to_ndarray(format="rgb24", **scaled)  # (H, W, 3)
+                    rgb = to_rgb(frame)  # (H, W, 3)
                     if out is None:  # filled in place: no second copy of hundreds of MB by a stack
                         out = np.empty((len(wanted), *rgb.shape), dtype=np.uint8)  # (U, H, W, 3)
                     out[j] = rgb
@@ -312,6 +317,16 @@ def _read_frames_pyav(path: str, wanted: np.ndarray, expected_frames: int | None
         raise VideoDecodeError(f"{path}: {len(wanted) - got} of the frames {wanted.tolist()[:8]}... could not be "
                                "decoded (truncated file?)")
     return out
+
+
+def _rgb_converter(size: tuple[int, int] | None = None):
+    """frame -> (H, W, 3) uint8 RGB through one swscale context for the whole read: VideoFrame.to_ndarray builds
+    a new one (and its thread pool) per frame, which doubles the cost of converting a 360p frame."""
+    from av.video.reformatter import VideoReformatter
+
+    reformatter = VideoReformatter()
+    scaled = {"width": size[0], "height": size[1]} if size else {}
+    return lambda frame: reformatter.reformat(frame, format="rgb24", interpolation="BILINEAR", **scaled).to_ndarray()
 
 
 def _short(e: Exception) -> str:

@@ -1,4 +1,4 @@
-"""``clipbert-emo bench decode|infer|train``: speed measurements that print a table and write JSON.
+r"""``clipbert-emo bench decode|infer|train``: speed measurements that print a table and write JSON.
 
 Every run records the machine (CPU, cores this process may use, load average before and after, torch and
 decoder versions, GPU if any) beside its rows, because on a shared CPU a number means little without the load
@@ -115,14 +115,16 @@ def write_test_video(path: str | Path, seconds: float, height: int, gop: int | N
     return path
 
 
-def test_videos(folder: str | Path, durations, heights=HEIGHTS, gops=GOPS, progress: bool = True) -> list[dict]:
-    """The benchmark's videos, written once into ``folder`` and reused."""
+def test_videos(folder: str | Path, durations, heights=HEIGHTS, gops=GOPS, progress: bool = True,
+                match: str = "") -> list[dict]:
+    """The benchmark's videos, written once into ``folder`` and reused; ``match``: only those whose file name
+    contains it (the others are not written either)."""
     from tqdm.auto import tqdm
 
-    todo = [(d, h, g) for d in durations for h in heights for g in gops]
+    todo = [(d, h, g, f"{d}s_{h}p_{g}gop.mp4") for d in durations for h in heights for g in gops]
     videos = []
-    for d, h, g in tqdm(todo, desc="test videos", disable=not progress, leave=False):
-        path = Path(folder) / f"{d}s_{h}p_{g}gop.mp4"
+    for d, h, g, name in tqdm([t for t in todo if match in t[3]], desc="test videos", disable=not progress, leave=False):
+        path = Path(folder) / name
         if not path.exists():
             write_test_video(path, d, h, gops[g])
         videos.append({"path": str(path), "seconds": d, "height": h, "gop": g})
@@ -158,7 +160,7 @@ def _clips_seconds(path: str, n_test: int, seek: str, threads: int, dense: str =
         indices = sample_clip_indices(info.num_frames, info.fps, n_test, 2, 2.0, training=False)  # (N, T)
         if seek == "keyframe":
             indices = snap_clips_to_keyframes(indices, decode.keyframe_indices(reader), 0, info.num_frames)
-        decode.read_unique_frames(reader, indices, path)  # what load_clips reads; it shapes each frame once
+        decode.read_unique_frames(reader, indices, path, threads=threads)  # what load_clips reads; it shapes each frame once
         return time.perf_counter() - start, len(np.unique(indices))
     finally:
         decode.SEQUENTIAL_DENSITY, decode.SEQUENTIAL_READER = saved
@@ -169,8 +171,8 @@ def bench_decode(args) -> dict:
     from tqdm.auto import tqdm
 
     started = machine()
-    videos = test_videos(args.videos, DURATIONS_FULL if args.full else DURATIONS, progress=not args.quiet)
-    videos = [v for v in videos if not args.match or args.match in Path(v["path"]).name]
+    videos = test_videos(args.videos, DURATIONS_FULL if args.full else DURATIONS, progress=not args.quiet,
+                         match=args.match)
     rows = []
     for v in tqdm(videos, desc="decode", disable=args.quiet, leave=False):
         full = min(_full_decode_seconds(v["path"], threads=1) for _ in range(args.repeat))
