@@ -1,5 +1,5 @@
-"""The benchmark commands' own logic on tiny inputs: shape parsing, and a training bench row (steps timed, FLOPs
-counted) for a config given by name with overrides. The figures themselves live in docs/performance.md."""
+"""The benchmark commands' own logic on tiny inputs: shape parsing, the test videos --match selects, and a training
+bench row (steps timed, FLOPs counted) for a config given by name with overrides. The figures themselves live in docs/performance.md."""
 
 from __future__ import annotations
 
@@ -18,6 +18,20 @@ def test_parse_shapes():
     for bad in ("", "1x", "2x0", "axb", "1x2x3"):
         with pytest.raises(ValueError, match="--shapes"):
             parse_shapes(bad)
+
+
+def test_match_writes_and_returns_only_the_matching_test_videos(tmp_path):
+    import decord
+
+    from clipbert_emo.experiments.bench import test_videos
+
+    gops = {"default": None, "short": 5}
+    videos = test_videos(tmp_path, durations=(1,), heights=(32, 48), gops=gops, progress=False, match="48p_short")
+    assert [(v["seconds"], v["height"], v["gop"]) for v in videos] == [(1, 48, "short")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["1s_48p_shortgop.mp4"], "the others were not written"
+    reader = decord.VideoReader(videos[0]["path"])
+    assert len(reader) == 25 and reader[0].shape == (48, 84, 3)
+    assert list(reader.get_key_indices()) == [0, 5, 10, 15, 20], "the short GOP's keyframe interval"
 
 
 def test_bench_train_row_for_a_named_config(synthemo_dir, tmp_path, monkeypatch):

@@ -20,7 +20,15 @@ from clipbert_emo.config import load_config
 from conftest import TINY_OVERRIDES, rewrite_manifest
 
 GOLDEN = Path(__file__).with_name("golden_losses.json")
-RTOL = 1e-5
+# Recorded on one CPU, checked on others: oneDNN/MKL kernels differ between CPU families (AVX-512 against AVX2),
+# so float sums round differently and eight steps of training drift apart by up to ~5e-4 relative (measured
+# between an AMD EPYC and an Intel Xeon). A refactor that changes data order, clips, masks or the loss moves
+# the losses by orders of magnitude more.
+RTOL = 2e-3
+# Test-split metrics of a 2-epoch tiny model on a few videos: its predictions are nearly constant, so a
+# correlation or a near-tie in accuracy turns the same drift into a few hundredths (0.343 against 0.362 for a
+# Pearson correlation between those two CPUs). The losses above are the sharp check; these catch gross changes.
+METRIC_ATOL = 0.05
 HEADS = ["boredom", "engagement"]
 LEVELS = ["0", "1", "2", "3"]
 EMOTIONS = ["neutral", "happy", "sad", "angry", "surprised", "fearful"]
@@ -97,7 +105,8 @@ def _close(a, b, where: str) -> list[str]:
         if len(a) != len(b):
             return [f"{where}: length {len(a)} != {len(b)}"]
         return [e for i, (x, y) in enumerate(zip(a, b)) for e in _close(x, y, f"{where}[{i}]")]
-    if not math.isclose(a, b, rel_tol=RTOL, abs_tol=1e-7):
+    atol = METRIC_ATOL if where.split(".")[1:2] == ["test"] else 1e-7
+    if not math.isclose(a, b, rel_tol=RTOL, abs_tol=atol):
         return [f"{where}: {a} (now) vs {b} (golden)"]
     return []
 

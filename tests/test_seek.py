@@ -129,11 +129,11 @@ def test_dense_readers_return_decords_frames_pixel_for_pixel(tmp_path, bframes, 
     for name in ("_read_frames_pyav", "_read_sequential"):
         real = getattr(decode, name)
         monkeypatch.setattr(decode, name, lambda *a, _real=real, _name=name, **k: passes.append(_name) or _real(*a, **k))
-    for reader in ("pyav", "decord"):
+    for reader, threads in (("pyav", 1), ("pyav", 0), ("decord", 1)):  # 0: FFmpeg's threads, same frames
         monkeypatch.setattr(decode, "SEQUENTIAL_READER", reader)
-        frames, inverse = decode.read_unique_frames(open_video(path), wanted, str(path))
-        np.testing.assert_array_equal(frames[inverse], expected, err_msg=reader)
-    assert passes == ["_read_frames_pyav", "_read_sequential"], "each reader did the pass"
+        frames, inverse = decode.read_unique_frames(open_video(path), wanted, str(path), threads=threads)
+        np.testing.assert_array_equal(frames[inverse], expected, err_msg=f"{reader}, {threads} thread(s)")
+    assert passes == ["_read_frames_pyav"] * 2 + ["_read_sequential"], "each reader did the pass"
     monkeypatch.setattr(decode, "SEQUENTIAL_READER", "pyav")
     # A late start (the lead-in longer than the span) goes through decord's pass, same frames.
     late = np.array([40, 41, 43, 45, 47])
