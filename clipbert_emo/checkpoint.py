@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .config import ExperimentConfig, from_dict, save_config
-from .config.atomic import atomic_folder
+from .config.atomic import atomic_folder, atomic_write_text
 from .config.errors import UserError
 from .model_card import current_command, write_model_card
 
@@ -177,3 +177,14 @@ def load_weights(model: torch.nn.Module, file: str | os.PathLike, strict: bool =
         raise CheckpointError(f"{file}: weights do not match the model: " +
                               "; ".join(f"{k}: {v[:5]}" for k, v in report.items() if v))
     return report
+
+
+def update_model_card(folder: str | os.PathLike, **facts) -> Path:
+    """Add ``facts`` (e.g. ``test=summarise_evaluation(result)``, ``split_sizes=...``) to a checkpoint folder's meta.json
+    and render its card again; both files are replaced atomically. Dicts are merged one level deep."""
+    folder = Path(folder)
+    cfg, meta = read_checkpoint_config(folder)
+    for key, value in facts.items():
+        meta[key] = {**meta[key], **value} if isinstance(value, dict) and isinstance(meta.get(key), dict) else value
+    atomic_write_text(folder / META, json.dumps(meta, indent=2, default=str))
+    return write_model_card(folder, cfg, meta)

@@ -9,7 +9,6 @@ resolved config.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import sys
@@ -190,16 +189,3 @@ def write_model_card(folder: str | os.PathLike, cfg: ExperimentConfig, meta: dic
     path = Path(folder) / CARD
     atomic_write_text(path, render_model_card(cfg, meta))
     return path
-
-
-def update_model_card(folder: str | os.PathLike, **facts) -> Path:
-    """Add ``facts`` (e.g. ``test=summarise_evaluation(result)``, ``split_sizes=...``) to a checkpoint folder's meta.json
-    and render its card again; both files are replaced atomically. Dicts are merged one level deep."""
-    from .checkpoint import META, read_checkpoint_config
-
-    folder = Path(folder)
-    cfg, meta = read_checkpoint_config(folder)
-    for key, value in facts.items():
-        meta[key] = {**meta[key], **value} if isinstance(value, dict) and isinstance(meta.get(key), dict) else value
-    atomic_write_text(folder / META, json.dumps(meta, indent=2, default=str))
-    return write_model_card(folder, cfg, meta)

@@ -18,9 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
-from .bench import machine, peak_rss_mb, report, write_test_video
+from .bench_common import machine, peak_rss_mb, report, write_test_video
 
 ROOT = Path(__file__).resolve().parents[2]  # the folder holding clipbert_emo/, for child processes
 
@@ -137,8 +135,6 @@ EVAL_REPEAT = 3
 
 
 def bench_infer(args) -> dict:
-    import torch
-
     from ..checkpoint import load_checkpoint
     from ..data.loading import make_loader
     from ..data.manifest import read_manifest

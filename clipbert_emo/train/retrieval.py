@@ -30,7 +30,7 @@ from ..models.aggregation import aggregate_clip_logits
 from ..tasks import load_split
 from ..tasks.retrieval import match_margin
 from .engine import Engine, RecipeSetup, tokenizer_for
-from .finetune import FinetuneRecipe
+from .finetune_recipe import FinetuneRecipe
 
 logger = logging.getLogger(__name__)
 
@@ -153,9 +153,4 @@ class RetrievalRecipe(FinetuneRecipe):
         return metrics
 
 
-def finetune_retrieval(cfg, progress: bool = True) -> dict:
-    """Train, rank the validation split every epoch, keep the best checkpoint, rank the test split."""
-    return Engine(cfg, progress).run(RetrievalRecipe(cfg))
-
-
-__all__ = ["RetrievalRecipe", "finetune_retrieval", "load_itm_head"]
+__all__ = ["RetrievalRecipe", "load_itm_head"]
