@@ -131,7 +131,9 @@ def _cli_seconds(*argv: str, repeat: int = 1) -> float:
     return best
 
 
-EVAL_REPEAT = 3
+# Timings in bench infer are the best of this many runs: N_test=1 takes milliseconds and predict about 3 s,
+# where one burst of another process on 2 cores moves a single run by tens of percent.
+REPEAT = 3
 
 
 def bench_infer(args) -> dict:
@@ -163,7 +165,7 @@ def bench_infer(args) -> dict:
         short = str((manifest.parent / short).resolve())
     for seek in ("accurate", "keyframe"):
         rows.append({"measure": "clipbert-emo predict wall", "setting": f"--seek {seek}",
-                     "seconds": _cli_seconds("predict", str(ckpt), short, "--json", "--seek", seek, repeat=3)})
+                     "seconds": _cli_seconds("predict", str(ckpt), short, "--json", "--seek", seek, repeat=REPEAT)})
     videos = sum(1 for line in manifest.read_text().splitlines() if line.strip())
     for seek in ("accurate", "keyframe"):  # batch prediction: background decoding, batches through the model
         seconds = _cli_seconds("predict", str(ckpt), str(manifest), "--seek", seek, "-q",
@@ -191,7 +193,7 @@ def bench_infer(args) -> dict:
             model.cnn.frames_per_pass, model.cfg.inference_precision = frames, precision
             collect_clip_logits(model, batches[:1], progress=False)  # warm-up: first-call allocations
             model_s = float("inf")
-            for _ in range(EVAL_REPEAT):  # the best of a few: N_test=1 takes milliseconds, where bursts dominate
+            for _ in range(REPEAT):
                 start = time.perf_counter()
                 res = collect_clip_logits(model, batches, progress=False)
                 model_s = min(model_s, time.perf_counter() - start)
@@ -213,13 +215,13 @@ def bench_infer(args) -> dict:
                  "ratio": same / total})
     notes += [f"checkpoint {ckpt}, {len(samples.samples)} videos of {manifest}; batch {batch_size}, torch threads "
               f"{threads} (the runtime policy)",
-              f"seconds: per video, model only, the best of {EVAL_REPEAT} passes over the batches (decoded once "
+              f"seconds: per video, model only, the best of {REPEAT} passes over the batches (decoded once "
               "beforehand: data_s per video); "
               "peak_rss_mb: the process's peak so far (runs go from small to large N_test)",
               "fresh-process load: a new Python process; imports_s = import torch + clipbert_emo.predict, seconds = "
               "what follows until the model is ready (the plain path imports transformers' BERT then)",
               "predict wall: `python -m clipbert_emo.cli predict CHECKPOINT VIDEO --json` on the first video, imports "
-              "included, best of 3 fresh processes"]
+              f"included, best of {REPEAT} fresh processes"]
     return report("infer", rows, ["measure", "setting", "seconds", "imports_s", "data_s", "videos_per_s",
                                   "peak_rss_mb", "accuracy", "ratio"], args.out, {"checkpoint": str(ckpt),
                                                                      "manifest": str(manifest)}, notes, started)

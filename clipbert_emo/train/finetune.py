@@ -13,7 +13,7 @@ from .engine import Engine
 from .finetune_recipe import FinetuneRecipe
 from .retrieval import RetrievalRecipe
 
-__all__ = ["finetune", "FinetuneRecipe", "RetrievalRecipe"]
+__all__ = ["finetune"]
 
 
 def finetune(cfg: ExperimentConfig, progress: bool = True) -> dict:
