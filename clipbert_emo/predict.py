@@ -27,9 +27,10 @@ from .tasks import get_task
 class Predictor:
     def __init__(self, checkpoint: str | os.PathLike, device: str | None = None, seek: str = "keyframe",
                  threads: int | None = None):
-        """``seek``: where clips sit on the video's timeline, ``keyframe`` (default: each clip starts at the
-        nearest keyframe, several times faster on long videos; the frames used are in the result) or
-        ``accurate`` (exactly the evaluation's frames). ``threads``: torch CPU threads for the process
+        """``seek``: where clips sit on the video's timeline, ``keyframe`` (default: a clip starts on a keyframe
+        where one lies within a quarter of the clip spacing, else exactly where sampled, so the clips never bunch
+        up; faster where keyframes are dense; the frames read are in the result) or ``accurate`` (exactly the
+        evaluation's frames). ``threads``: torch CPU threads for the process
         (clipbert_emo.runtime.set_threads); None leaves torch's setting alone."""
         from .data.decode import SEEK_MODES
 
@@ -217,8 +218,9 @@ def gather_inputs(paths: Sequence[str | os.PathLike]) -> tuple[list[dict], list[
     files), and manifests (JSONL/CSV with ``video`` and optional ``text``/``start``/``end``; no labels needed).
 
     Returns (inputs, failures): each input ``{"video", "text", "start", "end"}`` (text None = none given), each
-    failure ``{"video", "error"}`` for a path that does not exist, a folder without videos, or a manifest line
-    whose video is missing.
+    failure ``{"video", "error"}`` for a path that does not exist, is not a regular file (a FIFO, socket or
+    device: never opened), a folder without videos, a subfolder that cannot be listed, or a manifest line whose
+    video is missing.
     """
     from pathlib import Path
 
@@ -226,23 +228,89 @@ def gather_inputs(paths: Sequence[str | os.PathLike]) -> tuple[list[dict], list[
 
     inputs: list[dict] = []
     failures: list[dict] = []
+
+    def add(video: str, text: str | None = None, start: float | None = None, end: float | None = None) -> None:
+        inputs.append({"video": video, "text": text, "start": start, "end": end})
+
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in VIDEO_SUFFIXES)
-            if not found:
+            found, problems = _walk_videos(str(p))
+            failures += problems
+            if not found and not problems:
                 failures.append({"video": str(p), "error": f"folder has no video files ({', '.join(VIDEO_SUFFIXES)})"})
-            inputs += [{"video": str(f), "text": None, "start": None, "end": None} for f in found]
+            for f in found:
+                add(f)
         elif is_manifest(p) and p.is_file():
             manifest = read_manifest(p, read_target=None, require_label=False)
-            inputs += [{"video": s.video, "text": s.text or None, "start": s.start, "end": s.end}
-                       for s in manifest.samples]
+            for s in manifest.samples:
+                odd = not_regular(s.video)
+                if odd:
+                    failures.append({"video": s.video, "error": f"{s.source}: {odd}"})
+                else:
+                    add(s.video, s.text or None, s.start, s.end)
             failures += [{"video": where, "error": reason} for where, reason in manifest.skipped]
         elif p.is_file():
-            inputs.append({"video": str(p), "text": None, "start": None, "end": None})
+            add(str(p))
+        elif p.exists():
+            failures.append({"video": str(p), "error": not_regular(p)})
         else:
             failures.append({"video": str(p), "error": "file not found"})
     return inputs, failures
+
+
+def not_regular(path: str | os.PathLike) -> str | None:
+    """Why ``path`` must not be opened as a video (a FIFO blocks its reader forever), or None for a regular file
+    (or one that is missing: the decoder says so)."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a socket"
+            if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "special")
+    return f"not a regular file ({kind}); not opened"
+
+
+def _walk_videos(folder: str) -> tuple[list[str], list[dict]]:
+    """The video files under ``folder`` (recursively, sorted as paths, symlinked folders followed once) and a
+    failure for each subfolder that cannot be listed and each video-named entry that is not a regular file.
+    Path.rglob skips unreadable folders without a word, which hides whole branches of a dataset."""
+    from pathlib import Path
+
+    found: list[Path] = []
+    failures: list[dict] = []
+    seen: set[tuple[int, int]] = set()
+    pending = [folder]
+    while pending:
+        current = pending.pop()
+        try:
+            st = os.stat(current)
+            if (st.st_dev, st.st_ino) in seen:  # a symlink loop, or a folder linked twice
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            with os.scandir(current) as it:
+                entries = list(it)
+        except OSError as e:
+            why = "permission denied" if isinstance(e, PermissionError) else (e.strerror or type(e).__name__)
+            failures.append({"video": current, "error": f"cannot list this folder: {why}; its videos are left out"})
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir():
+                    pending.append(entry.path)
+                elif entry.name.lower().endswith(VIDEO_SUFFIXES):
+                    if entry.is_file():
+                        found.append(Path(entry.path))
+                    elif os.path.exists(entry.path):  # a dangling link is no video either, as before
+                        failures.append({"video": entry.path,
+                                         "error": not_regular(entry.path) or "not a regular file; not opened"})
+            except OSError as e:
+                failures.append({"video": entry.path, "error": f"cannot stat: {e.strerror or type(e).__name__}"})
+    return [str(f) for f in sorted(found)], sorted(failures, key=lambda f: Path(f["video"]))
 
 
 def read_transcripts(path: str | os.PathLike) -> dict[str, str]:

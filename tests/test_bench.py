@@ -51,3 +51,21 @@ def test_bench_train_row_for_a_named_config(synthemo_dir, tmp_path, monkeypatch)
     assert row["gflop_per_step"] > 1e-3
     assert row["mfu_pct"] == pytest.approx(100 * row["gflop_per_s"] / (1000 * 100.0))
     assert saved["config"] == "synthemo_cpu" and saved["device"] == "cpu"
+
+
+@pytest.mark.parametrize("gop", ["default", "short"])
+def test_decode_rows_report_where_the_clips_sat(tmp_path, gop):
+    """Beside each time, a row says how many distinct positions the clips had and how far they moved: keyframe
+    reads keep all 16 positions within the tolerance, with one keyframe (default GOP here) or one every 5 frames."""
+    from clipbert_emo.experiments.bench import _clips_seconds, test_videos
+
+    video = test_videos(tmp_path, durations=(2,), heights=(32,), gops={"default": None, "short": 5},
+                        progress=False, match=gop)[0]
+    for seek in ("accurate", "keyframe"):
+        seconds, placed = _clips_seconds(video["path"], 16, seek, threads=1)
+        assert seconds > 0 and placed["positions"] == 16
+        assert placed["max_shift"] <= placed["tolerance"]
+        if seek == "accurate":
+            assert placed["max_shift"] == 0
+    if gop == "short":  # keyframes every 5 frames, clips 3 frames apart, tolerance 1 frame: some clips move
+        assert _clips_seconds(video["path"], 16, "keyframe", threads=1)[1]["max_shift"] == 1

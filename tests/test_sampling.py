@@ -72,12 +72,63 @@ def test_dispatch_and_errors():
 
 
 def test_frame_index_rules_by_hand():
-    from clipbert_emo.data.sampling import sample_clip_indices_test
-
     # 101 frames at 10 fps, T=2 frames at clip_fps 2: a clip is 2 / 2 * 10 = 10 frames; slack 91, N=2 starts 0, 45.5.
     ours = sample_clip_indices_test(101, 10.0, 2, 2, 2.0, frame_index="round")
-    original = sample_clip_indices_test(101, 10.0, 2, 2, 2.0, frame_index="floor_exclusive")
+    original = sample_clip_indices_test(101, 10.0, 2, 2, 2.0, frame_index="clipbert")
     assert ours.tolist() == [[0, 9], [46, 54]]  # rint(linspace(s, s + 9)): 45.5 -> 46, 54.5 -> 54 (to even)
-    assert original.tolist() == [[0, 10], [45, 55]]  # floor(linspace(s, s + 10)): one past the end, truncated
+    # The original: the first frame at or after 45.5 is 46, then + trunc(linspace(0, 9, 2)) = + [0, 9].
+    assert original.tolist() == [[0, 9], [46, 55]]
     assert sample_clip_indices_test(101, 10.0, 1, 2, 2.0, single_clip="start").tolist() == [[0, 9]]
     assert sample_clip_indices_test(101, 10.0, 1, 2, 2.0, single_clip="middle").tolist() == [[46, 54]]
+
+
+def test_clipbert_rule_matches_the_facts_sheets_examples():
+    # 250 frames at 25 fps, T = 2 at 2 fps: clip_size 25, slack 225; N_test = 2 starts 0 and 112.5.
+    assert sample_clip_indices_test(250, 25.0, 2, 2, 2.0, frame_index="clipbert").tolist() == [[0, 24], [113, 137]]
+    # A single clip: QA at the start, retrieval a third of the slack in (225 / 3 = 75).
+    assert sample_clip_indices_test(250, 25.0, 1, 2, 2.0, single_clip="start",
+                                    frame_index="clipbert").tolist() == [[0, 24]]
+    assert sample_clip_indices_test(250, 25.0, 1, 2, 2.0, single_clip="third",
+                                    frame_index="clipbert").tolist() == [[75, 99]]
+    # Whole-frame starts stay on their frame (no float drift to the next): 4 clips of 10 over 90 frames of slack.
+    assert sample_clip_indices_test(100, 10.0, 4, 2, 2.0, frame_index="clipbert")[:, 0].tolist() == [0, 23, 45, 68]
+
+
+def test_clipbert_rule_gives_a_one_frame_clip_a_seconds_length():
+    # TGIF-QA: T = 1 at 1 fps on a 30 fps video of 100 frames. The original's clip is 30 frames long, so its starts
+    # are (100 - 30) * i / 4 = 0, 17.5, 35, 52.5 -> frames 0, 18, 35, 53; this library's one-frame clip has slack 99.
+    assert clip_length_in_frames(1, 1.0, 30.0, "clipbert") == 30.0
+    assert clip_length_in_frames(1, 1.0, 30.0, "round") == 1.0
+    original = sample_clip_indices_test(100, 30.0, 4, 1, 1.0, frame_index="clipbert")
+    assert original.tolist() == [[0], [18], [35], [53]]
+    assert sample_clip_indices_test(100, 30.0, 4, 1, 1.0).tolist() == [[0], [25], [50], [74]]
+    # Train: uniform starts in [0, 70], never a clip that would run past the end of the video.
+    rng = np.random.default_rng(0)
+    starts = sample_clip_indices_train(100, 30.0, 500, 1, 1.0, rng, frame_index="clipbert")[:, 0]
+    assert starts.min() >= 0 and starts.max() <= 70 and starts.max() >= 65
+
+
+def test_clipbert_rule_on_a_decoded_video(tmp_path):
+    """A generated 101-frame, 10 fps video through the whole loader: the frames read are [[0, 9], [46, 55]]."""
+    from clipbert_emo.config import DataConfig
+    from clipbert_emo.data.dataset import load_clips
+    from clipbert_emo.data.manifest import Sample
+    import av
+
+    from test_seek import frame_numbers
+
+    path = tmp_path / "v.mp4"
+    with av.open(str(path), "w", format="mp4") as out:  # lossless RGB H.264: frame i has brightness 10 + 2 i exactly
+        stream = out.add_stream("libx264rgb", rate=10)
+        stream.width = stream.height = 32
+        stream.pix_fmt, stream.options = "rgb24", {"qp": "0", "bframes": "0"}
+        for i in range(101):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.full((32, 32, 3), 10 + 2 * i, np.uint8), "rgb24")))
+        out.mux(stream.encode(None))
+    cfg = DataConfig(frame_size=32, num_frames=2, clip_fps=2.0, frame_index="clipbert", resize_rounding="floor",
+                     resize_antialias=False, resize_output="float")
+    context: dict = {}
+    clips, _ = load_clips(Sample(video=str(path), text=""), cfg, 2, False, None, context)
+    assert context["frames"] == [[0, 9], [46, 55]]
+    shown = frame_numbers(clips.permute(0, 1, 3, 4, 2).numpy(), step=2)  # (N, T, 3, S, S) -> (N, T): the pixels agree
+    assert shown.tolist() == [[0, 9], [46, 55]]

@@ -11,7 +11,7 @@ from clipbert_emo.config import DataConfig
 from clipbert_emo.data.dataset import load_clips
 from clipbert_emo.data.decode import keyframe_indices, open_video, read_frames
 from clipbert_emo.data.manifest import Sample
-from clipbert_emo.data.sampling import snap_clips_to_keyframes
+from clipbert_emo.data.sampling import keyframe_tolerance, sample_clip_indices_test, snap_clips_to_keyframes
 
 
 def write_gop_video(path, num_frames=60, gop=10, size=32, fps=10):
@@ -37,20 +37,47 @@ def pyav_keyframes(path) -> list[int]:
         return [i for i, f in enumerate(c.decode(video=0)) if f.key_frame]
 
 
-def frame_numbers(frames: np.ndarray) -> np.ndarray:
+def frame_numbers(frames: np.ndarray, step: int = 4) -> np.ndarray:
     """The index each decoded frame shows (its brightness), (...) from (..., H, W, 3)."""
-    return np.rint((frames.reshape(*frames.shape[:-3], -1).mean(-1) - 10) / 4).astype(int)
+    return np.rint((frames.reshape(*frames.shape[:-3], -1).mean(-1) - 10) / step).astype(int)
 
 
-def test_snap_moves_whole_clips_to_the_nearest_keyframe_inside_the_span():
-    keys = np.array([0, 10, 20, 30])
-    clips = np.array([[3, 8], [8, 13], [14, 19], [27, 32]])  # offsets 0 and 5
-    np.testing.assert_array_equal(snap_clips_to_keyframes(clips, keys, 0, 40), [[0, 5], [10, 15], [10, 15], [30, 35]])
-    # A span of frames 12..29: only keyframe 20 leaves room for the clip's 5 frames after its start.
-    np.testing.assert_array_equal(snap_clips_to_keyframes(clips, keys, 12, 30)[:, 0], [20, 20, 20, 20])
-    # No keyframe in reach, or none known: the sampled frames stay.
-    np.testing.assert_array_equal(snap_clips_to_keyframes(clips, keys, 21, 29), clips)
-    np.testing.assert_array_equal(snap_clips_to_keyframes(clips, None, 0, 40), clips)
+def test_snap_moves_a_clip_only_onto_a_keyframe_within_a_quarter_of_the_spacing():
+    # 16 frames of slack per clip (4 clips of 5 frames over 69 frames): a clip may move up to 4 frames.
+    clips = sample_clip_indices_test(69, 10.0, 4, 2, 4.0)  # a clip: 2 frames at 4 fps = 5 frames at 10 fps
+    np.testing.assert_array_equal(clips[:, 0], [0, 16, 32, 48])
+    assert keyframe_tolerance(clips, 0, 69) == 4.0
+    snapped = snap_clips_to_keyframes(clips, np.array([0, 13, 20, 36, 60]), 0, 69)
+    # 13 is 3 from 16 (it moves); 20 is 4 from 16 but farther than 13; 36 is 4 from 32 (moves); 48 has none near.
+    np.testing.assert_array_equal(snapped, [[0, 4], [13, 17], [36, 40], [48, 52]])
+    # One keyframe (a phone clip): nothing collapses onto it, every clip is read where it was sampled.
+    np.testing.assert_array_equal(snap_clips_to_keyframes(clips, np.array([0]), 0, 69), clips)
+    # A span of frames 30..50: clips stay inside it, and keyframes outside it are never used.
+    inside = clips[:2] // 4 + 30
+    assert (snap_clips_to_keyframes(inside, np.array([29, 36, 60]), 30, 50) >= 30).all()
+    np.testing.assert_array_equal(snap_clips_to_keyframes(clips, None, 0, 69), clips)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_keyframe_placement_keeps_the_invariant_for_any_keyframe_layout(seed):
+    """N clips at N distinct increasing positions, each within max(spacing / 4, 1 frame) of the accurate one,
+    whatever the keyframes: one, a few, dense, or every frame; videos longer and shorter than N clips."""
+    rng = np.random.default_rng(seed)
+    frames = int(rng.choice([8, 20, 60, 121, 300, 1500]))
+    n, t = int(rng.choice([1, 2, 4, 16])), int(rng.choice([1, 2, 4]))
+    gap = int(rng.choice([1, 2, 5, 25, 60, 250, 10_000]))
+    keys = np.unique(np.r_[0, np.arange(0, frames, gap) + rng.integers(0, 3, size=len(range(0, frames, gap)))])
+    accurate = sample_clip_indices_test(frames, 25.0, n, t, 4.0)  # (N, T)
+    placed = snap_clips_to_keyframes(accurate, keys, 0, frames)
+    tolerance = keyframe_tolerance(accurate, 0, frames)
+    assert placed.shape == accurate.shape and placed.min() >= 0 and placed.max() < frames
+    np.testing.assert_array_equal(placed - placed[:, :1], accurate - accurate[:, :1])  # clips keep their shape
+    assert np.all(np.abs(placed[:, 0] - accurate[:, 0]) <= tolerance)
+    distinct = np.diff(accurate[:, 0]) > 0
+    assert np.all(np.diff(placed[:, 0])[distinct] > 0), "distinct clips stay distinct and in order"
+    assert np.all(np.diff(placed[:, 0])[~distinct] == 0)
+    moved = placed[:, 0] != accurate[:, 0]
+    assert np.isin(placed[moved, 0], keys).all(), "a clip moves only onto a keyframe"
 
 
 def test_keyframe_indices_are_the_encoders(tmp_path):
@@ -71,7 +98,8 @@ def test_each_seek_mode_returns_its_frames(tmp_path, seek):
     if seek == "accurate":
         np.testing.assert_array_equal(used, sampled)
     else:
-        np.testing.assert_array_equal(used, [[0, 3], [18, 21], [27, 30], [45, 48]])  # nearest keyframes
+        # Keyframes 0, 9, 18, ...; a clip moves at most 56 / 4 / 4 = 3.5 frames: 14 has none that near.
+        np.testing.assert_array_equal(used, [[0, 3], [14, 17], [27, 30], [45, 48]])
     # The pixels are those frames, and the spans report them.
     shown = frame_numbers(clips.permute(0, 1, 3, 4, 2).numpy())  # (N, T, 3, S, S) -> (N, T)
     np.testing.assert_array_equal(shown, used)
@@ -85,7 +113,9 @@ def test_keyframe_mode_stays_inside_a_manifest_span(tmp_path):
     load_clips(Sample(video=str(path), text="", start=1.5, end=3.5), cfg, 3, False, None, context)
     used = np.array(context["frames"])
     assert used.min() >= 15 and used.max() < 35
-    assert set(used[:, 0].tolist()) <= {18, 27}  # keyframes of frames 15..34 that leave room for 4 frames
+    # Sampled starts 15, 20, 26 over frames 15..34 (slack 16, a move of at most 1.33 frames): only 26 has a
+    # keyframe (27) that near, and it leaves room for the clip's 4 frames.
+    assert used[:, 0].tolist() == [15, 20, 27]
 
 
 def test_dense_frames_read_in_one_pass_equal_seeking(tmp_path):
@@ -172,3 +202,15 @@ def test_decode_resize_scales_in_the_decoder_and_matches_the_exact_path(tmp_path
     b, _ = load_clips(sample, fast, 4, False, None, {})
     assert a.shape == b.shape == (4, 1, 3, 64, 64)
     assert (a.float() - b.float()).abs().mean() < 6  # uint8 levels: the scalers differ, the content does not
+
+
+def test_read_plan_picks_whichever_decodes_fewer_frames():
+    from clipbert_emo.data.decode import read_plan
+
+    sparse = np.arange(0, 1500, 94)  # 16 frames over a minute at 25 fps
+    assert read_plan(sparse, np.arange(0, 1500, 25)) == "seek"  # 1 s GOP: a seek decodes a few frames per clip
+    dense = np.arange(5, 300, 3)
+    assert read_plan(dense, np.arange(0, 300, 10)) == "pass"  # every GOP holds wanted frames: seeking re-decodes
+    assert read_plan(np.array([7]), np.array([0])) == "seek"
+    # Without keyframes, the density decides: one wanted frame in every 8 or more is read in one pass.
+    assert read_plan(np.arange(0, 80, 8), None) == "pass" and read_plan(np.arange(0, 90, 9), None) == "seek"

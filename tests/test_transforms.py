@@ -18,6 +18,26 @@ def test_resized_size_rounds_or_truncates():
     assert (floored[0, 0, :, :5] == 200).all() and (floored[0, 0, :, 5:] == 0).all()
 
 
+def test_floor_rounding_is_the_originals_size_rule_worked_by_hand():
+    from clipbert_emo.data.transforms import resized_size
+
+    # The longer side is the size itself; the shorter int(448 * short / long), computed in that order:
+    # 448 * 720 / 1280 = 252.0 exactly, where 720 * (448 / 1280) = 251.99999999999997 truncates to 251.
+    assert resized_size(720, 1280, 448, "floor") == (252, 448)
+    assert resized_size(1280, 720, 448, "floor") == (448, 252)
+    assert resized_size(480, 640, 448, "floor") == (336, 448)  # 448 * 480 / 640 = 336
+    assert resized_size(100, 100, 448, "floor") == (448, 448)
+    assert resized_size(360, 641, 448, "floor") == (251, 448)  # 161280 / 641 = 251.6 -> 251
+    assert resized_size(720, 1280, 448, "round") == (252, 448)
+    # The two orders of arithmetic differ on two of these common phone and web sizes at 448: the rule matters.
+    common = [(144, 176), (240, 320), (272, 640), (360, 640), (480, 640), (480, 854), (720, 1280), (1080, 1920)]
+    assert [s for s in common if int(s[0] * (448 / s[1])) != resized_size(*s, 448, "floor")[0]] == [
+        (360, 640), (720, 1280)]
+    frames = torch.full((1, 3, 720, 1280), 200, dtype=torch.uint8)
+    boxed = letterbox(frames, 448, resize=ORIGINAL)
+    assert (boxed[0, 0, :252] == 200).all() and (boxed[0, 0, 252:] == 0).all()
+
+
 def _bilinear_no_antialias(row: np.ndarray, out_len: int) -> np.ndarray:
     """PyTorch's bilinear with align_corners=False and no antialiasing, by hand: output pixel j samples the
     input at (j + 0.5) * in/out - 0.5 (clamped at 0) between its two neighbours."""
@@ -53,8 +73,8 @@ def test_output_uint8_rounds_and_float_keeps_the_interpolated_value():
 
 def test_clipbert_original_config_sets_the_original_preprocessing():
     d = load_config("clipbert_original").data
-    assert (d.resize_rounding, d.resize_antialias, d.resize_output, d.frame_index, d.single_clip) == (
-        "floor", False, "float", "floor_exclusive", "start")
+    assert (d.resize_rounding, d.resize_antialias, d.resize_output, d.frame_index, d.single_clip, d.augment) == (
+        "floor", False, "float", "clipbert", "start", False)
     default = load_config(None).data
     assert (default.resize_rounding, default.resize_antialias, default.resize_output, default.frame_index) == (
         "round", True, "uint8", "round")

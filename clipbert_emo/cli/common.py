@@ -17,16 +17,20 @@ def say(*parts, **kwargs) -> None:
     print(*parts, file=_STDOUT, **kwargs)
 
 
-def positive(name: str):
+def positive(name: str, least: int = 1):
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{name} must be a whole number, got {text!r}") from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"{name} must be >= 1, got {value}")
+        if value < least:
+            raise argparse.ArgumentTypeError(f"{name} must be >= {least}, got {value}")
         return value
     return parse
+
+
+def non_negative(name: str):
+    return positive(name, least=0)
 
 
 def utf8_text(text: str | None, what: str) -> str | None:
@@ -84,9 +88,10 @@ def add_common(parser: argparse.ArgumentParser, default) -> None:
 def add_speed_options(s: argparse.ArgumentParser, default_seek: str | None) -> None:
     """--seek and --threads, which predict and evaluate share (with different default seek modes)."""
     s.add_argument("--seek", choices=["accurate", "keyframe"], default=default_seek,
-                   help="where clips sit in the video: keyframe = each clip starts at the nearest keyframe (a few "
-                        "times faster on long videos; the frames used are reported), accurate = exactly the evenly "
-                        "spaced frames (reproducible numbers) (default: "
+                   help="where clips sit in the video: keyframe = a clip starts on a keyframe where one lies "
+                        "within a quarter of the clip spacing, else exactly where sampled (the clips never bunch "
+                        "up; faster where keyframes are dense, as in 1-2 s GOP encodes; the frames read are "
+                        "reported), accurate = exactly the evenly spaced frames (reproducible numbers) (default: "
                         + (default_seek or "the checkpoint's data.seek, accurate unless trained otherwise") + ")")
     s.add_argument("--threads", type=positive("--threads"), default=None,
                    help="torch CPU threads (default: the cores not kept busy by other processes; OMP_NUM_THREADS "

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from .common import add_speed_options, png_path, positive, say, utf8_text
+from .common import add_speed_options, non_negative, png_path, positive, say, utf8_text
 
 
 def _cmd_predict(args) -> int:
@@ -20,6 +20,8 @@ def _cmd_predict(args) -> int:
     paths = args.paths
     many = (len(paths) > 1 or args.out or args.transcripts or args.timeline_png
             or any(Path(p).is_dir() or is_manifest(p) for p in paths))
+    if (args.resume or args.overwrite) and not args.out:
+        raise UserError("--resume and --overwrite are about an --out file; give --out FILE")
     if many and (plot or args.transcribe):
         raise UserError("--plot and --transcribe are for one video; with several use --timeline-png DIR and "
                         "--transcripts FILE")
@@ -54,7 +56,9 @@ def _cmd_predict(args) -> int:
         return 0
     from ..eval.report import format_table
 
-    say(f"{result['video']}  text={result['text']!r}")
+    from .results_file import shown_path
+
+    say(f"{shown_path(result['video'])}  text={result['text']!r}")  # a name that is not UTF-8 would not print
     say(f"prediction: {result['prediction']}  ({result['aggregation']} over {result['num_clips']} clips)")
     say(format_table([{"label": k, "probability": v} for k, v in
                       sorted(result["probabilities"].items(), key=lambda kv: -kv[1])], ["label", "probability"]))
@@ -71,112 +75,146 @@ def _cmd_predict(args) -> int:
 
 
 def _predict_many(args, predictor, text: str | None) -> int:
-    """Batch prediction: gather the videos, score them in batches, print a table, write --out and timelines."""
+    """Batch prediction: gather the videos, score them in batches, write each result to --out (and its timeline
+    PNG) as it comes, then print a table. Ctrl-C stops with what was written kept (exit 130)."""
     from ..config import UserError
-    from ..eval.report import format_table
-    from ..predict import gather_inputs, read_transcripts, transcript_for
+    from .results_file import ResultsFile
 
-    out = Path(args.out) if args.out else None
-    if out is not None:
-        if out.suffix.lower() not in (".jsonl", ".csv"):
-            raise UserError(f"--out {out}: give a file name ending in .jsonl or .csv")
-        if out.parent != Path("") and not out.parent.is_dir():
-            raise UserError(f"--out {out}: folder {out.parent} does not exist")
     png_dir = Path(args.timeline_png) if args.timeline_png else None
     if png_dir is not None:
         if png_dir.exists() and not png_dir.is_dir():
             raise UserError(f"--timeline-png {png_dir} is a file; give a folder")
         if predictor.task.name not in ("single_label", "multilabel"):
             raise UserError(f"--timeline-png draws class probabilities; this checkpoint's task is {predictor.task.name}")
-        png_dir.mkdir(parents=True, exist_ok=True)
-    inputs, failures = gather_inputs(args.paths)
-    transcripts = read_transcripts(args.transcripts) if args.transcripts else {}
-    texts = [transcript_for(i["video"], transcripts) or i["text"] or text for i in inputs]
-    results = list(predictor.predict_many(
-        [i["video"] for i in inputs], texts, num_clips=args.n_test, aggregation=args.aggregation,
-        batch_size=args.batch_size, num_workers=args.workers, spans=[(i["start"], i["end"]) for i in inputs],
-        progress=not args.quiet)) if inputs else []
-    results += failures
-    failed = [r for r in results if "error" in r]
-    for r in failed:
-        print(f"clipbert-emo predict: cannot read {r['video']}: {r['error']}", file=sys.stderr)
-    if png_dir is not None:
-        _timeline_pngs(results, predictor.labels, png_dir)
-    if out is not None:
-        _write_predictions(results, out, predictor.labels)
-    if args.json:
-        for r in results:
-            say(json.dumps(r))
-    else:
-        rows = []
-        for r in results:
-            row = {"video": r["video"], "prediction": r.get("prediction", "FAILED")}
-            if isinstance(r.get("prediction"), str):
-                row["p_top"] = r["probabilities"][r["prediction"]]
-                row["clips"] = r["num_clips"]
-            if "face_crop" in r:
-                row["no_face_frames"] = f"{r['face_crop']['no_face_frames']}/{r['face_crop']['frames']}"
-            if "error" in r:
-                row["error"] = r["error"][:80]
-            rows.append(row)
+    # Opened (created) before anything is scored: a folder that cannot be written fails now, not at the end.
+    out = ResultsFile(args.out, predictor.labels, resume=args.resume, overwrite=args.overwrite) if args.out else None
+    run = _ManyRun(args, predictor, text, out, png_dir)
+    try:
+        run.score()
+    except KeyboardInterrupt:
+        if out is not None:
+            out.close()  # .json: the results not yet in the file go in now
+        where = (f"{out.written} of {run.total} results are in {out.path}; rerun the same command with --resume to "
+                 "score the rest") if out is not None else f"{len(run.rows)} of {run.total} videos scored, none kept " \
+                                                            "(no --out)"
+        print(f"clipbert-emo predict: interrupted: {where}", file=sys.stderr)
+        return 130
+    finally:
+        if out is not None:
+            out.close()
+    rows = run.rows
+    failed = sum(1 for row in rows if "error" in row)
+    if not args.json:
+        from ..eval.report import format_table
+
         cols = ["video", "prediction", "p_top", "clips"] + [c for c in ("no_face_frames", "error")
                                                             if any(c in row for row in rows)]
-        say(format_table(rows, cols))
-        say(f"{len(results) - len(failed)} of {len(results)} videos scored"
-            + (f", {len(failed)} failed" if failed else "") + (f"; written: {out}" if out else "")
-            + (f"; timelines in {png_dir}" if png_dir else ""))
+        if rows:
+            say(format_table(rows, cols))
+        say(f"{len(rows) - failed} of {len(rows)} videos scored" + (f", {failed} failed" if failed else "")
+            + (f"; {run.held} already in {out.path} (--resume)" if run.held else "")
+            + (f"; written: {out.path}" if out is not None else "") + (f"; timelines in {png_dir}" if png_dir else ""))
     return 1 if failed else 0
 
 
-def _write_predictions(results: list[dict], out: Path, labels: list[str]) -> None:
-    """JSON lines (each video's full result) or CSV (one row per video; the timeline as a JSON cell)."""
-    from ..config.atomic import atomic_path
+class _ManyRun:
+    """One predict run over many videos; what it has done so far stays readable when it is interrupted."""
 
-    with atomic_path(out) as tmp:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            if out.suffix.lower() == ".jsonl":
-                for r in results:
-                    f.write(json.dumps(r) + "\n")
-                return
-            import csv
+    def __init__(self, args, predictor, text, out, png_dir):
+        self.args, self.predictor, self.text, self.out, self.png_dir = args, predictor, text, out, png_dir
+        self.rows: list[dict] = []  # the table: a few fields per video, not the whole result
+        self.total = self.held = 0
 
-            cols = ["video", "text", "prediction", *[f"p_{lab}" for lab in labels], "num_clips", "aggregation",
-                    "no_face_frames", "error", "timeline"]
-            writer = csv.DictWriter(f, cols, extrasaction="ignore")
-            writer.writeheader()
-            for r in results:
-                row = {k: r.get(k) for k in ("video", "text", "num_clips", "aggregation", "error")}
-                pred = r.get("prediction")
-                row["prediction"] = pred if isinstance(pred, (str, int, float)) or pred is None else json.dumps(pred)
-                probs = r.get("probabilities") or {}
-                row.update({f"p_{lab}": probs[lab] for lab in labels if isinstance(probs.get(lab), float)})
-                if "face_crop" in r:
-                    row["no_face_frames"] = r["face_crop"]["no_face_frames"]
-                if "timeline" in r:
-                    row["timeline"] = json.dumps(r["timeline"])
-                writer.writerow(row)
+    def score(self) -> None:
+        from tqdm.auto import tqdm
+
+        from ..predict import gather_inputs, read_transcripts, transcript_for
+        from .results_file import shown_path
+
+        args, out = self.args, self.out
+        if self.png_dir is not None:
+            self.png_dir.mkdir(parents=True, exist_ok=True)
+        inputs, failures = gather_inputs(args.paths)
+        self.total = len(inputs) + len(failures)
+        if out is not None:  # --resume: what the file holds is not scored again
+            inputs = [i for i in inputs if not out.skip(shown_path(i["video"]))]
+            failures = [f for f in failures if not out.skip(shown_path(f["video"]))]
+            self.held = self.total - len(inputs) - len(failures)
+        transcripts = read_transcripts(args.transcripts) if args.transcripts else {}
+        texts = [transcript_for(i["video"], transcripts) or i["text"] or self.text for i in inputs]
+        pngs = _TimelinePngs(self.predictor.labels, self.png_dir, out) if self.png_dir is not None else None
+        scored = self.predictor.predict_many(
+            [i["video"] for i in inputs], texts, num_clips=args.n_test, aggregation=args.aggregation,
+            batch_size=args.batch_size, num_workers=args.workers, spans=[(i["start"], i["end"]) for i in inputs],
+            progress=not args.quiet) if inputs else ()
+        stream = _chain(scored, failures)
+        try:
+            for r in stream:
+                r["video"] = shown_path(r["video"])  # a file name that is not UTF-8: written with \xNN escapes
+                if "error" in r:
+                    r["error"] = shown_path(r["error"])
+                    tqdm.write(f"clipbert-emo predict: cannot read {r['video']}: {r['error']}", file=sys.stderr)
+                if pngs is not None:
+                    pngs.draw(r)
+                if out is not None:
+                    out.add(r)
+                if args.json:
+                    say(json.dumps(r))
+                self.rows.append(_table_row(r))
+        finally:
+            stream.close()  # closes predict_many too: its decoding workers stop here
 
 
-def _timeline_pngs(results: list[dict], labels: list[str], folder: Path) -> None:
-    import numpy as np
+def _chain(scored, failures):
+    yield from scored
+    yield from failures
 
-    from ..eval.plots import plot_clip_timeline
 
-    used: set[str] = set()
-    for r in results:
-        if "timeline" not in r or "probabilities" not in r["timeline"]:
-            continue
-        stem = Path(r["video"]).stem or "video"
+def _table_row(r: dict) -> dict:
+    row = {"video": r["video"], "prediction": r.get("prediction", "FAILED")}
+    if isinstance(r.get("prediction"), str):
+        row["p_top"] = r["probabilities"][r["prediction"]]
+        row["clips"] = r["num_clips"]
+    if "face_crop" in r:
+        row["no_face_frames"] = f"{r['face_crop']['no_face_frames']}/{r['face_crop']['frames']}"
+    if "error" in r:
+        row["error"] = r["error"][:80]
+    return row
+
+
+class _TimelinePngs:
+    """One timeline PNG per video, named after it; the same file name in two folders gets _2, _3, ... (including
+    the names a resumed --out already used)."""
+
+    def __init__(self, labels: list[str], folder: Path, out=None):
+        self.labels, self.folder = labels, folder
+        self.used: set[str] = set()
+        for row in out.held_rows if out is not None else ():  # --resume: the names the first run gave
+            if row.get("timeline") and not row.get("error"):
+                self._name(row["video"])
+
+    def _name(self, video: str) -> str:
+        stem = Path(video).stem or "video"
         name, k = stem, 1
-        while name in used:  # same file name in two folders: both kept
+        while name in self.used:
             k += 1
             name = f"{stem}_{k}"
-        used.add(name)
+        self.used.add(name)
+        return name
+
+    def draw(self, r: dict) -> None:
+        import numpy as np
+
+        from ..eval.plots import plot_clip_timeline
+
+        if "timeline" not in r or "probabilities" not in r["timeline"]:
+            return
+        name = self._name(r["video"])
         t = r["timeline"]
         times = [(a + b) / 2 if a is not None else i for i, (a, b) in enumerate(zip(t["start"], t["end"]))]
-        probs = np.array([t["probabilities"][lab] for lab in labels]).T  # (K, N) -> (N, K)
-        plot_clip_timeline(times, probs, labels, folder / f"{name}.png", title=Path(r["video"]).name)
-        r["timeline_png"] = str(folder / f"{name}.png")
+        probs = np.array([t["probabilities"][lab] for lab in self.labels]).T  # (K, N) -> (N, K)
+        plot_clip_timeline(times, probs, self.labels, self.folder / f"{name}.png", title=Path(r["video"]).name)
+        r["timeline_png"] = str(self.folder / f"{name}.png")
 
 
 def add_predict_parser(sub, common) -> None:
@@ -202,7 +240,11 @@ def add_predict_parser(sub, common) -> None:
     s.add_argument("--transcripts", metavar="JSONL", help='transcripts of many videos: lines of {"video": path or '
                    'file name, "text": ...}; they take precedence over a manifest\'s text and --text')
     s.add_argument("--out", metavar="FILE", help="write every video's result (distribution, timeline, errors) to a "
-                   ".jsonl or .csv file")
+                   ".jsonl, .csv or .json file, each as soon as it is scored (an interrupted run keeps them)")
+    s.add_argument("--resume", action="store_true",
+                   help="with --out: keep the results the file holds and score only the videos it lacks (to continue "
+                        "an interrupted run)")
+    s.add_argument("--overwrite", action="store_true", help="with --out: replace a file that holds results")
     s.add_argument("--timeline-png", metavar="DIR", help="draw each video's per-clip timeline to DIR/<name>.png")
     s.add_argument("--face-crop", action="store_true",
                    help="crop each sampled frame to the largest face (OpenCV Haar cascade, smoothed over the clip); "
@@ -212,7 +254,7 @@ def add_predict_parser(sub, common) -> None:
                         "built-in Haar cascade (implies --face-crop)")
     s.add_argument("--batch-size", type=positive("--batch-size"), default=None,
                    help="videos per batch (default: the config's train.eval_batch_size)")
-    s.add_argument("--workers", type=int, default=None,
+    s.add_argument("--workers", type=non_negative("--workers"), default=None,
                    help="background decoding processes (default: up to 4, one per core; 0 = decode in this process)")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_speed_options(s, default_seek="keyframe")

@@ -64,11 +64,12 @@ def load_clips(
     info = video_info(reader, sample.video)
     check_span(sample.start, sample.end, info.duration, sample.source or sample.video)
     indices = _clip_indices(sample, info, cfg, num_clips, training, rng)  # (N, T)
-    if cfg.seek == "keyframe":
-        indices = snap_clips_to_keyframes(indices, keyframe_indices(reader), *_frame_range(sample, info))
+    keyframes = keyframe_indices(reader)
+    if cfg.seek == "keyframe":  # only where a keyframe lies near a clip: the clips stay where accurate puts them
+        indices = snap_clips_to_keyframes(indices, keyframes, *_frame_range(sample, info))
     try:
         unique_frames, inverse = read_unique_frames(reader, indices, sample.video, size,  # (U, H, W, 3), (N*T,)
-                                                     cfg.decode_threads)
+                                                     cfg.decode_threads, keyframes)
     except VideoDecodeError as e:
         if isinstance(reader, DecodedFrames):
             raise

@@ -54,6 +54,8 @@ def scaled_size(path: str | os.PathLike, max_side: int) -> tuple[int, int] | Non
     scalers want), read from the container header; None when the video is no larger or the header says nothing."""
     import av
 
+    if not os.path.isfile(path):  # a FIFO would block av.open forever; open_video reports what it is
+        return None
     try:
         with av.open(os.fspath(path)) as container:
             stream = container.streams.video[0]
@@ -74,11 +76,13 @@ def open_video(path: str | os.PathLike, num_threads: int = 1, size: tuple[int, i
     path = os.fspath(path)
     if not os.path.exists(path):
         raise VideoDecodeError(f"{path}: file not found")
+    if not os.path.isfile(path):  # opening a FIFO blocks until a writer comes, a device may never end
+        raise VideoDecodeError(f"{path}: not a regular file (a folder, FIFO, socket or device); not opened")
     if os.path.getsize(path) == 0:
         raise VideoDecodeError(f"{path}: file is empty (0 bytes)")
     scaled = {"width": size[0], "height": size[1]} if size else {}
     try:
-        reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=num_threads, **scaled)
+        reader = _decord_reader(path, ctx=decord.cpu(0), num_threads=num_threads, **scaled)
     except Exception as e:  # decord raises its own DECORDError and RuntimeError variants
         # decord's messages ("Check failed: st_nb >= 0") do not say what is wrong; PyAV can: no video stream
         # at all, or a damaged file whose first part still decodes (then those frames are used).
@@ -86,6 +90,32 @@ def open_video(path: str | os.PathLike, num_threads: int = 1, size: tuple[int, i
     if len(reader) == 0:
         raise VideoDecodeError(f"{path}: video has no frames")
     return reader
+
+
+def _decord_reader(path: str, **kwargs):
+    """decord.VideoReader on ``path``, including a name that is not UTF-8 (Linux file names are bytes; Python
+    keeps the undecodable ones as lone surrogates, which decord cannot encode and refuses): such a file is
+    opened through a plain-named link to it, removed once open (the reader keeps the file open, not the name).
+    Without it the file would fall to the PyAV fallback: other frames, a false "damaged video" warning."""
+    import decord
+
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        import tempfile
+
+        suffix = os.path.splitext(path)[1]
+        suffix = suffix if suffix.isascii() and suffix.isprintable() else ""  # FFmpeg guesses some formats by it
+        folder = tempfile.mkdtemp(prefix="clipbert-emo-")
+        link = os.path.join(folder, "video" + suffix)
+        try:
+            os.symlink(os.path.abspath(path), link)
+            return decord.VideoReader(link, **kwargs)
+        finally:
+            if os.path.lexists(link):
+                os.unlink(link)
+            os.rmdir(folder)
+    return decord.VideoReader(path, **kwargs)
 
 
 class DecodedFrames:
@@ -185,14 +215,19 @@ def video_info(reader, path: str) -> VideoInfo:
 
 
 # How test clips are placed on the decoder's timeline. accurate: exactly the sampled frames (reproducible
-# benchmark numbers); keyframe: each clip moved to start at the keyframe nearest its sampled start, so a
-# clip costs one seek and its own frames instead of a decode from the previous keyframe (x264 puts
-# keyframes up to 250 frames apart: 16 accurate seeks decode most of a file).
+# benchmark numbers); keyframe: a clip whose sampled start has a keyframe within a quarter of the clip spacing
+# starts on that keyframe (one seek and its own frames, instead of a decode from the previous keyframe), every
+# other clip is read exactly: the N clips stay at N distinct positions near the accurate ones whatever the
+# keyframe interval (data/sampling.py:snap_clips_to_keyframes). The saving is where keyframes are dense (a
+# keyframe every 1-2 s, as social-media encodes have); a file with one keyframe is read as accurate reads it.
 SEEK_MODES = ("accurate", "keyframe")
-# accurate reads decode the file front to back, converting only the wanted frames, when the wanted frames
-# are at least this dense (one in every 8 between the first and the last): seeking then saves nothing and
-# costs a decoder flush per seek, so the read is never slower than one sequential pass.
+# Reads decode the file front to back, converting only the wanted frames, when that decodes fewer frames than
+# seeking to each wanted frame's keyframe and decoding forward (read_plan). Where the keyframes are not known,
+# the wanted frames' density decides: at least one in every 8 between the first and the last.
 SEQUENTIAL_DENSITY = 1 / 8
+# What one seek costs beyond the frames it decodes, in frames: a decoder flush and a demuxer seek (measured with
+# clipbert-emo bench decode: it moves 16-clip reads of a 1 s GOP file by a few percent either way).
+SEEK_COST_FRAMES = 4
 # Which reader does that pass. PyAV ("pyav"): decode every packet, convert only the wanted frames to RGB;
 # decord ("decord"): skip_frames + next, which on a short GOP turns each skip across a keyframe into a seek
 # (0.5-0.8x of a full decode on 1 s GOPs, against 1.4-1.6x for PyAV: clipbert-emo bench decode).
@@ -220,15 +255,16 @@ def read_frames(reader, indices: np.ndarray, path: str) -> np.ndarray:
 
 
 def read_unique_frames(reader, indices: np.ndarray, path: str, size: tuple[int, int] | None = None,
-                       threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+                       threads: int = 1, keyframes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Each distinct frame of ``indices`` decoded once: (U, H, W, 3) uint8 RGB in frame order, and for every entry
-    of the flattened ``indices`` its row there. Clips that share frames (dense or keyframe clips) then cost no
-    copies of full-size frames. ``size``: the (width, height) ``reader`` was opened with, if scaled; ``threads``:
-    the decoder threads of a pass that does not go through ``reader`` (0 = FFmpeg's choice), as it was opened with."""
+    of the flattened ``indices`` its row there. Clips that share frames (dense clips) then cost no copies of
+    full-size frames. ``size``: the (width, height) ``reader`` was opened with, if scaled; ``threads``: the decoder
+    threads of a pass that does not go through ``reader`` (0 = FFmpeg's choice), as it was opened with;
+    ``keyframes``: the file's keyframe indices, to pick the cheaper of seeking and one pass (:func:`read_plan`)."""
     flat = np.asarray(indices, dtype=np.int64).reshape(-1)
     unique, inverse = np.unique(flat, return_inverse=True)
     try:
-        if _dense(unique) and hasattr(reader, "skip_frames"):
+        if read_plan(unique, keyframes) == "pass" and hasattr(reader, "skip_frames"):
             frames = _read_dense(reader, unique, path, size, threads)  # (U, H, W, 3)
         else:
             frames = reader.get_batch(unique.tolist()).asnumpy()  # (U, H, W, 3)
@@ -242,9 +278,29 @@ def read_unique_frames(reader, indices: np.ndarray, path: str, size: tuple[int, 
     return frames, inverse.reshape(-1)
 
 
-def _dense(unique: np.ndarray) -> bool:
-    span = int(unique[-1] - unique[0]) + 1
-    return len(unique) > 1 and len(unique) >= span * SEQUENTIAL_DENSITY
+def read_plan(unique: np.ndarray, keyframes: np.ndarray | None = None) -> str:
+    """"seek" or "pass": how to read the sorted, distinct frames ``unique`` for the fewest decoded frames.
+
+    Seeking costs, per wanted frame, the frames from its keyframe up to it, unless the decoder already stands in
+    that keyframe's group before it (then it decodes forward), plus SEEK_COST_FRAMES per seek. One pass costs the
+    frames from the first wanted frame's keyframe to the last wanted frame. Without ``keyframes``, frames at least
+    SEQUENTIAL_DENSITY dense are read in one pass."""
+    if len(unique) < 2:
+        return "seek"
+    if keyframes is None or len(keyframes) == 0:
+        span = int(unique[-1] - unique[0]) + 1
+        return "pass" if len(unique) >= span * SEQUENTIAL_DENSITY else "seek"
+    keys = np.asarray(keyframes, dtype=np.int64)
+    group = keys[np.maximum(np.searchsorted(keys, unique, side="right") - 1, 0)]  # each frame's keyframe
+    seek_cost, position = 0, -1  # position: the last frame decoded
+    for frame, key in zip(unique.tolist(), group.tolist()):
+        if key <= position < frame:
+            seek_cost += frame - position
+        else:
+            seek_cost += frame - key + 1 + SEEK_COST_FRAMES
+        position = frame
+    pass_cost = int(unique[-1]) - int(group[0]) + 1 + SEEK_COST_FRAMES
+    return "pass" if pass_cost < seek_cost else "seek"
 
 
 class _PaddedRows(RuntimeError):

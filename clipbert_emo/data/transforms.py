@@ -42,14 +42,27 @@ def letterbox(frames: torch.Tensor, size: int, pad: str = "bottom_right", resize
     if pad not in ("bottom_right", "center"):
         raise ValueError(f"pad must be bottom_right or center, got {pad!r}")
     f, c, h, w = frames.shape
-    scale = size / max(h, w)
-    size_of = round if resize.rounding == "round" else int  # int() truncates, as the original does
-    nh, nw = max(1, size_of(h * scale)), max(1, size_of(w * scale))
+    nh, nw = resized_size(h, w, size, resize.rounding)
     resized = _resize(frames, nh, nw, resize)
     top, left = ((size - nh) // 2, (size - nw) // 2) if pad == "center" else (0, 0)
     out = torch.zeros((f, c, size, size), dtype=resized.dtype)
     out[:, :, top : top + nh, left : left + nw] = resized
     return out
+
+
+def resized_size(height: int, width: int, size: int, rounding: str = "round") -> tuple[int, int]:
+    """(height, width) with the longer side brought to ``size``, aspect kept. ``round``: both sides
+    ``side * size / longer``, rounded. ``floor``: the original ClipBERT's, exactly: the longer side is ``size``
+    itself and the shorter ``int(size * short / long)``, in that order (``int(short * (size / long))`` truncates
+    a float a hair below the whole number on about 9% of frame sizes at 448: 720x1280 gives 251, not 252)."""
+    if rounding == "round":
+        scale = size / max(height, width)
+        return max(1, round(height * scale)), max(1, round(width * scale))
+    if rounding != "floor":
+        raise ValueError(f"resize rounding must be round or floor, got {rounding!r}")
+    if height >= width:
+        return size, max(1, int(size * width / height))
+    return max(1, int(size * height / width)), size
 
 
 def random_resized_crop_params(

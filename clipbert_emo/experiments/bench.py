@@ -23,10 +23,10 @@ import numpy as np
 from .bench_common import FPS, machine, report, write_test_video
 
 # The test videos: (seconds, height) per size, and x264's keyframe interval per GOP kind. "default" is x264's
-# own (keyint 250, i.e. 10 s at 25 fps: what encoders hand users); "short" is 1 s.
+# own (keyint 250, i.e. 10 s at 25 fps: what encoders hand users); "short" is 1 s, "2s" 2 s (social-media encodes).
 DURATIONS, DURATIONS_FULL = (10, 60), (10, 60, 600)
 HEIGHTS = (360, 720)
-GOPS = {"default": None, "short": 25}
+GOPS = {"default": None, "2s": 50, "short": 25}
 
 
 
@@ -59,13 +59,15 @@ def _full_decode_seconds(path: str, threads: int) -> float:
     return time.perf_counter() - start
 
 
-def _clips_seconds(path: str, n_test: int, seek: str, threads: int, dense: str = "pyav") -> tuple[float, int]:
+def _clips_seconds(path: str, n_test: int, seek: str, threads: int, dense: str = "pyav") -> tuple[float, dict]:
     """Time to open ``path`` and decode the frames of its N_test clips as evaluation and prediction do (T=2
-    frames at 2 fps; the letterbox after it is left out, as the full decode has none); and how many distinct
-    frames they used. ``dense``: how dense frames are read: "pyav" (the library's one pass), "decord" (decord's
-    skip_frames one pass, the reader before it), "seek" (decord's seeking whatever the density, before both)."""
+    frames at 2 fps; the letterbox after it is left out, as the full decode has none); and where the clips sat:
+    distinct frames read, distinct clip positions, the largest move from the accurate placement (frames) and
+    the tolerance it must stay within. ``dense``: how frames are read: "pyav" (the library's plan: seeks or one
+    PyAV pass, whichever decodes fewer frames), "decord" (one pass of decord's skip_frames, the reader before
+    it), "seek" (decord's seeking whatever the density, before both)."""
     from ..data import decode
-    from ..data.sampling import sample_clip_indices, snap_clips_to_keyframes
+    from ..data.sampling import keyframe_tolerance, sample_clip_indices, snap_clips_to_keyframes
 
     saved = decode.SEQUENTIAL_DENSITY, decode.SEQUENTIAL_READER
     decode.SEQUENTIAL_DENSITY = float("inf") if dense == "seek" else saved[0]
@@ -74,13 +76,18 @@ def _clips_seconds(path: str, n_test: int, seek: str, threads: int, dense: str =
         start = time.perf_counter()
         reader = decode.open_video(path, num_threads=threads)
         info = decode.video_info(reader, path)
-        indices = sample_clip_indices(info.num_frames, info.fps, n_test, 2, 2.0, training=False)  # (N, T)
-        if seek == "keyframe":
-            indices = snap_clips_to_keyframes(indices, decode.keyframe_indices(reader), 0, info.num_frames)
-        decode.read_unique_frames(reader, indices, path, threads=threads)  # what load_clips reads; it shapes each frame once
-        return time.perf_counter() - start, len(np.unique(indices))
+        accurate = sample_clip_indices(info.num_frames, info.fps, n_test, 2, 2.0, training=False)  # (N, T)
+        keyframes = decode.keyframe_indices(reader)
+        indices = snap_clips_to_keyframes(accurate, keyframes, 0, info.num_frames) if seek == "keyframe" else accurate
+        # what load_clips reads (it shapes each distinct frame once); "seek" ignores the keyframes' read plan
+        decode.read_unique_frames(reader, indices, path, threads=threads,
+                                  keyframes=None if dense == "seek" else keyframes)
+        seconds = time.perf_counter() - start
     finally:
         decode.SEQUENTIAL_DENSITY, decode.SEQUENTIAL_READER = saved
+    return seconds, {"frames_used": len(np.unique(indices)), "positions": len(np.unique(indices[:, 0])),
+                     "max_shift": int(np.abs(indices[:, 0] - accurate[:, 0]).max()),
+                     "tolerance": round(keyframe_tolerance(accurate, 0, info.num_frames), 2)}
 
 
 def bench_decode(args) -> dict:
@@ -101,20 +108,23 @@ def bench_decode(args) -> dict:
         cases += [("accurate", dense, 1, "seek"), ("accurate", dense, 1, "decord"), ("accurate", dense, 1, "pyav")]
         for seek, n, threads, how in cases:
             timed = [_clips_seconds(v["path"], n, seek, threads, how) for _ in range(args.repeat)]
-            seconds, used = min(t for t, _ in timed), timed[0][1]
+            seconds, placed = min(t for t, _ in timed), timed[0][1]
             label = {"seek": " (seek only)", "decord": " (decord pass)", "pyav": ""}[how]
-            rows.append({**base, "n_test": n, "seek": seek + label,
-                         "threads": threads or "auto", "frames_used": used, "clips_s": seconds,
-                         "speedup_vs_full": full / seconds})
+            rows.append({**base, "n_test": n, "seek": seek + label, "threads": threads or "auto", **placed,
+                         "clips_s": seconds, "speedup_vs_full": full / seconds})
     notes = ["full_s: open + every frame decoded to RGB with decord, 1 thread; clips_s: open + the frames of the "
              "N_test clips (T=2 at 2 fps) through the library's reader (data/decode.py); threads 'auto' = decord's own",
              "accurate (seek only): decord's get_batch for any density (the first reader); accurate (decord pass): "
              "dense frames in one pass of decord's skip_frames + next (the second); accurate: dense frames in one "
              "PyAV pass that converts only the wanted frames (the library's reader)",
-             f"videos: {FPS} fps H.264 (x264 veryfast, crf 28), gop default = x264's keyint 250, short = 25",
+             "positions: distinct clip starts of the n_test clips; max_shift: the largest move of a clip start from "
+             "the accurate placement, in frames; tolerance: the most it may move (a quarter of the clip spacing, "
+             "at least 1 frame): keyframe reads keep positions == n_test and max_shift <= tolerance",
+             f"videos: {FPS} fps H.264 (x264 veryfast, crf 28), gop default = x264's keyint 250, 2s = 50, short = 25",
              f"each time is the best of {args.repeat} run(s) (--repeat)"]
-    return report("decode", rows, ["video", "gop", "frames", "n_test", "seek", "threads", "frames_used", "clips_s",
-                                   "full_s", "speedup_vs_full"], args.out, {"n_test": args.n_test}, notes, started)
+    return report("decode", rows, ["video", "gop", "frames", "n_test", "seek", "threads", "frames_used", "positions",
+                                   "max_shift", "tolerance", "clips_s", "full_s", "speedup_vs_full"], args.out,
+                  {"n_test": args.n_test}, notes, started)
 
 
 def main(args) -> int:
