@@ -84,3 +84,24 @@ def test_short_and_odd_videos_still_give_full_clip_tensors(make_video, num_frame
         clips, spans = load_clips(sample, cfg, n, training, rng)
         assert clips.shape == (n, 2, 3, 32, 32) and clips.dtype.is_floating_point is False
         assert len(spans) == n and all(0 <= s <= e for s, e in spans)
+
+
+def test_a_playlist_named_like_a_video_is_never_followed(tmp_path):
+    """An HLS playlist saved as .mp4 names another file; decord's FFmpeg would read that file's frames. It is
+    refused by its first bytes, before any demuxer sees it."""
+    segment = tmp_path / "private.ts"
+    with av.open(str(segment), "w", format="mpegts") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width = stream.height = 32
+        stream.pix_fmt = "yuv420p"
+        for _ in range(5):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), "rgb24")))
+        out.mux(stream.encode(None))
+    playlist = tmp_path / "upload.mp4"
+    playlist.write_text(f"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\n{segment}\n#EXT-X-ENDLIST\n")
+    with pytest.raises(VideoDecodeError, match="playlist or list of other files"):
+        open_video(playlist)
+    concat = tmp_path / "list.mp4"
+    concat.write_text(f"ffconcat version 1.0\nfile '{segment}'\n")
+    with pytest.raises(VideoDecodeError, match="not a video"):
+        open_video(concat)

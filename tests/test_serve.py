@@ -41,12 +41,17 @@ def uploads(monkeypatch):
     return made
 
 
+def _client(app):
+    # The app answers only to this machine's names (DNS rebinding); TestClient's default Host is "testserver".
+    return TestClient(app, base_url="http://localhost")
+
+
 def _post(client, data, kind="video/mp4", name="clip.mp4", text="oh wow"):
     return client.post("/predict", files={"file": (name, data, kind)}, data={"text": text})
 
 
 def test_labels_health_page_and_schema(predictor):
-    with TestClient(create_app(predictor)) as client:
+    with _client(create_app(predictor)) as client:
         labels = client.get("/labels").json()
         assert labels["labels"] == predictor.labels and labels["uses_text"] is True
         assert labels["modalities"] == ["video"]
@@ -61,7 +66,7 @@ def test_labels_health_page_and_schema(predictor):
 
 
 def test_predict_an_upload_and_leave_nothing_behind(predictor, video_bytes, synthemo_dir, uploads):
-    with TestClient(create_app(predictor)) as client:
+    with _client(create_app(predictor)) as client:
         r = _post(client, video_bytes, name="../../../etc/passwd")  # the name never becomes a path
     assert r.status_code == 200, r.text
     result = r.json()
@@ -81,7 +86,7 @@ def test_bad_uploads_get_a_4xx_with_a_message(predictor, video_bytes, tmp_path, 
     limits = ServeLimits(max_upload_bytes=200_000, max_seconds=10.0)
     expected = {"text_type": 415, "corrupt": 422, "empty": 422, "audio_only": 422, "too_long": 422, "too_big": 413,
                 "no_file": 422, "long_text": 422}[case]
-    with TestClient(create_app(predictor, limits)) as client:
+    with _client(create_app(predictor, limits)) as client:
         if case == "text_type":
             r = _post(client, b"hello", kind="text/plain", name="x.txt")
         elif case == "corrupt":
@@ -110,7 +115,7 @@ def test_bad_uploads_get_a_4xx_with_a_message(predictor, video_bytes, tmp_path, 
 
 def test_twenty_concurrent_requests(predictor, video_bytes):
     limits = ServeLimits(queue_limit=32, workers=2)
-    with TestClient(create_app(predictor, limits)) as client:
+    with _client(create_app(predictor, limits)) as client:
         with ThreadPoolExecutor(20) as pool:
             responses = list(pool.map(lambda i: _post(client, video_bytes, text=f"take {i % 2}"), range(20)))
         assert client.get("/health").json()["served"] == 20
@@ -122,7 +127,7 @@ def test_twenty_concurrent_requests(predictor, video_bytes):
         assert all(p == pytest.approx(runs[0], abs=1e-5) for p in runs)
 
 
-def test_a_full_queue_answers_503(predictor, video_bytes):
+def test_a_full_queue_answers_503(predictor, video_bytes, uploads):
     gate, entered = threading.Event(), threading.Event()
 
     class Slow:
@@ -134,12 +139,13 @@ def test_a_full_queue_answers_503(predictor, video_bytes):
             gate.wait(30)
             return predictor(*args, **kwargs)
 
-    with TestClient(create_app(Slow(), ServeLimits(queue_limit=1))) as client:
+    with _client(create_app(Slow(), ServeLimits(queue_limit=1))) as client:
         with ThreadPoolExecutor(1) as pool:
             first = pool.submit(_post, client, video_bytes)
             assert entered.wait(30)
-            second = _post(client, video_bytes)
+            refused = [_post(client, video_bytes) for _ in range(5)]
             gate.set()
             assert first.result().status_code == 200
-    assert second.status_code == 503 and "busy" in second.json()["detail"]
-    assert second.headers["retry-after"] == "2"
+    assert all(r.status_code == 503 and "busy" in r.json()["detail"] for r in refused)
+    assert all(r.headers["retry-after"] == "2" for r in refused)
+    assert len(uploads) == 1  # a refused upload gets no folder

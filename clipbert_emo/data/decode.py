@@ -80,6 +80,7 @@ def open_video(path: str | os.PathLike, num_threads: int = 1, size: tuple[int, i
         raise VideoDecodeError(f"{path}: not a regular file (a folder, FIFO, socket or device); not opened")
     if os.path.getsize(path) == 0:
         raise VideoDecodeError(f"{path}: file is empty (0 bytes)")
+    _refuse_playlist(path)
     scaled = {"width": size[0], "height": size[1]} if size else {}
     try:
         reader = _decord_reader(path, ctx=decord.cpu(0), num_threads=num_threads, **scaled)
@@ -90,6 +91,19 @@ def open_video(path: str | os.PathLike, num_threads: int = 1, size: tuple[int, i
     if len(reader) == 0:
         raise VideoDecodeError(f"{path}: video has no frames")
     return reader
+
+
+# Text formats FFmpeg would follow to other files (an HLS playlist, a concat list, an SDP): decord's FFmpeg reads
+# the files such a "video" names, whatever its file name says, so a file of the wrong kind could make the loader
+# read other local files. No video file starts with these.
+_PLAYLIST_MAGIC = (b"#EXTM3U", b"ffconcat", b"v=0")
+
+
+def _refuse_playlist(path: str) -> None:
+    with open(path, "rb") as f:
+        head = f.read(16).lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head.startswith(_PLAYLIST_MAGIC):
+        raise VideoDecodeError(f"{path}: a playlist or list of other files, not a video; not opened")
 
 
 def _decord_reader(path: str, **kwargs):

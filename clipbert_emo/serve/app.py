@@ -8,12 +8,20 @@ result: the top emotion, the distribution and the per-clip timeline. ``GET /labe
 
 What the server guarantees, whatever a request holds:
 - the model is loaded once; scoring runs in a small thread pool, never on the event loop, and at most
-  ``queue_limit`` uploads wait or run at once: more get 503 (try again) instead of piling up;
-- an upload larger than ``max_upload_bytes`` gets 413 before its body is read; longer than ``max_seconds``,
-  422; a content type that is not a video, 415; a file that is not a readable video, 422 with the reason.
-  A request never reaches a 500 through its content;
+  ``queue_limit`` uploads are read, wait or run at once: the slot is taken before the body is read, so more
+  get 503 (try again) without a byte of theirs on disk;
+- the body is counted as it arrives (upload.py): past ``max_upload_bytes`` it gets 413 at once, whatever its
+  Content-Length or chunked encoding say; a body that stalls for ``read_timeout`` s gets 408, and a request
+  that is not answered within ``request_timeout`` s gets 408 (still uploading) or 504 (still scoring);
+- the video is judged by its header before it is decoded: frames over ``max_pixels``, a rate over ``max_fps``,
+  more than ``max_frames`` frames or longer than ``max_seconds`` get 422; a content type that is not a video,
+  415; a file that is not a readable video, 422 with the reason. A request never reaches a 500 through its
+  content, and no answer carries a path or a traceback;
+- only requests naming this server by a known Host get in (400 otherwise): without the check, any web page
+  could read the API through DNS rebinding (its own name made to resolve to 127.0.0.1);
 - uploads are written to a private temporary folder (``mkdtemp``, mode 0700) under a fixed name and deleted
-  after scoring; nothing in a request (file name included) becomes part of a path;
+  once the request is over (after its scoring thread ends, if it ran out of time); nothing in a request (file
+  name included) becomes part of a path;
 - the page and its script are served from the package; nothing is loaded from elsewhere (the
   Content-Security-Policy says so to the browser).
 """
@@ -22,119 +30,141 @@ What the server guarantees, whatever a request holds:
 # inside create_app (fastapi is an optional dependency).
 
 import asyncio
+import errno
 import logging
-import os
+import math
 import shutil
+import socket
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Sequence
+
+from .upload import MAX_TEXT_CHARS, ClientGone, UploadRejected, probe_video, read_upload, size_text
 
 logger = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
-# The upload's file name on disk comes from its declared type, never from the request's file name.
-SUFFIX_BY_TYPE = {"video/mp4": ".mp4", "video/webm": ".webm", "video/quicktime": ".mov", "video/x-matroska": ".mkv",
-                  "video/x-msvideo": ".avi", "video/mpeg": ".mpg", "video/ogg": ".ogv", "video/3gpp": ".3gp"}
 CSP = ("default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob: mediastream:; "
        "connect-src 'self'; style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; "
        "frame-ancestors 'none'")
+SECURITY_HEADERS = [(b"content-security-policy", CSP.encode()), (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"no-referrer")]
+# The names a browser on this machine uses for it; serve() adds the address it binds and --allowed-host names.
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+UPLOAD_BODY = {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file"], "properties": {
+        "file": {"type": "string", "format": "binary", "description": "a short video (mp4, webm, mov, ...)"},
+        "text": {"type": "string", "maxLength": MAX_TEXT_CHARS, "description": "the transcript, if any"}}}}}}
 
 
 @dataclass
 class ServeLimits:
-    """``max_upload_bytes``: largest accepted upload; ``max_seconds``: longest video; ``queue_limit``: uploads
-    being scored or waiting at once (more get 503); ``workers``: scoring threads (one model, shared)."""
+    """``max_upload_bytes``: largest accepted upload; ``max_seconds``: longest video; ``max_pixels``: largest
+    frame (width x height; 4096x2304 by default); ``max_frames``: most frames (a minute at 60 fps); ``max_fps``:
+    highest frame rate; ``queue_limit``: uploads being read, scored or waiting at once (more get 503);
+    ``workers``: scoring threads (one model, shared); ``request_timeout``: seconds from a request's headers to
+    its answer; ``read_timeout``: longest silence of a client mid-request, and the time a connection has to send
+    a request's headers."""
 
     max_upload_bytes: int = 50 * 1024 * 1024
     max_seconds: float = 60.0
     queue_limit: int = 8
     workers: int = 1
+    max_pixels: int = 4096 * 2304
+    max_frames: int = 3600
+    max_fps: float = 240.0
+    request_timeout: float = 120.0
+    read_timeout: float = 10.0
+
+    def __post_init__(self):
+        # nan passes every comparison, so a nan limit would be no limit at all.
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"ServeLimits.{f.name} must be a positive finite number, got {value!r}")
 
 
-class UploadRejected(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status, self.message = status, message
+def host_name(header: str | None) -> str | None:
+    """The name in a Host header, lower case and without its port ("[::1]:8000" -> "[::1]"); None if malformed."""
+    if not header:
+        return None
+    header = header.strip().lower()
+    if header.startswith("["):
+        name, _, port = header.partition("]")
+        name += "]"
+    else:
+        name, _, port = header.partition(":")
+    return name if name and name != "]" and (not port or port.lstrip(":").isdigit()) else None
 
 
-def _size(n: int) -> str:
-    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 1024:.1f} KiB"
+def allowed_host_names(host: str, extra: Sequence[str] = ()) -> tuple[str, ...]:
+    """LOCAL_HOSTS, the bound address and ``extra`` as Host names (an IPv6 address in brackets)."""
+    names = list(LOCAL_HOSTS)
+    for name in (host, *extra):
+        name = name.strip().lower()
+        name = f"[{name}]" if ":" in name and not name.startswith("[") else name
+        if name not in names:
+            names.append(name)
+    return tuple(names)
 
 
-def probe_video(path: str, max_seconds: float) -> float:
-    """Seconds of video in an uploaded file; UploadRejected(422) if it has no readable video stream or runs
-    longer than ``max_seconds``. Browser recordings (MediaRecorder's WebM) often carry no duration in their
-    header: then the frames are counted, stopping as soon as the limit is passed."""
-    import av
+class _Guard:
+    """ASGI middleware: refuses (400) a request whose Host is not one of ``allowed`` and puts the security
+    headers on every answer."""
 
-    try:
-        with av.open(path) as container:
-            if not container.streams.video:
-                raise UploadRejected(422, "the file has no video stream")
-            stream = container.streams.video[0]
-            duration = None
-            if stream.duration is not None and stream.time_base is not None:
-                duration = float(stream.duration * stream.time_base)
-            elif container.duration is not None:
-                duration = container.duration / 1_000_000  # microseconds (av.time_base)
-            if duration is not None and duration > max_seconds:
-                raise UploadRejected(422, f"the video is {duration:.1f} s long; the limit is {max_seconds:g} s")
-            frames, last = 0, 0.0
-            for frame in container.decode(stream):
-                frames += 1
-                if frame.time is not None:
-                    last = float(frame.time)
-                if last > max_seconds:
-                    raise UploadRejected(422, f"the video runs past {max_seconds:g} s, the limit")
-            if frames == 0:
-                raise UploadRejected(422, "no frame of the video decodes")
-            return duration if duration is not None and duration > 0 else last
-    except av.error.FFmpegError as e:
-        raise UploadRejected(422, f"not a readable video ({str(e).split(':')[0][:120]})") from None
+    def __init__(self, app, allowed: Sequence[str]):
+        self.app, self.allowed = app, frozenset(allowed)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_secured(message):
+            if message["type"] == "http.response.start":
+                message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
+            await send(message)
+
+        header = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), None)
+        name = host_name(header)
+        if name not in self.allowed:
+            from fastapi.responses import JSONResponse
+
+            detail = (f"this server answers only to its own host names, not {header[:100]!r} (the server can "
+                      "add one with --allowed-host NAME)" if header else "the request has no Host header")
+            return await JSONResponse({"detail": detail}, status_code=400)(scope, receive, send_secured)
+        await self.app(scope, receive, send_secured)
 
 
-def create_app(predictor, limits: ServeLimits | None = None, num_clips: int | None = None):
-    """The FastAPI application around one loaded :class:`~clipbert_emo.predict.Predictor`."""
-    from fastapi import FastAPI, File, Form, Request, UploadFile
-    from fastapi.responses import FileResponse, JSONResponse
+def create_app(predictor, limits: ServeLimits | None = None, num_clips: int | None = None,
+               allowed_hosts: Sequence[str] = LOCAL_HOSTS):
+    """The FastAPI application around one loaded :class:`~clipbert_emo.predict.Predictor`. ``allowed_hosts``:
+    the Host names it answers to (see :func:`allowed_host_names`)."""
+    from fastapi import FastAPI, Request
+    from fastapi.responses import FileResponse, JSONResponse, Response
     from fastapi.staticfiles import StaticFiles
 
     from ..config import UserError
 
     limits = limits or ServeLimits()
     pool = ThreadPoolExecutor(max_workers=limits.workers, thread_name_prefix="clipbert-emo-serve")
-    state = {"pending": 0, "served": 0, "started": time.time()}
+    state = {"pending": 0, "served": 0, "started": time.time(), "folders": set()}
 
     @asynccontextmanager
     async def lifespan(_app):
         yield
         pool.shutdown(wait=False, cancel_futures=True)
+        for folder in list(state["folders"]):  # uploads whose scoring thread was still running
+            shutil.rmtree(folder, ignore_errors=True)
 
     app = FastAPI(title="clipbert-emo", version="1", lifespan=lifespan,
                   description="Emotion recognition in short videos (video + optional transcript). POST a video "
                               "to /predict; the page at / does it from a browser, with a webcam live mode.")
     app.state.predictor, app.state.limits, app.state.pool = predictor, limits, pool
-
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        # The size cap acts before FastAPI reads the multipart body into memory or a spool file.
-        if request.method == "POST" and request.url.path == "/predict":
-            length = request.headers.get("content-length")
-            if length is None:
-                return JSONResponse({"detail": "send the upload with a Content-Length"}, status_code=411)
-            if not length.isdigit():
-                return JSONResponse({"detail": "bad Content-Length"}, status_code=400)
-            if int(length) > limits.max_upload_bytes:
-                return JSONResponse({"detail": f"upload of {_size(int(length))} is over the "
-                                               f"{_size(limits.max_upload_bytes)} limit"}, status_code=413)
-        response = await call_next(request)
-        response.headers["Content-Security-Policy"] = CSP
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        return response
+    app.add_middleware(_Guard, allowed=allowed_hosts)
 
     @app.get("/", include_in_schema=False)
     def page():
@@ -153,11 +183,13 @@ def create_app(predictor, limits: ServeLimits | None = None, num_clips: int | No
         return {"labels": predictor.labels, "task": predictor.task.name, "uses_text": bool(data.use_text),
                 "modalities": list(predictor.model.modality_names), "face_crop": bool(data.face_crop),
                 "num_clips": num_clips or data.num_clips_test,
-                "limits": {"max_upload_bytes": limits.max_upload_bytes, "max_seconds": limits.max_seconds}}
+                "limits": {"max_upload_bytes": limits.max_upload_bytes, "max_seconds": limits.max_seconds,
+                           "max_pixels": limits.max_pixels, "max_frames": limits.max_frames,
+                           "max_fps": limits.max_fps, "request_timeout": limits.request_timeout}}
 
-    def score(path: str, text: str) -> dict:
+    def score(path: str, text: str, deadline: float) -> dict:
         start = time.perf_counter()
-        seconds = probe_video(path, limits.max_seconds)
+        seconds = probe_video(path, limits, deadline)
         # Inference only reads the model (eval mode, no grad), so scoring threads may share it.
         try:
             result = predictor(path, text=text, num_clips=num_clips)
@@ -170,53 +202,135 @@ def create_app(predictor, limits: ServeLimits | None = None, num_clips: int | No
                       inference_s=round(time.perf_counter() - start, 3))
         return result
 
-    @app.post("/predict", summary="Emotions in an uploaded video",
-              responses={413: {"description": "upload too large"}, 415: {"description": "not a video"},
-                         422: {"description": "unreadable, empty or too long video"},
-                         503: {"description": "too many uploads at once; retry"}})
-    async def predict(file: UploadFile = File(..., description="a short video (mp4, webm, mov, ...)"),
-                      text: str = Form("", description="the transcript, if any", max_length=2000)):
-        kind = (file.content_type or "").split(";")[0].strip().lower()
-        if not (kind.startswith("video/") or kind == "application/octet-stream"):
-            return JSONResponse({"detail": f"expected a video file, got content type {kind or 'none'!r}"},
-                                status_code=415)
+    def release(folder: str) -> None:
+        state["pending"] -= 1
+        state["folders"].discard(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+
+    @app.post("/predict", summary="Emotions in an uploaded video", openapi_extra={"requestBody": UPLOAD_BODY},
+              responses={400: {"description": "malformed request or unknown Host"},
+                         408: {"description": "the upload stalled or took too long"},
+                         413: {"description": "upload too large"}, 415: {"description": "not a video"},
+                         422: {"description": "unreadable, empty, too long or too large video"},
+                         503: {"description": "too many uploads at once; retry"},
+                         504: {"description": "scoring took longer than a request may"}})
+    async def predict(request: Request):
+        deadline = time.monotonic() + limits.request_timeout
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > limits.max_upload_bytes:
+            return JSONResponse({"detail": f"upload of {size_text(int(length))} is over the "
+                                           f"{size_text(limits.max_upload_bytes)} limit"}, status_code=413)
         if state["pending"] >= limits.queue_limit:
             return JSONResponse({"detail": f"busy: {state['pending']} uploads are being scored; retry shortly"},
                                 status_code=503, headers={"Retry-After": "2"})
         state["pending"] += 1
         folder = tempfile.mkdtemp(prefix="clipbert-emo-upload-")  # mode 0700: private to this user
+        state["folders"].add(folder)
+        job = waiter = None
         try:
-            path = os.path.join(folder, "upload" + SUFFIX_BY_TYPE.get(kind, ".bin"))
-            size = 0
-            with open(path, "wb") as out:
-                while chunk := await file.read(1 << 20):
-                    size += len(chunk)
-                    if size > limits.max_upload_bytes:  # a body longer than its Content-Length said
-                        return JSONResponse({"detail": "upload over the size limit"}, status_code=413)
-                    out.write(chunk)
-            if size == 0:
-                return JSONResponse({"detail": "the uploaded file is empty"}, status_code=422)
-            loop = asyncio.get_running_loop()
-            try:
-                result = await loop.run_in_executor(pool, score, path, text)
-            except UploadRejected as e:
-                return JSONResponse({"detail": e.message}, status_code=e.status)
+            path, text = await read_upload(request, folder, limits, deadline)
+            job = pool.submit(score, path, text, deadline)
+            waiter = asyncio.wrap_future(job)
+            done, _ = await asyncio.wait({waiter}, timeout=max(0.0, deadline - time.monotonic()))
+            if not done:
+                raise UploadRejected(504, f"scoring did not finish within {limits.request_timeout:g} s, the limit "
+                                          "of a request")
+            result = waiter.result()
             state["served"] += 1
             return result
+        except UploadRejected as e:
+            return JSONResponse({"detail": e.message}, status_code=e.status, headers=e.headers)
+        except ClientGone:
+            return Response(status_code=400)  # nobody reads it; uvicorn drops it
         finally:
-            state["pending"] -= 1
-            await file.close()
-            shutil.rmtree(folder, ignore_errors=True)
+            if waiter is None or waiter.done() or job.cancel():
+                release(folder)
+            else:  # a thread is still reading the file: folder and slot stay its own until it ends
+                waiter.add_done_callback(lambda w: (w.cancelled() or w.exception(), release(folder)))
 
     return app
 
 
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host``:``port`` (port 0: any free one); UserError, saying why, when the address
+    cannot be had. Connections that come before the server runs wait in the backlog."""
+    from ..config import UserError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as uvicorn: "localhost" is 127.0.0.1
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as e:
+        raise UserError(f"--host {host}: not an address of this machine ({e.strerror})") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: a recent run's TIME_WAIT is no user
+    try:
+        sock.bind(address)
+        sock.listen(2048)  # uvicorn's backlog; listening now, as two sockets may share a bound address until then
+    except OSError as e:
+        sock.close()
+        why = {errno.EADDRINUSE: f"port {port} is in use on {host}: stop what holds it or choose another --port",
+               errno.EACCES: f"port {port} needs more privileges than this user has: choose one above 1023",
+               errno.EADDRNOTAVAIL: f"--host {host} is not an address of this machine"}
+        raise UserError(why.get(e.errno, f"cannot listen on {host}:{port} ({e.strerror})")) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def http_protocol(header_timeout: float):
+    """uvicorn's HTTP/1.1 protocol with one more deadline: a connection must finish sending a request's headers
+    within ``header_timeout`` s of opening or of its last answer, else it is closed. uvicorn only times out idle
+    keep-alive connections, so one that sends its headers a byte at a time, or keeps sending the rest of a body
+    it was already refused, would hold a socket forever."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class Protocol(H11Protocol):
+        _header_timer = None
+
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            self._arm()
+
+        def on_response_complete(self):
+            super().on_response_complete()
+            self._arm()
+
+        def connection_lost(self, exc):
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+            super().connection_lost(exc)
+
+        def _arm(self):
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+            self._header_timer = self.loop.call_later(header_timeout, self._expire, self.cycle)
+
+        def _expire(self, cycle):
+            # A new request since arming means its headers came; one still being answered has its own deadlines.
+            if self.cycle is cycle and (cycle is None or cycle.response_complete):
+                self.transport.close()
+
+    return Protocol
+
+
+def uvicorn_server(app, limits: ServeLimits | None = None):
+    """The uvicorn server for ``app``, with the header deadline of :func:`http_protocol`; run it with
+    ``.run(sockets=[bind(host, port)])``."""
+    import uvicorn
+
+    limits = limits or ServeLimits()
+    return uvicorn.Server(uvicorn.Config(app, http=http_protocol(limits.read_timeout), log_level="warning"))
+
+
 def serve(checkpoint: str, host: str = "127.0.0.1", port: int = 8000, device: str | None = None,
           limits: ServeLimits | None = None, num_clips: int | None = None, face_crop: bool = False,
-          face_detector: str | None = None) -> None:
-    """Load the checkpoint once and serve the page and the API until interrupted."""
+          face_detector: str | None = None, seek: str = "keyframe", threads: int | None = None,
+          allowed_hosts: Sequence[str] = ()) -> None:
+    """Load the checkpoint once and serve the page and the API until interrupted. The port is taken before the
+    checkpoint loads, so a port in use is said at once, and "serving on" is printed only once it is ours.
+    ``allowed_hosts``: Host names to answer to besides this machine's own and ``host``."""
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401
     except ImportError:
         from ..config import UserError
 
@@ -224,11 +338,20 @@ def serve(checkpoint: str, host: str = "127.0.0.1", port: int = 8000, device: st
                         "pip install fastapi uvicorn python-multipart") from None
     from ..predict import Predictor
 
-    predictor = Predictor(checkpoint, device=device)
-    if face_crop or face_detector:
-        predictor.use_face_crop(True, detector=face_detector)
-    app = create_app(predictor, limits, num_clips=num_clips)
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        logger.warning("serving on %s: anyone who can reach this machine can use the page; there is no login", host)
-    print(f"clipbert-emo: serving {checkpoint} on http://{host}:{port}  (API: /docs)", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    sock = bind(host, port)
+    try:
+        predictor = Predictor(checkpoint, device=device, seek=seek, threads=threads)
+        if face_crop or face_detector:
+            predictor.use_face_crop(True, detector=face_detector)
+        names = allowed_host_names(host, allowed_hosts)
+        app = create_app(predictor, limits, num_clips=num_clips, allowed_hosts=names)
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            logger.warning("serving on %s: anyone who can reach this machine can use the page; there is no login. "
+                           "Requests must name it as one of %s (add names with --allowed-host)",
+                           host, ", ".join(names))
+        bound = sock.getsockname()[1]
+        shown = f"[{host}]" if ":" in host else host
+        print(f"clipbert-emo: serving {checkpoint} on http://{shown}:{bound}  (API: /docs)", flush=True)
+        uvicorn_server(app, limits).run(sockets=[sock])
+    finally:
+        sock.close()
