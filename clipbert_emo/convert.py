@@ -38,8 +38,9 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import PRETRAINING_HEADS, CheckpointError, save_checkpoint
+from .checkpoint import PRETRAINING_HEADS, CheckpointError, check_tokenizer_folder, normal_file_mode, save_checkpoint
 from .config import CONFIG_DIR
+from .config.atomic import atomic_path
 
 ORIGINAL_CONFIG = CONFIG_DIR / "clipbert_original.yaml"
 REPORT = "conversion_report.json"
@@ -148,11 +149,17 @@ def load_original_state_dict(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConversionError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise ConversionError(f"{path}: the file is empty (0 bytes), not the original ClipBERT checkpoint; download "
+                              "or copy it again")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except PermissionError:
+        raise ConversionError(f"{path}: permission denied; this account cannot read it") from None
     except Exception as e:  # UnpicklingError (objects beyond tensors), a truncated or non-torch file, ...
+        lines = str(e).strip().splitlines()  # some of torch's errors have no message at all
         raise ConversionError(f"{path}: cannot read it as a tensor-only torch file "
-                              f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+                              f"({type(e).__name__}{': ' + lines[0][:200] if lines else ''})") from None
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
     if not isinstance(state, dict):
@@ -196,6 +203,8 @@ def convert_clipbert(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike, t
                           "model.backbone_stages=4 and data.use_video=true")
 
     converted, mapping = convert_clipbert_state_dict(load_original_state_dict(ckpt_path))
+    if Path(tokenizer).is_dir():
+        check_tokenizer_folder(tokenizer, strict=False)  # a local folder's shipped code never runs
     tok = load_tokenizer(tokenizer)
     words = converted.get("transformer.bert.embeddings.word_embeddings.weight")
     if words is None:
@@ -269,6 +278,8 @@ def convert_clipbert(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike, t
     save_checkpoint(out_dir, model, cfg, tok, meta={"converted_from": str(ckpt_path), "conversion": summary})
     if heads:
         # Copies: the tied MLM decoder shares memory with the word embeddings, which safetensors refuses.
-        save_file({k: v.detach().contiguous().clone() for k, v in heads.items()}, str(out_dir / PRETRAINING_HEADS))
-    (out_dir / REPORT).write_text(json.dumps(report, indent=2))
+        with atomic_path(out_dir / PRETRAINING_HEADS, mode=normal_file_mode()) as tmp:
+            save_file({k: v.detach().contiguous().clone() for k, v in heads.items()}, str(tmp))
+    with atomic_path(out_dir / REPORT, mode=normal_file_mode()) as tmp:
+        tmp.write_text(json.dumps(report, indent=2))
     return report

@@ -43,6 +43,16 @@ CARD = "README.md"
 # The ONNX operator set: 17 has LayerNormalization and everything BERT and a ResNet need; ONNX Runtime
 # releases of the last years run it.
 OPSET = 17
+# The largest shape an export accepts, each well beyond what any config here trains with (N_test 16, T 2-8,
+# 448 px, 512 tokens); larger values are typos that would only end in a memory-allocation failure. The command
+# line checks each while parsing; export_checkpoint checks them again, and their product, for API callers.
+MAX_N_TEST = 64
+MAX_FRAMES = 64
+MAX_FRAME_SIZE = 1024
+MAX_TEXT_LEN = 4096
+# Pixels of the one video the trace runs on (N x T x S x S): 2^26 is 64 clips x 16 frames x 256 px, or 16 x 8 x
+# 724 px; its float32 frames alone take 768 MiB and the CNN's activations several times that.
+MAX_VIDEO_PIXELS = 2 ** 26
 
 
 @dataclass
@@ -124,9 +134,17 @@ def _check_args(cfg: ExperimentConfig, model, fmt: str, shape: ExportShape, aggr
         raise UserError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
     if aggregation not in AGGREGATIONS:
         raise UserError(f"--aggregation {aggregation!r}: expected one of {', '.join(AGGREGATIONS)}")
-    for what, value in (("--n-test", shape.n_test), ("--frames", shape.num_frames), ("--size", shape.frame_size)):
+    for what, value, most in (("--n-test", shape.n_test, MAX_N_TEST), ("--frames", shape.num_frames, MAX_FRAMES),
+                              ("--size", shape.frame_size, MAX_FRAME_SIZE)):
         if value < 1:
             raise UserError(f"{what} must be >= 1, got {value}")
+        if value > most:
+            raise UserError(f"{what} must be at most {most}, got {value}")
+    pixels = shape.n_test * shape.num_frames * shape.frame_size ** 2
+    if "video" in model.modality_names and pixels > MAX_VIDEO_PIXELS:
+        raise UserError(f"--n-test {shape.n_test} x --frames {shape.num_frames} x --size {shape.frame_size}^2 = "
+                        f"{pixels:,} pixels per video, more than the {MAX_VIDEO_PIXELS:,} an export traces in "
+                        "memory; lower one of them")
     if shape.text_len is not None and not 2 <= shape.text_len <= cfg.model.max_text_positions:
         raise UserError(f"--text-len must be between 2 ([CLS] [SEP]) and the model's model.max_text_positions "
                         f"({cfg.model.max_text_positions}), got {shape.text_len}; or 'dynamic'")
@@ -137,6 +155,32 @@ def _check_args(cfg: ExperimentConfig, model, fmt: str, shape: ExportShape, aggr
     if "audio" in model.modality_names and cfg.data.audio.front_end != "log_mel":
         raise UserError(f"this checkpoint reads raw audio through a pretrained speech encoder (data.audio.front_end="
                         f"{cfg.data.audio.front_end}); export supports the log-mel audio front end only")
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    text = str(e).lower()
+    return isinstance(e, MemoryError) or "can't allocate memory" in text or "out of memory" in text or \
+        "not enough memory" in text or "bad_alloc" in text
+
+
+def _memory_error(shape: ExportShape) -> UserError:
+    return UserError(f"not enough memory to trace the model at --n-test {shape.n_test} --frames {shape.num_frames} "
+                     f"--size {shape.frame_size}; lower one of them (nothing was written)")
+
+
+class _memory_errors_reported:
+    """An allocation failure while tracing or verifying becomes a UserError naming the shape."""
+
+    def __init__(self, shape: ExportShape):
+        self.shape = shape
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, e, tb):
+        if e is not None and isinstance(e, (MemoryError, RuntimeError)) and _out_of_memory(e):
+            raise _memory_error(self.shape) from None
+        return False
 
 
 def _prepare_out(out: Path) -> None:
@@ -192,11 +236,12 @@ def _spec(cfg: ExperimentConfig, model, fmt: str, shape: ExportShape, aggregatio
         "sampling": {
             "clip_fps": d.clip_fps, "num_frames": shape.num_frames, "num_clips": shape.n_test,
             "single_clip": d.single_clip, "frame_index": d.frame_index,
-            "rule": "clip_len = num_frames / clip_fps * video_fps source frames (1 if num_frames == 1); "
-                    "slack = max(video_len - clip_len, 0); clip i starts at slack * i / num_clips (one clip: "
-                    "slack / 2 for 'middle', 0 for 'start'); frame_index 'round': rint(linspace(start, start + "
-                    "max(clip_len - 1, 0), num_frames)), 'floor_exclusive': floor(linspace(start, start + clip_len, "
-                    "num_frames)); clipped to [0, video_len - 1]",
+            "rule": "clip_len = num_frames / clip_fps * video_fps source frames (1 if num_frames == 1 and "
+                    "frame_index is 'round'); slack = max(video_len - clip_len, 0); clip i starts at slack * i / "
+                    "num_clips (one clip: slack / 2 for 'middle', 0 for 'start', slack / 3 for 'third'); "
+                    "frame_index 'round': rint(linspace(start, start + max(clip_len - 1, 0), num_frames)), "
+                    "'clipbert': ceil(start) + trunc(linspace(0, clip_len - 1, num_frames)); clipped to "
+                    "[0, video_len - 1]",
         },
         "verified_max_abs_diff": max_abs_diff,
     }
@@ -249,7 +294,11 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, fmt
     except ValueError as e:  # e.g. a frame size whose grid of visual tokens exceeds the position tables
         raise UserError(f"the model cannot run at --n-test {shape.n_test} --frames {shape.num_frames} --size "
                         f"{shape.frame_size}: {e}") from None
-    with atomic_folder(out) as tmp, warnings.catch_warnings():
+    except (MemoryError, RuntimeError) as e:
+        if not _out_of_memory(e):
+            raise
+        raise _memory_error(shape) from None
+    with _memory_errors_reported(shape), atomic_folder(out) as tmp, warnings.catch_warnings():
         # Tracing warns about every Python-level shape check it freezes; the shape is fixed by design.
         warnings.simplefilter("ignore")
         file = tmp / MODEL_FILES[fmt]

@@ -22,33 +22,56 @@ from pathlib import Path
 import numpy as np
 
 
+class CannotDecode(Exception):
+    """The video file could not be decoded; the message says why (main prints it as one line, exit 1)."""
+
+
+class BadExport(Exception):
+    """The export folder is not a usable ONNX export; the message says why."""
+
+
+def _reason(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0][:200] if lines else type(e).__name__
+
+
 # ---- 1. which frames: N_test clips of T frames, evenly over the video (the library's test-time rule) ----
 def clip_frame_indices(video_len: int, video_fps: float, s: dict) -> np.ndarray:
     """(N, T) frame indices. s is model.json's "sampling" section."""
     n, t = s["num_clips"], s["num_frames"]
-    clip_len = 1.0 if t == 1 else t / s["clip_fps"] * video_fps  # one clip, in source frames
+    clipbert = s["frame_index"] == "clipbert"
+    clip_len = 1.0 if t == 1 and not clipbert else t / s["clip_fps"] * video_fps  # one clip, in source frames
     slack = max(video_len - clip_len, 0.0)
     if n == 1:
-        starts = [slack / 2.0 if s["single_clip"] == "middle" else 0.0]
+        starts = [{"middle": slack / 2.0, "start": 0.0, "third": slack / 3.0}[s["single_clip"]]]
     else:
         starts = [slack * i / n for i in range(n)]
     rows = []
     for start in starts:
         if s["frame_index"] == "round":
             idx = np.rint(np.linspace(start, start + max(clip_len - 1.0, 0.0), t))
-        else:  # floor_exclusive: the original ClipBERT's test-time decoder
-            idx = np.floor(np.linspace(start, start + clip_len, t))
+        else:  # clipbert: the first frame at or after the start, then trunc(linspace(0, clip_len - 1, t)) after it
+            idx = np.ceil(start - 1e-6) + np.trunc(np.linspace(0.0, max(clip_len - 1.0, 0.0), t))
         rows.append(np.clip(idx.astype(np.int64), 0, video_len - 1))
     return np.stack(rows)
 
 
 # ---- 2. decoding: decord when installed, else (or when decord fails on a file) PyAV ----
 def decode(path: str, spec: dict) -> tuple[np.ndarray, np.ndarray, float]:
-    """The sampled frames (N, T, H, W, 3) uint8 RGB, their indices (N, T), and the frame rate."""
+    """The sampled frames (N, T, H, W, 3) uint8 RGB, their indices (N, T), and the frame rate; CannotDecode
+    saying why for a file that is missing, empty, not a video, or has no frame that decodes."""
+    file = Path(path)
+    if not file.exists():
+        raise CannotDecode("no such file")
+    if file.is_dir():
+        raise CannotDecode("a folder, not a video file")
+    if file.stat().st_size == 0:
+        raise CannotDecode("the file is empty (0 bytes)")
     try:
         import decord
     except ImportError:
         return _decode_pyav(path, spec)
+    _probe(path)  # decord logs its own lines to stderr on a file it cannot open; PyAV says why quietly
     try:
         reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
         fps = float(reader.get_avg_fps() or 0) or 30.0
@@ -60,13 +83,46 @@ def decode(path: str, spec: dict) -> tuple[np.ndarray, np.ndarray, float]:
     return frames.reshape(*indices.shape, *frames.shape[1:]), indices, fps  # -> (N, T, H, W, 3)
 
 
-def _decode_pyav(path: str, spec: dict) -> tuple[np.ndarray, np.ndarray, float]:
+def _open_pyav(path: str):
+    """The file opened by PyAV, with a video stream; CannotDecode otherwise."""
     import av
 
-    with av.open(path) as container:
+    try:
+        container = av.open(path)
+    except Exception as e:  # av's InvalidDataError and kin: text, garbage, a file cut before its index
+        raise CannotDecode(f"not a video file that FFmpeg can read ({_reason(e)})") from None
+    if not container.streams.video:
+        kinds = sorted({s.type for s in container.streams})
+        container.close()
+        raise CannotDecode(f"no video stream (it holds {', '.join(kinds) or 'no stream'}; an audio-only file?)")
+    return container
+
+
+def _probe(path: str) -> None:
+    """CannotDecode for a file without a readable video stream (when PyAV is installed to tell)."""
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        return
+    _open_pyav(path).close()
+
+
+def _decode_pyav(path: str, spec: dict) -> tuple[np.ndarray, np.ndarray, float]:
+    every = []  # F x (H, W, 3)
+    with _open_pyav(path) as container:
         stream = container.streams.video[0]
         fps = float(stream.average_rate or stream.guessed_rate or 0) or 30.0
-        every = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]  # F x (H, W, 3)
+        try:
+            for f in container.decode(stream):
+                every.append(f.to_ndarray(format="rgb24"))
+        except Exception as e:  # a truncated or damaged file: the frames decoded so far are used
+            if not every:
+                raise CannotDecode(f"no frame could be decoded, the file is truncated or damaged ({_reason(e)})") \
+                    from None
+            print(f"warning: {path}: decoding stopped after {len(every)} frames ({_reason(e)}); using those",
+                  file=sys.stderr)
+    if not every:
+        raise CannotDecode("no frame could be decoded (an empty or truncated video stream)")
     indices = clip_frame_indices(len(every), fps, spec["sampling"])
     frames = np.stack([every[i] for i in indices.reshape(-1)])  # (N*T, H, W, 3)
     return frames.reshape(*indices.shape, *frames.shape[1:]), indices, fps  # -> (N, T, H, W, 3)
@@ -79,9 +135,10 @@ def letterbox(frame: np.ndarray, size: int, lb: dict) -> np.ndarray:
     from PIL import Image
 
     h, w = frame.shape[:2]
-    scale = size / max(h, w)
-    rnd = round if lb["resize_rounding"] == "round" else int
-    nh, nw = max(1, rnd(h * scale)), max(1, rnd(w * scale))
+    if lb["resize_rounding"] == "round":
+        nh, nw = max(1, round(h * size / max(h, w))), max(1, round(w * size / max(h, w)))
+    else:  # floor: the longer side is size itself, the shorter int(size * short / long) in that order
+        nh, nw = (size, max(1, int(size * w / h))) if h >= w else (max(1, int(size * h / w)), size)
     if (nh, nw) == (h, w):
         resized = frame.astype(np.float32)
     elif lb["resize_output"] == "uint8":
@@ -132,13 +189,20 @@ def predict(export_dir: str, video: str, text: str = "", aggregation: str | None
     from transformers import AutoTokenizer
 
     folder = Path(export_dir)
-    spec = json.loads((folder / "model.json").read_text(encoding="utf-8"))
+    try:
+        spec = json.loads((folder / "model.json").read_text(encoding="utf-8"))
+        if not isinstance(spec, dict) or any(k not in spec for k in ("format", "modalities", "tokenizer")):
+            raise ValueError("not the JSON object an export writes")
+    except (OSError, ValueError) as e:
+        raise BadExport(f"no readable model.json ({_reason(e)}); give the folder `clipbert-emo export --format onnx "
+                        "--out DIR` wrote") from None
     if spec["format"] != "onnx":
-        raise SystemExit(f"{folder}: a {spec['format']} export; this script runs ONNX exports")
+        raise BadExport(f"a {spec['format']} export; this script runs ONNX exports")
     if "audio" in spec["modalities"]:
-        raise SystemExit(f"{folder}: this model also reads the sound track (log-mel windows, model.json's "
-                         "inputs.audio); this example feeds video and text only")
-    tokenizer = AutoTokenizer.from_pretrained(str(folder / spec["tokenizer"]))
+        raise BadExport("this model also reads the sound track (log-mel windows, model.json's inputs.audio); this "
+                        "example feeds video and text only")
+    # An export's tokenizer is a plain BERT one: code shipped beside it (an auto_map) is never run.
+    tokenizer = AutoTokenizer.from_pretrained(str(folder / spec["tokenizer"]), trust_remote_code=False)
     fixed = spec["text_len"] != "dynamic"
     enc = tokenizer([text if spec["uses_text"] else ""], truncation=True,
                     max_length=spec["text_len"] if fixed else spec["max_text_len"],
@@ -149,7 +213,10 @@ def predict(export_dir: str, video: str, text: str = "", aggregation: str | None
         clips, indices, fps = decode(video, spec)
         feed["frames"] = preprocess(clips, spec)
         spans = [(float(row[0]) / fps, float(row[-1] + 1) / fps) for row in indices]
-    session = ort.InferenceSession(str(folder / spec["model_file"]), providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(str(folder / spec["model_file"]), providers=["CPUExecutionProvider"])
+    except Exception as e:  # a missing or damaged model.onnx
+        raise BadExport(f"cannot load {spec['model_file']} ({_reason(e)})") from None
     clip_logits, logits = session.run(["clip_logits", "logits"], feed)  # (1, N, K), (1, K)
     how = aggregation or spec["aggregation"]
     if how != spec["aggregation"]:
@@ -178,7 +245,14 @@ def main(argv=None) -> int:
                    help="how to combine the clips (default: the exported model's)")
     p.add_argument("--json", action="store_true", help="print the whole result as JSON")
     args = p.parse_args(argv)
-    result = predict(args.export_dir, args.video, args.text, args.aggregation)
+    try:
+        result = predict(args.export_dir, args.video, args.text, args.aggregation)
+    except CannotDecode as e:
+        print(f"{p.prog}: error: {args.video}: cannot decode it: {e}", file=sys.stderr)
+        return 1
+    except BadExport as e:
+        print(f"{p.prog}: error: {args.export_dir}: {e}", file=sys.stderr)
+        return 1
     if args.json or "probabilities" not in result:
         print(json.dumps(result, indent=2))
         return 0

@@ -347,3 +347,165 @@ def test_verbose_and_debug_work_after_the_subcommand(capsys):
     with pytest.raises(UserError):
         main(["predict", "/nonexistent/checkpoint", "v.mp4", "--debug"])
     assert main(["predict", "/nonexistent/checkpoint", "v.mp4", "-v"]) == 2
+
+
+# ---- adversarial round: configs, checkpoints, saves ---------------------------------------------------------
+
+
+def _deep_yaml(levels: int) -> str:
+    return "data:\n  labels: " + "[" * levels + "]" * levels + "\n"
+
+
+def test_yaml_nested_too_deep_names_the_file(ckpt_copy, synthemo_dir, tmp_path, capsys):
+    deep = tmp_path / "deep.yaml"
+    deep.write_text(_deep_yaml(20_000))
+    _fails(capsys, ["finetune", "-q", "--config", str(deep), f"train.output_dir={tmp_path / 'r'}"],
+           "deep.yaml", "nested too deeply")
+    deep.write_text(_deep_yaml(300))  # parses, but deeper than any config: refused before it is copied or merged
+    _fails(capsys, ["finetune", "-q", "--config", str(deep), f"train.output_dir={tmp_path / 'r'}"],
+           "deep.yaml", "nested too deeply")
+    assert not (tmp_path / "r").exists()
+    good = (ckpt_copy / "config.yaml").read_text()
+    (ckpt_copy / "config.yaml").write_text(_deep_yaml(20_000))
+    _fails(capsys, ["predict", str(ckpt_copy), _video(synthemo_dir)], "config.yaml: cannot be read",
+           "nested too deeply")
+    (ckpt_copy / "config.yaml").write_text(good)
+
+
+def _evil_tokenizer(tok_dir: Path, marker: Path, tokenizer_class="EvilTokenizer", auto_map=True) -> None:
+    """What an attacker ships in a checkpoint's tokenizer/: a tokenizer_config.json whose auto_map names a Python
+    file of the folder, which touches ``marker`` when imported."""
+    (tok_dir / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n"
+                                     "from transformers import BertTokenizer\n"
+                                     "class EvilTokenizer(BertTokenizer):\n    pass\n")
+    config = json.loads((tok_dir / "tokenizer_config.json").read_text())
+    config["tokenizer_class"] = tokenizer_class
+    if auto_map:
+        config["auto_map"] = {"AutoTokenizer": ["evil.EvilTokenizer", None]}
+    (tok_dir / "tokenizer_config.json").write_text(json.dumps(config))
+    (tok_dir / "tokenizer.json").unlink(missing_ok=True)  # no fast path around transformers
+
+
+def test_a_checkpoint_never_runs_its_tokenizer_code(ckpt_copy, synthemo_dir, tmp_path, capsys, monkeypatch):
+    import io
+    import sys
+
+    marker = tmp_path / "pwned"
+    monkeypatch.setattr(sys, "stdin", io.StringIO("y\n" * 10))  # a "y" typed or piped at any prompt
+    _evil_tokenizer(ckpt_copy / "tokenizer", marker)
+    _fails(capsys, ["predict", str(ckpt_copy), _video(synthemo_dir)], "tokenizer_config.json: refused", "auto_map")
+    # as the init checkpoint of a new run: refused while setting up, before anything is written
+    _fails(capsys, ["finetune", "-q", *TINY_OVERRIDES, *data_overrides(synthemo_dir),
+                    f"train.init_checkpoint={ckpt_copy}", f"train.output_dir={tmp_path / 'r'}"],
+           "tokenizer_config.json: refused", "auto_map")
+    # a user's own tokenizer folder (model.tokenizer, convert-clipbert --tokenizer): the same refusal
+    _fails(capsys, ["finetune", "-q", *TINY_OVERRIDES, *data_overrides(synthemo_dir),
+                    f"model.tokenizer={ckpt_copy / 'tokenizer'}", f"train.output_dir={tmp_path / 'r2'}"],
+           "tokenizer_config.json: refused", "auto_map")
+    # below every check, transformers itself is told never to trust the folder's code
+    from clipbert_emo.data.text import load_tokenizer
+
+    with pytest.raises(UserError, match="cannot load tokenizer"):
+        load_tokenizer(ckpt_copy / "tokenizer")
+    # no auto_map, but a class this library never writes: refused too
+    config = json.loads((ckpt_copy / "tokenizer" / "tokenizer_config.json").read_text())
+    del config["auto_map"]
+    (ckpt_copy / "tokenizer" / "tokenizer_config.json").write_text(json.dumps(config))
+    _fails(capsys, ["predict", str(ckpt_copy), _video(synthemo_dir)], "tokenizer_class 'EvilTokenizer' is not one")
+    assert not marker.exists(), "the checkpoint's Python file ran"
+    assert not (tmp_path / "r" / "checkpoint").exists() and not (tmp_path / "r2" / "checkpoint").exists()
+
+
+def test_checkpoint_files_are_readable_by_other_accounts(run, tmp_path, synthemo_dir, capsys, monkeypatch):
+    import builtins
+    import errno
+    import stat
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    for folder in (run / "checkpoint", run / "last"):
+        for p in folder.rglob("*"):
+            mode = stat.S_IMODE(p.stat().st_mode)
+            assert mode == (0o777 if p.is_dir() else 0o666) & ~mask, (p, oct(mode))
+    # A file that exists but this account may not read (simulated: the tests may run as root, who reads anything)
+    ckpt = tmp_path / "checkpoint"
+    shutil.copytree(run / "checkpoint", ckpt)
+    real_open = builtins.open
+
+    def no_access(file, *args, **kwargs):
+        if str(file).endswith("model.safetensors"):
+            raise PermissionError(errno.EACCES, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", no_access)
+    line = _fails(capsys, ["predict", str(ckpt), _video(synthemo_dir)], "model.safetensors: permission denied")
+    assert "damaged" not in line
+
+
+def _full_disk(calls: dict, fail_at: int):
+    """safetensors' save_file, failing as a full disk does from its ``fail_at``-th call on."""
+    from safetensors import SafetensorError
+    from safetensors.torch import save_file as real
+
+    def save_file(tensors, filename, metadata=None):
+        calls["n"] += 1
+        if calls["n"] >= fail_at:
+            raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+        return real(tensors, filename, metadata=metadata)
+    return save_file
+
+
+@pytest.mark.parametrize("fail_at", [1, 2])  # the new run's checkpoint/, or its last/ just after it
+def test_a_full_disk_while_overwriting_keeps_the_old_run(fail_at, run, synthemo_dir, tmp_path, capsys, monkeypatch):
+    import clipbert_emo.checkpoint as ckpt
+
+    out = tmp_path / "r"
+    shutil.copytree(run, out)
+    before = _snapshot(out)
+    calls = {"n": 0}
+    monkeypatch.setattr(ckpt, "save_file", _full_disk(calls, fail_at))
+    _fails(capsys, ["finetune", "-q", "--overwrite", *TINY_OVERRIDES, *data_overrides(synthemo_dir),
+                    f"train.output_dir={out}", "train.max_steps=1", "data.test_manifest="],
+           "no space left while saving", "the disk is full", f"the previous run in {out}", "is intact")
+    assert calls["n"] == fail_at
+    after = _snapshot(out)
+    kept = [k for k in before if k.startswith(("checkpoint/", "last/")) or k in ("metrics.json", "config.yaml")]
+    assert kept and {k: after.get(k) for k in kept} == {k: before[k] for k in kept}, "the old run is as it was"
+    assert not [k for k in after if k.startswith(("checkpoint/", "last/")) and k not in before], "nothing new mixed in"
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+    monkeypatch.undo()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert Path(metrics["checkpoint"]).name == "checkpoint" and (out / "checkpoint" / "model.safetensors").is_file()
+    model, _, _ = ckpt.load_checkpoint(out / "checkpoint")  # still loadable
+    assert model.num_labels == 6
+
+
+def test_a_full_disk_in_a_new_run_is_one_line(synthemo_dir, tmp_path, capsys, monkeypatch):
+    import clipbert_emo.checkpoint as ckpt
+
+    monkeypatch.setattr(ckpt, "save_file", _full_disk({"n": 0}, 1))
+    _fails(capsys, ["finetune", "-q", *TINY_OVERRIDES, *data_overrides(synthemo_dir),
+                    f"train.output_dir={tmp_path / 'r'}", "train.max_steps=1", "data.test_manifest="],
+           "no space left while saving", "checkpoint", "nothing was left there")
+    assert [p.name for p in (tmp_path / "r").iterdir() if p.name.startswith(".")] == [], "no half-written folder"
+    assert not (tmp_path / "r" / "checkpoint").exists()
+
+
+def test_a_target_out_of_range_is_one_line_and_loses_nothing(run, synthemo_dir, tmp_path, capsys):
+    from conftest import rewrite_manifest
+
+    def huge(i, row):
+        row.pop("label")
+        row["target"] = 1e308 if i == 0 else float(i % 3)
+        return row
+
+    train = rewrite_manifest(synthemo_dir / "train.jsonl", tmp_path / "train.jsonl", huge)
+    out = tmp_path / "r"
+    shutil.copytree(run, out)
+    before = _snapshot(out)
+    _fails(capsys, ["finetune", "-q", "--overwrite", *TINY_OVERRIDES, "data.task=regression",
+                    f"data.train_manifest={train}", f"train.output_dir={out}"],
+           "non-finite loss", "target value out of range")
+    kept = [k for k in before if k.startswith(("checkpoint/", "last/")) or k in ("metrics.json", "config.yaml")]
+    assert {k: _snapshot(out).get(k) for k in kept} == {k: before[k] for k in kept}
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []

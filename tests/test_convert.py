@@ -509,6 +509,34 @@ def test_cli_convert_writes_a_folder_that_load_checkpoint_reads(fake, tokenizer_
     assert rc == 2 and "tensor-only" in capsys.readouterr().err
 
 
+def test_cli_convert_an_empty_or_cut_file_is_one_line(fake, tokenizer_dir, tmp_path, capsys):
+    """An empty file was an IndexError traceback (torch's EOFError has no message)."""
+    (tmp_path / "empty.pt").write_bytes(b"")
+    torch.save(fake, tmp_path / "full.pt")
+    data = (tmp_path / "full.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    (tmp_path / "tiny.pt").write_bytes(b"\x80")  # one byte: EOFError with no message
+    for name, needle in (("empty.pt", "the file is empty"), ("cut.pt", "cannot read it as a tensor-only torch file"),
+                         ("tiny.pt", "cannot read it as a tensor-only torch file")):
+        rc = main(["convert-clipbert", str(tmp_path / name), str(tmp_path / "out"), "--tokenizer", str(tokenizer_dir)])
+        err = capsys.readouterr().err
+        line = err.strip().splitlines()[-1]
+        assert rc == 2 and "Traceback" not in err, (name, err[-2000:])
+        assert line.startswith(f"clipbert-emo convert-clipbert: error: {tmp_path / name}: ") and needle in line, line
+    assert not (tmp_path / "out").exists()
+
+
+def test_converted_files_are_readable_by_other_accounts(converted):
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    out, _ = converted
+    for p in out.rglob("*"):
+        assert stat.S_IMODE(p.stat().st_mode) == (0o777 if p.is_dir() else 0o666) & ~mask, p
+
+
 @pytest.mark.slow
 def test_full_size_bert_base_conversion_equals_the_reference(tmp_path):
     """The real sizes: BERT-base (768, 12 layers, 12 heads, 3072) with bert-base-uncased's 30522-token vocabulary

@@ -163,6 +163,43 @@ def test_bad_export_arguments_give_clear_errors(checkpoint, tmp_path, capsys):
     assert "no such checkpoint folder" in capsys.readouterr().err
 
 
+def test_export_shapes_beyond_any_model_are_refused_while_parsing(checkpoint, tmp_path, capsys):
+    """--frames 100000 was a memory-allocation traceback: every size option is bounded before anything is loaded."""
+    from clipbert_emo.config import UserError
+    from clipbert_emo.export import MAX_FRAMES, MAX_VIDEO_PIXELS, export_checkpoint
+
+    for extra, message in ((["--frames", "100000"], f"--frames must be at most {MAX_FRAMES}, got 100000"),
+                           (["--n-test", "100000"], "--n-test must be at most"),
+                           (["--size", "100000"], "--size must be at most"),
+                           (["--text-len", "100000"], "--text-len must be between 2 ([CLS] [SEP]) and")):
+        with pytest.raises(SystemExit) as e:
+            main(["export", str(checkpoint), "--out", str(tmp_path / "x"), *extra])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and message in err and "Traceback" not in err, (extra, err[-500:])
+    # each within its bound, together too large to trace: one line before anything is allocated
+    assert main(["export", str(checkpoint), "--out", str(tmp_path / "x"), "--n-test", "64", "--frames", "64",
+                 "--size", "1024"]) == 2
+    err = capsys.readouterr().err
+    assert f"more than the {MAX_VIDEO_PIXELS:,}" in err.strip().splitlines()[-1] and "Traceback" not in err
+    with pytest.raises(UserError, match="--frames must be at most"):  # the Python API checks the same bounds
+        export_checkpoint(checkpoint, tmp_path / "x", num_frames=100_000)
+    assert not (tmp_path / "x").exists()
+
+
+def test_an_allocation_failure_while_tracing_is_one_line(checkpoint, tmp_path, capsys, monkeypatch):
+    import clipbert_emo.export as export
+
+    def no_memory(self, *inputs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 1099511627776 bytes. Error code 12 (Cannot allocate memory)")
+
+    monkeypatch.setattr(export.ExportableModel, "forward", no_memory)
+    assert main(["export", str(checkpoint), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "not enough memory to trace the model at --n-test 3" in err and "Traceback" not in err
+    assert not (tmp_path / "x").exists()
+
+
 def test_export_help_explains_the_options(capsys):
     with pytest.raises(SystemExit):
         main(["export", "--help"])

@@ -101,3 +101,30 @@ def test_example_aggregations_follow_the_library(exported, tmp_path):
         assert got["aggregation"] == how
         np.testing.assert_allclose(list(got["probabilities"].values()), list(want["probabilities"].values()),
                                    atol=1e-4, rtol=0)
+
+
+def test_example_reports_a_file_it_cannot_decode_in_one_line(exported, tmp_path):
+    from conftest import write_av
+
+    _, export_dir = exported
+    good = write_video(tmp_path / "good.mp4", 32, 32)
+    (tmp_path / "notes.mp4").write_text("these are my notes, not a video\n" * 20)
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    data = good.read_bytes()
+    (tmp_path / "truncated.mp4").write_bytes(data[: len(data) // 3])
+    write_av(tmp_path / "voice.m4a", video=False)
+    cases = {"notes.mp4": "not a video file", "empty.mp4": "the file is empty", "truncated.mp4": "",
+             "voice.m4a": "no video stream", "missing.mp4": "no such file"}
+    for name, reason in cases.items():
+        video = tmp_path / name
+        proc = subprocess.run([sys.executable, "-I", "-c", BOOTSTRAP, str(EXAMPLE), str(export_dir), str(video)],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 1, (name, proc.stderr[-2000:])
+        assert "Traceback" not in proc.stderr and proc.stdout == "", (name, proc.stderr[-2000:])
+        lines = [x for x in proc.stderr.strip().splitlines() if not x.startswith("warning:")]
+        assert len(lines) == 1 and lines[0].startswith(f"onnx_predict.py: error: {video}: cannot decode it: "), lines
+        assert reason in lines[0], (name, lines[0])
+    (tmp_path / "not_an_export").mkdir()
+    proc = subprocess.run([sys.executable, "-I", "-c", BOOTSTRAP, str(EXAMPLE), str(tmp_path / "not_an_export"),
+                           str(good)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and "no readable model.json" in proc.stderr

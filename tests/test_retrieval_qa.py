@@ -4,6 +4,7 @@ vocabulary, the benchmark readers, SynthEmo's captions and questions, and tiny e
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -396,3 +397,152 @@ def test_qa_end_to_end(synthemo_tasks, tmp_path, kind):
     assert saved.data.question_types == ["colour", "feeling", "mouth", "shape"]
     if kind == "qa":
         assert "surprised" in saved.data.labels or "it opens wide" in saved.data.labels  # the answer vocabulary
+
+
+# ---- search: bad videos, a damaged cache, a folder it cannot write --------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def retrieval_checkpoint(synthemo_tasks, tmp_path_factory):
+    from clipbert_emo.train.finetune import finetune
+
+    out = tmp_path_factory.mktemp("search_run")
+    finetune(_task_cfg(synthemo_tasks, "retrieval", out, "retrieval.num_negatives=2", "train.max_steps=1",
+                       "data.test_manifest="), progress=False)
+    return out / "checkpoint"
+
+
+@pytest.fixture
+def search_folder(synthemo_tasks, tmp_path):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"{i}.mp4").write_bytes((synthemo_tasks / "videos" / "test" / f"{i:06d}.mp4").read_bytes())
+    return folder
+
+
+def _search_json(capsys, *argv):
+    """`clipbert-emo search ... --json`: (exit code, the JSON parsed strictly (NaN/Infinity refused), stderr)."""
+    from clipbert_emo.cli import main
+
+    rc = main(["search", *map(str, argv), "--json", "-q"])
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    if rc != 0:
+        return rc, None, captured.err
+
+    def refuse(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+    return rc, json.loads(captured.out, parse_constant=refuse), captured.err
+
+
+def test_search_skips_an_undecodable_video_on_every_run(retrieval_checkpoint, search_folder, capsys, monkeypatch):
+    import clipbert_emo.search as search_mod
+
+    (search_folder / "broken.mp4").write_text("not a video at all\n" * 10)
+    calls = []
+    real = search_mod.video_features
+    monkeypatch.setattr(search_mod, "video_features", lambda *a, **k: calls.append(len(a[1])) or real(*a, **k))
+    runs = [_search_json(capsys, retrieval_checkpoint, search_folder, "a face that smiles") for _ in range(3)]
+    for rc, result, err in runs:
+        assert rc == 0, err[-2000:]
+        assert result["num_videos"] == 3 and len(result["results"]) == 3
+        assert [Path(w).name for w, _ in result["skipped"]] == ["broken.mp4"] and result["skipped"][0][1]
+        assert "broken.mp4" not in [Path(r["video"]).name for r in result["results"]]
+    assert calls == [4], "later searches read the three good videos' features and the failure from the cache"
+    assert runs[1][1]["from_cache"] == 3 and runs[1][1]["computed"] == 0
+    # a new undecodable video, alone among cached ones: reported and skipped, the rest still ranked
+    (search_folder / "empty.mp4").write_bytes(b"")
+    rc, result, err = _search_json(capsys, retrieval_checkpoint, search_folder, "a face that smiles")
+    assert rc == 0, err[-2000:]
+    assert sorted(Path(w).name for w, _ in result["skipped"]) == ["broken.mp4", "empty.mp4"]
+    assert result["num_videos"] == 3 and calls == [4, 1]
+    # the table output names them too
+    from clipbert_emo.cli import main
+
+    assert main(["search", str(retrieval_checkpoint), str(search_folder), "a face", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "skipped" in out and "broken.mp4" in out and "empty.mp4" in out
+
+
+def _overwrite_tensor_bytes(file: Path, value: float) -> None:
+    """Keep the safetensors header, fill every tensor byte with ``value`` (float32)."""
+    data = bytearray(file.read_bytes())
+    start = 8 + int.from_bytes(data[:8], "little")
+    body = np.full((len(data) - start) // 4, value, np.float32).tobytes()
+    data[start:start + len(body)] = body
+    file.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("value", [float("nan"), 0.25])  # non-finite values; finite ones the checksum catches
+def test_a_damaged_cache_entry_is_recomputed(value, retrieval_checkpoint, search_folder, capsys, caplog):
+    rc, first, err = _search_json(capsys, retrieval_checkpoint, search_folder, "a face that smiles")
+    assert rc == 0, err[-2000:]
+    entries = sorted(Path(first["cache"]).glob("*.safetensors"))
+    assert len(entries) == 3
+    _overwrite_tensor_bytes(entries[0], value)
+    with caplog.at_level("WARNING"):
+        rc, second, err = _search_json(capsys, retrieval_checkpoint, search_folder, "a face that smiles")
+    assert rc == 0, err[-2000:]
+    assert "is damaged" in caplog.text and "recomputing" in caplog.text
+    assert ("NaN" if value != value else "checksum") in caplog.text
+    assert second["computed"] == 1 and second["from_cache"] == 2 and second["skipped"] == []
+    assert [r["video"] for r in second["results"]] == [r["video"] for r in first["results"]]
+    assert [r["score"] for r in second["results"]] == pytest.approx([r["score"] for r in first["results"]])
+    rc, third, _ = _search_json(capsys, retrieval_checkpoint, search_folder, "a face that smiles")
+    assert third["from_cache"] == 3, "the recomputed entry was written back"
+
+
+def test_a_non_finite_score_is_reported_never_ranked(retrieval_checkpoint, search_folder, capsys, monkeypatch):
+    import clipbert_emo.search as search_mod
+
+    real = search_mod.score_matrix
+
+    def one_nan(*args, **kwargs):
+        scores = real(*args, **kwargs)
+        for s in scores.values():
+            s[0, 1] = float("nan")
+        return scores
+
+    monkeypatch.setattr(search_mod, "score_matrix", one_nan)
+    rc, result, err = _search_json(capsys, retrieval_checkpoint, search_folder, "a face that smiles")
+    assert rc == 0, err[-2000:]
+    assert [Path(r["video"]).name for r in result["results"]] and "1.mp4" not in [Path(r["video"]).name
+                                                                                 for r in result["results"]]
+    assert [Path(w).name for w, _ in result["skipped"]] == ["1.mp4"] and "not a number" in result["skipped"][0][1]
+    assert [r["rank"] for r in result["results"]] == [1, 2]
+
+    def all_nan(*args, **kwargs):
+        scores = real(*args, **kwargs)
+        for s in scores.values():
+            s.fill_(float("nan"))
+        return scores
+
+    monkeypatch.setattr(search_mod, "score_matrix", all_nan)
+    rc, _, err = _search_json(capsys, retrieval_checkpoint, search_folder, "a face that smiles")
+    assert rc == 2 and "every video scored NaN/inf" in err.strip().splitlines()[-1]
+
+
+def test_a_video_folder_it_cannot_write_points_to_cache(retrieval_checkpoint, search_folder, tmp_path, capsys,
+                                                        monkeypatch):
+    import errno
+    import pathlib
+
+    from clipbert_emo.search import CACHE_FOLDER
+
+    real_mkdir = pathlib.Path.mkdir
+
+    def read_only(self, *args, **kwargs):  # simulated: the tests may run as root, who writes anywhere
+        if CACHE_FOLDER in self.parts:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "mkdir", read_only)
+    rc, _, err = _search_json(capsys, retrieval_checkpoint, search_folder, "a face that smiles")
+    line = err.strip().splitlines()[-1]
+    assert rc == 2 and line.startswith("clipbert-emo search: error: ") and "permission denied" in line
+    assert "--cache DIR" in line
+    rc, result, err = _search_json(capsys, retrieval_checkpoint, search_folder, "a face that smiles", "--cache",
+                                   tmp_path / "elsewhere")
+    assert rc == 0 and result["num_videos"] == 3, err[-2000:]
+    assert not (search_folder / CACHE_FOLDER).exists()

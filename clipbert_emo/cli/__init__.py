@@ -140,11 +140,44 @@ def _cmd_evaluate(args) -> int:
 def _cmd_serve(args) -> int:
     from ..serve import ServeLimits, serve
 
-    limits = ServeLimits(max_upload_bytes=int(args.max_upload_mb * 2**20), max_seconds=args.max_seconds,
-                         queue_limit=args.queue, workers=args.workers)
+    limits = ServeLimits(max_upload_bytes=max(1, round(args.max_upload_mb * 2**20)), max_seconds=args.max_seconds,
+                         queue_limit=args.queue, workers=args.workers, max_pixels=args.max_resolution,
+                         max_frames=args.max_frames, max_fps=args.max_fps, request_timeout=args.request_timeout,
+                         read_timeout=args.read_timeout)
     serve(args.checkpoint, host=args.host, port=args.port, device=args.device, limits=limits, num_clips=args.n_test,
-          face_crop=args.face_crop, face_detector=args.face_detector)
+          face_crop=args.face_crop, face_detector=args.face_detector, seek=args.seek, threads=args.threads,
+          allowed_hosts=args.allowed_host or ())
     return 0
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is from 1 to 65535 (0: any free port), got {port}")
+    return port
+
+
+def _positive_finite(text: str) -> float:
+    from math import isfinite
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (isfinite(value) and value > 0):  # nan and inf are floats too, but no limit a server can keep
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
+    return value
+
+
+def _resolution(text: str) -> int:
+    """WIDTHxHEIGHT as a pixel count, so the limit holds in either orientation."""
+    width, sep, height = text.lower().partition("x")
+    if not (sep and width.isdigit() and height.isdigit() and int(width) > 0 and int(height) > 0):
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 1920x1080, got {text!r}")
+    return int(width) * int(height)
 
 
 def _cmd_demo(args) -> int:
@@ -202,7 +235,7 @@ def _cmd_search(args) -> int:
     result = search(args.checkpoint, args.folder, utf8_text(args.query, "the query"), top_k=args.top,
                     cache_dir=args.cache, num_clips=args.n_test, device=args.device, progress=not args.quiet)
     if args.json:
-        say(json.dumps(result, indent=2))
+        say(json.dumps(result, indent=2, allow_nan=False))  # strict JSON: a NaN score is a skipped video, never printed
         return 0
     say(f"{result['num_videos']} videos ({result['from_cache']} features from the cache, {result['computed']} "
         f"computed), query {result['query']!r}:")
@@ -235,6 +268,34 @@ def _cmd_convert_clipbert(args) -> int:
           f"{t['dropped']} dropped; {t['initialised']} model tensors start at their initialisation")
     say(f"written: {args.out} (fine-tune with train.init_checkpoint={args.out}; report in conversion_report.json)")
     return 0
+
+
+def _bounded(name: str, most: int):
+    """A whole number in [1, most], checked while the command line is parsed (before any model is loaded): a
+    shape far beyond any model's is a typo, and would otherwise end in a memory-allocation failure."""
+    parse_positive = positive(name)
+
+    def parse(text: str) -> int:
+        value = parse_positive(text)
+        if value > most:
+            raise argparse.ArgumentTypeError(f"{name} must be at most {most}, got {value}")
+        return value
+    return parse
+
+
+def _text_len(most: int):
+    """--text-len: 'dynamic', or a whole number of tokens in [2, most] ([CLS] and [SEP] at least)."""
+    def parse(text: str):
+        if text == "dynamic":
+            return text
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"--text-len must be a whole number or 'dynamic', got {text!r}") from None
+        if not 2 <= value <= most:
+            raise argparse.ArgumentTypeError(f"--text-len must be between 2 ([CLS] [SEP]) and {most}, got {value}")
+        return value
+    return parse
 
 
 def _cmd_export(args) -> int:
@@ -338,18 +399,37 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("checkpoint", help="checkpoint folder (…/checkpoint)")
     s.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default: %(default)s, this machine only; 0.0.0.0 opens it to the network)")
-    s.add_argument("--port", type=int, default=8000, help="default: %(default)s")
+    s.add_argument("--port", type=_port, default=8000, help="0 = any free port (default: %(default)s)")
+    s.add_argument("--allowed-host", action="append", metavar="NAME",
+                   help="a host name (or address) the page may be reached by, besides localhost, 127.0.0.1, [::1] "
+                        "and --host; requests naming any other get 400, which stops DNS rebinding; repeatable")
     s.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
     s.add_argument("--n-test", type=positive("--n-test"), default=None, help="clips per upload (default: the "
                    "config's N_test)")
-    s.add_argument("--max-upload-mb", type=float, default=50.0, help="larger uploads get 413 (default: %(default)s)")
-    s.add_argument("--max-seconds", type=float, default=60.0, help="longer videos get 422 (default: %(default)s)")
+    s.add_argument("--max-upload-mb", type=_positive_finite, default=50.0,
+                   help="larger uploads get 413, counted as they arrive (default: %(default)s)")
+    s.add_argument("--max-seconds", type=_positive_finite, default=60.0,
+                   help="longer videos get 422 (default: %(default)s)")
+    s.add_argument("--max-resolution", type=_resolution, default=4096 * 2304, metavar="WxH",
+                   help="videos whose header declares larger frames (in pixels) get 422 (default: 4096x2304)")
+    s.add_argument("--max-frames", type=positive("--max-frames"), default=3600,
+                   help="videos of more frames get 422 (default: %(default)s, a minute at 60 fps)")
+    s.add_argument("--max-fps", type=_positive_finite, default=240.0,
+                   help="videos whose header declares a higher frame rate get 422 (default: %(default)s)")
+    s.add_argument("--request-timeout", type=_positive_finite, default=120.0, metavar="SECONDS",
+                   help="an upload not answered by then gets 408 (still arriving) or 504 (still scoring) "
+                        "(default: %(default)s)")
+    s.add_argument("--read-timeout", type=_positive_finite, default=10.0, metavar="SECONDS",
+                   help="a client silent this long mid-upload gets 408, and a connection must send a request's "
+                        "headers within it (default: %(default)s)")
     s.add_argument("--queue", type=positive("--queue"), default=8,
-                   help="uploads scored or waiting at once; more get 503 (default: %(default)s)")
+                   help="uploads being received, scored or waiting at once; more get 503 before their body is read "
+                        "(default: %(default)s)")
     s.add_argument("--workers", type=positive("--workers"), default=1,
                    help="scoring threads sharing the one model (default: %(default)s)")
     s.add_argument("--face-crop", action="store_true", help="crop frames to the largest face (see predict)")
     s.add_argument("--face-detector", metavar="ONNX", default=None, help="a YuNet .onnx file (implies --face-crop)")
+    add_speed_options(s, default_seek="keyframe")
     s.set_defaults(func=_cmd_serve)
 
     s = sub.add_parser("demo", parents=[common], help="the README's demo: SynthEmo, three models, the comparison table")
@@ -447,13 +527,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("checkpoint", help="checkpoint folder (…/checkpoint)")
     s.add_argument("--format", choices=["onnx", "torchscript"], default="onnx", help="default: %(default)s")
     s.add_argument("--out", required=True, help="folder to write (new, empty, or an earlier export's, replaced)")
-    s.add_argument("--n-test", type=positive("--n-test"), default=None,
-                   help="clips per video, fixed in the graph (default: the config's data.num_clips_test)")
-    s.add_argument("--frames", type=positive("--frames"), default=None,
-                   help="frames per clip T (default: the config's data.num_frames)")
-    s.add_argument("--size", type=positive("--size"), default=None,
-                   help="frame size in pixels (default: the config's data.frame_size)")
-    s.add_argument("--text-len", default=None,
+    from ..export import MAX_FRAME_SIZE, MAX_FRAMES, MAX_N_TEST, MAX_TEXT_LEN
+
+    s.add_argument("--n-test", type=_bounded("--n-test", MAX_N_TEST), default=None,
+                   help=f"clips per video, fixed in the graph, 1-{MAX_N_TEST} (default: the config's "
+                        "data.num_clips_test)")
+    s.add_argument("--frames", type=_bounded("--frames", MAX_FRAMES), default=None,
+                   help=f"frames per clip T, 1-{MAX_FRAMES} (default: the config's data.num_frames)")
+    s.add_argument("--size", type=_bounded("--size", MAX_FRAME_SIZE), default=None,
+                   help=f"frame size in pixels, 1-{MAX_FRAME_SIZE} (default: the config's data.frame_size)")
+    s.add_argument("--text-len", type=_text_len(MAX_TEXT_LEN), default=None,
                    help="tokens of text, fixed (pad to it), or 'dynamic' for any length (default: the config's "
                         "data.max_text_len, fixed)")
     s.add_argument("--aggregation", choices=["mean", "max", "lse"], default=None,
@@ -490,6 +573,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"clipbert-emo {args.command}: error: {describe_os_error(e, e.filename)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C anywhere else (loading, a training step): what is on disk stays as it was
+        if args.debug:
+            raise
+        print(f"clipbert-emo {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 def _exit(code: int) -> None:

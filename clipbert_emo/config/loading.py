@@ -21,7 +21,7 @@ from .atomic import atomic_write_text
 from .schema import ConfigError, ExperimentConfig
 
 __all__ = ["to_dict", "from_dict", "parse_override", "apply_overrides", "load_config", "save_config",
-           "resolve_config_path", "resolve_preset_path", "named_configs", "CONFIG_DIR"]
+           "resolve_config_path", "resolve_preset_path", "named_configs", "CONFIG_DIR", "safe_load_yaml"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -106,15 +106,61 @@ def _deep_merge(base: dict, over: dict) -> dict:
     return out
 
 
+# Deeper than any config this schema describes (a section, a list, a mapping inside it); a file nested far
+# deeper is not a config, and parsing or copying it would exhaust Python's recursion limit.
+MAX_YAML_DEPTH = 32
+
+
+class _NestedTooDeeply(ConfigError):
+    """Text nested deeper than MAX_YAML_DEPTH: refused even where text that is not YAML is taken as a string."""
+
+
+def _depth(data: Any) -> int:
+    """How deeply lists and mappings nest in ``data`` (iterative: the value may be deeper than the stack)."""
+    deepest, todo = 0, [(data, 1)]
+    while todo:
+        node, level = todo.pop()
+        if isinstance(node, dict):
+            children = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        deepest = max(deepest, level)
+        if deepest > MAX_YAML_DEPTH:
+            break
+        todo.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def safe_load_yaml(text: str, where: str) -> Any:
+    """``yaml.safe_load`` for text from a file or the command line; ConfigError naming ``where`` for text that is
+    not YAML or nests deeper than MAX_YAML_DEPTH levels."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{where}: not valid YAML: {e}") from None
+    except RecursionError:
+        raise _NestedTooDeeply(f"{where}: nested too deeply to be a config (more than {MAX_YAML_DEPTH} levels of "
+                          "lists or mappings); is it the right file?") from None
+    if _depth(data) > MAX_YAML_DEPTH:
+        raise _NestedTooDeeply(f"{where}: nested too deeply to be a config (more than {MAX_YAML_DEPTH} levels of "
+                          "lists or mappings); is it the right file?")
+    return data
+
+
 def _read_yaml(path: Path) -> dict:
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config {path} is a folder; give a YAML file") from None
+    except PermissionError:
+        raise ConfigError(f"config {path}: permission denied; this account cannot read it") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text, so not a YAML config") from None
+    data = safe_load_yaml(text, str(path)) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
     return data
@@ -128,9 +174,12 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     if not all(keys):
         raise ConfigError(f"override {item!r}: empty key part")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
+        shown = item if len(item) <= 80 else item[:77] + "..."
+        value = safe_load_yaml(raw, f"override {shown!r}") if raw.strip() else ""
+    except _NestedTooDeeply:
+        raise
+    except ConfigError:
+        value = raw  # not YAML: the text as written
     return keys, value
 
 

@@ -65,7 +65,7 @@ def load_tokenizer(name_or_path: str | os.PathLike):
     if looks_local and not os.path.isdir(name):
         raise UserError(f"tokenizer {name}: no such folder (a tokenizer folder holds vocab.txt or tokenizer.json)")
     try:
-        return AutoTokenizer.from_pretrained(name)
+        return AutoTokenizer.from_pretrained(name, trust_remote_code=False)  # a folder's auto_map never runs
     except (OSError, ValueError) as e:
         raise UserError(
             f"cannot load tokenizer {name!r}: not a local folder with vocab.txt/tokenizer.json, and not "

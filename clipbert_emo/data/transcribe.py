@@ -46,7 +46,7 @@ class Transcriber:
         try:
             from transformers import AutoConfig, WhisperForConditionalGeneration, WhisperProcessor
 
-            config = AutoConfig.from_pretrained(model_name)
+            config = AutoConfig.from_pretrained(model_name, trust_remote_code=False)  # never a folder's code
             if config.model_type != "whisper":
                 raise ValueError(f"it is a {config.model_type!r} checkpoint, not a Whisper one")
             self.processor = WhisperProcessor.from_pretrained(model_name)

@@ -26,10 +26,12 @@ from ..tasks.retrieval import match_margin, retrieval_metrics
 
 @torch.no_grad()
 def video_features(model, videos: list, cfg_data, tokenizer, num_clips: int, batch_size: int, device,
-                   progress: bool = True) -> tuple[dict, dict, list]:
+                   progress: bool = True, allow_none: bool = False) -> tuple[dict, dict, list]:
     """Encoder outputs of ``videos`` (samples): ({modality: (V, N, D, ...)} on the CPU, {modality: (V,) present},
     skipped). A video that does not decode is reported in ``skipped`` and gets all-zero features, so the
-    gallery keeps its size and a query's true video keeps its index (it then ranks wherever zeros rank)."""
+    gallery keeps its size and a query's true video keeps its index (it then ranks wherever zeros rank).
+    ``allow_none``: when no video decodes, return ({}, {}, skipped) instead of raising (a caller that has
+    other features already, as search's cache)."""
     model.eval()
     loader = make_loader(Manifest(path="gallery", samples=list(videos), skipped=[]), cfg_data, tokenizer, False,
                          batch_size, 0, num_clips=num_clips)
@@ -48,6 +50,8 @@ def video_features(model, videos: list, cfg_data, tokenizer, num_clips: int, bat
             present.setdefault(name, []).append(batch[f"{name}_present"])
         rows.append(batch["index"])
     if not rows:
+        if allow_none:
+            return {}, {}, skipped
         raise ValueError(f"no video of the gallery could be decoded ({len(skipped)} skipped)")
     order = torch.cat(rows)
     full, has = {}, {}

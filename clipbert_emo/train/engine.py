@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -31,7 +32,8 @@ import torch
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
-from ..checkpoint import TOKENIZER, TRAINING_STATE, WEIGHTS, load_weights, save_checkpoint
+from ..checkpoint import (TOKENIZER, TRAINING_STATE, WEIGHTS, CheckpointSaveError, check_tokenizer_folder,
+                          load_weights, save_checkpoint)
 from ..config import ExperimentConfig, UserError, check_output_folder, save_config
 from ..config.atomic import recover_folder
 from ..data.text import build_wordpiece_tokenizer, load_tokenizer
@@ -47,6 +49,13 @@ logger = logging.getLogger(__name__)
 
 def _after_step(step: int) -> None:
     """Called after every optimizer step; tests replace it to simulate a run killed mid-training."""
+
+
+# --overwrite moves the old run's parts here (inside output_dir, so every move is a rename) and puts them back
+# if the new run stops before it has saved both its checkpoint/ and last/; only then is the old run deleted.
+REPLACED = ".replaced-run"
+# What a run writes at the top of output_dir and a replaced run keeps until the new one is saved.
+RUN_PARTS = ("checkpoint", "last", DEEPSPEED_STATE, "metrics.json", "config.yaml", "learning_curves.png")
 
 
 @dataclass
@@ -66,9 +75,13 @@ def tokenizer_for(cfg: ExperimentConfig, train_texts: list[str], out_dir: Path, 
     """The run's tokenizer: the init checkpoint's, a named one, or a WordPiece vocabulary built from the
     training texts (by the main process, read by all)."""
     if cfg.train.init_checkpoint:
+        check_tokenizer_folder(Path(cfg.train.init_checkpoint) / TOKENIZER)  # never runs a checkpoint's code
         return load_tokenizer(Path(cfg.train.init_checkpoint) / TOKENIZER)
     if cfg.model.tokenizer or cfg.model.text_init:
-        return load_tokenizer(cfg.model.tokenizer or cfg.model.text_init)
+        name = cfg.model.tokenizer or cfg.model.text_init
+        if os.path.isdir(name):
+            check_tokenizer_folder(name, strict=False)
+        return load_tokenizer(name)
     tok_dir = out_dir / "tokenizer"
     if accelerator.is_main_process:
         build_wordpiece_tokenizer(train_texts, cfg.model.vocab_size, tok_dir)
@@ -82,6 +95,7 @@ class Engine:
         self.progress = progress
         self.out_dir = Path(cfg.train.output_dir)
         self.last_dir = self.out_dir / "last"
+        self.replaced = self.out_dir / REPLACED  # the old run, while an --overwrite run has not saved yet
 
     @property
     def main(self) -> bool:
@@ -96,6 +110,11 @@ class Engine:
             for folder in (self.last_dir, self.out_dir / "checkpoint"):
                 for line in recover_folder(folder):
                     logger.warning("%s", line)
+            if self.replaced.is_dir():  # an --overwrite run killed before its first save: the old run comes back
+                self._restore_replaced()
+                logger.warning("restored the run that an --overwrite run stopped before its first save had "
+                               "replaced in %s", self.out_dir)
+            shutil.rmtree(self.out_dir / f"{REPLACED}.done", ignore_errors=True)
         accelerator.wait_for_everyone()
         held = [p.name for p in (self.out_dir / "checkpoint", self.last_dir, self.out_dir / DEEPSPEED_STATE)
                 if p.exists()]
@@ -113,6 +132,34 @@ class Engine:
         accelerator.wait_for_everyone()
         return False, held
 
+    def _set_aside(self) -> None:
+        """--overwrite: move the old run's parts into output_dir/.replaced-run (renames, nothing copied)."""
+        self.replaced.mkdir()
+        for name in RUN_PARTS:
+            if (self.out_dir / name).exists():
+                os.replace(self.out_dir / name, self.replaced / name)
+
+    def _restore_replaced(self) -> None:
+        """Put the old run back in place of whatever the new run wrote of the same parts."""
+        for name in RUN_PARTS:
+            old, new = self.replaced / name, self.out_dir / name
+            if not old.exists():
+                continue
+            if new.is_dir():
+                shutil.rmtree(new)
+            elif new.exists():
+                new.unlink()
+            os.replace(old, new)
+        shutil.rmtree(self.replaced, ignore_errors=True)
+
+    def _drop_replaced(self) -> None:
+        """The new run has saved: the old run goes (renamed first, so a kill mid-delete is not mistaken for
+        an old run to restore)."""
+        if self.main and self.replaced.is_dir():
+            done = self.out_dir / f"{REPLACED}.done"
+            os.replace(self.replaced, done)
+            shutil.rmtree(done, ignore_errors=True)
+
     def run(self, recipe) -> dict:
         """Set up, train every epoch (validating and saving), finish; returns the metrics (metrics.json)."""
         cfg = self.cfg
@@ -122,9 +169,25 @@ class Engine:
         set_seed(cfg.train.seed)
         resuming, replaced = self._check_run_folder()
         setup = recipe.setup(self, resuming)
-        if self.main:  # once the data and the model are known to be usable: nothing is lost to a bad input
-            for name in replaced:  # --overwrite: the old run's weights and resumable state go now, not at a save
-                shutil.rmtree(self.out_dir / name, ignore_errors=True)
+        if not (self.main and replaced):
+            return self._run(recipe, setup, resuming)
+        # --overwrite, once the data and the model are known to be usable (nothing is lost to a bad input): the
+        # old run is set aside, not deleted, and comes back if this run stops before it has saved.
+        self._set_aside()
+        try:
+            return self._run(recipe, setup, resuming)
+        except BaseException as e:
+            if not self.replaced.is_dir():
+                raise  # the new run had saved: it is what output_dir holds now (resumable from last/)
+            self._restore_replaced()
+            if isinstance(e, CheckpointSaveError):
+                raise e.replace_outcome(f"the previous run in {self.out_dir} (checkpoint/, last/, metrics.json) "
+                                        "is intact") from e
+            raise
+
+    def _run(self, recipe, setup: RecipeSetup, resuming: bool) -> dict:
+        cfg, accelerator = self.cfg, self.accelerator
+        if self.main:
             save_config(cfg, self.out_dir / "config.yaml")
         model, self.tokenizer = setup.model, setup.tokenizer
         if resuming:
@@ -187,7 +250,7 @@ class Engine:
                 torch.manual_seed(cfg.train.seed * 1_000_003 + micro_step)
                 with accelerator.accumulate(model):
                     out = recipe.train_step(model, batch)
-                    guard.check_loss(out.loss, epoch, step)  # raises before backward unless an fp16 scaler skips it
+                    guard.check_loss(out.loss, epoch, step, batch)  # raises before backward unless fp16 scaling skips
                     accelerator.backward(out.loss)
                     if accelerator.sync_gradients and cfg.optim.grad_clip > 0:
                         accelerator.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
@@ -231,10 +294,13 @@ class Engine:
                                     {**recipe.checkpoint_meta(epoch, step), **recipe.best_meta(value)})
                 recipe.plot(history, self.out_dir)
             save_last(epoch + 1, 0, to_save)
+            if (self.out_dir / "checkpoint").is_dir():
+                self._drop_replaced()  # this run has a checkpoint and a resumable state: the old run is not needed
             accelerator.wait_for_everyone()
             if cfg.train.max_steps and step >= cfg.train.max_steps:
                 break
         bar.close()
+        self._drop_replaced()
 
         # One number per rank: DDP keeps replicas identical, and this makes that checkable after the fact.
         checksum = param_checksum(accelerator, model)  # every rank (ZeRO-3 gathers the slices first)

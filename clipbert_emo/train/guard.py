@@ -7,13 +7,35 @@ import logging
 import torch
 from accelerate import Accelerator
 
+from ..config.errors import UserError
 from .accelerator import uses_deepspeed
 
 logger = logging.getLogger(__name__)
 
+# Targets this far from zero overflow a squared or scaled loss long before they overflow float32 themselves.
+HUGE_TARGET = 1e6
 
-class NonFiniteLossError(FloatingPointError):
-    pass
+
+class NonFiniteLossError(UserError, FloatingPointError):
+    """The loss went NaN/inf: a user's data or settings, reported as one line (the CLI's UserError path)."""
+
+
+def target_hint(batch) -> str:
+    """The likely cause of a non-finite loss that the batch itself shows: targets out of range. "" if none."""
+    labels = batch.get("labels") if isinstance(batch, dict) else None
+    if not torch.is_tensor(labels) or not labels.is_floating_point() or labels.numel() == 0:
+        return ""
+    labels = labels.detach().float()
+    finite = torch.isfinite(labels)
+    if not finite.all():
+        bad = labels[~finite][0].item()
+        return (f"Likely cause: a target value out of range: this batch holds a target of {bad} (a value beyond "
+                "float32's +-3.4e38, e.g. 1e308 in the manifest, becomes inf when read); fix that manifest line. ")
+    top = labels.abs().max().item()
+    if top > HUGE_TARGET:
+        return (f"Likely cause: a target value out of range: this batch holds a target of magnitude {top:g}, and "
+                "its loss overflows; check the manifest's targets (units, a typo) or rescale them. ")
+    return ""
 
 
 def loss_scaling(accelerator: Accelerator) -> bool:
@@ -50,8 +72,9 @@ class NonFiniteGuard:
             ok = self.accelerator.gather(ok.to(self.accelerator.device))
         return [rank for rank, flag in enumerate(ok.cpu().tolist()) if flag == 0]
 
-    def check_loss(self, loss: torch.Tensor, epoch: int, step: int) -> None:
-        """Call before backward on every rank. ``step`` is the number of optimizer steps done so far."""
+    def check_loss(self, loss: torch.Tensor, epoch: int, step: int, batch=None) -> None:
+        """Call before backward on every rank. ``step`` is the number of optimizer steps done so far; ``batch``
+        (optional) lets the message name a cause the batch shows (targets out of range)."""
         if self.scaling:
             return  # the scaler sees the inf/NaN gradients and skips the step; after_step reports it
         bad = self.bad_ranks(loss)
@@ -59,12 +82,15 @@ class NonFiniteGuard:
             return
         value = loss.detach().float().item()
         where = f" ({value})" if self.accelerator.num_processes == 1 else f" on rank(s) {bad} (this rank: {value})"
+        hint = target_hint(batch)
         raise NonFiniteLossError(
             f"non-finite loss{where} at epoch {epoch}, optimizer step "
-            f"{step + 1}: the step was not taken and nothing was saved, so output_dir/last still holds the last "
-            "saved state. Lower optim.lr_transformer / optim.lr_cnn (or raise optim.warmup_ratio), keep "
+            f"{step + 1}: the step was not taken and nothing was saved (output_dir/last, if any, holds the last "
+            f"saved state). {hint}"
+            + ("Otherwise: " if hint else "Check the targets for values out of range, then: ")
+            + "lower optim.lr_transformer / optim.lr_cnn (or raise optim.warmup_ratio), keep "
             "optim.grad_clip > 0, or use train.mixed_precision=no instead of bf16; with fp16 on a GPU the loss "
-            "scaler skips such steps instead. Then rerun (train.resume=true continues from output_dir/last).")
+            "scaler skips such steps instead. Then rerun.")
 
     def after_step(self, optimizer, step: int) -> bool:
         """Call after the optimizer step at a gradient-sync boundary; True when the scaler skipped it."""
