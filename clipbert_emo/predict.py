@@ -18,6 +18,7 @@ import torch
 
 from .checkpoint import load_checkpoint
 from .data.dataset import MODALITY_DECODERS
+from .data.files import VIDEO_SUFFIXES, not_regular, walk_videos
 from .data.manifest import Sample
 from .config import UserError
 from .models.aggregation import AGGREGATIONS, aggregate_clip_logits
@@ -204,8 +205,6 @@ def predict(checkpoint: str | os.PathLike, video: str | os.PathLike | None = Non
     return Predictor(checkpoint, device, seek, threads)(video, text, num_clips=num_clips, aggregation=aggregation)
 
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ts",
-                  ".y4m")
 MANIFEST_SUFFIXES = (".jsonl", ".csv")
 
 
@@ -235,7 +234,7 @@ def gather_inputs(paths: Sequence[str | os.PathLike]) -> tuple[list[dict], list[
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            found, problems = _walk_videos(str(p))
+            found, problems = walk_videos(str(p))
             failures += problems
             if not found and not problems:
                 failures.append({"video": str(p), "error": f"folder has no video files ({', '.join(VIDEO_SUFFIXES)})"})
@@ -257,60 +256,6 @@ def gather_inputs(paths: Sequence[str | os.PathLike]) -> tuple[list[dict], list[
         else:
             failures.append({"video": str(p), "error": "file not found"})
     return inputs, failures
-
-
-def not_regular(path: str | os.PathLike) -> str | None:
-    """Why ``path`` must not be opened as a video (a FIFO blocks its reader forever), or None for a regular file
-    (or one that is missing: the decoder says so)."""
-    import stat
-
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return None
-    if stat.S_ISREG(mode):
-        return None
-    kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a socket"
-            if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "special")
-    return f"not a regular file ({kind}); not opened"
-
-
-def _walk_videos(folder: str) -> tuple[list[str], list[dict]]:
-    """The video files under ``folder`` (recursively, sorted as paths, symlinked folders followed once) and a
-    failure for each subfolder that cannot be listed and each video-named entry that is not a regular file.
-    Path.rglob skips unreadable folders without a word, which hides whole branches of a dataset."""
-    from pathlib import Path
-
-    found: list[Path] = []
-    failures: list[dict] = []
-    seen: set[tuple[int, int]] = set()
-    pending = [folder]
-    while pending:
-        current = pending.pop()
-        try:
-            st = os.stat(current)
-            if (st.st_dev, st.st_ino) in seen:  # a symlink loop, or a folder linked twice
-                continue
-            seen.add((st.st_dev, st.st_ino))
-            with os.scandir(current) as it:
-                entries = list(it)
-        except OSError as e:
-            why = "permission denied" if isinstance(e, PermissionError) else (e.strerror or type(e).__name__)
-            failures.append({"video": current, "error": f"cannot list this folder: {why}; its videos are left out"})
-            continue
-        for entry in entries:
-            try:
-                if entry.is_dir():
-                    pending.append(entry.path)
-                elif entry.name.lower().endswith(VIDEO_SUFFIXES):
-                    if entry.is_file():
-                        found.append(Path(entry.path))
-                    elif os.path.exists(entry.path):  # a dangling link is no video either, as before
-                        failures.append({"video": entry.path,
-                                         "error": not_regular(entry.path) or "not a regular file; not opened"})
-            except OSError as e:
-                failures.append({"video": entry.path, "error": f"cannot stat: {e.strerror or type(e).__name__}"})
-    return [str(f) for f in sorted(found)], sorted(failures, key=lambda f: Path(f["video"]))
 
 
 def read_transcripts(path: str | os.PathLike) -> dict[str, str]:

@@ -31,7 +31,7 @@ from .config.errors import OutputError, describe_os_error
 from .data.dataset import tokenize_texts
 from .data.decode import IMAGE_SUFFIXES
 from .data.manifest import Sample
-from .data.releases.common import VIDEO_SUFFIXES
+from .data.files import VIDEO_SUFFIXES, walk_videos
 from .eval.retrieval import score_matrix, video_features
 from .tasks import get_task
 
@@ -41,16 +41,20 @@ FAILED_SUFFIX = ".failed.json"  # beside <key>.safetensors: the video did not de
 logger = logging.getLogger(__name__)
 
 
-def list_videos(folder: str | Path) -> list[Path]:
-    """Video (and image) files under ``folder``, sorted, the cache folder left out."""
+def list_videos(folder: str | Path) -> tuple[list[Path], list[list[str]]]:
+    """Video (and image) files under ``folder``, sorted, the cache folder and hidden files left out; and
+    [path, reason] for each subfolder that cannot be listed or video-named entry that is no regular file."""
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"{folder}: not a folder of videos")
-    found = [p for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES + IMAGE_SUFFIXES
-             and CACHE_FOLDER not in p.parts and not p.name.startswith(".")]
+    found, problems = walk_videos(str(folder), VIDEO_SUFFIXES + IMAGE_SUFFIXES, skip_folder=CACHE_FOLDER,
+                                  skip_hidden=True)
+    for problem in problems:
+        logger.warning("%s: %s", problem["video"], problem["error"])
     if not found:
-        raise UserError(f"{folder}: no video files ({', '.join(VIDEO_SUFFIXES)})")
-    return found
+        raise UserError(f"{folder}: no video files ({', '.join(VIDEO_SUFFIXES)})"
+                        + (f"; {problems[0]['video']}: {problems[0]['error']}" if problems else ""))
+    return [Path(f) for f in found], [[p["video"], p["error"]] for p in problems]
 
 
 def model_key(checkpoint: Path, cfg, num_clips: int) -> str:
@@ -218,11 +222,12 @@ def search(checkpoint: str | Path, folder: str | Path, query: str, top_k: int = 
         raise UserError(f"{checkpoint}: search needs a retrieval checkpoint (data.task=retrieval), this one is "
                         f"data.task={cfg.data.task}")
     n = num_clips or cfg.data.num_clips_test
-    paths = list_videos(folder)
+    paths, unlisted = list_videos(folder)
     cache = Path(cache_dir) if cache_dir else Path(folder) / CACHE_FOLDER
     cache = cache / model_key(Path(checkpoint), cfg, n)
     features, present, usable, counts = cached_features(model, cfg, tokenizer, paths, cache, n, device, progress,
                                                         default_cache=not cache_dir)
+    counts["skipped"] = unlisted + counts["skipped"]
     if not usable:
         reasons = "; ".join(f"{w}: {r}" for w, r in counts["skipped"][:3])
         raise UserError(f"{folder}: no video could be decoded ({len(counts['skipped'])} skipped: {reasons})")

@@ -546,3 +546,28 @@ def test_a_video_folder_it_cannot_write_points_to_cache(retrieval_checkpoint, se
                                    tmp_path / "elsewhere")
     assert rc == 0 and result["num_videos"] == 3, err[-2000:]
     assert not (search_folder / CACHE_FOLDER).exists()
+
+
+def test_search_lists_a_folder_it_cannot_read_as_skipped(monkeypatch, tmp_path):
+    """An unreadable subfolder of the gallery is named with the reason, not left out without a word."""
+    import os
+
+    from clipbert_emo.search import list_videos
+
+    (tmp_path / "ok").mkdir()
+    (tmp_path / "ok" / "a.mp4").write_bytes(b"x")
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "locked" / "b.mp4").write_bytes(b"x")
+    (tmp_path / ".clipbert-emo-cache").mkdir()
+    (tmp_path / ".clipbert-emo-cache" / "c.mp4").write_bytes(b"x")  # the cache folder is not part of the gallery
+    real_scandir = os.scandir
+
+    def scandir(path):  # tests run as root, for whom chmod 000 blocks nothing
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    found, skipped = list_videos(tmp_path)
+    assert [p.name for p in found] == ["a.mp4"]
+    assert skipped == [[str(tmp_path / "locked"), "cannot list this folder: permission denied; its videos are left out"]]

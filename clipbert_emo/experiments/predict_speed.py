@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from ..eval.report import format_table
-    from ..predict import VIDEO_SUFFIXES, Predictor
+    from ..data.files import VIDEO_SUFFIXES
+    from ..predict import Predictor
 
     predictor = Predictor(args.checkpoint, device=args.device)
     videos = sorted(str(f) for f in Path(args.folder).rglob("*") if f.suffix.lower() in VIDEO_SUFFIXES)[:args.limit]
