@@ -10,13 +10,14 @@ import torch.nn as nn
 
 from .config import ExperimentConfig
 from .data.dataset import enabled_modalities
-from .models.clipbert import ClipBertForEmotion
+from .models.clipbert import ClipBertForEmotion, ClipScorer
 from .tasks import get_task
 
 
 def build_model(cfg: ExperimentConfig, vocab_size: int, pad_token_id: int = 0, pretrained: bool = True,
-                criterion: nn.Module | None = None, inference: bool = False) -> ClipBertForEmotion:
-    """The emotion model of ``cfg``: the task kind's output width, the modalities data.use_* switch on.
+                criterion: nn.Module | None = None, inference: bool = False) -> ClipScorer:
+    """The emotion model of ``cfg``: ``model.fusion``'s strategy, the task kind's output width and head, the
+    modalities data.use_* switch on.
     ``pretrained=False`` skips pretrained-weight loading (a checkpoint is loaded over it next). ``inference``: a
     model only ever evaluated, built fast (no transformers modelling code, no weight initialisation: every
     weight comes from the checkpoint loaded next; see ``skip_weight_init``)."""
@@ -27,7 +28,8 @@ def build_model(cfg: ExperimentConfig, vocab_size: int, pad_token_id: int = 0, p
 
             return fusion_model(cfg.model, task.num_outputs(cfg.data), vocab_size, pad_token_id=pad_token_id,
                                 pretrained=pretrained and not inference, criterion=criterion,
-                                modalities=enabled_modalities(cfg.data), use_text=cfg.data.use_text)
+                                modalities=enabled_modalities(cfg.data), use_text=cfg.data.use_text,
+                                build_head=task.build_head)
         width = task.num_outputs(cfg.data)
         return ClipBertForEmotion(cfg.model, width, vocab_size, pad_token_id=pad_token_id,
                                   pretrained=pretrained and not inference, criterion=criterion,

@@ -90,14 +90,18 @@ class DataConfig:
     clip_fps: float = 2.0  # a clip spans num_frames / clip_fps seconds
     num_clips_train: int = 1  # N_train
     num_clips_test: int = 16  # N_test
-    single_clip: str = "middle"  # where the only clip sits when N_test == 1: "middle" | "start"
+    # Where the only clip sits when N_test == 1: "middle" | "start" (ClipBERT's QA) | "third" (ClipBERT's retrieval)
+    single_clip: str = "middle"
     # Preprocessing details. The defaults are this library's; configs/clipbert_original.yaml sets the original
     # ClipBERT's (in brackets), which its converted weights expect exactly.
-    resize_rounding: str = "round"  # resized side from size * scale: round | floor [floor]
+    # The resized size: round = both sides size * scale, rounded; floor = the longer side is frame_size and the
+    # shorter int(frame_size * short / long), truncated in that order [floor]
+    resize_rounding: str = "round"
     resize_antialias: bool = True  # antialias when shrinking frames [false]
     resize_output: str = "uint8"  # the resized frame rounded back to uint8 | kept float [float]
-    # Which frames a clip takes: round = T positions spread over the clip's first..last frame, rounded;
-    # floor_exclusive = spread over first..one past the last, truncated [floor_exclusive]
+    # Which frames a clip takes: round = T positions spread over the clip's first..last frame, rounded (a one-frame
+    # clip is one frame long); clipbert = the original's decoder: the first frame at or after the start, then
+    # trunc(linspace(0, clip_len - 1, T)) after it, a clip being T / clip_fps seconds also for T = 1 [clipbert]
     frame_index: str = "round"
     max_text_len: int = 40
     augment: bool = True  # random resized crop + horizontal flip at train time
@@ -298,6 +302,9 @@ class ExperimentConfig:
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
 
     def validate(self) -> None:
+        if self.data.frame_index == "floor_exclusive":  # the name of an inexact rule up to version 0.1.0
+            raise ConfigError("data.frame_index=floor_exclusive is gone: it read the original ClipBERT's clips one "
+                              "frame off at their first or last index; use data.frame_index=clipbert, its exact rule")
         choices = {
             "model.aggregation": (self.model.aggregation, ("mean", "max", "lse")),
             "model.temporal_fusion": (self.model.temporal_fusion, ("mean", "attention")),
@@ -306,10 +313,10 @@ class ExperimentConfig:
             "model.channel_order": (self.model.channel_order, ("rgb", "bgr")),
             "model.fusion": (self.model.fusion, ("early", "late", "cross_attention", "hybrid")),
             "data.pad": (self.data.pad, ("bottom_right", "center")),
-            "data.single_clip": (self.data.single_clip, ("middle", "start")),
+            "data.single_clip": (self.data.single_clip, ("middle", "start", "third")),
             "data.resize_rounding": (self.data.resize_rounding, ("round", "floor")),
             "data.resize_output": (self.data.resize_output, ("uint8", "float")),
-            "data.frame_index": (self.data.frame_index, ("round", "floor_exclusive")),
+            "data.frame_index": (self.data.frame_index, ("round", "clipbert")),
             "data.seek": (self.data.seek, ("accurate", "keyframe")),
             "model.inference_precision": (self.model.inference_precision, ("fp32", "bf16")),
             "data.task": (self.data.task, TASKS),
@@ -394,6 +401,17 @@ class ExperimentConfig:
             raise ConfigError(f"model.contrastive_weight={self.model.contrastive_weight}: the contrastive loss is for "
                               f"data.task=retrieval or qa_mc with video and model.fusion=early (got task "
                               f"{self.data.task}, fusion {self.model.fusion}); set it to 0 otherwise")
+        # Late fusion scores a (video, text) pair as a video-only score plus a text-only one: the video's share is the
+        # same for each of its texts, so it cannot tell a query's videos apart, nor a video's candidate answers.
+        late_refused = {"retrieval": "every query would rank the videos in the same order",
+                        "qa_mc": "the clips cannot change which candidate answer wins (a text-only model, "
+                                 "data.use_video=false data.use_audio=false, may use it)"}
+        if (self.model.fusion == "late" and self.data.task in late_refused
+                and (self.data.task == "retrieval" or self.data.use_video or self.data.use_audio)):
+            raise ConfigError(f"model.fusion=late cannot be used with data.task={self.data.task}: late fusion scores "
+                              f"the clips apart from the text (a pair's score is a video-only score plus a text-only "
+                              f"one), so {late_refused[self.data.task]}; use model.fusion=early, cross_attention or "
+                              f"hybrid")
         if self.data.answer_vocab_size < 0:
             raise ConfigError(f"data.answer_vocab_size must be >= 0 (0 = data.labels as given), got "
                               f"{self.data.answer_vocab_size}")

@@ -62,9 +62,10 @@ class PretrainedSpeechEncoder(nn.Module):
         from transformers import AutoConfig, AutoModel
 
         try:
-            config = AutoConfig.from_pretrained(name_or_path)
+            config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=False)  # never a folder's code
             # Without pretrained weights (a checkpoint is loaded over them next) only the architecture is built.
-            self.speech = AutoModel.from_pretrained(name_or_path) if pretrained else AutoModel.from_config(config)
+            self.speech = (AutoModel.from_pretrained(name_or_path, trust_remote_code=False) if pretrained
+                           else AutoModel.from_config(config, trust_remote_code=False))
         except (OSError, ValueError) as e:
             from ..config import UserError
 

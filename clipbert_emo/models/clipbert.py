@@ -28,28 +28,41 @@ from .outputs import ClipBertOutput
 class EncodedClips:
     sequence: torch.Tensor  # (B*N, L + tokens, D) the fusion transformer's output of every clip
     pooled: torch.Tensor  # (B*N, D) the pooled [CLS] of every clip
-    features: dict  # modality name -> its encoder's output (B, N, D, ...)
+    features: dict  # modality name -> its encoder's output (B, N, D, ...); (B*P, N, D, ...) for P texts each
     batch: int  # B
     clips: int  # N (1 for a text-only model)
     pairs: int = 0  # P texts scored against each video's clips (input_ids (B, P, L)); 0 = one text per video
 
 
-class ClipBertModel(nn.Module):
-    """The shared trunk of the fine-tuning and pretraining models: one feature encoder per modality the
-    model was built with (``cnn`` for video) and the fusion transformer over [text ; modality tokens]."""
+def split_pairs(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Texts (B, P, L), P per video (retrieval pairs, multiple-choice candidates) -> one row per text (B*P, L)
+    and P; texts (B, L) as they are and 0."""
+    if input_ids.ndim != 3:
+        return input_ids, attention_mask, 0
+    # (B, P, L) -> (B*P, L)
+    return input_ids.flatten(0, 1), attention_mask.flatten(0, 1), input_ids.shape[1]
 
-    def _build_trunk(self, cfg: ModelConfig, vocab_size: int, pad_token_id: int, pretrained: bool,
-                     modalities, inference: bool = False) -> None:
-        self.cfg = cfg
+
+def per_text(x: torch.Tensor, pairs: int) -> torch.Tensor:
+    """A video's tensor once for each of its ``pairs`` texts: (B, ...) -> (B*P, ...); as it is when ``pairs`` is 0."""
+    return repeat(x, "b ... -> (b p) ...", p=pairs) if pairs else x
+
+
+def pair_logits(clip_logits: torch.Tensor, pairs: int) -> torch.Tensor:
+    """Per-clip logits of every text (B*P, N, K) -> per video (B, N, P*K), each text's K outputs side by side, as
+    the task kinds read them; as they are when ``pairs`` is 0."""
+    return rearrange(clip_logits, "(b p) n k -> b n (p k)", p=pairs) if pairs else clip_logits
+
+
+class ModalityEncoders(nn.Module):
+    """What every model of the library has, whatever it fuses: one feature encoder per per-clip modality it was
+    built with (``cnn`` for video, ``audio_encoder``; None for a modality it does not read)."""
+
+    def _build_encoders(self, cfg: ModelConfig, modalities, pretrained: bool) -> None:
         self.modalities = modalities_named(modalities)
         names = [m.name for m in self.modalities]
         for m in MODALITIES:  # an encoder attribute is None when the model does not use that modality
             setattr(self, m.encoder_attr, m.build_encoder(cfg, pretrained) if m.name in names else None)
-        self.transformer = fusion_transformer_from_config(cfg, vocab_size, pad_token_id, pretrained, names, inference)
-        if cfg.compile:  # in place (nn.Module.compile): parameter names, hence checkpoints, stay as they are
-            for m in self.modalities:
-                getattr(self, m.encoder_attr).compile()
-            self.transformer.compile()
 
     @property
     def modality_names(self) -> list[str]:
@@ -58,6 +71,45 @@ class ClipBertModel(nn.Module):
     @property
     def uses_video(self) -> bool:
         return "video" in self.modality_names
+
+    def encode_features(self, inputs: dict) -> dict:
+        """Each modality's clips (B, N, ...) -> its encoder's output (B, N, D, ...): the visual tokens before
+        fusion, which do not depend on the text."""
+        missing = [m.name for m in self.modalities if inputs.get(m.name) is None]
+        if missing:
+            raise ValueError(f"this model was trained with {' and '.join(missing)}; pass "
+                             + ", ".join(f"{name}=(B, N, ...)" for name in missing))
+        return {m.name: getattr(self, m.encoder_attr)(inputs[m.name]) for m in self.modalities}
+
+    def _gradient_checkpointing_encoders(self) -> None:
+        for m in self.modalities:
+            getattr(self, m.encoder_attr).enable_gradient_checkpointing()
+
+    def parameter_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
+        """Named parameters split into the modality encoders ("cnn") and the transformer side, for separate
+        learning rates (optim.lr_cnn, optim.lr_transformer)."""
+        encoders = tuple(f"{m.encoder_attr}." for m in self.modalities)
+        groups: dict[str, list] = {"cnn": [], "transformer": []}
+        for name, p in self.named_parameters():  # named_parameters lists a tied tensor once
+            if p.requires_grad:
+                groups["cnn" if name.startswith(encoders) else "transformer"].append((name, p))
+        return groups
+
+
+class ClipBertModel(ModalityEncoders):
+    """The shared trunk of the fine-tuning and pretraining models: the modality encoders and the fusion
+    transformer over [text ; modality tokens]."""
+
+    def _build_trunk(self, cfg: ModelConfig, vocab_size: int, pad_token_id: int, pretrained: bool,
+                     modalities, inference: bool = False) -> None:
+        self.cfg = cfg
+        self._build_encoders(cfg, modalities, pretrained)
+        self.transformer = fusion_transformer_from_config(cfg, vocab_size, pad_token_id, pretrained,
+                                                          self.modality_names, inference)
+        if cfg.compile:  # in place (nn.Module.compile): parameter names, hence checkpoints, stay as they are
+            for m in self.modalities:
+                getattr(self, m.encoder_attr).compile()
+            self.transformer.compile()
 
     def encode_clips(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, inputs: dict,
                      features: dict | None = None) -> EncodedClips:
@@ -75,30 +127,17 @@ class ClipBertModel(nn.Module):
             keep[..., 1:] = text_present.to(attention_mask.dtype).view(shape)  # (B,) -> (B, [P,] 1) over L-1
             attention_mask = attention_mask * keep
         if features is None:
-            missing = [m.name for m in self.modalities if inputs.get(m.name) is None]
-            if missing:
-                raise ValueError(f"this model was trained with {' and '.join(missing)}; pass "
-                                 + ", ".join(f"{name}=(B, N, ...)" for name in missing))
             features = self.encode_features(inputs)
         return self.fuse(input_ids, attention_mask, features, present)
-
-    def encode_features(self, inputs: dict) -> dict:
-        """Each modality's clips (B, N, ...) -> its encoder's output (B, N, D, ...): the visual tokens before
-        fusion, which do not depend on the text."""
-        return {m.name: getattr(self, m.encoder_attr)(inputs[m.name]) for m in self.modalities}
 
     def fuse(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, features: dict,
              present: dict | None = None) -> EncodedClips:
         """The fusion transformer over [text ; modality tokens] of every clip (see :meth:`encode_clips`)."""
         present = present or {}
-        pairs = input_ids.shape[1] if input_ids.ndim == 3 else 0
-        if pairs:
-            # Each of the P texts meets the same clips: the features are repeated, never recomputed.
-            input_ids = input_ids.flatten(0, 1)  # (B, P, L) -> (B*P, L)
-            attention_mask = attention_mask.flatten(0, 1)  # (B, P, L) -> (B*P, L)
-            features = {name: repeat(f, "b n ... -> (b p) n ...", p=pairs)
-                        for name, f in features.items()}  # (B, N, ...) -> (B*P, N, ...)
-            present = {name: repeat(p, "b -> (b p)", p=pairs) for name, p in present.items()}  # (B,) -> (B*P,)
+        input_ids, attention_mask, pairs = split_pairs(input_ids, attention_mask)  # (B, P, L) -> (B*P, L)
+        # Each of the P texts meets the same clips: the features are repeated, never recomputed.
+        features = {name: per_text(f, pairs) for name, f in features.items()}  # (B, N, ...) -> (B*P, N, ...)
+        present = {name: per_text(p, pairs) for name, p in present.items()}  # (B,) -> (B*P,)
         if not self.modalities:
             sequence, pooled = self.transformer(input_ids, attention_mask)  # (B, D)
             rows = input_ids.shape[0]
@@ -115,44 +154,23 @@ class ClipBertModel(nn.Module):
     def enable_gradient_checkpointing(self) -> None:
         """Trade compute for memory: recompute the encoders' stages and BERT layers in the backward pass."""
         self.transformer.bert.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        for m in self.modalities:
-            getattr(self, m.encoder_attr).enable_gradient_checkpointing()
-
-    def parameter_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
-        """Named parameters split into the modality encoders ("cnn") and the transformer side, for separate
-        learning rates (optim.lr_cnn, optim.lr_transformer)."""
-        encoders = tuple(f"{m.encoder_attr}." for m in self.modalities)
-        groups: dict[str, list] = {"cnn": [], "transformer": []}
-        for name, p in self.named_parameters():  # named_parameters lists a tied tensor once
-            if p.requires_grad:
-                groups["cnn" if name.startswith(encoders) else "transformer"].append((name, p))
-        return groups
+        self._gradient_checkpointing_encoders()
 
 
-class ClipBertForEmotion(ClipBertModel):
-    def __init__(self, cfg: ModelConfig, num_labels: int, vocab_size: int, use_video: bool = True,
-                 pad_token_id: int = 0, pretrained: bool = True, criterion: nn.Module | None = None,
-                 modalities=None, inference: bool = False, head: nn.Module | None = None):
-        """``num_labels`` is the classifier's output width (the task kind's ``num_outputs``). ``modalities``:
-        the per-clip modalities it reads (default: video, or none with ``use_video=False``). ``criterion``:
-        the task kind's loss of aggregated logits (default: softmax cross-entropy). ``pretrained=False``
-        skips loading pretrained weights, for when a checkpoint is loaded next anyway; ``inference=True`` also
-        builds the fusion transformer without transformers' modelling code (models/bert_inference.py: same
-        names and logits, a second or more less to import) for a model that will only be evaluated. ``head``:
-        the module from the pooled [CLS] (D,) to the ``num_labels`` outputs (the task kind's ``build_head``;
-        default ClipBERT's classifier MLP; retrieval uses the image-text matching head).
+class ClipScorer(ModalityEncoders):
+    """What every fine-tuning model shares, whatever its ``model.fusion`` (early: :class:`ClipBertForEmotion`; late,
+    cross_attention, hybrid: models/fusion_strategies.py): text (B, L) and each modality's clips (B, N, ...) ->
+    per-clip logits (B, N, K), scored a bounded number of clips at a time at inference, and the task kind's loss.
 
-        Text given as (B, P, L) scores P texts against each video: the logits are then (B, P*K), each text's K
-        outputs side by side, and per clip (B, N, P*K)."""
-        super().__init__()
-        self.num_labels = num_labels
-        self.criterion = criterion
-        self._build_trunk(cfg, vocab_size, pad_token_id, pretrained,
-                          ("video",) if modalities is None and use_video else (modalities or ()), inference)
-        self.head = head if head is not None else ClassifierHead(cfg.hidden_size, num_labels, cfg.dropout)
-        self.head.apply(self.transformer._init_weights)
-        self.visual_aux = (nn.Linear(cfg.hidden_size, num_labels)
-                           if self.uses_video and cfg.visual_aux_weight > 0 else None)
+    Text given as (B, P, L) scores P texts against each video (retrieval pairs, multiple-choice candidates): the
+    per-clip logits are then (B, N, P*K), each text's K outputs side by side (:func:`pair_logits`), and the
+    clips go through their encoders once (:func:`per_text`). A subclass says how clips are scored
+    (``_score_clips``) and builds ``cfg``, ``criterion``, the encoders and ``visual_aux``."""
+
+    def _score_clips(self, input_ids, attention_mask, inputs: dict, features: dict | None = None):
+        """-> (per-clip logits (B, N, K) or (B, N, P*K), the record the subclass's ``forward`` reads).
+        ``features``: the encoders' outputs (:meth:`encode_features`) computed earlier, else from ``inputs``."""
+        raise NotImplementedError
 
     def clip_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, video: torch.Tensor | None = None,
                     clips_per_pass: int = 0, **modalities) -> torch.Tensor:
@@ -183,17 +201,57 @@ class ClipBertForEmotion(ClipBertModel):
 
     def clip_logits_from_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, features: dict,
                                   present: dict | None = None) -> torch.Tensor:
-        """Per-clip logits from encoder outputs computed earlier (:meth:`encode_features`): only the fusion
-        transformer and the head run. Shapes as :meth:`clip_logits`."""
+        """Per-clip logits from encoder outputs computed earlier (:meth:`encode_features`): only what reads the
+        text runs (retrieval ranking, cached search). Shapes as :meth:`clip_logits`."""
         return self._score_clips(input_ids, attention_mask, {k + "_present": v for k, v in (present or {}).items()},
                                  features)[0]
+
+    def _visual_aux_loss(self, features: dict, pairs: int, labels: torch.Tensor, how: str) -> torch.Tensor | None:
+        """model.visual_aux_weight's loss in training: a classifier on each clip's mean visual token. None where a
+        video's texts are scored (the visual tokens alone cannot tell its P texts apart) or it is off."""
+        grids = features.get("video")
+        if getattr(self, "visual_aux", None) is None or not self.training or grids is None or pairs:
+            return None
+        aux_clip = self.visual_aux(grids.mean(dim=(-2, -1)))  # (B, N, D, h, w) -> (B, N, K)
+        return self.loss(aggregate_clip_logits(aux_clip, how), labels)
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Training loss of aggregated logits (B, K_out)."""
+        if self.criterion is None:  # ClipBERT's own: one softmax over the classes
+            from .losses import single_label_loss
+
+            return single_label_loss(logits.float(), labels)
+        return self.criterion(logits, labels)
+
+
+class ClipBertForEmotion(ClipBertModel, ClipScorer):
+    def __init__(self, cfg: ModelConfig, num_labels: int, vocab_size: int, use_video: bool = True,
+                 pad_token_id: int = 0, pretrained: bool = True, criterion: nn.Module | None = None,
+                 modalities=None, inference: bool = False, head: nn.Module | None = None):
+        """``num_labels`` is the classifier's output width (the task kind's ``num_outputs``). ``modalities``:
+        the per-clip modalities it reads (default: video, or none with ``use_video=False``). ``criterion``:
+        the task kind's loss of aggregated logits (default: softmax cross-entropy). ``pretrained=False``
+        skips loading pretrained weights, for when a checkpoint is loaded next anyway; ``inference=True`` also
+        builds the fusion transformer without transformers' modelling code (models/bert_inference.py: same
+        names and logits, a second or more less to import) for a model that will only be evaluated. ``head``:
+        the module from the pooled [CLS] (D,) to the ``num_labels`` outputs (the task kind's ``build_head``;
+        default ClipBERT's classifier MLP; retrieval uses the image-text matching head). Texts (B, P, L): see
+        :class:`ClipScorer`."""
+        super().__init__()
+        self.num_labels = num_labels
+        self.criterion = criterion
+        self._build_trunk(cfg, vocab_size, pad_token_id, pretrained,
+                          ("video",) if modalities is None and use_video else (modalities or ()), inference)
+        self.head = head if head is not None else ClassifierHead(cfg.hidden_size, num_labels, cfg.dropout)
+        self.head.apply(self.transformer._init_weights)
+        self.visual_aux = (nn.Linear(cfg.hidden_size, num_labels)
+                           if self.uses_video and cfg.visual_aux_weight > 0 else None)
 
     def _score_clips(self, input_ids, attention_mask, inputs, features=None) -> tuple[torch.Tensor, EncodedClips]:
         enc = self.encode_clips(input_ids, attention_mask, inputs, features)
         logits = self.head(enc.pooled)  # (B*N, D) -> (B*N, K), or (B*P*N, D) -> (B*P*N, K) for P texts each
-        if enc.pairs:
-            return rearrange(logits, "(b p n) k -> b n (p k)", b=enc.batch, p=enc.pairs, n=enc.clips), enc
-        return rearrange(logits, "(b n) k -> b n k", b=enc.batch, n=enc.clips), enc  # -> (B, N, K)
+        logits = rearrange(logits, "(r n) k -> r n k", n=enc.clips)  # -> (B, N, K) or (B*P, N, K)
+        return pair_logits(logits, enc.pairs), enc  # (B*P, N, K) -> (B, N, P*K)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, video: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, aggregation: str | None = None, positive: torch.Tensor | None = None,
@@ -207,9 +265,8 @@ class ClipBertForEmotion(ClipBertModel):
         if labels is not None:
             loss = self.loss(logits, labels)
             grids = enc.features.get("video")
-            if self.visual_aux is not None and self.training and grids is not None and not enc.pairs:
-                aux_clip = self.visual_aux(grids.mean(dim=(-2, -1)))  # (B, N, D, h, w) -> (B, N, K)
-                loss_aux = self.loss(aggregate_clip_logits(aux_clip, how), labels)
+            loss_aux = self._visual_aux_loss(enc.features, enc.pairs, labels, how)
+            if loss_aux is not None:
                 loss = loss + self.cfg.visual_aux_weight * loss_aux
             if (self.cfg.contrastive_weight > 0 and self.training and grids is not None and enc.pairs
                     and positive is not None):
@@ -235,11 +292,3 @@ class ClipBertForEmotion(ClipBertModel):
         kept = ids * attention_mask[rows, positive]  # padding zeroed, so equal texts compare equal
         same = (kept[:, None, :] == kept[None, :, :]).all(-1)  # (B, B)
         return video_text_contrastive_loss(video, text, group, same=same)
-
-    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Training loss of aggregated logits (B, K_out)."""
-        if self.criterion is None:  # ClipBERT's own: one softmax over the classes
-            from .losses import single_label_loss
-
-            return single_label_loss(logits.float(), labels)
-        return self.criterion(logits, labels)

@@ -176,3 +176,14 @@ class ClassifierHead(nn.Module):
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.dropout(pooled))
+
+
+# A task kind's ``build_head``: (ModelConfig, width) -> the module from a pooled vector to the width outputs, or None.
+HeadBuilder = Callable[..., "nn.Module | None"]
+
+
+def output_head(cfg, width: int, build_head: HeadBuilder | None = None) -> nn.Module:
+    """The module from a pooled vector (D,) to a task's ``width`` outputs: the task kind's own (``Task.build_head``,
+    e.g. retrieval's image-text matching layer) or, where it has none, ClipBERT's classifier MLP."""
+    head = build_head(cfg, width) if build_head is not None else None
+    return head if head is not None else ClassifierHead(cfg.hidden_size, width, cfg.dropout)

@@ -13,9 +13,14 @@
 
 Every strategy reads a subset of modalities, honours ``<name>_present`` masks (a missing or dropped modality
 contributes nothing: its tokens are masked out of attention, its logits get weight 0, its pooled vector is
-zero) and keeps ``ClipBertForEmotion``'s interface (``clip_logits``, ``forward`` -> ``ClipBertOutput``, ``loss``,
-``parameter_groups``), so training, evaluation, prediction, DDP/DeepSpeed and resume are the same code. No
-strategy has a parameter that a batch with all its modalities leaves without a gradient.
+zero) and is a :class:`~clipbert_emo.models.clipbert.ClipScorer` like ``ClipBertForEmotion`` (``clip_logits``,
+``clip_logits_from_features``, ``forward`` -> ``ClipBertOutput``, ``loss``, ``parameter_groups``), so training,
+evaluation, prediction, retrieval ranking, DDP/DeepSpeed and resume are the same code. Every task kind's output
+reaches them the same way: the task's head (``Task.build_head``) wherever a pooled vector becomes the task's
+outputs, and P texts per video (input_ids (B, P, L): retrieval pairs, multiple-choice candidates) scored against
+the same clips, which go through their encoders once. ``late`` has no text-video interaction, so config
+validation refuses it where texts of one video are compared (retrieval; qa_mc with clips). No strategy has a
+parameter that a batch with all its modalities leaves without a gradient.
 
 Parameter names shared with a ClipBERT checkpoint (what ``train.init_checkpoint`` / ``model.text_init`` can
 fill): ``cnn.*`` and ``audio_encoder.*`` in every strategy; ``transformer.bert.{embeddings,encoder}`` (and
@@ -35,9 +40,9 @@ from transformers.models.bert.modeling_bert import BertEncoder
 
 from ..config import ModelConfig
 from .aggregation import aggregate_clip_logits
-from .clipbert import ClipBertForEmotion, ClipBertModel
-from .fusion import ClassifierHead, FusionTransformer, make_bert_config
-from .modalities import MODALITIES, Modality, modalities_named
+from .clipbert import ClipBertForEmotion, ClipScorer, pair_logits, per_text, split_pairs
+from .fusion import FusionTransformer, HeadBuilder, make_bert_config, output_head
+from .modalities import Modality
 from .outputs import ClipBertOutput
 
 FUSION_STRATEGIES = ("early", "late", "cross_attention", "hybrid")
@@ -102,28 +107,21 @@ def _presence(inputs: dict, name: str, batch: int, device) -> torch.Tensor:
 
 @dataclass
 class ScoredClips:
-    clip_logits: torch.Tensor  # (B, N, K) the strategy's combined per-clip logits
-    features: dict  # modality name -> its encoder's output (B, N, D, ...)
+    clip_logits: torch.Tensor  # (B, N, K) the strategy's combined per-clip logits; (B, N, P*K) for P texts each
+    features: dict  # modality name -> its encoder's output (B, N, D, ...), once per video
     present: dict  # modality name (text included) -> (B,) bool
-    branch_logits: dict | None = None  # modality name -> (B, N, K) its own head's logits (late, hybrid)
+    branch_logits: dict | None = None  # modality name -> (B, N, K) or (B, N, P*K) its own head's (late, hybrid)
     weights: torch.Tensor | None = None  # (B, M) each branch's weight in the combination (late, hybrid)
+    pairs: int = 0  # P texts scored against each video's clips; 0 = one text per video
 
 
-class _PerModalityBase(nn.Module):
-    """What late, cross_attention and hybrid share: the encoder attributes of models/modalities.py, the same
-    ``clip_logits`` (clips scored a bounded number at a time), loss, parameter groups and visual auxiliary loss
-    as ``ClipBertForEmotion``."""
+class _PerModalityBase(ClipScorer):
+    """What late, cross_attention and hybrid add to every clip scorer: text as a modality of its own beside the
+    per-clip ones (``branch_names``), their presence, and a ``forward`` that reports each modality's own logits
+    and adds the strategy's auxiliary losses."""
 
-    clip_logits = ClipBertForEmotion.clip_logits
-    inference_autocast = ClipBertForEmotion.inference_autocast
-    _clip_logits = ClipBertForEmotion._clip_logits  # calls this class's own _score_clips
-    loss = ClipBertForEmotion.loss
-    parameter_groups = ClipBertModel.parameter_groups
-    modality_names = ClipBertModel.modality_names
-    uses_video = ClipBertModel.uses_video
-
-    def _build_encoders(self, cfg: ModelConfig, num_labels: int, vocab_size: int, criterion, modalities,
-                        use_text: bool, pretrained: bool) -> None:
+    def _build_common(self, cfg: ModelConfig, num_labels: int, vocab_size: int, criterion, modalities,
+                      use_text: bool, pretrained: bool) -> None:
         if not modalities and not use_text:
             raise ValueError("a fusion model needs at least one modality (text, or a per-clip one)")
         self.cfg = cfg
@@ -131,40 +129,30 @@ class _PerModalityBase(nn.Module):
         self.vocab_size = vocab_size
         self.criterion = criterion
         self.use_text = use_text
-        self.modalities = modalities_named(modalities)
-        names = [m.name for m in self.modalities]
-        for m in MODALITIES:  # None where the model does not use that modality, as in the early model
-            setattr(self, m.encoder_attr, m.build_encoder(cfg, pretrained) if m.name in names else None)
+        self._build_encoders(cfg, modalities, pretrained)
 
     @property
     def branch_names(self) -> list[str]:
         """Text first, then the per-clip modalities in the table's order."""
         return (["text"] if self.use_text else []) + self.modality_names
 
-    def _encode_features(self, inputs: dict, input_ids: torch.Tensor) -> tuple[dict, dict, int, int]:
-        """Each per-clip modality's features (B, N, D, ...), every modality's presence (B,), B and N."""
-        missing = [m.name for m in self.modalities if inputs.get(m.name) is None]
-        if missing:
-            raise ValueError(f"this model was trained with {' and '.join(missing)}; pass "
-                             + ", ".join(f"{name}=(B, N, ...)" for name in missing))
-        features = {m.name: getattr(self, m.encoder_attr)(inputs[m.name]) for m in self.modalities}
+    def _encode_features(self, inputs: dict, input_ids: torch.Tensor, features: dict | None = None
+                         ) -> tuple[dict, dict, int, int]:
+        """Each per-clip modality's features (B, N, D, ...) (``features`` when given), every modality's presence
+        (B,), B and N. Texts (B, P, L) count once per video here."""
+        if features is None:
+            features = self.encode_features(inputs)
         b = input_ids.shape[0]
         n = next(iter(features.values())).shape[1] if features else 1  # a text-only model scores one "clip"
         present = {name: _presence(inputs, name, b, input_ids.device) for name in self.branch_names}
         return features, present, b, n
-
-    def _visual_aux_loss(self, scored: ScoredClips, labels, how):
-        grids = scored.features.get("video")
-        if getattr(self, "visual_aux", None) is None or not self.training or grids is None:
-            return None
-        aux_clip = self.visual_aux(grids.mean(dim=(-2, -1)))  # (B, N, D, h, w) -> (B, N, K)
-        return self.loss(aggregate_clip_logits(aux_clip, how), labels)
 
     def _branch_aux_loss(self, scored: ScoredClips, labels, how):
         return None
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, video: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, aggregation: str | None = None, **modalities) -> ClipBertOutput:
+        """Texts (B, L), or (B, P, L) for P texts per video: the logits are then (B, P*K), as ClipScorer's."""
         how = aggregation or self.cfg.aggregation
         clip_logits, scored = self._score_clips(input_ids, attention_mask, {"video": video, **modalities})
         logits = aggregate_clip_logits(clip_logits, how)
@@ -173,7 +161,7 @@ class _PerModalityBase(nn.Module):
         loss = loss_aux = loss_branches = None
         if labels is not None:
             loss = self.loss(logits, labels)
-            loss_aux = self._visual_aux_loss(scored, labels, how)
+            loss_aux = self._visual_aux_loss(scored.features, scored.pairs, labels, how)
             if loss_aux is not None:
                 loss = loss + self.cfg.visual_aux_weight * loss_aux
             loss_branches = self._branch_aux_loss(scored, labels, how)
@@ -187,45 +175,50 @@ class _PerModalityBase(nn.Module):
         """Every clip reads the full text of its video: (B, ...) -> (B*N, ...)."""
         return repeat(text, "b ... -> (b n) ...", n=n)
 
-    def _gradient_checkpointing_encoders(self) -> None:
-        for m in self.modalities:
-            getattr(self, m.encoder_attr).enable_gradient_checkpointing()
+    def enable_gradient_checkpointing(self) -> None:
+        """Trade compute for memory: recompute the encoders' stages and the text BERT's layers in the backward pass."""
+        if self.transformer is not None:
+            self.transformer.bert.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self._gradient_checkpointing_encoders()
 
 
 class LateBranches(nn.Module):
     """Late fusion's per-modality side: a transformer of its own over each per-clip modality's tokens, mean-pooled,
-    a classifier per modality (text too, from a pooled text vector given by the model), and the learned weights of
-    the decision-level combination. ``extra`` names logits computed elsewhere that join the combination (hybrid's
-    early-fusion logits)."""
+    a head per modality (text too, from a pooled text vector given by the model; the task kind's head where it has
+    one), and the learned weights of the decision-level combination. ``extra`` names logits computed elsewhere that
+    join the combination (hybrid's early-fusion logits)."""
 
     def __init__(self, cfg: ModelConfig, bert_config, modalities: list[Modality], use_text: bool, num_labels: int,
-                 extra: tuple[str, ...] = ()):
+                 extra: tuple[str, ...] = (), build_head: HeadBuilder | None = None):
         super().__init__()
         self.unimodal = nn.ModuleDict({m.name: UnimodalEncoder(m, cfg, bert_config) for m in modalities})
         names = (["text"] if use_text else []) + [m.name for m in modalities]
-        self.heads = nn.ModuleDict({name: ClassifierHead(cfg.hidden_size, num_labels, cfg.dropout) for name in names})
+        self.heads = nn.ModuleDict({name: output_head(cfg, num_labels, build_head) for name in names})
         _init_like_bert(self, cfg.initializer_range)
         # Softmax over these is each branch's weight; zeros = an even vote to start with.
         self.mix_names = list(extra) + names
         self.mix = nn.Parameter(torch.zeros(len(self.mix_names)))
 
-    def forward(self, text_pooled: torch.Tensor | None, features: dict, present: dict, b: int, n: int,
+    def forward(self, text_pooled: torch.Tensor | None, features: dict, present: dict, n: int, pairs: int = 0,
                 extra: dict | None = None) -> tuple[torch.Tensor, dict, torch.Tensor]:
-        """-> combined per-clip logits (B, N, K), each modality's own (B, N, K), the weights used (B, M)."""
+        """``text_pooled`` (R, D) one row per text: R = B, or B*P for P texts per video; ``features`` (B, N, D, ...)
+        and ``present`` (B,) once per video; ``extra`` (R, N, K). -> combined per-clip logits (R, N, K), each
+        modality's own (R, N, K), the weights used (B, M)."""
         branch = {}
         if text_pooled is not None:
-            branch["text"] = self._text_on_clips(self.heads["text"](text_pooled), n)  # (B, K) -> (B, N, K)
+            branch["text"] = self._text_on_clips(self.heads["text"](text_pooled), n)  # (R, K) -> (R, N, K)
         for name, f in features.items():
             seq = self.unimodal[name](f.flatten(0, 1))  # (B, N, D, ...) -> (B*N, D, ...) -> (B*N, n_tok, D)
             logits = self.heads[name](seq.mean(dim=1))  # (B*N, D) -> (B*N, K)
-            branch[name] = rearrange(logits, "(b n) k -> b n k", b=b, n=n)  # -> (B, N, K)
+            # A per-clip modality does not read the text: scored once per video, the same for each of its texts.
+            branch[name] = per_text(rearrange(logits, "(b n) k -> b n k", n=n), pairs)  # -> (B, N, K) -> (R, N, K)
         every = {**(extra or {}), **branch}
-        stacked = torch.stack([every[name] for name in self.mix_names], dim=2)  # M x (B, N, K) -> (B, N, M, K)
+        stacked = torch.stack([every[name] for name in self.mix_names], dim=2)  # M x (R, N, K) -> (R, N, M, K)
         has = torch.stack([present[name] for name in self.mix_names], dim=1).to(stacked.dtype)  # (B, M)
         # A softmax restricted to the modalities each sample has: a missing one's logits weigh nothing.
         weights = self.mix.softmax(dim=0).to(stacked.dtype)[None] * has  # (B, M)
         weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-6)
-        combined = torch.einsum("bnmk,bm->bnk", stacked, weights)  # -> (B, N, K)
+        combined = torch.einsum("bnmk,bm->bnk", stacked, per_text(weights, pairs))  # (B, M) -> (R, M); -> (R, N, K)
         return combined, branch, weights
 
     @staticmethod
@@ -238,24 +231,22 @@ class LateFusionForEmotion(_PerModalityBase):
 
     def __init__(self, cfg: ModelConfig, num_labels: int, vocab_size: int, pad_token_id: int = 0,
                  pretrained: bool = True, criterion: nn.Module | None = None, modalities=("video",),
-                 use_text: bool = True):
+                 use_text: bool = True, build_head: HeadBuilder | None = None):
         super().__init__()
-        self._build_encoders(cfg, num_labels, vocab_size, criterion, modalities, use_text, pretrained)
+        self._build_common(cfg, num_labels, vocab_size, criterion, modalities, use_text, pretrained)
         self.transformer = text_transformer(cfg, vocab_size, pad_token_id, pretrained) if use_text else None
         self.branches = LateBranches(cfg, _bert_config(cfg, vocab_size, pad_token_id), self.modalities, use_text,
-                                     num_labels)
+                                     num_labels, build_head=build_head)
         self.visual_aux = nn.Linear(cfg.hidden_size, num_labels) if self.uses_video and cfg.visual_aux_weight > 0 else None
 
-    def _score_clips(self, input_ids, attention_mask, inputs) -> tuple[torch.Tensor, ScoredClips]:
-        features, present, b, n = self._encode_features(inputs, input_ids)
-        text_pooled = self.transformer(input_ids, attention_mask)[1] if self.use_text else None  # (B, D)
-        combined, branch, weights = self.branches(text_pooled, features, present, b, n)
-        return combined, ScoredClips(combined, features, present, branch, weights)
-
-    def enable_gradient_checkpointing(self) -> None:
-        if self.transformer is not None:
-            self.transformer.bert.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        self._gradient_checkpointing_encoders()
+    def _score_clips(self, input_ids, attention_mask, inputs, features=None) -> tuple[torch.Tensor, ScoredClips]:
+        features, present, _, n = self._encode_features(inputs, input_ids, features)
+        ids, mask, pairs = split_pairs(input_ids, attention_mask)  # (B, P, L) -> (B*P, L)
+        text_pooled = self.transformer(ids, mask)[1] if self.use_text else None  # (R, D)
+        combined, branch, weights = self.branches(text_pooled, features, present, n, pairs)
+        combined = pair_logits(combined, pairs)  # (B*P, N, K) -> (B, N, P*K)
+        branch = {name: pair_logits(lg, pairs) for name, lg in branch.items()}  # (B*P, N, K) -> (B, N, P*K)
+        return combined, ScoredClips(combined, features, present, branch, weights, pairs)
 
 
 class CrossModalLayer(nn.Module):
@@ -298,9 +289,9 @@ class CrossAttentionForEmotion(_PerModalityBase):
 
     def __init__(self, cfg: ModelConfig, num_labels: int, vocab_size: int, pad_token_id: int = 0,
                  pretrained: bool = True, criterion: nn.Module | None = None, modalities=("video",),
-                 use_text: bool = True):
+                 use_text: bool = True, build_head: HeadBuilder | None = None):
         super().__init__()
-        self._build_encoders(cfg, num_labels, vocab_size, criterion, modalities, use_text, pretrained)
+        self._build_common(cfg, num_labels, vocab_size, criterion, modalities, use_text, pretrained)
         self.transformer = (text_transformer(cfg, vocab_size, pad_token_id, pretrained, pooler=False)
                             if use_text else None)
         bert_config = _bert_config(cfg, vocab_size, pad_token_id)
@@ -311,79 +302,88 @@ class CrossAttentionForEmotion(_PerModalityBase):
                                                           cfg.dropout) for _ in range(cfg.cross_layers)])
             for t in names for s in names if s != t})
         self.project = nn.Linear(len(names) * cfg.hidden_size, cfg.hidden_size)
-        self.head = ClassifierHead(cfg.hidden_size, num_labels, cfg.dropout)
+        self.head = output_head(cfg, num_labels, build_head)
         for module in (self.unimodal, self.cross, self.project, self.head):
             _init_like_bert(module, cfg.initializer_range)
         self.visual_aux = nn.Linear(cfg.hidden_size, num_labels) if self.uses_video and cfg.visual_aux_weight > 0 else None
 
-    def _score_clips(self, input_ids, attention_mask, inputs) -> tuple[torch.Tensor, ScoredClips]:
-        features, present, b, n = self._encode_features(inputs, input_ids)
+    def _score_clips(self, input_ids, attention_mask, inputs, features=None) -> tuple[torch.Tensor, ScoredClips]:
+        """Rows: R = B videos, or B*P (video, text) pairs for P texts per video; every row's N clips meet its text."""
+        features, present, b, n = self._encode_features(inputs, input_ids, features)
+        ids, mask, pairs = split_pairs(input_ids, attention_mask)  # (B, P, L) -> (B*P, L)
         seqs, valid = {}, {}
         if self.use_text:
-            seqs["text"] = self._text_on_clips(text_sequence(self.transformer, input_ids, attention_mask), n)
-            valid["text"] = self._text_on_clips(attention_mask.bool(), n)  # (B, L) -> (B*N, L)
+            seqs["text"] = self._text_on_clips(text_sequence(self.transformer, ids, mask), n)  # -> (R*N, L, D)
+            valid["text"] = self._text_on_clips(mask.bool(), n)  # (R, L) -> (R*N, L)
         for name, f in features.items():
-            seqs[name] = self.unimodal[name](f.flatten(0, 1))  # (B, N, D, ...) -> (B*N, n_tok, D)
+            seq = self.unimodal[name](f.flatten(0, 1))  # (B, N, D, ...) -> (B*N, n_tok, D)
+            # Encoded once per video, then met by each of its texts.
+            seq = per_text(seq.unflatten(0, (b, n)), pairs)  # -> (B, N, n_tok, D) -> (R, N, n_tok, D)
+            seqs[name] = seq.flatten(0, 1)  # -> (R*N, n_tok, D)
             valid[name] = None
-        has = {name: repeat(p, "b -> (b n)", n=n).to(seqs[name].dtype) for name, p in present.items()}  # (B*N,)
+        has = {name: repeat(per_text(p, pairs), "r -> (r n)", n=n).to(seqs[name].dtype)
+               for name, p in present.items()}  # (B,) -> (R,) -> (R*N,)
         pooled = []
         for t in self.branch_names:
             sources = [s for s in self.branch_names if s != t]
             if not sources:  # one modality: nothing to attend to
                 rep = _masked_mean(seqs[t], valid[t])
             else:
-                total = torch.zeros_like(seqs[t][:, 0])  # (B*N, D)
+                total = torch.zeros_like(seqs[t][:, 0])  # (R*N, D)
                 count = torch.zeros_like(has[t])
                 for s in sources:
                     x = seqs[t]
                     padding = None if valid[s] is None else ~valid[s]
                     for layer in self.cross[f"{s}_to_{t}"]:
-                        x = layer(x, seqs[s], padding)  # (B*N, n_t, D)
+                        x = layer(x, seqs[s], padding)  # (R*N, n_t, D)
                     total = total + has[s][:, None] * _masked_mean(x, valid[t])
                     count = count + has[s]
                 rep = total / count.clamp_min(1.0)[:, None]
             pooled.append(rep * has[t][:, None])  # a sample without the target: a zero block
-        joint = torch.tanh(self.project(torch.cat(pooled, dim=1)))  # M x (B*N, D) -> (B*N, M*D) -> (B*N, D)
-        logits = rearrange(self.head(joint), "(b n) k -> b n k", b=b, n=n)  # (B*N, K) -> (B, N, K)
-        return logits, ScoredClips(logits, features, present)
-
-    def enable_gradient_checkpointing(self) -> None:
-        if self.transformer is not None:
-            self.transformer.bert.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        self._gradient_checkpointing_encoders()
+        joint = torch.tanh(self.project(torch.cat(pooled, dim=1)))  # M x (R*N, D) -> (R*N, M*D) -> (R*N, D)
+        logits = rearrange(self.head(joint), "(r n) k -> r n k", n=n)  # (R*N, K) -> (R, N, K)
+        logits = pair_logits(logits, pairs)  # (B*P, N, K) -> (B, N, P*K)
+        return logits, ScoredClips(logits, features, present, pairs=pairs)
 
 
-class HybridFusionForEmotion(ClipBertForEmotion):
+class HybridFusionForEmotion(_PerModalityBase, ClipBertForEmotion):
     """ClipBERT's early fusion plus late fusion's per-modality heads: the early model's logits and each modality
     head's are combined by learned weights, and every modality head also trains on its own (an auxiliary loss
-    weighted by ``model.fusion_aux_weight``, over the samples that have that modality)."""
+    weighted by ``model.fusion_aux_weight``, over the samples that have that modality).
+
+    The early part (``ClipBertForEmotion``: its parameters, ``encode_clips``) and the per-modality reporting
+    (``_PerModalityBase``: ``forward``, ``branch_names``) are inherited; both are ``ClipScorer``s. With P texts per
+    video the early part reads every (video, text) pair; the per-clip heads score each video once, the same for
+    each of its texts."""
 
     def __init__(self, cfg: ModelConfig, num_labels: int, vocab_size: int, pad_token_id: int = 0,
                  pretrained: bool = True, criterion: nn.Module | None = None, modalities=("video",),
-                 use_text: bool = True):
+                 use_text: bool = True, build_head: HeadBuilder | None = None):
+        # _PerModalityBase has no __init__: this is ClipBertForEmotion's, which builds the early model.
         super().__init__(cfg, num_labels, vocab_size, pad_token_id=pad_token_id, pretrained=pretrained,
-                         criterion=criterion, modalities=tuple(modalities))
+                         criterion=criterion, modalities=tuple(modalities),
+                         head=build_head(cfg, num_labels) if build_head is not None else None)
         self.vocab_size = vocab_size
         self.use_text = use_text
         # The text head reads a BERT of its own: the early transformer's [CLS] has already seen every modality.
         self.text_transformer = text_transformer(cfg, vocab_size, pad_token_id, pretrained) if use_text else None
         self.branches = LateBranches(cfg, _bert_config(cfg, vocab_size, pad_token_id), self.modalities, use_text,
-                                     num_labels, extra=("fused",))
+                                     num_labels, extra=("fused",), build_head=build_head)
 
-    branch_names = _PerModalityBase.branch_names
-
-    def _score_clips(self, input_ids, attention_mask, inputs) -> tuple[torch.Tensor, ScoredClips]:
-        enc = self.encode_clips(input_ids, attention_mask, inputs)
-        fused = rearrange(self.head(enc.pooled), "(b n) k -> b n k", b=enc.batch, n=enc.clips)  # -> (B, N, K)
+    def _score_clips(self, input_ids, attention_mask, inputs, features=None) -> tuple[torch.Tensor, ScoredClips]:
+        if features is None:
+            features = self.encode_features(inputs)  # (B, N, D, ...), kept once per video for the branches
+        enc = self.encode_clips(input_ids, attention_mask, inputs, features)
+        fused = rearrange(self.head(enc.pooled), "(r n) k -> r n k", n=enc.clips)  # (R*N, K) -> (R, N, K)
         present = {name: _presence(inputs, name, enc.batch, input_ids.device) for name in self.branch_names}
         present["fused"] = torch.ones(enc.batch, dtype=torch.bool, device=input_ids.device)
-        text_pooled = self.text_transformer(input_ids, attention_mask)[1] if self.use_text else None  # (B, D)
-        combined, branch, weights = self.branches(text_pooled, enc.features, present, enc.batch, enc.clips,
+        ids, mask, pairs = split_pairs(input_ids, attention_mask)  # (B, P, L) -> (B*P, L)
+        text_pooled = self.text_transformer(ids, mask)[1] if self.use_text else None  # (R, D)
+        combined, branch, weights = self.branches(text_pooled, features, present, enc.clips, pairs,
                                                   extra={"fused": fused})
-        return combined, ScoredClips(combined, enc.features, present, branch, weights)
-
-    forward = _PerModalityBase.forward
-    _visual_aux_loss = _PerModalityBase._visual_aux_loss
+        combined = pair_logits(combined, pairs)  # (B*P, N, K) -> (B, N, P*K)
+        branch = {name: pair_logits(lg, pairs) for name, lg in branch.items()}  # (B*P, N, K) -> (B, N, P*K)
+        return combined, ScoredClips(combined, features, present, branch, weights, pairs)
 
     def _branch_aux_loss(self, scored: ScoredClips, labels, how):
         """The mean over modality heads of each one's loss on the samples that have that modality."""
@@ -410,12 +410,16 @@ FUSION_MODELS = {"late": LateFusionForEmotion, "cross_attention": CrossAttention
 
 
 def fusion_model(cfg: ModelConfig, num_labels: int, vocab_size: int, pad_token_id: int = 0, pretrained: bool = True,
-                 criterion: nn.Module | None = None, modalities=("video",), use_text: bool = True) -> nn.Module:
-    """The model of ``cfg.fusion`` (``early`` is ``ClipBertForEmotion`` itself)."""
+                 criterion: nn.Module | None = None, modalities=("video",), use_text: bool = True,
+                 build_head: HeadBuilder | None = None) -> ClipScorer:
+    """The model of ``cfg.fusion`` (``early`` is ``ClipBertForEmotion`` itself). ``build_head``: the task kind's
+    (``Task.build_head``), used wherever a pooled vector becomes the task's ``num_labels`` outputs."""
     if cfg.fusion == "early":
         return ClipBertForEmotion(cfg, num_labels, vocab_size, pad_token_id=pad_token_id, pretrained=pretrained,
-                                  criterion=criterion, modalities=tuple(modalities))
+                                  criterion=criterion, modalities=tuple(modalities),
+                                  head=build_head(cfg, num_labels) if build_head is not None else None)
     if cfg.fusion not in FUSION_MODELS:
         raise ValueError(f"model.fusion={cfg.fusion!r}: expected one of {', '.join(FUSION_STRATEGIES)}")
     return FUSION_MODELS[cfg.fusion](cfg, num_labels, vocab_size, pad_token_id=pad_token_id, pretrained=pretrained,
-                                     criterion=criterion, modalities=tuple(modalities), use_text=use_text)
+                                     criterion=criterion, modalities=tuple(modalities), use_text=use_text,
+                                     build_head=build_head)
