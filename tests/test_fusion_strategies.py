@@ -395,6 +395,21 @@ def test_compare_fusion_end_to_end(synthemo_dir, tmp_path):
     assert (out / "seed3" / "late" / "checkpoint").is_dir()
 
 
+def test_compare_fusion_refuses_a_strategy_before_training_any(synthemo_dir, tmp_path, monkeypatch, capsys):
+    """On a multiple-choice config, late fusion is refused up front, not after early fusion has trained."""
+    import clipbert_emo.train.finetune as finetune_module
+    from clipbert_emo.cli import main
+
+    def never(*args, **kwargs):
+        raise AssertionError("nothing may train before every variant is checked")
+
+    monkeypatch.setattr(finetune_module, "finetune", never)
+    rc = main(["compare-fusion", "-q", "--config", "synthemo_qa_mc", "--out", str(tmp_path / "cmp"),
+               *TINY_OVERRIDES, *data_overrides(synthemo_dir), "model.contrastive_weight=0"])
+    assert rc == 2
+    assert "model.fusion=late cannot be used with data.task=qa_mc" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("fusion", ["late", "cross_attention", "hybrid"])
 def test_an_early_fusion_checkpoint_starts_the_shared_parts(fusion, tmp_path):
     """A ClipBERT-layout checkpoint (pretraining or early fine-tuning) fills the CNN and the text BERT of every

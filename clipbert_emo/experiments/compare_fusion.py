@@ -181,6 +181,8 @@ def run_compare_fusion(config: str | None = None, seeds=(42,), out_dir: str = "r
                           ("train", "val", "test")]
     base = load_config(config, [*data_overrides, *(overrides or [])], preset=preset)
     runs_spec = variants(base, strategies, baselines)
+    for name, extra in runs_spec.items():  # a variant the config cannot run is refused before any training
+        load_config(config, [*data_overrides, *(overrides or []), *extra], preset=preset)
     removed = config_modalities(base) if len(config_modalities(base)) > 1 else []
     # The test split is scored below (with modalities removed); the run itself skips its own test pass.
     skip_test = ["data.test_manifest="] if base.data.format == "manifest" else []
