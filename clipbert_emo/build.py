@@ -7,51 +7,59 @@ import contextlib
 
 import torch
 import torch.nn as nn
+from torch.overrides import TorchFunctionMode
 
 from .config import ExperimentConfig
 from .data.dataset import enabled_modalities
-from .models.clipbert import ClipBertForEmotion, ClipScorer
+from .models.registry import check_fusion
+from .models.scorer import ClipScorer
 from .tasks import get_task
 
 
 def build_model(cfg: ExperimentConfig, vocab_size: int, pad_token_id: int = 0, pretrained: bool = True,
                 criterion: nn.Module | None = None, inference: bool = False) -> ClipScorer:
-    """The emotion model of ``cfg``: ``model.fusion``'s strategy, the task kind's output width and head, the
-    modalities data.use_* switch on.
+    """The emotion model of ``cfg``: the strategy registered as ``model.fusion`` (models/registry.py), with the task
+    kind's output width and head, reading the modalities data.use_* switch on. A combination the strategy does not
+    declare it supports is refused here (``check_fusion``: a ConfigError naming both), before anything is built.
     ``pretrained=False`` skips pretrained-weight loading (a checkpoint is loaded over it next). ``inference``: a
-    model only ever evaluated, built fast (no transformers modelling code, no weight initialisation: every
+    model only ever evaluated, built fast (no transformers modelling code, no random initial weights: every
     weight comes from the checkpoint loaded next; see ``skip_weight_init``)."""
+    strategy = check_fusion(cfg)
     task = get_task(cfg.data.task)
     with skip_weight_init() if inference else contextlib.nullcontext():
-        if cfg.model.fusion != "early":  # late, cross_attention, hybrid: models/fusion_strategies.py
-            from .models.fusion_strategies import fusion_model
+        return strategy(cfg.model, task.num_outputs(cfg.data), vocab_size, pad_token_id=pad_token_id,
+                        pretrained=pretrained and not inference, criterion=criterion,
+                        modalities=enabled_modalities(cfg.data), use_text=cfg.data.use_text,
+                        build_head=task.build_head if strategy.task_head else None, inference=inference)
 
-            return fusion_model(cfg.model, task.num_outputs(cfg.data), vocab_size, pad_token_id=pad_token_id,
-                                pretrained=pretrained and not inference, criterion=criterion,
-                                modalities=enabled_modalities(cfg.data), use_text=cfg.data.use_text,
-                                build_head=task.build_head)
-        width = task.num_outputs(cfg.data)
-        return ClipBertForEmotion(cfg.model, width, vocab_size, pad_token_id=pad_token_id,
-                                  pretrained=pretrained and not inference, criterion=criterion,
-                                  modalities=enabled_modalities(cfg.data), inference=inference,
-                                  head=task.build_head(cfg.model, width))
+
+# Every random initialisation goes through these: torch.nn.init's functions that dispatch on tensors, and the two
+# random fills the others call.
+_RANDOM_FILLS = frozenset([*(getattr(torch.nn.init, n) for n in ("uniform_", "normal_", "trunc_normal_",
+                                                                 "kaiming_uniform_", "kaiming_normal_",
+                                                                 "xavier_uniform_", "xavier_normal_", "constant_",
+                                                                 "orthogonal_")),
+                           torch.Tensor.uniform_, torch.Tensor.normal_])
+
+
+class _SkipRandomFills(TorchFunctionMode):
+    """Inside it, a random fill returns its tensor as it is. A torch function mode is thread-local: other threads
+    (serve scores requests in a pool) build and run models as usual meanwhile."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _RANDOM_FILLS:
+            return args[0] if args else kwargs["tensor"]
+        return func(*args, **kwargs)
 
 
 @contextlib.contextmanager
 def skip_weight_init():
-    """Build modules without drawing their random initial weights (torch.nn.init's fills become no-ops), for a
-    model whose every parameter a strict checkpoint load overwrites next: a ResNet-50 + BERT-base draws ~140M
-    random numbers for nothing. Buffers (BatchNorm statistics, pixel constants) are set as usual."""
-    names = ("uniform_", "normal_", "trunc_normal_", "kaiming_uniform_", "kaiming_normal_", "xavier_uniform_",
-             "xavier_normal_", "zeros_", "ones_", "constant_", "orthogonal_")
-    saved = {n: getattr(torch.nn.init, n) for n in names}
-    try:
-        for n in names:
-            setattr(torch.nn.init, n, lambda tensor, *args, **kwargs: tensor)
+    """Build modules without drawing their random initial weights, on this thread only, for a model whose every
+    parameter a strict checkpoint load overwrites next: a ResNet-50 + BERT-base draws ~140M random numbers for
+    nothing. Deterministic fills (BatchNorm statistics, LayerNorm ones, pixel constants) are set as usual."""
+    with _SkipRandomFills():
         yield
-    finally:
-        for n, fn in saved.items():
-            setattr(torch.nn.init, n, fn)
 
 
 def build_pretraining_model(cfg: ExperimentConfig, vocab_size: int, pad_token_id: int = 0,

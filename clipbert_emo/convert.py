@@ -172,23 +172,15 @@ def _sample(keys, n: int = 8) -> str:
     return ", ".join(keys[:n]) + (f" (+{len(keys) - n} more)" if len(keys) > n else "")
 
 
-def convert_clipbert(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike, tokenizer: str = "bert-base-uncased",
-                     labels: list[str] | None = None, overrides: list[str] | None = None,
-                     config: str | os.PathLike | None = None) -> dict:
-    """Convert the original checkpoint into a checkpoint folder for ``train.init_checkpoint`` / ``load_checkpoint``.
+def _is_new(key: str) -> bool:
+    return key.startswith(tuple(NEW_MODULES))
 
-    The model is built from ``config`` (default: configs/clipbert_original.yaml) plus ``overrides``
-    (``key.sub=value``) and ``labels`` (data.labels). Every one of its tensors must come from the file
-    with the right shape, except the new modules in ``NEW_MODULES`` (the classifier, unless the file
-    has one of the same size): anything else missing, left over or of another shape raises
-    ConversionError naming the keys. Writes ``out_dir`` (model.safetensors, config.yaml, tokenizer/,
-    meta.json) plus ``pretraining_heads.safetensors`` and ``conversion_report.json``; returns the report.
-    """
-    from safetensors.torch import save_file
 
-    from .build import build_model
+def _conversion_config(config: str | os.PathLike | None, tokenizer: str, labels: list[str] | None,
+                       overrides: list[str] | None):
+    """The config the converted model is built from (``config`` or clipbert_original.yaml, overridden), and its
+    path; refuses one whose visual side cannot take the original's weights."""
     from .config import ConfigError, load_config
-    from .data.text import load_tokenizer
 
     config = Path(config) if config else ORIGINAL_CONFIG
     if not config.is_file():
@@ -201,8 +193,13 @@ def convert_clipbert(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike, t
     if cfg.model.backbone != "detectron2_resnet50" or cfg.model.backbone_stages != 4 or not cfg.data.use_video:
         raise ConfigError("the original's visual weights need model.backbone=detectron2_resnet50, "
                           "model.backbone_stages=4 and data.use_video=true")
+    return cfg, config
 
-    converted, mapping = convert_clipbert_state_dict(load_original_state_dict(ckpt_path))
+
+def _load_tokenizer_for(converted: dict, ckpt_path, tokenizer: str):
+    """The tokenizer, checked against the size of the file's word embeddings."""
+    from .data.text import load_tokenizer
+
     if Path(tokenizer).is_dir():
         check_tokenizer_folder(tokenizer, strict=False)  # a local folder's shipped code never runs
     tok = load_tokenizer(tokenizer)
@@ -214,31 +211,31 @@ def convert_clipbert(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike, t
         raise ConversionError(f"tokenizer {tokenizer!r} has {len(tok)} tokens but the checkpoint's word embeddings "
                               f"have {words.shape[0]} rows: pass the vocabulary it was trained with "
                               "(bert-base-uncased for the original)")
+    return tok
 
-    model = build_model(cfg, len(tok), tok.pad_token_id or 0, pretrained=False)
-    num_labels = model.num_labels
-    own = model.state_dict()
-    heads = {k: v for k, v in converted.items() if k.startswith("transformer.cls.")}
-    weights = {k: v for k, v in converted.items() if k not in heads}
 
-    # A classifier fine-tuned for another label set cannot serve this one: drop it whole, reported.
+def _drop_other_classifier(weights: dict, own: dict, mapping: dict, num_labels: int) -> None:
+    """A classifier fine-tuned for another label set cannot serve this one: drop it whole, reported."""
     clf = [k for k in weights if k.startswith("head.")]
-    if clf and any(k not in own or own[k].shape != weights[k].shape for k in clf):
-        mapping["dropped"]["transformer.classifier"] = len(clf)
-        mapping["dropped_keys"]["transformer.classifier"] = ["transformer.classifier." + k[len("head.classifier."):]
-                                                            for k in clf]
-        k_file = weights.get("head.classifier.2.weight", weights[clf[-1]]).shape[0]
-        mapping["why"]["transformer.classifier"] = (f"{DROPPED['transformer.classifier']} "
-                                                   f"(file: {k_file} outputs, config: {num_labels})")
-        mapping["mapped"].pop("head.classifier", None)
-        for k in clf:
-            weights.pop(k)
+    if not clf or all(k in own and own[k].shape == weights[k].shape for k in clf):
+        return
+    mapping["dropped"]["transformer.classifier"] = len(clf)
+    mapping["dropped_keys"]["transformer.classifier"] = ["transformer.classifier." + k[len("head.classifier."):]
+                                                        for k in clf]
+    k_file = weights.get("head.classifier.2.weight", weights[clf[-1]]).shape[0]
+    mapping["why"]["transformer.classifier"] = (f"{DROPPED['transformer.classifier']} "
+                                               f"(file: {k_file} outputs, config: {num_labels})")
+    mapping["mapped"].pop("head.classifier", None)
+    for k in clf:
+        weights.pop(k)
 
-    is_new = lambda k: k.startswith(tuple(NEW_MODULES))  # noqa: E731
+
+def _check_fit(weights: dict, own: dict, ckpt_path, config: Path) -> None:
+    """Every model tensor from the file at its shape (new modules aside), and nothing of the file left over."""
     unexpected = [k for k in weights if k not in own]
     wrong_shape = [f"{k}: file {tuple(v.shape)}, model {tuple(own[k].shape)}"
                    for k, v in weights.items() if k in own and own[k].shape != v.shape]
-    missing = [k for k in own if k not in weights and not is_new(k)]
+    missing = [k for k in own if k not in weights and not _is_new(k)]
     problems = []
     if missing:
         problems.append(f"{len(missing)} model tensors not in the file: {_sample(missing)}")
@@ -250,13 +247,11 @@ def convert_clipbert(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike, t
     if problems:
         raise ConversionError(f"{ckpt_path} does not fit the model of {config.name}: " + "; ".join(problems))
 
-    result = model.load_state_dict(weights, strict=False)
-    initialised = sorted(result.missing_keys)
-    if result.unexpected_keys or not all(is_new(k) for k in initialised):  # the checks above rule this out
-        raise ConversionError(f"load_state_dict disagrees with the checks: {result}")
 
+def _conversion_report(ckpt_path, own: dict, weights: dict, heads: dict, initialised: list[str],
+                       mapping: dict) -> dict:
     loaded = Counter(_group(k) for k in own if k in weights)  # in the model's order: stem, res2, ...
-    report = {
+    return {
         "source": str(ckpt_path),
         "loaded": dict(loaded),
         "kept_aside": {g: n for g, n in Counter(_group(k) for k in heads).items()},
@@ -273,7 +268,12 @@ def convert_clipbert(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike, t
                     "kept_aside": len(heads), "dropped": sum(mapping["dropped"].values()),
                     "initialised": len(initialised)},
     }
-    out_dir = Path(out_dir)
+
+
+def _write_converted(out_dir: Path, model, cfg, tok, heads: dict, report: dict, ckpt_path) -> None:
+    """The checkpoint folder, the pretraining heads beside it, and the report."""
+    from safetensors.torch import save_file
+
     summary = {k: report[k] for k in ("loaded", "kept_aside", "dropped", "initialised", "tensors")}
     save_checkpoint(out_dir, model, cfg, tok, meta={"converted_from": str(ckpt_path), "conversion": summary})
     if heads:
@@ -282,4 +282,38 @@ def convert_clipbert(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike, t
             save_file({k: v.detach().contiguous().clone() for k, v in heads.items()}, str(tmp))
     with atomic_path(out_dir / REPORT, mode=normal_file_mode()) as tmp:
         tmp.write_text(json.dumps(report, indent=2))
+
+
+def convert_clipbert(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike, tokenizer: str = "bert-base-uncased",
+                     labels: list[str] | None = None, overrides: list[str] | None = None,
+                     config: str | os.PathLike | None = None) -> dict:
+    """Convert the original checkpoint into a checkpoint folder for ``train.init_checkpoint`` / ``load_checkpoint``.
+
+    The model is built from ``config`` (default: configs/clipbert_original.yaml) plus ``overrides``
+    (``key.sub=value``) and ``labels`` (data.labels). Every one of its tensors must come from the file
+    with the right shape, except the new modules in ``NEW_MODULES`` (the classifier, unless the file
+    has one of the same size): anything else missing, left over or of another shape raises
+    ConversionError naming the keys. Writes ``out_dir`` (model.safetensors, config.yaml, tokenizer/,
+    meta.json) plus ``pretraining_heads.safetensors`` and ``conversion_report.json``; returns the report.
+    """
+    from .build import build_model
+
+    cfg, config = _conversion_config(config, tokenizer, labels, overrides)
+    converted, mapping = convert_clipbert_state_dict(load_original_state_dict(ckpt_path))
+    tok = _load_tokenizer_for(converted, ckpt_path, tokenizer)
+
+    model = build_model(cfg, len(tok), tok.pad_token_id or 0, pretrained=False)
+    own = model.state_dict()
+    heads = {k: v for k, v in converted.items() if k.startswith("transformer.cls.")}
+    weights = {k: v for k, v in converted.items() if k not in heads}
+    _drop_other_classifier(weights, own, mapping, model.num_labels)
+    _check_fit(weights, own, ckpt_path, config)
+
+    result = model.load_state_dict(weights, strict=False)
+    initialised = sorted(result.missing_keys)
+    if result.unexpected_keys or not all(_is_new(k) for k in initialised):  # the checks above rule this out
+        raise ConversionError(f"load_state_dict disagrees with the checks: {result}")
+
+    report = _conversion_report(ckpt_path, own, weights, heads, initialised, mapping)
+    _write_converted(Path(out_dir), model, cfg, tok, heads, report, ckpt_path)
     return report

@@ -32,9 +32,9 @@ import torch
 import torch.nn as nn
 
 from .checkpoint import TOKENIZER, load_checkpoint
-from .config import ExperimentConfig, UserError, check_output_folder, to_dict
+from .config import AGGREGATIONS, ExperimentConfig, UserError, check_output_folder, resolve_n_test, to_dict
 from .config.atomic import atomic_folder
-from .models.aggregation import AGGREGATIONS, aggregate_clip_logits
+from .models.aggregation import aggregate_clip_logits
 
 FORMATS = ("onnx", "torchscript")
 MODEL_FILES = {"onnx": "model.onnx", "torchscript": "model.pt"}
@@ -264,7 +264,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, fmt
                       text_len: int | str | None = None, aggregation: str | None = None) -> dict:
     """Write ``out``/model.onnx (or model.pt), model.json, tokenizer/ and the checkpoint's model card.
 
-    ``n_test``, ``num_frames``, ``frame_size``: the fixed shape (default: the checkpoint's data.num_clips_test,
+    ``n_test``, ``num_frames``, ``frame_size``: the fixed shape (default: the checkpoint's data.n_test,
     data.num_frames, data.frame_size); ``text_len``: a fixed token count, or "dynamic" (default: the config's
     data.max_text_len, fixed). Returns model.json's content. The exported file is run once on random inputs
     and compared with PyTorch; the largest difference is written as ``verified_max_abs_diff``."""
@@ -280,7 +280,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, fmt
             text_len = None
     elif text_len is None:
         text_len = cfg.data.max_text_len
-    shape = ExportShape(n_test or cfg.data.num_clips_test, num_frames or cfg.data.num_frames,
+    shape = ExportShape(resolve_n_test(cfg, n_test), num_frames or cfg.data.num_frames,
                         frame_size or cfg.data.frame_size, text_len)
     aggregation = aggregation or cfg.model.aggregation
     _check_args(cfg, model, fmt, shape, aggregation)

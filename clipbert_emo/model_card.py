@@ -16,21 +16,11 @@ from pathlib import Path
 
 import yaml
 
-from .config import ExperimentConfig, to_dict
+from .config import TASK_KINDS, ExperimentConfig, resolve_n_test, to_dict
 from .config.atomic import atomic_write_text
+from .data.dataset import enabled_modalities
 
 CARD = "README.md"
-
-TASK_WORDS = {
-    "single_label": "one emotion per video (softmax over the labels)",
-    "multilabel": "any subset of the labels per video (one sigmoid per label)",
-    "multitask": "several labelled heads per video, each a softmax over its own classes",
-    "regression": "a real-valued score per video (for example sentiment intensity)",
-}
-
-# Scalar metrics shown in the tables, in this order, when a report has them.
-SHOWN_METRICS = ("accuracy", "unweighted_accuracy", "macro_f1", "weighted_f1", "micro_f1", "subset_accuracy",
-                 "mean_accuracy", "mean_macro_f1", "mae", "corr", "acc2_has0", "acc2_non0", "acc7")
 
 
 def current_command() -> str:
@@ -41,12 +31,14 @@ def current_command() -> str:
     return shlex.join([program.name, *sys.argv[1:]])
 
 
-def summarise_evaluation(result: dict) -> dict:
+def summarise_evaluation(result: dict, task) -> dict:
     """What the card keeps of an evaluation result (eval/evaluate.py): sizes and each aggregation's scalar
-    metrics, with per-class F1 where the report has it."""
+    metrics that the task kind puts on its card (``Task.card_metrics``), with per-class F1 where the report has it."""
+    from .tasks.base import pick_metrics
+
     reports = {}
     for how, rep in result.get("reports", {}).items():
-        row = {k: rep[k] for k in SHOWN_METRICS if isinstance(rep.get(k), (int, float))}
+        row = {k: v for k, v in pick_metrics(rep, task.card_metrics).items() if isinstance(v, (int, float))}
         if rep.get("per_class"):
             row["per_class_f1"] = {c["label"]: c["f1"] for c in rep["per_class"] if "f1" in c}
         reports[how] = row
@@ -95,12 +87,20 @@ def _is_synthetic(cfg: ExperimentConfig) -> bool:
     return "synthemo" in " ".join([cfg.name, d.root, *manifests]).lower()
 
 
+def _card_columns(cfg: ExperimentConfig, rows: list[dict]) -> list[str]:
+    """The metric columns of the test table: the task kind's card metrics that the rows have, in its order (every
+    column the rows have where the kind is not registered in this process)."""
+    task = TASK_KINDS.get(cfg.data.task)
+    names = task.card_metrics if task is not None and task.card_metrics else dict.fromkeys(k for r in rows for k in r)
+    return [k for k in names if k != "aggregation" and any(k in r for r in rows)]
+
+
 def _metric_lines(meta: dict, cfg: ExperimentConfig) -> list[str]:
     lines = ["### Validation", ""]
     val = meta.get("validation")
     if val:
         lines.append(f"Epoch {meta.get('epoch', '?')} (the best by validation {meta.get('select_metric', '?')}), "
-                     f"{cfg.train.val_num_clips or cfg.data.num_clips_test} clips per video, "
+                     f"{resolve_n_test(cfg, validation=True)} clips per video, "
                      f"{cfg.model.aggregation} aggregation:")
         lines += ["", _table([{"metric": k.removeprefix("val_"), "value": v} for k, v in val.items()],
                              ["metric", "value"])]
@@ -116,7 +116,7 @@ def _metric_lines(meta: dict, cfg: ExperimentConfig) -> list[str]:
                      + (f" ({test['skipped']} unreadable, skipped)" if test.get("skipped") else "") + ":")
         rows = [{"aggregation": how, **{k: v for k, v in rep.items() if k != "per_class_f1"}}
                 for how, rep in test["reports"].items()]
-        columns = ["aggregation"] + [k for k in SHOWN_METRICS if any(k in r for r in rows)]
+        columns = ["aggregation"] + _card_columns(cfg, rows)
         lines += ["", _table(rows, columns)]
         per_class = test["reports"].get(cfg.model.aggregation, {}).get("per_class_f1")
         if per_class:
@@ -137,7 +137,7 @@ def render_model_card(cfg: ExperimentConfig, meta: dict) -> str:
     d, m = cfg.data, cfg.model
     modalities = meta.get("modalities")
     if modalities is None:
-        modalities = [n for n, on in (("video", d.use_video), ("audio", d.use_audio)) if on]
+        modalities = enabled_modalities(d)
     inputs = " + ".join([*modalities, *(["text"] if d.use_text else [])]) or "text"
     pretraining = meta.get("kind") == "pretraining"
     out = [f"# {cfg.name}: a ClipBERT-style {'pretrained video-and-language' if pretraining else 'emotion'} model",
@@ -149,9 +149,10 @@ def render_model_card(cfg: ExperimentConfig, meta: dict) -> str:
         out.append("Image-text pretraining (masked language modelling + image-text matching). It has no emotion "
                    "head: fine-tune it with `train.init_checkpoint=` pointing here.")
     else:
-        out.append(f"- task: `{d.task}`, {TASK_WORDS.get(d.task, d.task)}")
+        task = TASK_KINDS.get(d.task)
+        out.append(f"- task: `{d.task}`, {getattr(task, 'description', '') or d.task}")
         out.append(f"- labels ({len(d.labels)}): " + ", ".join(f"`{lab}`" for lab in d.labels))
-    out.append(f"- inputs: {inputs}; {d.num_clips_test} clips of {d.num_frames} frames at {d.frame_size} px per video "
+    out.append(f"- inputs: {inputs}; {resolve_n_test(d)} clips of {d.num_frames} frames at {d.frame_size} px per video "
                f"at test time, scores aggregated by `{m.aggregation}`")
     out.append(f"- model: {m.backbone} ({m.backbone_stages} stages) + a {m.num_layers}-layer transformer of width "
                f"{m.hidden_size}" + (f", text weights from `{m.text_init}`" if m.text_init else ""))

@@ -6,6 +6,7 @@
 >>> result["prediction"], result["probabilities"], result["timeline"]["probabilities"]["happy"]
 >>> for r in p.predict_many(["a.mp4", "b.mp4"], texts=["wow", None], progress=True):
 ...     print(r["video"], r.get("prediction"), r.get("error"))
+>>> plot_timeline(result, p.labels, "timeline.png")   # the per-clip probabilities over time
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from .checkpoint import load_checkpoint
 from .data.dataset import MODALITY_DECODERS
 from .data.files import VIDEO_SUFFIXES, not_regular, walk_videos
 from .data.manifest import Sample
-from .config import UserError
-from .models.aggregation import AGGREGATIONS, aggregate_clip_logits
+from .config import AGGREGATIONS, SEEK_MODES, UserError, renamed_keyword, resolve_n_test
+from .models.aggregation import aggregate_clip_logits
 from .tasks import get_task
 
 
@@ -33,8 +34,6 @@ class Predictor:
         up; faster where keyframes are dense; the frames read are in the result) or ``accurate`` (exactly the
         evaluation's frames). ``threads``: torch CPU threads for the process
         (clipbert_emo.runtime.set_threads); None leaves torch's setting alone."""
-        from .data.decode import SEEK_MODES
-
         if seek not in SEEK_MODES:
             raise UserError(f"seek {seek!r}: expected one of {', '.join(SEEK_MODES)}")
         if threads is not None:
@@ -55,25 +54,29 @@ class Predictor:
         self.labels = list(self.cfg.data.labels)
         self.task = get_task(self.cfg.data.task)
 
+    @property
+    def draws_timelines(self) -> bool:
+        """Whether its results can be drawn as a timeline of class probabilities (``plot_timeline``): a model that
+        reads clips, of a task kind whose clips have a probability per label."""
+        return bool(self.model.modalities) and self.task.clip_probabilities
+
     @torch.no_grad()
-    def __call__(self, video: str | os.PathLike | None = None, text: str | None = None, num_clips: int | None = None,
-                 aggregation: str | None = None, start: float | None = None, end: float | None = None) -> dict:
-        """Aggregated class distribution and the per-clip timeline, as plain Python data."""
+    def __call__(self, video: str | os.PathLike | None = None, text: str | None = None, n_test: int | None = None,
+                 aggregation: str | None = None, start: float | None = None, end: float | None = None, *,
+                 num_clips: int | None = None) -> dict:
+        """Aggregated class distribution and the per-clip timeline, as plain Python data. ``n_test``: clips
+        (default: the config's data.n_test; ``num_clips`` is its deprecated name)."""
         cfg = self.cfg.data
-        how = aggregation or self.cfg.model.aggregation
+        n = resolve_n_test(cfg, renamed_keyword(n_test, num_clips, "n_test", "num_clips", "Predictor.__call__"))
+        how = self._aggregation(aggregation)
         text = (text or "") if cfg.use_text else ""
         enc = self.tokenizer([text], truncation=True, max_length=cfg.max_text_len, return_tensors="pt")
         inputs = {"input_ids": enc["input_ids"].to(self.device), "attention_mask": enc["attention_mask"].to(self.device)}
         spans, context = [(None, None)], {}
-        if num_clips is not None and num_clips < 1:
-            raise UserError(f"num_clips must be >= 1, got {num_clips}")
-        if aggregation is not None and aggregation not in AGGREGATIONS:
-            raise UserError(f"aggregation {aggregation!r}: expected one of {', '.join(AGGREGATIONS)}")
         if self.model.modalities:
             if video is None:
                 raise UserError(f"this model was trained on {' and '.join(self.model.modality_names)}: give a "
                                 "video file")
-            n = num_clips or cfg.num_clips_test
             sample = Sample(video=os.fspath(video), text=text, start=start, end=end, source=os.fspath(video))
             for name in self.model.modality_names:
                 clips, clip_spans = MODALITY_DECODERS[name](sample, cfg, n, False, None, context)  # (N, ...)
@@ -87,12 +90,19 @@ class Predictor:
                             sorted(context.get("absent", ())), context.get("faces"),
                             context.get("frames"))
 
+    def _aggregation(self, aggregation: str | None) -> str:
+        if aggregation is not None and aggregation not in AGGREGATIONS:
+            raise UserError(f"aggregation {aggregation!r}: expected one of {', '.join(AGGREGATIONS)}")
+        return aggregation or self.cfg.model.aggregation
+
     def _result(self, video: str | None, text: str, how: str, clip_logits: torch.Tensor, spans, missing: list[str],
                 faces: dict | None, frames: list | None = None) -> dict:
         """One video's result from its (N, K) clip logits: the task's prediction, the timeline, the face counts."""
         logits = aggregate_clip_logits(clip_logits[None], how)  # (N, K) -> (1, N, K) -> (1, K)
         # A modality the model knows but this file lacks (a silent video) was masked out; the result says so.
-        result = {"video": video, "text": text, "aggregation": how, "num_clips": int(clip_logits.shape[0]),
+        n = int(clip_logits.shape[0])
+        # num_clips: n_test's name before it was renamed, kept for a release for the clients that read it.
+        result = {"video": video, "text": text, "aggregation": how, "n_test": n, "num_clips": n,
                   "missing_modalities": missing,
                   "seek": self.cfg.data.seek, "frames": frames,  # the frame indices each clip was read from
                   **self.task.prediction(logits[0], clip_logits, spans, self.cfg.data)}
@@ -118,10 +128,11 @@ class Predictor:
 
     @torch.no_grad()
     def predict_many(self, videos: Sequence[str | os.PathLike], texts: Sequence[str | None] | None = None, *,
-                     num_clips: int | None = None, aggregation: str | None = None, batch_size: int | None = None,
+                     n_test: int | None = None, aggregation: str | None = None, batch_size: int | None = None,
                      num_workers: int | None = None, spans: Sequence[tuple[float | None, float | None]] | None = None,
-                     progress: bool = False) -> Iterator[dict]:
-        """Score many videos: decoded in ``num_workers`` background processes, scored ``batch_size`` at a time.
+                     progress: bool = False, num_clips: int | None = None) -> Iterator[dict]:
+        """Score many videos at ``n_test`` clips each (default: the config's data.n_test; ``num_clips`` is its
+        deprecated name): decoded in ``num_workers`` background processes, scored ``batch_size`` at a time.
 
         Yields one dict per video, in the given order: the same result as ``__call__``, or ``{"video", "error"}``
         for a video that cannot be read (the others go on).
@@ -138,18 +149,14 @@ class Predictor:
         spans = list(spans) if spans is not None else [(None, None)] * len(videos)
         if len(texts) != len(videos) or len(spans) != len(videos):
             raise ValueError(f"{len(videos)} videos but {len(texts)} texts and {len(spans)} spans")
-        if num_clips is not None and num_clips < 1:
-            raise UserError(f"num_clips must be >= 1, got {num_clips}")
-        if aggregation is not None and aggregation not in AGGREGATIONS:
-            raise UserError(f"aggregation {aggregation!r}: expected one of {', '.join(AGGREGATIONS)}")
+        n = resolve_n_test(cfg, renamed_keyword(n_test, num_clips, "n_test", "num_clips", "Predictor.predict_many"))
+        how = self._aggregation(aggregation)
         if not self.model.modalities:
             raise UserError("predict_many scores video files; this model reads text only: call the predictor "
                             "once per text")
-        how = aggregation or self.cfg.model.aggregation
         samples = [Sample(video=v, text=(t or "") if cfg.use_text else "", start=a, end=b, source=v)
                    for v, t, (a, b) in zip(videos, texts, spans)]
-        dataset = VideoTextDataset(Manifest("<predict>", samples, []), cfg, training=False,
-                                   num_clips=num_clips or cfg.num_clips_test)
+        dataset = VideoTextDataset(Manifest("<predict>", samples, []), cfg, training=False, num_clips=n)
         collate = _PredictCollate(Collator(self.tokenizer, cfg.max_text_len))
         workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
         loader = DataLoader(dataset, batch_size=batch_size or self.cfg.train.eval_batch_size, shuffle=False,
@@ -199,10 +206,41 @@ def clip_timeline(clips: list[dict]) -> dict:
 
 
 def predict(checkpoint: str | os.PathLike, video: str | os.PathLike | None = None, text: str | None = None,
-            num_clips: int | None = None, aggregation: str | None = None, device: str | None = None,
-            seek: str = "keyframe", threads: int | None = None) -> dict:
-    """One call: load ``checkpoint`` and predict on one video (with optional text)."""
-    return Predictor(checkpoint, device, seek, threads)(video, text, num_clips=num_clips, aggregation=aggregation)
+            n_test: int | None = None, aggregation: str | None = None, device: str | None = None,
+            seek: str = "keyframe", threads: int | None = None, *, num_clips: int | None = None) -> dict:
+    """One call: load ``checkpoint`` and predict on one video (with optional text) at ``n_test`` clips (default:
+    the config's data.n_test; ``num_clips`` is its deprecated name)."""
+    n_test = renamed_keyword(n_test, num_clips, "n_test", "num_clips", "predict")
+    return Predictor(checkpoint, device, seek, threads)(video, text, n_test=n_test, aggregation=aggregation)
+
+
+def transcribe(video: str | os.PathLike, whisper: str) -> str:
+    """The speech of ``video``'s sound track as text, by the Whisper checkpoint ``whisper`` (a local folder or hub
+    id); "" for a video without sound."""
+    from .data.audio import read_audio
+    from .data.transcribe import Transcriber
+
+    wave = read_audio(os.fspath(video), 16000)
+    return Transcriber(whisper)(wave) if wave is not None and len(wave) else ""
+
+
+def plot_timeline(result: dict, labels: Sequence[str], path: str | os.PathLike, title: str | None = None) -> bool:
+    """Draw a result's per-clip class probabilities over time to the PNG ``path`` (clips at their mid-time, or at
+    their index where the result has no times). False, and nothing drawn, for a result without class probabilities
+    per clip (see ``Predictor.draws_timelines``)."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from .eval.plots import plot_clip_timeline
+
+    t = result.get("timeline") or {}
+    if "probabilities" not in t:
+        return False
+    times = [(a + b) / 2 if a is not None else i for i, (a, b) in enumerate(zip(t["start"], t["end"]))]
+    probs = np.array([t["probabilities"][lab] for lab in labels]).T  # (K, N) -> (N, K)
+    plot_clip_timeline(times, probs, list(labels), path, title=title or Path(result["video"]).name)
+    return True
 
 
 MANIFEST_SUFFIXES = (".jsonl", ".csv")

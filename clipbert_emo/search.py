@@ -26,14 +26,14 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .checkpoint import WEIGHTS, load_checkpoint, normal_file_mode
-from .config import UserError
+from .config import UserError, renamed_keyword, resolve_n_test
 from .config.errors import OutputError, describe_os_error
 from .data.dataset import tokenize_texts
 from .data.decode import IMAGE_SUFFIXES
 from .data.manifest import Sample
 from .data.files import VIDEO_SUFFIXES, walk_videos
 from .eval.retrieval import score_matrix, video_features
-from .tasks import get_task
+from .tasks import Recipe, get_task
 
 CACHE_FOLDER = ".clipbert-emo-cache"
 FAILED_SUFFIX = ".failed.json"  # beside <key>.safetensors: the video did not decode, and why
@@ -57,12 +57,12 @@ def list_videos(folder: str | Path) -> tuple[list[Path], list[list[str]]]:
     return [Path(f) for f in found], [[p["video"], p["error"]] for p in problems]
 
 
-def model_key(checkpoint: Path, cfg, num_clips: int) -> str:
+def model_key(checkpoint: Path, cfg, n_test: int) -> str:
     """Changes whenever the cached features would: other weights, other frames, other clips."""
     weights = (Path(checkpoint) / WEIGHTS).resolve()
     st = weights.stat()
     data = {k: v for k, v in dataclasses.asdict(cfg.data).items() if not k.endswith("_manifest") and k != "root"}
-    blob = json.dumps([str(weights), st.st_size, st.st_mtime_ns, num_clips, data], sort_keys=True, default=str)
+    blob = json.dumps([str(weights), st.st_size, st.st_mtime_ns, n_test, data], sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
@@ -146,7 +146,7 @@ def _cache_error(e: Exception, cache: Path, default: bool) -> UserError:
     return OutputError(f"{why}: choose another --cache folder")
 
 
-def cached_features(model, cfg, tokenizer, paths: list[Path], cache: Path, num_clips: int, device,
+def cached_features(model, cfg, tokenizer, paths: list[Path], cache: Path, n_test: int, device,
                     progress: bool = True, default_cache: bool = False) -> tuple[dict, dict, list[int], dict]:
     """({modality: (V, N, ...)}, {modality: (V,) present}, indices of the usable videos, counts) for ``paths``,
     read from ``cache`` where valid and computed (then written) otherwise. ``default_cache``: ``cache`` is the
@@ -175,7 +175,7 @@ def cached_features(model, cfg, tokenizer, paths: list[Path], cache: Path, num_c
     computed = 0
     if todo:
         samples = [Sample(video=str(paths[i]), text="", source=str(paths[i])) for i in todo]
-        feats, present, skipped = video_features(model, samples, cfg.data, tokenizer, num_clips,
+        feats, present, skipped = video_features(model, samples, cfg.data, tokenizer, n_test,
                                                  cfg.train.eval_batch_size, device, progress, allow_none=True)
         reasons = {w: r for w, r in skipped}
         try:
@@ -211,17 +211,20 @@ def cached_features(model, cfg, tokenizer, paths: list[Path], cache: Path, num_c
 
 
 def search(checkpoint: str | Path, folder: str | Path, query: str, top_k: int = 10, cache_dir: str | Path | None = None,
-           num_clips: int | None = None, device: str | None = None, progress: bool = True) -> dict:
-    """The videos of ``folder`` ranked for ``query`` by a retrieval checkpoint: {"results": [{"rank", "video",
+           n_test: int | None = None, device: str | None = None, progress: bool = True, *,
+           num_clips: int | None = None) -> dict:
+    """The videos of ``folder`` ranked for ``query`` by a retrieval checkpoint, at ``n_test`` clips per video
+    (default: the config's data.n_test; ``num_clips`` is its deprecated name): {"results": [{"rank", "video",
     "score"}...], "from_cache", "computed", "skipped", ...}; the score is the ITM match margin."""
+    n_test = renamed_keyword(n_test, num_clips, "n_test", "num_clips", "search")
     if not query or not query.strip():
         raise UserError("the query is empty: give the text to search for")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, cfg, tokenizer = load_checkpoint(checkpoint, device)
-    if get_task(cfg.data.task).recipe != "retrieval":
+    if get_task(cfg.data.task).recipe != Recipe.RETRIEVAL:
         raise UserError(f"{checkpoint}: search needs a retrieval checkpoint (data.task=retrieval), this one is "
                         f"data.task={cfg.data.task}")
-    n = num_clips or cfg.data.num_clips_test
+    n = resolve_n_test(cfg, n_test)
     paths, unlisted = list_videos(folder)
     cache = Path(cache_dir) if cache_dir else Path(folder) / CACHE_FOLDER
     cache = cache / model_key(Path(checkpoint), cfg, n)

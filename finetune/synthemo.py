@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from clipbert_emo.config import load_config
-from clipbert_emo.data.synthemo import SynthEmoConfig, generate_synthemo
+from clipbert_emo.synthemo import SynthEmoConfig, generate_synthemo
 from clipbert_emo.train.finetune import finetune
 
 ROOT = Path(__file__).resolve().parent.parent

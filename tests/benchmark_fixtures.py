@@ -28,7 +28,7 @@ def _template(kind: str) -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"t.{kind}"
         if kind == "mp4":
-            from clipbert_emo.data.synthemo import write_mp4
+            from clipbert_emo.synthemo import write_mp4
 
             write_mp4(path, frames, 8.0)
         elif kind == "avi":

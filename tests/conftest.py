@@ -14,7 +14,7 @@ TINY_OVERRIDES = [
     "data.frame_size=32",
     "data.clip_fps=4",
     "data.num_clips_train=2",
-    "data.num_clips_test=3",
+    "data.n_test=3",
     "data.num_workers=0",
     "model.backbone=resnet18",
     "model.backbone_stages=3",
@@ -28,7 +28,7 @@ TINY_OVERRIDES = [
     "train.epochs=1",
     "train.batch_size=4",
     "train.eval_batch_size=4",
-    "train.val_num_clips=2",
+    "train.val_n_test=2",
 ]
 
 
@@ -54,7 +54,7 @@ def rewrite_manifest(src, dst, fn):
 @pytest.fixture(scope="session")
 def synthemo_dir(tmp_path_factory):
     """16 train / 6 val / 6 test SynthEmo videos of 32 px, 2 s at 8 fps."""
-    from clipbert_emo.data.synthemo import SynthEmoConfig, generate_synthemo
+    from clipbert_emo.synthemo import SynthEmoConfig, generate_synthemo
 
     out = tmp_path_factory.mktemp("synthemo")
     generate_synthemo(out, SynthEmoConfig(num_train=16, num_val=6, num_test=6, size=32, duration=2.0, fps=8.0,
@@ -65,7 +65,7 @@ def synthemo_dir(tmp_path_factory):
 @pytest.fixture
 def make_video(tmp_path):
     """Write a small mp4 with a moving bar; returns its path. Frames encode their index in brightness."""
-    from clipbert_emo.data.synthemo import write_mp4
+    from clipbert_emo.synthemo import write_mp4
 
     def _make(name="v.mp4", num_frames=20, height=36, width=48, fps=8.0):
         frames = np.zeros((num_frames, height, width, 3), dtype=np.uint8)

@@ -82,8 +82,8 @@ def test_predictor_api_raises_user_errors(run, synthemo_dir):
     from clipbert_emo.predict import Predictor
 
     p = Predictor(run / "checkpoint")
-    with pytest.raises(UserError, match="num_clips must be >= 1"):
-        p(_video(synthemo_dir), num_clips=0)
+    with pytest.raises(UserError, match="n_test must be a whole number >= 1"):
+        p(_video(synthemo_dir), n_test=0)
     with pytest.raises(UserError, match="aggregation 'median'"):
         p(_video(synthemo_dir), aggregation="median")
     with pytest.raises(UserError, match="start 9.0 s is at or past the end of the video"):

@@ -11,7 +11,7 @@ CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 def test_defaults_match_clipbert():
     cfg = ExperimentConfig()
     assert (cfg.model.hidden_size, cfg.model.num_layers, cfg.model.num_heads) == (768, 12, 12)
-    assert (cfg.data.num_clips_train, cfg.data.num_frames, cfg.data.num_clips_test) == (1, 2, 16)
+    assert (cfg.data.num_clips_train, cfg.data.num_frames, cfg.data.n_test) == (1, 2, 16)
     assert cfg.model.aggregation == "lse" and cfg.model.backbone == "resnet50"
     assert cfg.optim.betas == [0.9, 0.98] and cfg.optim.grad_clip == 5.0
 

@@ -148,7 +148,7 @@ def test_predict_with_face_crop_reports_the_counts(tiny_checkpoint, tmp_path, ca
 
     from clipbert_emo import Predictor
     from clipbert_emo.cli import main
-    from clipbert_emo.data.synthemo import write_mp4
+    from clipbert_emo.synthemo import write_mp4
 
     frames, _ = _astronaut_frames(8, shift=6, size=576)
     write_mp4(tmp_path / "astronaut.mp4", frames, 4.0)

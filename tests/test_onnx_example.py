@@ -33,7 +33,7 @@ assert not any(m == "clipbert_emo" or m.startswith("clipbert_emo.") for m in sys
 
 def write_video(path, height, width, frames=24, fps=8.0):
     """A gradient with a bright square moving across it, so that clips and resized pixels differ."""
-    from clipbert_emo.data.synthemo import write_mp4
+    from clipbert_emo.synthemo import write_mp4
 
     y, x = np.mgrid[0:height, 0:width]
     video = np.zeros((frames, height, width, 3), np.uint8)
@@ -50,7 +50,7 @@ def write_video(path, height, width, frames=24, fps=8.0):
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("onnx_example")
-    ckpt = tiny_checkpoint(root / "checkpoint", ["data.num_clips_test=4", "data.num_frames=3"])
+    ckpt = tiny_checkpoint(root / "checkpoint", ["data.n_test=4", "data.num_frames=3"])
     assert main(["export", str(ckpt), "--out", str(root / "onnx"), "--text-len", "dynamic"]) == 0
     return ckpt, root / "onnx"
 

@@ -220,8 +220,10 @@ def test_prepare_fills_the_vocabulary_and_question_types_from_train():
     train = Manifest(path="t", skipped=[], samples=[
         Sample(video=None, text="q", answer=a, question_type=t, source="t")
         for a, t in [("yes", "b"), ("no", "a"), ("yes", "a"), ("maybe", "b")]])
-    get_task("qa").prepare(cfg, train)
-    assert cfg.data.labels == ["yes", "maybe"] and cfg.data.question_types == ["a", "b"]
+    before = cfg.data.labels
+    data = get_task("qa").prepare(cfg.data, train)
+    assert data.labels == ["yes", "maybe"] and data.question_types == ["a", "b"]
+    assert cfg.data.labels == before and cfg.data.question_types == [], "the config it was given is left as it was"
 
 
 def test_multiple_choice_records():
@@ -315,7 +317,7 @@ def test_msrvtt_qa_reader(tmp_path):
 def synthemo_tasks(synthemo_dir, tmp_path_factory):
     import shutil
 
-    from clipbert_emo.data.synthemo.tasks import write_task_manifests
+    from clipbert_emo.synthemo.tasks import write_task_manifests
 
     out = tmp_path_factory.mktemp("rq")
     for name in ("synthemo.json", "train.jsonl", "val.jsonl", "test.jsonl"):
@@ -327,7 +329,7 @@ def synthemo_tasks(synthemo_dir, tmp_path_factory):
 
 
 def test_synthemo_questions_come_from_the_generator(synthemo_tasks):
-    from clipbert_emo.data.synthemo.tasks import MOUTH_ANSWERS
+    from clipbert_emo.synthemo.tasks import MOUTH_ANSWERS
 
     videos = {json.loads(x)["video"]: json.loads(x) for x in (synthemo_tasks / "val.jsonl").read_text().splitlines()}
     mouth_of_kind = {"happy": "it smiles", "sad": "it turns down", "angry": "it presses tight",

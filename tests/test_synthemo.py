@@ -11,8 +11,8 @@ import pytest
 
 decord = pytest.importorskip("decord")
 
-from clipbert_emo.data import synthemo as se  # noqa: E402
-from clipbert_emo.data.synthemo import generate  # noqa: E402
+from clipbert_emo import synthemo as se  # noqa: E402
+from clipbert_emo.synthemo import generate  # noqa: E402
 
 # size 40, not 48: decord 0.6.0 misdecodes 48-px-wide videos (see write_mp4).
 TINY = se.SynthEmoConfig(num_train=12, num_val=6, num_test=6, size=40, fps=8.0,

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clipbert_emo.data import synthemo as se
-from clipbert_emo.data.synthemo import captions, spec
+from clipbert_emo import synthemo as se
+from clipbert_emo.synthemo import captions, spec
 
 N_IMAGES, SIZE = 30, 32
 

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..config.choices import SEEK_MODES
+
 OVERRIDES_HELP = "config overrides as key.sub=value, e.g. train.epochs=5 data.frame_size=224"
 
 # What a command was asked for (tables, JSON) goes to the real stdout through say(); everything else that
@@ -79,6 +81,16 @@ def to_stdout(command):
     return run
 
 
+def print_eval_summary(result: dict, task) -> None:
+    """The evaluation's table, one row per aggregation with the task kind's headline numbers, and what was skipped."""
+    from ..eval.report import format_table, summary_rows
+
+    rows = summary_rows(result, task)
+    say(format_table(rows, list(rows[0].keys())))
+    if result["skipped"]:
+        say(f"skipped {len(result['skipped'])} sample(s): " + "; ".join(f"{w}: {r}" for w, r in result["skipped"][:5]))
+
+
 def add_common(parser: argparse.ArgumentParser, default) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", default=default, help="log every epoch's metrics")
     parser.add_argument("--debug", action="store_true", default=default,
@@ -87,7 +99,7 @@ def add_common(parser: argparse.ArgumentParser, default) -> None:
 
 def add_speed_options(s: argparse.ArgumentParser, default_seek: str | None) -> None:
     """--seek and --threads, which predict and evaluate share (with different default seek modes)."""
-    s.add_argument("--seek", choices=["accurate", "keyframe"], default=default_seek,
+    s.add_argument("--seek", choices=SEEK_MODES, default=default_seek,
                    help="where clips sit in the video: keyframe = a clip starts on a keyframe where one lies "
                         "within a quarter of the clip spacing, else exactly where sampled (the clips never bunch "
                         "up; faster where keyframes are dense, as in 1-2 s GOP encodes; the frames read are "

@@ -6,13 +6,13 @@ import json
 import sys
 from pathlib import Path
 
+from ..config.choices import AGGREGATIONS
 from .common import add_speed_options, non_negative, png_path, positive, say, utf8_text
 
 
 def _cmd_predict(args) -> int:
     from ..config import UserError
-    from ..predict import Predictor, is_manifest
-
+    from ..predict import Predictor, is_manifest, plot_timeline, transcribe
     from ..runtime import set_threads
 
     text = utf8_text(args.text, "--text")
@@ -33,24 +33,15 @@ def _cmd_predict(args) -> int:
         return _predict_many(args, predictor, text)
     args.video = paths[0] if paths else None
     if args.transcribe and not text and args.video:
-        from ..data.audio import read_audio
-        from ..data.transcribe import Transcriber
-
-        wave = read_audio(args.video, 16000)
-        text = Transcriber(args.transcribe)(wave) if wave is not None and len(wave) else ""
+        text = transcribe(args.video, args.transcribe)
         print(f"transcript ({args.transcribe}): {text!r}", file=sys.stderr)
-    if plot and not (predictor.model.modalities and predictor.task.name in ("single_label", "multilabel")):
+    if plot and not predictor.draws_timelines:
         raise UserError("--plot draws the per-clip class probabilities over time: it needs a model with video and "
                         f"class labels (this checkpoint: {predictor.task.name}, "
                         f"{'+'.join(predictor.model.modality_names) or 'text only'})")
-    result = predictor(args.video, text=text, num_clips=args.n_test, aggregation=args.aggregation)
+    result = predictor(args.video, text=text, n_test=args.n_test, aggregation=args.aggregation)
     if plot:
-        from ..eval.plots import plot_clip_timeline
-        import numpy as np
-
-        times = [(c["start"] + c["end"]) / 2 for c in result["clips"]]
-        probs = np.array([[c["probabilities"][lab] for lab in predictor.labels] for c in result["clips"]])
-        plot_clip_timeline(times, probs, predictor.labels, plot, title=Path(args.video).name)
+        plot_timeline(result, predictor.labels, plot)
     if args.json or not isinstance(result["prediction"], str):  # regression / multitask: nested values
         say(json.dumps(result, indent=2))
         return 0
@@ -59,7 +50,7 @@ def _cmd_predict(args) -> int:
     from .results_file import shown_path
 
     say(f"{shown_path(result['video'])}  text={result['text']!r}")  # a name that is not UTF-8 would not print
-    say(f"prediction: {result['prediction']}  ({result['aggregation']} over {result['num_clips']} clips)")
+    say(f"prediction: {result['prediction']}  ({result['aggregation']} over {result['n_test']} clips)")
     say(format_table([{"label": k, "probability": v} for k, v in
                       sorted(result["probabilities"].items(), key=lambda kv: -kv[1])], ["label", "probability"]))
     if result["clips"] and result["clips"][0]["start"] is not None:
@@ -84,7 +75,7 @@ def _predict_many(args, predictor, text: str | None) -> int:
     if png_dir is not None:
         if png_dir.exists() and not png_dir.is_dir():
             raise UserError(f"--timeline-png {png_dir} is a file; give a folder")
-        if predictor.task.name not in ("single_label", "multilabel"):
+        if not predictor.task.clip_probabilities:
             raise UserError(f"--timeline-png draws class probabilities; this checkpoint's task is {predictor.task.name}")
     # Opened (created) before anything is scored: a folder that cannot be written fails now, not at the end.
     out = ResultsFile(args.out, predictor.labels, resume=args.resume, overwrite=args.overwrite) if args.out else None
@@ -144,7 +135,7 @@ class _ManyRun:
         texts = [transcript_for(i["video"], transcripts) or i["text"] or self.text for i in inputs]
         pngs = _TimelinePngs(self.predictor.labels, self.png_dir, out) if self.png_dir is not None else None
         scored = self.predictor.predict_many(
-            [i["video"] for i in inputs], texts, num_clips=args.n_test, aggregation=args.aggregation,
+            [i["video"] for i in inputs], texts, n_test=args.n_test, aggregation=args.aggregation,
             batch_size=args.batch_size, num_workers=args.workers, spans=[(i["start"], i["end"]) for i in inputs],
             progress=not args.quiet) if inputs else ()
         stream = _chain(scored, failures)
@@ -174,7 +165,7 @@ def _table_row(r: dict) -> dict:
     row = {"video": r["video"], "prediction": r.get("prediction", "FAILED")}
     if isinstance(r.get("prediction"), str):
         row["p_top"] = r["probabilities"][r["prediction"]]
-        row["clips"] = r["num_clips"]
+        row["clips"] = r["n_test"]
     if "face_crop" in r:
         row["no_face_frames"] = f"{r['face_crop']['no_face_frames']}/{r['face_crop']['frames']}"
     if "error" in r:
@@ -203,18 +194,13 @@ class _TimelinePngs:
         return name
 
     def draw(self, r: dict) -> None:
-        import numpy as np
+        from ..predict import plot_timeline
 
-        from ..eval.plots import plot_clip_timeline
-
-        if "timeline" not in r or "probabilities" not in r["timeline"]:
+        if "probabilities" not in r.get("timeline", {}):
             return
-        name = self._name(r["video"])
-        t = r["timeline"]
-        times = [(a + b) / 2 if a is not None else i for i, (a, b) in enumerate(zip(t["start"], t["end"]))]
-        probs = np.array([t["probabilities"][lab] for lab in self.labels]).T  # (K, N) -> (N, K)
-        plot_clip_timeline(times, probs, self.labels, self.folder / f"{name}.png", title=Path(r["video"]).name)
-        r["timeline_png"] = str(self.folder / f"{name}.png")
+        path = self.folder / f"{self._name(r['video'])}.png"
+        plot_timeline(r, self.labels, path)
+        r["timeline_png"] = str(path)
 
 
 def add_predict_parser(sub, common) -> None:
@@ -232,8 +218,9 @@ def add_predict_parser(sub, common) -> None:
     s.add_argument("--transcribe", metavar="WHISPER", default=None,
                    help="without --text: transcribe the video's speech with this Whisper checkpoint (a local folder "
                         "or hub id) and use that as the text")
-    s.add_argument("--n-test", type=positive("--n-test"), default=None, help="clips (default: the config's N_test)")
-    s.add_argument("--aggregation", choices=["mean", "max", "lse"], default=None)
+    s.add_argument("--n-test", type=positive("--n-test"), default=None,
+                   help="clips (default: the config's data.n_test)")
+    s.add_argument("--aggregation", choices=AGGREGATIONS, default=None)
     s.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
     s.add_argument("--json", action="store_true", help="print JSON instead of tables")
     s.add_argument("--plot", metavar="PNG", help="also draw the per-clip timeline to this PNG (one video)")

@@ -16,6 +16,10 @@ class UserError(Exception):
     """Bad input: the message names what, where, and what to do."""
 
 
+class ConfigError(UserError, ValueError):
+    """A config file or override that does not fit the schema."""
+
+
 class OutputError(UserError, OSError):
     """An output folder or file that cannot be written (read-only, under a file, disk full, ...)."""
 

@@ -18,6 +18,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 import yaml
 
 from .atomic import atomic_write_text
+from .renamed import upgrade_key_path, upgrade_keys
 from .schema import ConfigError, ExperimentConfig
 
 __all__ = ["to_dict", "from_dict", "parse_override", "apply_overrides", "load_config", "save_config",
@@ -91,7 +92,7 @@ def to_dict(cfg: Any) -> dict:
 
 
 def from_dict(data: dict, where: str = "config") -> ExperimentConfig:
-    cfg = _from_dict(ExperimentConfig, data, where)
+    cfg = _from_dict(ExperimentConfig, upgrade_keys(data, where), where)
     cfg.validate()
     return cfg
 
@@ -198,6 +199,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     data = copy.deepcopy(data)
     for item in overrides:
         keys, value = parse_override(item)
+        keys = upgrade_key_path(keys, f"override {item!r}")
         cls, node = ExperimentConfig, data
         for depth, k in enumerate(keys):
             names = {f.name for f in fields(cls)}
@@ -240,12 +242,12 @@ def resolve_config_path(name_or_path: str | os.PathLike) -> Path:
 
 def _read_config_file(path: Path) -> dict:
     """A YAML experiment merged over its optional ``base:``, each file's keys checked against the schema."""
-    data = _read_yaml(path)
+    data = upgrade_keys(_read_yaml(path), str(path))
     base = data.pop("base", None)
     _check_keys(data, ExperimentConfig, str(path))
     if base:
         base_path = (path.parent / base).resolve()
-        base_data = _read_yaml(base_path)
+        base_data = upgrade_keys(_read_yaml(base_path), str(base_path))
         if "base" in base_data:
             raise ConfigError(f"{base_path}: a base config may not name another base (one level only)")
         _check_keys(base_data, ExperimentConfig, str(base_path))
@@ -296,7 +298,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
     names = preset.split(",") if isinstance(preset, str) else list(preset or [])
     for name in (n.strip() for n in names if str(n).strip()):  # several presets apply in the order given
         preset_path = resolve_preset_path(name)
-        preset_data = _read_yaml(preset_path)
+        preset_data = upgrade_keys(_read_yaml(preset_path), str(preset_path))
         _check_keys(preset_data, ExperimentConfig, str(preset_path))
         data = _deep_merge(data, preset_data)
     data = apply_overrides(data, overrides or [])

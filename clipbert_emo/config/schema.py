@@ -7,24 +7,20 @@ overrides into them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import operator
+from dataclasses import dataclass, field, fields
 
-from .errors import UserError
+from .choices import CHOICES, DATA_FORMATS, TASK_KINDS
+from .errors import ConfigError, UserError
+from .renamed import RENAMED_KEYS, renamed_attribute
 
 __all__ = ["EMOTIONS", "TASKS", "DATA_FORMATS", "ConfigError", "AudioConfig", "DataConfig", "ModelConfig", "OptimConfig",
-           "TrainConfig", "PretrainConfig", "RetrievalConfig", "ExperimentConfig"]
+           "TrainConfig", "PretrainConfig", "RetrievalConfig", "ExperimentConfig", "resolve_n_test"]
 
 EMOTIONS: tuple[str, ...] = ("neutral", "happy", "sad", "angry", "surprised", "fearful")
 
-
-class ConfigError(UserError, ValueError):
-    """A config file or override that does not fit the schema."""
-
-
-# Task kinds data.task accepts: the built-in ones, and any that clipbert_emo.tasks.register_task adds.
-TASKS: list[str] = ["single_label", "multilabel", "multitask", "regression"]
-DATA_FORMATS = ("manifest", "meld", "mosi", "mosei", "sims", "daisee", "fer2013", "image_folder", "coco",
-                "visual_genome", "iemocap", "msrvtt", "didemo", "tgif_qa", "msrvtt_qa")
+# The task kinds data.task accepts (config/choices.py); this name is kept for code written against it.
+TASKS = TASK_KINDS
 
 
 @dataclass
@@ -89,7 +85,8 @@ class DataConfig:
     num_frames: int = 2  # T: frames per clip
     clip_fps: float = 2.0  # a clip spans num_frames / clip_fps seconds
     num_clips_train: int = 1  # N_train
-    num_clips_test: int = 16  # N_test
+    # N_test: clips per video at evaluation and prediction (--n-test overrides it; config.resolve_n_test reads it)
+    n_test: int = 16
     # Where the only clip sits when N_test == 1: "middle" | "start" (ClipBERT's QA) | "third" (ClipBERT's retrieval)
     single_clip: str = "middle"
     # Preprocessing details. The defaults are this library's; configs/clipbert_original.yaml sets the original
@@ -196,7 +193,8 @@ class ModelConfig:
     # A pretrained speech encoder for the audio windows instead of the log-mel CNN: a local folder or hub id of
     # a transformers wav2vec2 / HuBERT / WavLM / data2vec-audio checkpoint (needs data.audio.front_end=waveform).
     audio_init: str = ""
-    # Where the modalities meet (models/fusion_strategies.py): early = ClipBERT's one transformer over
+    # Where the modalities meet: a name registered in models/registry.py, which checks it (and the task kinds and
+    # modalities the strategy supports) when the model is built. Built in: early = ClipBERT's one transformer over
     # [text ; visual ; audio] tokens; late = one encoder and classifier per modality, logits combined by learned
     # weights; cross_attention = per-modality encoders + MulT-style pairwise cross-modal layers; hybrid = early
     # plus late's per-modality heads (combined, and trained as auxiliary losses). docs/fusion.md compares them.
@@ -235,7 +233,7 @@ class TrainConfig:
     eval_batch_size: int = 8
     grad_accum_steps: int = 1
     mixed_precision: str = "no"  # no | fp16 | bf16
-    val_num_clips: int = 4  # N_test used for the per-epoch validation (cheaper than the final N_test)
+    val_n_test: int = 4  # N_test used for the per-epoch validation (cheaper than the final N_test)
     log_every: int = 10
     init_checkpoint: str = ""  # start from these weights (a checkpoint folder written by this library)
     max_steps: int = 0  # stop after this many optimizer steps (0 = run all epochs); for smoke tests
@@ -291,6 +289,12 @@ class RetrievalConfig:
     eval_pairs_per_pass: int = 4096
 
 
+# The old spellings of renamed keys, as attributes (RENAMED_KEYS): code written against them keeps working.
+for _section, _cls in (("data", DataConfig), ("train", TrainConfig)):
+    for _old, _new in RENAMED_KEYS[_section].items():
+        setattr(_cls, _old, renamed_attribute(_section, _old, _new))
+
+
 @dataclass
 class ExperimentConfig:
     name: str = "experiment"
@@ -302,118 +306,141 @@ class ExperimentConfig:
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
 
     def validate(self) -> None:
-        if self.data.frame_index == "floor_exclusive":  # the name of an inexact rule up to version 0.1.0
-            raise ConfigError("data.frame_index=floor_exclusive is gone: it read the original ClipBERT's clips one "
-                              "frame off at their first or last index; use data.frame_index=clipbert, its exact rule")
-        choices = {
-            "model.aggregation": (self.model.aggregation, ("mean", "max", "lse")),
-            "model.temporal_fusion": (self.model.temporal_fusion, ("mean", "attention")),
-            "model.backbone": (self.model.backbone, ("resnet18", "resnet34", "resnet50", "resnet101",
-                                                       "efficientnet_lite0", "detectron2_resnet50")),
-            "model.channel_order": (self.model.channel_order, ("rgb", "bgr")),
-            "model.fusion": (self.model.fusion, ("early", "late", "cross_attention", "hybrid")),
-            "data.pad": (self.data.pad, ("bottom_right", "center")),
-            "data.single_clip": (self.data.single_clip, ("middle", "start", "third")),
-            "data.resize_rounding": (self.data.resize_rounding, ("round", "floor")),
-            "data.resize_output": (self.data.resize_output, ("uint8", "float")),
-            "data.frame_index": (self.data.frame_index, ("round", "clipbert")),
-            "data.seek": (self.data.seek, ("accurate", "keyframe")),
-            "model.inference_precision": (self.model.inference_precision, ("fp32", "bf16")),
-            "data.task": (self.data.task, TASKS),
-            "data.format": (self.data.format, DATA_FORMATS),
-            "train.mixed_precision": (self.train.mixed_precision, ("no", "fp16", "bf16")),
-            "optim.optimizer": (self.optim.optimizer, ("adamw", "apex_fused_adam")),
-            "train.loss": (self.train.loss, ("ce", "weighted_ce", "focal")),
-            "train.sampler": (self.train.sampler, ("shuffle", "class_balanced")),
-        }
-        for key, (value, allowed) in choices.items():
-            if value not in allowed:
-                raise ConfigError(f"{key}={value!r}: expected one of {', '.join(allowed)}")
-        if not (self.data.use_video or self.data.use_text or self.data.use_audio):
-            raise ConfigError("data.use_video, data.use_text and data.use_audio are all false: the model would see "
-                              "nothing")
-        a = self.data.audio
-        if a.sample_rate < 1000 or not a.window_seconds > 0 or a.n_mels < 8 or not 0 < a.hop_ms <= a.win_ms:
-            raise ConfigError(f"data.audio: need sample_rate >= 1000, window_seconds > 0, n_mels >= 8 and "
-                              f"0 < hop_ms <= win_ms (got {a})")
-        if a.front_end not in ("log_mel", "waveform"):
-            raise ConfigError(f"data.audio.front_end={a.front_end!r}: expected log_mel or waveform")
-        if bool(self.model.audio_init) != (a.front_end == "waveform"):
-            raise ConfigError("model.audio_init (a pretrained speech encoder) reads raw sound and the log-mel CNN "
-                              "reads spectrograms: set model.audio_init=<model> together with "
-                              "data.audio.front_end=waveform, or neither")
-        if not 0.0 <= self.data.modality_dropout < 1.0:
-            raise ConfigError(f"data.modality_dropout must be in [0, 1), got {self.data.modality_dropout}")
-        if self.model.cross_layers < 1 or self.model.fusion_aux_weight < 0:
-            raise ConfigError(f"model.cross_layers must be >= 1 and model.fusion_aux_weight >= 0 (got "
-                              f"{self.model.cross_layers}, {self.model.fusion_aux_weight})")
-        if self.model.audio_tokens < 1:
-            raise ConfigError(f"model.audio_tokens must be >= 1, got {self.model.audio_tokens}")
-        if self.model.backbone_stages not in (3, 4):
-            raise ConfigError(f"model.backbone_stages={self.model.backbone_stages}: expected 3 or 4")
-        if self.model.hidden_size % self.model.num_heads:
-            raise ConfigError(
-                f"model.hidden_size={self.model.hidden_size} is not divisible by model.num_heads={self.model.num_heads}"
-            )
-        for key in ("num_frames", "num_clips_train", "num_clips_test", "frame_size", "max_text_len"):
-            if getattr(self.data, key) < 1:
-                raise ConfigError(f"data.{key} must be >= 1, got {getattr(self.data, key)}")
-        for key in ("epochs", "batch_size", "eval_batch_size", "grad_accum_steps", "val_num_clips"):
-            if getattr(self.train, key) < 1:
-                raise ConfigError(f"train.{key} must be >= 1, got {getattr(self.train, key)}")
-        if self.model.inference_clips_per_pass < 0:
-            raise ConfigError(f"model.inference_clips_per_pass must be >= 0 (0 = all at once), got "
-                              f"{self.model.inference_clips_per_pass}")
-        if self.model.inference_cnn_frames < 0:
-            raise ConfigError(f"model.inference_cnn_frames must be >= 0 (0 = all at once), got "
-                              f"{self.model.inference_cnn_frames}")
-        if self.data.decode_threads < 0:
-            raise ConfigError(f"data.decode_threads must be >= 0 (0 = the decoder's choice), got {self.data.decode_threads}")
-        for key in ("max_steps", "save_every_steps", "threads"):
-            if getattr(self.train, key) < 0:
-                raise ConfigError(f"train.{key} must be >= 0 (0 = off), got {getattr(self.train, key)}")
-        if self.data.num_workers < 0:
-            raise ConfigError(f"data.num_workers must be >= 0, got {self.data.num_workers}")
-        if not 0.0 <= self.data.face_margin <= 2.0:
-            raise ConfigError(f"data.face_margin must be in [0, 2] (a fraction of the face box), got "
-                              f"{self.data.face_margin}")
-        if not self.data.clip_fps > 0:
-            raise ConfigError(f"data.clip_fps must be > 0, got {self.data.clip_fps}")
-        if self.train.resume and self.train.overwrite:
-            raise ConfigError("train.resume and train.overwrite exclude each other: continue the run, or replace it")
-        if self.data.task == "multitask" and not self.data.heads:
-            raise ConfigError("data.task=multitask needs data.heads (the names of the heads)")
-        if not 0.0 < self.data.train_fraction <= 1.0:
-            raise ConfigError(f"data.train_fraction must be in (0, 1], got {self.data.train_fraction}")
-        if self.data.format != "manifest" and not self.data.root:
-            raise ConfigError(f"data.format={self.data.format} reads the release from data.root; set data.root=PATH")
-        if len(self.pretrain.sources) != len(self.pretrain.roots):
-            raise ConfigError(f"pretrain.sources ({len(self.pretrain.sources)}) and pretrain.roots "
-                              f"({len(self.pretrain.roots)}) must pair up one to one")
-        for src in self.pretrain.sources:
-            if src not in DATA_FORMATS:
-                raise ConfigError(f"pretrain.sources: {src!r} is not one of {', '.join(DATA_FORMATS)}")
-        if self.retrieval.num_negatives < 1 or self.retrieval.eval_pairs_per_pass < 1:
-            raise ConfigError(f"retrieval.num_negatives and retrieval.eval_pairs_per_pass must be >= 1 (got "
-                              f"{self.retrieval.num_negatives}, {self.retrieval.eval_pairs_per_pass})")
-        if self.model.contrastive_weight < 0 or (self.model.contrastive_weight > 0 and (
-                self.data.task not in ("retrieval", "qa_mc") or self.model.fusion != "early" or not self.data.use_video)):
-            raise ConfigError(f"model.contrastive_weight={self.model.contrastive_weight}: the contrastive loss is for "
-                              f"data.task=retrieval or qa_mc with video and model.fusion=early (got task "
-                              f"{self.data.task}, fusion {self.model.fusion}); set it to 0 otherwise")
-        # Late fusion scores a (video, text) pair as a video-only score plus a text-only one: the video's share is the
-        # same for each of its texts, so it cannot tell a query's videos apart, nor a video's candidate answers.
-        late_refused = {"retrieval": "every query would rank the videos in the same order",
-                        "qa_mc": "the clips cannot change which candidate answer wins (a text-only model, "
-                                 "data.use_video=false data.use_audio=false, may use it)"}
-        if (self.model.fusion == "late" and self.data.task in late_refused
-                and (self.data.task == "retrieval" or self.data.use_video or self.data.use_audio)):
-            raise ConfigError(f"model.fusion=late cannot be used with data.task={self.data.task}: late fusion scores "
-                              f"the clips apart from the text (a pair's score is a video-only score plus a text-only "
-                              f"one), so {late_refused[self.data.task]}; use model.fusion=early, cross_attention or "
-                              f"hybrid")
-        if self.data.answer_vocab_size < 0:
-            raise ConfigError(f"data.answer_vocab_size must be >= 0 (0 = data.labels as given), got "
-                              f"{self.data.answer_vocab_size}")
-        if len(set(self.data.labels)) != len(self.data.labels) or not self.data.labels:
-            raise ConfigError(f"data.labels must be a non-empty list of distinct names, got {self.data.labels}")
+        """The rules between fields, one named step each (the module's ``_check_*``); the first broken rule raises
+        ConfigError naming the key."""
+        for check in _CHECKS:
+            check(self)
+
+
+def resolve_n_test(cfg: ExperimentConfig | DataConfig, n_test: int | None = None, validation: bool = False) -> int:
+    """N_test, the clips per video scored at evaluation and prediction: ``n_test`` when given (an argument,
+    --n-test), else the config's data.n_test, or with ``validation`` its train.val_n_test (the per-epoch
+    validation's; ``cfg`` is then the whole ExperimentConfig). UserError unless it is a whole number >= 1."""
+    if n_test is None:
+        data = cfg.data if isinstance(cfg, ExperimentConfig) else cfg
+        n_test = cfg.train.val_n_test if validation else data.n_test
+    try:
+        whole = operator.index(n_test)  # an int, or an integer type that is one (numpy's)
+    except TypeError:
+        whole = None
+    if isinstance(n_test, bool) or whole is None or whole < 1:
+        raise UserError(f"n_test must be a whole number >= 1, got {n_test!r}")
+    return whole
+
+
+def _check_retired(cfg: ExperimentConfig) -> None:
+    if cfg.data.frame_index == "floor_exclusive":  # the name of an inexact rule up to version 0.1.0
+        raise ConfigError("data.frame_index=floor_exclusive is gone: it read the original ClipBERT's clips one "
+                          "frame off at their first or last index; use data.frame_index=clipbert, its exact rule")
+
+
+def _value(cfg: ExperimentConfig, key: str):
+    for part in key.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def _check_choices(cfg: ExperimentConfig) -> None:
+    for key, allowed in {**CHOICES, "data.task": TASK_KINDS}.items():
+        value = _value(cfg, key)
+        if value not in allowed:
+            raise ConfigError(f"{key}={value!r}: expected one of {', '.join(allowed)}")
+
+
+def _check_modalities(cfg: ExperimentConfig) -> None:
+    # Every data.use_<name> switch of the schema: a modality added with its switch is counted here too.
+    switches = [f.name for f in fields(DataConfig) if f.name.startswith("use_")]
+    if not any(getattr(cfg.data, name) for name in switches):
+        names = [f"data.{name}" for name in switches]
+        raise ConfigError(f"{', '.join(names[:-1])} and {names[-1]} are all false: the model would see nothing")
+    if not 0.0 <= cfg.data.modality_dropout < 1.0:
+        raise ConfigError(f"data.modality_dropout must be in [0, 1), got {cfg.data.modality_dropout}")
+
+
+def _check_audio(cfg: ExperimentConfig) -> None:
+    a = cfg.data.audio
+    if a.sample_rate < 1000 or not a.window_seconds > 0 or a.n_mels < 8 or not 0 < a.hop_ms <= a.win_ms:
+        raise ConfigError(f"data.audio: need sample_rate >= 1000, window_seconds > 0, n_mels >= 8 and "
+                          f"0 < hop_ms <= win_ms (got {a})")
+    if bool(cfg.model.audio_init) != (a.front_end == "waveform"):
+        raise ConfigError("model.audio_init (a pretrained speech encoder) reads raw sound and the log-mel CNN "
+                          "reads spectrograms: set model.audio_init=<model> together with "
+                          "data.audio.front_end=waveform, or neither")
+    if cfg.model.audio_tokens < 1:
+        raise ConfigError(f"model.audio_tokens must be >= 1, got {cfg.model.audio_tokens}")
+
+
+def _check_model(cfg: ExperimentConfig) -> None:
+    m = cfg.model
+    if m.cross_layers < 1 or m.fusion_aux_weight < 0:
+        raise ConfigError(f"model.cross_layers must be >= 1 and model.fusion_aux_weight >= 0 (got "
+                          f"{m.cross_layers}, {m.fusion_aux_weight})")
+    if m.backbone_stages not in (3, 4):
+        raise ConfigError(f"model.backbone_stages={m.backbone_stages}: expected 3 or 4")
+    if m.hidden_size % m.num_heads:
+        raise ConfigError(f"model.hidden_size={m.hidden_size} is not divisible by model.num_heads={m.num_heads}")
+    for key in ("inference_clips_per_pass", "inference_cnn_frames"):
+        if getattr(m, key) < 0:
+            raise ConfigError(f"model.{key} must be >= 0 (0 = all at once), got {getattr(m, key)}")
+
+
+def _check_counts(cfg: ExperimentConfig) -> None:
+    """Sizes that must be positive, and those where 0 means off or automatic."""
+    d, t = cfg.data, cfg.train
+    for section, keys, least, meaning in (
+            ("data", ("num_frames", "num_clips_train", "n_test", "frame_size", "max_text_len"), 1, ""),
+            ("train", ("epochs", "batch_size", "eval_batch_size", "grad_accum_steps", "val_n_test"), 1, ""),
+            ("data", ("decode_threads",), 0, " (0 = the decoder's choice)"),
+            ("train", ("max_steps", "save_every_steps", "threads"), 0, " (0 = off)"),
+            ("data", ("num_workers",), 0, "")):
+        for key in keys:
+            value = getattr(d if section == "data" else t, key)
+            if value < least:
+                raise ConfigError(f"{section}.{key} must be >= {least}{meaning}, got {value}")
+    if not 0.0 <= d.face_margin <= 2.0:
+        raise ConfigError(f"data.face_margin must be in [0, 2] (a fraction of the face box), got {d.face_margin}")
+    if not d.clip_fps > 0:
+        raise ConfigError(f"data.clip_fps must be > 0, got {d.clip_fps}")
+    if not 0.0 < d.train_fraction <= 1.0:
+        raise ConfigError(f"data.train_fraction must be in (0, 1], got {d.train_fraction}")
+    if d.answer_vocab_size < 0:
+        raise ConfigError(f"data.answer_vocab_size must be >= 0 (0 = data.labels as given), got "
+                          f"{d.answer_vocab_size}")
+
+
+def _check_run(cfg: ExperimentConfig) -> None:
+    if cfg.train.resume and cfg.train.overwrite:
+        raise ConfigError("train.resume and train.overwrite exclude each other: continue the run, or replace it")
+
+
+def _check_sources(cfg: ExperimentConfig) -> None:
+    d, p = cfg.data, cfg.pretrain
+    if d.format != "manifest" and not d.root:
+        raise ConfigError(f"data.format={d.format} reads the release from data.root; set data.root=PATH")
+    if len(p.sources) != len(p.roots):
+        raise ConfigError(f"pretrain.sources ({len(p.sources)}) and pretrain.roots ({len(p.roots)}) must pair up "
+                          "one to one")
+    for src in p.sources:
+        if src not in DATA_FORMATS:
+            raise ConfigError(f"pretrain.sources: {src!r} is not one of {', '.join(DATA_FORMATS)}")
+
+
+def _check_task(cfg: ExperimentConfig) -> None:
+    d, m, r = cfg.data, cfg.model, cfg.retrieval
+    if d.task == "multitask" and not d.heads:
+        raise ConfigError("data.task=multitask needs data.heads (the names of the heads)")
+    if r.num_negatives < 1 or r.eval_pairs_per_pass < 1:
+        raise ConfigError(f"retrieval.num_negatives and retrieval.eval_pairs_per_pass must be >= 1 (got "
+                          f"{r.num_negatives}, {r.eval_pairs_per_pass})")
+    if m.contrastive_weight < 0 or (m.contrastive_weight > 0 and (
+            d.task not in ("retrieval", "qa_mc") or not d.use_video)):
+        # Which fusion strategies have the loss is theirs to say (models/registry.py: check_fusion).
+        raise ConfigError(f"model.contrastive_weight={m.contrastive_weight}: the contrastive loss is for "
+                          f"data.task=retrieval or qa_mc with video (got task {d.task}); set it to 0 otherwise")
+    if len(set(d.labels)) != len(d.labels) or not d.labels:
+        raise ConfigError(f"data.labels must be a non-empty list of distinct names, got {d.labels}")
+
+
+# In this order: a config with several mistakes is told about the first.
+_CHECKS = (_check_retired, _check_choices, _check_modalities, _check_audio, _check_model, _check_counts,
+           _check_run, _check_task, _check_sources)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..config import DataConfig
+from ..config import DataConfig, resolve_n_test
 from .decode import (DecodedFrames, VideoDecodeError, check_span, decode_what_decodes, is_image_path,
                      keyframe_indices, open_video, read_image, read_unique_frames, scaled_size,
                      video_info)
@@ -161,7 +161,7 @@ class VideoTextDataset(Dataset):
         self.samples = manifest.samples
         self.cfg = cfg
         self.training = training
-        self.num_clips = num_clips or (cfg.num_clips_train if training else cfg.num_clips_test)
+        self.num_clips = num_clips or (cfg.num_clips_train if training else resolve_n_test(cfg))
         self.seed = seed
         self.epoch = 0
         self.target = target or (lambda sample: None)

@@ -9,6 +9,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..config.choices import SEEK_MODES  # noqa: F401  (re-exported: the seek modes described below)
 from ..config.errors import UserError
 
 DEFAULT_FPS = 25.0
@@ -234,7 +235,7 @@ def video_info(reader, path: str) -> VideoInfo:
 # other clip is read exactly: the N clips stay at N distinct positions near the accurate ones whatever the
 # keyframe interval (data/sampling.py:snap_clips_to_keyframes). The saving is where keyframes are dense (a
 # keyframe every 1-2 s, as social-media encodes have); a file with one keyframe is read as accurate reads it.
-SEEK_MODES = ("accurate", "keyframe")
+# SEEK_MODES (config/choices.py) names them: the one list data.seek, --seek and Predictor(seek=) accept.
 # Reads decode the file front to back, converting only the wanted frames, when that decodes fewer frames than
 # seeking to each wanted frame's keyframe and decoding forward (read_plan). Where the keyframes are not known,
 # the wanted frames' density decides: at least one in every 8 between the first and the last.

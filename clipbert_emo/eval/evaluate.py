@@ -7,10 +7,11 @@ import time
 from pathlib import Path
 
 from ..checkpoint import load_checkpoint
+from ..config import AGGREGATIONS, renamed_keyword, resolve_n_test
 from ..data.loading import make_loader
 from ..data.manifest import read_manifest
-from ..models.aggregation import AGGREGATIONS, aggregate_clip_logits
-from ..tasks import get_task, load_split
+from ..models.aggregation import aggregate_clip_logits
+from ..tasks import Recipe, get_task, load_split
 from .inference import collect_clip_logits, reports_for_aggregations
 from .plots import plot_report
 from .report import format_report, write_json
@@ -29,10 +30,11 @@ def check_droppable(cfg, model, drop) -> tuple[str, ...]:
     return tuple(dict.fromkeys(drop))
 
 
-def evaluate(checkpoint: str | Path, manifest: str, out_dir: str | Path | None = None, num_clips: int | None = None,
+def evaluate(checkpoint: str | Path, manifest: str, out_dir: str | Path | None = None, n_test: int | None = None,
              aggregations=AGGREGATIONS, batch_size: int | None = None, accelerator=None, progress: bool = True,
-             print_report: bool = False, drop=(), seek: str | None = None) -> dict:
-    """Score ``manifest`` with the checkpoint at N_test = ``num_clips`` (default: the config's).
+             print_report: bool = False, drop=(), seek: str | None = None, *, num_clips: int | None = None) -> dict:
+    """Score ``manifest`` with the checkpoint at N_test = ``n_test`` (default: the config's data.n_test;
+    ``num_clips`` is its deprecated name).
 
     ``drop``: modalities (text, video, audio) removed from every sample at test time (their ``<name>_present``
     masks false), to score what the model does without them.
@@ -48,10 +50,11 @@ def evaluate(checkpoint: str | Path, manifest: str, out_dir: str | Path | None =
 
     from ..checkpoint import read_checkpoint_config
 
-    if get_task(read_checkpoint_config(checkpoint)[0].data.task).recipe == "retrieval":
+    n_test = renamed_keyword(n_test, num_clips, "n_test", "num_clips", "evaluate")
+    if get_task(read_checkpoint_config(checkpoint)[0].data.task).recipe == Recipe.RETRIEVAL:
         from .retrieval import evaluate_retrieval  # every video ranked for every text
 
-        result = evaluate_retrieval(checkpoint, manifest, out_dir, num_clips, aggregations, batch_size,
+        result = evaluate_retrieval(checkpoint, manifest, out_dir, n_test, aggregations, batch_size,
                                     accelerator.device if accelerator else None, progress)
         if out_dir is not None:  # also under the name every evaluation writes
             write_json(Path(out_dir) / "eval_metrics.json", result)
@@ -62,7 +65,7 @@ def evaluate(checkpoint: str | Path, manifest: str, out_dir: str | Path | None =
         cfg.data = dataclasses.replace(cfg.data, seek=seek)
     task = get_task(cfg.data.task)
     drop = check_droppable(cfg, model, drop)
-    n_test = num_clips or cfg.data.num_clips_test
+    n_test = resolve_n_test(cfg, n_test)
     if manifest in SPLITS:
         m = load_split(cfg.data, manifest)
     else:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
+from ..config import AGGREGATIONS
 from ..data.dataset import model_inputs, without_modalities
-from ..models.aggregation import AGGREGATIONS, aggregate_clip_logits
+from ..models.aggregation import aggregate_clip_logits
 from ..tasks import get_task
 
 

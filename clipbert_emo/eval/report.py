@@ -116,3 +116,10 @@ def _json_default(obj: Any) -> Any:
 def write_json(path, obj) -> None:
     """Write ``obj`` as indented JSON, atomically: readers see the old file or the complete new one."""
     atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def summary_rows(result: dict, task) -> list[dict]:
+    """One table row per aggregation of an evaluation ``result`` (eval/evaluate.py, eval/retrieval.py): N_test,
+    the aggregation, and the headline numbers the task kind picks from its report (``Task.summary``)."""
+    return [{"n_test": result["n_test"], "aggregation": how, **task.summary(rep)}
+            for how, rep in result["reports"].items()]

@@ -16,25 +16,26 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from ..config import AGGREGATIONS, renamed_keyword, resolve_n_test
 from ..data.dataset import tokenize_texts
 from ..data.loading import make_loader
 from ..data.manifest import Manifest
 from ..data.retrieval import gallery
-from ..models.aggregation import AGGREGATIONS, aggregate_clip_logits
+from ..models.aggregation import aggregate_clip_logits
 from ..tasks.retrieval import match_margin, retrieval_metrics
 
 
 @torch.no_grad()
-def video_features(model, videos: list, cfg_data, tokenizer, num_clips: int, batch_size: int, device,
+def video_features(model, videos: list, cfg_data, tokenizer, n_test: int, batch_size: int, device,
                    progress: bool = True, allow_none: bool = False) -> tuple[dict, dict, list]:
-    """Encoder outputs of ``videos`` (samples): ({modality: (V, N, D, ...)} on the CPU, {modality: (V,) present},
-    skipped). A video that does not decode is reported in ``skipped`` and gets all-zero features, so the
+    """Encoder outputs of ``videos`` (samples) at ``n_test`` clips each: ({modality: (V, N, D, ...)} on the CPU,
+    {modality: (V,) present}, skipped). A video that does not decode is reported in ``skipped`` and gets all-zero features, so the
     gallery keeps its size and a query's true video keeps its index (it then ranks wherever zeros rank).
     ``allow_none``: when no video decodes, return ({}, {}, skipped) instead of raising (a caller that has
     other features already, as search's cache)."""
     model.eval()
     loader = make_loader(Manifest(path="gallery", samples=list(videos), skipped=[]), cfg_data, tokenizer, False,
-                         batch_size, 0, num_clips=num_clips)
+                         batch_size, 0, num_clips=n_test)
     feats: dict[str, list] = {}
     present: dict[str, list] = {}
     rows: list[torch.Tensor] = []
@@ -92,28 +93,30 @@ def score_matrix(model, features: dict, present: dict, input_ids: torch.Tensor, 
     return scores
 
 
-def rank_manifest(model, cfg, tokenizer, manifest: Manifest, num_clips: int, aggregations=AGGREGATIONS,
+def rank_manifest(model, cfg, tokenizer, manifest: Manifest, n_test: int, aggregations=AGGREGATIONS,
                   batch_size: int = 8, device="cpu", progress: bool = True) -> dict:
-    """Rank the manifest's videos for each of its captions; {"reports": {aggregation: metrics}, ...}."""
+    """Rank the manifest's videos (``n_test`` clips each) for each of its captions; {"reports": {aggregation:
+    metrics}, ...}."""
     if not model.uses_video:
         raise ValueError("retrieval ranks videos: the model must use video (data.use_video=true)")
     videos, queries, truth = gallery(manifest)
     start = time.time()
-    feats, present, skipped = video_features(model, videos, cfg.data, tokenizer, num_clips, batch_size, device,
+    feats, present, skipped = video_features(model, videos, cfg.data, tokenizer, n_test, batch_size, device,
                                              progress)
     ids, mask = tokenize_texts(tokenizer, queries, cfg.data.max_text_len)  # (Q, L)
     scores = score_matrix(model, feats, present, ids, mask, aggregations, cfg.retrieval.eval_pairs_per_pass, device,
                           progress)
-    return {"n_test": num_clips, "num_videos": len(videos), "num_queries": len(queries),
+    return {"n_test": n_test, "num_videos": len(videos), "num_queries": len(queries),
             "eval_seconds": time.time() - start, "skipped": [list(s) for s in list(manifest.skipped) + skipped],
             "reports": {how: retrieval_metrics(s, truth) for how, s in scores.items()}}
 
 
 def evaluate_retrieval(checkpoint: str | Path, split: str, out_dir: str | Path | None = None,
-                       num_clips: int | None = None, aggregations=AGGREGATIONS, batch_size: int | None = None,
-                       device=None, progress: bool = True) -> dict:
+                       n_test: int | None = None, aggregations=AGGREGATIONS, batch_size: int | None = None,
+                       device=None, progress: bool = True, *, num_clips: int | None = None) -> dict:
     """Text-to-video retrieval of a checkpoint on a split (train | val | test) of its data config, or on a
-    manifest file of (video, text) records; writes retrieval_metrics.json into ``out_dir``."""
+    manifest file of (video, text) records, at ``n_test`` clips per video (default: the config's data.n_test;
+    ``num_clips`` is its deprecated name); writes retrieval_metrics.json into ``out_dir``."""
     from ..checkpoint import load_checkpoint
     from ..data.manifest import read_manifest
     from ..tasks import get_task, load_split
@@ -125,7 +128,7 @@ def evaluate_retrieval(checkpoint: str | Path, split: str, out_dir: str | Path |
         manifest = load_split(cfg.data, split)
     else:
         manifest = read_manifest(split, get_task(cfg.data.task).target_reader(cfg.data), strict=cfg.data.strict)
-    n_test = num_clips or cfg.data.num_clips_test
+    n_test = resolve_n_test(cfg, renamed_keyword(n_test, num_clips, "n_test", "num_clips", "evaluate_retrieval"))
     result = rank_manifest(model, cfg, tokenizer, manifest, n_test, aggregations,
                            batch_size or cfg.train.eval_batch_size, device, progress)
     result.update({"checkpoint": str(checkpoint), "manifest": str(split)})

@@ -136,26 +136,9 @@ def _cli_seconds(*argv: str, repeat: int = 1) -> float:
 REPEAT = 3
 
 
-def bench_infer(args) -> dict:
-    from ..checkpoint import load_checkpoint
-    from ..data.loading import make_loader
-    from ..data.manifest import read_manifest
-    from ..eval.inference import collect_clip_logits
-    from ..models.aggregation import aggregate_clip_logits
-    from ..runtime import set_threads
-    from ..tasks import get_task
-
-    started = machine()
-    threads = set_threads(None)
-    if args.checkpoint:
-        ckpt = Path(args.checkpoint)
-    else:
-        cfg = bench_config(args.config, args.overrides)
-        ckpt = demo_checkpoint(f"runs/bench/checkpoint-{cfg.name}" if args.config else "runs/bench/checkpoint", cfg)
-    count = 64 if args.full else 16
-    manifest = Path(args.manifest) if args.manifest else clip_manifest("runs/bench/clips", count)
-    rows, notes = [], []
-
+def _load_and_predict_rows(ckpt: Path, manifest: Path) -> list[dict]:
+    """Start-up and whole-command costs: a fresh process's load, `predict` on one video and on the manifest."""
+    rows = []
     for name, code in (("plain (before)", _LOAD_PLAIN), ("inference path", _LOAD_FAST)):
         t = _fresh_process(code, str(ckpt))
         rows.append({"measure": "fresh-process load", "setting": name, "seconds": t["load_s"],
@@ -172,14 +155,18 @@ def bench_infer(args) -> dict:
                                "--out", str(Path("runs/bench") / f"predict_{seek}.jsonl"))
         rows.append({"measure": f"clipbert-emo predict, {videos} videos", "setting": f"--seek {seek}",
                      "seconds": seconds, "videos_per_s": videos / seconds})
+    return rows
 
-    model, cfg, tokenizer = load_checkpoint(ckpt, "cpu")
-    task = get_task(cfg.data.task)
-    samples = read_manifest(str(manifest), task.target_reader(cfg.data), require_video=True)
-    if not (args.full and args.manifest):  # --full with a manifest: all of it (SynthEmo's test split: 300 videos)
-        samples.samples = samples.samples[:count]
+
+def _eval_rows(model, cfg, tokenizer, task, samples, batch_size: int) -> list[dict]:
+    """Dense evaluation at N_test 1, 4 and 16 in each CNN mode (one pass, chunks, chunks + bf16): seconds per
+    video, the N_test=16 / N_test=1 cost, and whether bf16 changes any prediction."""
+    from ..data.loading import make_loader
+    from ..eval.inference import collect_clip_logits
+    from ..models.aggregation import aggregate_clip_logits
+
+    rows = []
     data = dataclasses.replace(cfg.data, num_workers=0)
-    batch_size = 16
     chunk = cfg.model.inference_cnn_frames or 32
     modes = [("one CNN pass (before)", 0, "fp32"), (f"CNN in {chunk}-frame chunks", chunk, "fp32"),
              ("chunks + bf16 autocast", chunk, "bf16")]
@@ -213,15 +200,42 @@ def bench_infer(args) -> dict:
     total = len(predictions[(modes[1][0], 16)])
     rows.append({"measure": "bf16 vs fp32 video predictions (N_test=16)", "setting": f"{same}/{total} identical",
                  "ratio": same / total})
-    notes += [f"checkpoint {ckpt}, {len(samples.samples)} videos of {manifest}; batch {batch_size}, torch threads "
-              f"{threads} (the runtime policy)",
-              f"seconds: per video, model only, the best of {REPEAT} passes over the batches (decoded once "
-              "beforehand: data_s per video); "
-              "peak_rss_mb: the process's peak so far (runs go from small to large N_test)",
-              "fresh-process load: a new Python process; imports_s = import torch + clipbert_emo.predict, seconds = "
-              "what follows until the model is ready (the plain path imports transformers' BERT then)",
-              "predict wall: `python -m clipbert_emo.cli predict CHECKPOINT VIDEO --json` on the first video, imports "
-              f"included, best of {REPEAT} fresh processes"]
+    return rows
+
+
+def bench_infer(args) -> dict:
+    from ..checkpoint import load_checkpoint
+    from ..data.manifest import read_manifest
+    from ..runtime import set_threads
+    from ..tasks import get_task
+
+    started = machine()
+    threads = set_threads(None)
+    if args.checkpoint:
+        ckpt = Path(args.checkpoint)
+    else:
+        cfg = bench_config(args.config, args.overrides)
+        ckpt = demo_checkpoint(f"runs/bench/checkpoint-{cfg.name}" if args.config else "runs/bench/checkpoint", cfg)
+    count = 64 if args.full else 16
+    manifest = Path(args.manifest) if args.manifest else clip_manifest("runs/bench/clips", count)
+    rows = _load_and_predict_rows(ckpt, manifest)
+
+    model, cfg, tokenizer = load_checkpoint(ckpt, "cpu")
+    task = get_task(cfg.data.task)
+    samples = read_manifest(str(manifest), task.target_reader(cfg.data), require_video=True)
+    if not (args.full and args.manifest):  # --full with a manifest: all of it (SynthEmo's test split: 300 videos)
+        samples.samples = samples.samples[:count]
+    batch_size = 16
+    rows += _eval_rows(model, cfg, tokenizer, task, samples, batch_size)
+    notes = [f"checkpoint {ckpt}, {len(samples.samples)} videos of {manifest}; batch {batch_size}, torch threads "
+             f"{threads} (the runtime policy)",
+             f"seconds: per video, model only, the best of {REPEAT} passes over the batches (decoded once "
+             "beforehand: data_s per video); "
+             "peak_rss_mb: the process's peak so far (runs go from small to large N_test)",
+             "fresh-process load: a new Python process; imports_s = import torch + clipbert_emo.predict, seconds = "
+             "what follows until the model is ready (the plain path imports transformers' BERT then)",
+             "predict wall: `python -m clipbert_emo.cli predict CHECKPOINT VIDEO --json` on the first video, imports "
+             f"included, best of {REPEAT} fresh processes"]
     return report("infer", rows, ["measure", "setting", "seconds", "imports_s", "data_s", "videos_per_s",
                                   "peak_rss_mb", "accuracy", "ratio"], args.out, {"checkpoint": str(ckpt),
                                                                      "manifest": str(manifest)}, notes, started)

@@ -1,7 +1,7 @@
 """Which way of fusing the modalities works best, and what does each cost? (``clipbert-emo compare-fusion``)
 
-For each fusion strategy (``model.fusion``: early, late, cross_attention, hybrid) and each seed, one model is
-trained with the experiment config's budget, everything else unchanged (sparse training clips, dense N_test
+For each fusion strategy (``model.fusion``: every one registered in models/registry.py, or those asked for) and
+each seed, one model is trained with the experiment config's budget, everything else unchanged (sparse training clips, dense N_test
 inference, aggregation, task kind, imbalance settings); with ``baselines`` also one early-fusion model per single
 modality. Each is then scored on the test split at N_test = ``n_test`` with every modality, and again with each
 modality removed at test time (its ``<name>_present`` mask false), in one pass over the data. Per strategy the
@@ -27,19 +27,13 @@ from pathlib import Path
 
 import torch
 
-from ..config import ExperimentConfig, UserError, load_config
-from ..data.dataset import enabled_modalities
+from ..config import ExperimentConfig, ModelConfig, UserError, load_config
 from ..eval.plots import plot_fusion_comparison
 from ..eval.report import format_table, write_json
-from ..models.fusion_strategies import FUSION_STRATEGIES
+from ..models.registry import check_fusion, config_modalities, fusion_names
 
 DEFAULT_CONFIG = "fusion_synthemo"  # shipped: SynthEmo with a voice, the demo's model, a shorter budget
-SWITCH = {"text": "data.use_text", "video": "data.use_video", "audio": "data.use_audio"}
-
-
-def config_modalities(cfg: ExperimentConfig) -> list[str]:
-    """The modalities an experiment reads: text (data.use_text), then the per-clip ones."""
-    return (["text"] if cfg.data.use_text else []) + enabled_modalities(cfg.data)
+BASELINE = ModelConfig().fusion  # the single-modality models: the default strategy, ClipBERT's early fusion
 
 
 def variants(cfg: ExperimentConfig, strategies, baselines: bool) -> dict[str, list[str]]:
@@ -48,7 +42,7 @@ def variants(cfg: ExperimentConfig, strategies, baselines: bool) -> dict[str, li
     names = config_modalities(cfg)
     if baselines and len(names) > 1:
         for name in names:
-            runs[f"{name} only"] = ["model.fusion=early"] + [f"{SWITCH[o]}=false" for o in names if o != name]
+            runs[f"{name} only"] = [f"model.fusion={BASELINE}"] + [f"data.use_{o}=false" for o in names if o != name]
     return runs
 
 
@@ -157,17 +151,19 @@ def format_summary(rows: list[dict], metrics: list[str], removed: list[str]) -> 
 
 
 def run_compare_fusion(config: str | None = None, seeds=(42,), out_dir: str = "runs/compare_fusion",
-                       overrides: list[str] | None = None, strategies=FUSION_STRATEGIES, baselines: bool = True,
+                       overrides: list[str] | None = None, strategies=None, baselines: bool = True,
                        n_test: int = 16, synthemo: str | None = None, progress: bool = True,
                        preset: str | None = None) -> dict:
     """Train and score every strategy (and single-modality baseline) for every seed; print the table, write
     summary.json and summary.png into ``out_dir``. ``synthemo``: a SynthEmo-with-a-voice folder (generated when
-    missing) whose manifests replace the config's; ``preset``: presets over the config, as finetune's --preset."""
+    missing) whose manifests replace the config's; ``preset``: presets over the config, as finetune's --preset;
+    ``strategies``: registered names (default: every one)."""
     from ..train.finetune import finetune
 
-    unknown = [s for s in strategies if s not in FUSION_STRATEGIES]
+    strategies = list(strategies or fusion_names())
+    unknown = [s for s in strategies if s not in fusion_names()]
     if unknown:
-        raise UserError(f"--strategies {' '.join(unknown)}: expected some of {', '.join(FUSION_STRATEGIES)}")
+        raise UserError(f"--strategies {' '.join(unknown)}: expected some of {', '.join(fusion_names())}")
     if not seeds:
         raise UserError("--seeds: give at least one seed")
     config = config or DEFAULT_CONFIG
@@ -182,7 +178,7 @@ def run_compare_fusion(config: str | None = None, seeds=(42,), out_dir: str = "r
     base = load_config(config, [*data_overrides, *(overrides or [])], preset=preset)
     runs_spec = variants(base, strategies, baselines)
     for name, extra in runs_spec.items():  # a variant the config cannot run is refused before any training
-        load_config(config, [*data_overrides, *(overrides or []), *extra], preset=preset)
+        check_fusion(load_config(config, [*data_overrides, *(overrides or []), *extra], preset=preset))
     removed = config_modalities(base) if len(config_modalities(base)) > 1 else []
     # The test split is scored below (with modalities removed); the run itself skips its own test pass.
     skip_test = ["data.test_manifest="] if base.data.format == "manifest" else []

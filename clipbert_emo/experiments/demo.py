@@ -37,7 +37,7 @@ DEFAULT_CONFIG = "synthemo_cpu"  # a config shipped with the package (clipbert_e
 
 
 def _ensure_synthemo(data_dir: Path, progress: bool, audio: bool = False) -> dict:
-    from ..data.synthemo import SynthEmoConfig, generate_synthemo
+    from ..synthemo import SynthEmoConfig, generate_synthemo
 
     info = data_dir / "synthemo.json"
     if info.exists() and all((data_dir / f"{s}.jsonl").exists() for s in ("train", "val", "test")):
@@ -82,7 +82,7 @@ def run_demo(data_dir: str = "data/synthemo", out_dir: str = "runs/demo", config
         clipped = cfg.data.use_video or cfg.data.use_audio  # a text-only model has no clips
         for n_test in ((1, 16) if clipped else (1,)):
             res = evaluate(run_dir / "checkpoint", str(data_dir / "test.jsonl"), run_dir / f"test_n{n_test}",
-                           num_clips=n_test, progress=progress)
+                           n_test=n_test, progress=progress)
             eval_seconds += res["eval_seconds"]
             details["models"][modality]["tests"][n_test] = res["reports"]
             aggs = ("mean", "max", "lse") if clipped else (cfg.model.aggregation,)

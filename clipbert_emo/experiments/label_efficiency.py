@@ -29,7 +29,7 @@ def run_label_efficiency(data_dir: str = "data/synthemo", captions_dir: str = "d
                          out_dir: str = "runs/label_efficiency", fraction: float = 0.1, num_images: int = 3000,
                          pretrain_overrides: list[str] | None = None, finetune_overrides: list[str] | None = None,
                          seeds: tuple[int, ...] = (42,), progress: bool = True) -> dict:
-    from ..data.synthemo import SynthEmoConfig, generate_captioned_frames, generate_synthemo
+    from ..synthemo import SynthEmoConfig, generate_captioned_frames, generate_synthemo
     from ..data.text import build_wordpiece_tokenizer
     from ..train.finetune import finetune
     from ..train.pretrain import pretrain

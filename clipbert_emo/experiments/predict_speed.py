@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = predictor.cfg
     env = {"checkpoint": str(args.checkpoint), "device": args.device, "torch_threads": torch.get_num_threads(),
            "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine(),
-           "load_average": os.getloadavg(), "n_test": cfg.data.num_clips_test, "frame_size": cfg.data.frame_size,
+           "load_average": os.getloadavg(), "n_test": cfg.data.n_test, "frame_size": cfg.data.frame_size,
            "num_frames": cfg.data.num_frames, "backbone": cfg.model.backbone}
     print(format_table(rows, ["what", "videos", "failed", "seconds", "videos_per_s"], floatfmt=".2f"))
     print(f"\nlive update (POST /predict of a 2 s 320x240 WebM, {live['requests']} requests): median "

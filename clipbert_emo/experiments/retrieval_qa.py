@@ -1,7 +1,7 @@
 """SynthEmo retrieval and QA on a CPU: ``clipbert-emo demo-retrieval`` and ``clipbert-emo demo-qa``.
 
 Each generates a small SynthEmo (400 / 100 / 100 videos, about half a minute on 2 cores) with its
-retrieval captions and questions (data/synthemo/tasks.py) unless the folder has them, fine-tunes the
+retrieval captions and questions (clipbert_emo/synthemo/tasks.py) unless the folder has them, fine-tunes the
 shipped config (synthemo_retrieval, synthemo_qa or synthemo_qa_mc) and prints the test metrics with
 chance level beside them:
 
@@ -29,8 +29,8 @@ SIZES = {"num_train": 400, "num_val": 100, "num_test": 100}
 
 def ensure_task_data(data_dir: str | Path, progress: bool = True) -> Path:
     """A SynthEmo of SIZES with its retrieval and QA manifests in ``data_dir`` (made when missing)."""
-    from ..data.synthemo import SynthEmoConfig, generate_synthemo
-    from ..data.synthemo.tasks import write_task_manifests
+    from ..synthemo import SynthEmoConfig, generate_synthemo
+    from ..synthemo.tasks import write_task_manifests
 
     data_dir = Path(data_dir)
     if not (data_dir / "synthemo.json").exists():

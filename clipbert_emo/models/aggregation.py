@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-AGGREGATIONS = ("mean", "max", "lse")
+from ..config.choices import AGGREGATIONS  # noqa: F401  (the names: config/choices.py, the one list of them)
 
 
 def aggregate_clip_logits(clip_logits: torch.Tensor, how: str) -> torch.Tensor:

@@ -74,14 +74,12 @@ class FusionTransformer(nn.Module):
             self.embeddings_attr[name] = attr
 
     def _init_weights(self, module: nn.Module) -> None:
-        std = self.config.initializer_range
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, std=std)
-            if isinstance(module, nn.Linear) and module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
+        """BERT's initialisation of one module (``module.apply`` walks a tree with it, children first)."""
+        init_bert_module(module, self.config.initializer_range)
+
+    def enable_gradient_checkpointing(self) -> None:
+        """Recompute the BERT layers in the backward pass (non-reentrant: unused inputs and no-grad parts are fine)."""
+        self.bert.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
     def load_bert(self, name_or_path: str) -> dict:
         """Copy a pretrained BERT-family encoder (embeddings, layers, pooler) into ``self.bert``.
@@ -124,6 +122,14 @@ class FusionTransformer(nn.Module):
 
         Returns the sequence output (B', L + tokens, D) and the pooled text [CLS] (B', D).
         """
+        sequence = self.sequence(input_ids, attention_mask, features, present)
+        pooled = self.bert.pooler(sequence)  # tanh(dense(token 0)): the text [CLS]
+        return sequence, pooled
+
+    def sequence(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                 features: dict[str, torch.Tensor] | None = None,
+                 present: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """The encoder's output (B', L + tokens, D) without the pooler (see :meth:`forward`)."""
         hidden = [self.bert.embeddings(input_ids=input_ids)]  # (B', L) -> (B', L, D)
         masks = [attention_mask]
         for name, attr in self.embeddings_attr.items():
@@ -143,8 +149,7 @@ class FusionTransformer(nn.Module):
 
             mask4d = create_bidirectional_mask(config=self.config, inputs_embeds=hidden, attention_mask=mask)
             sequence = self.bert.encoder(hidden, attention_mask=mask4d).last_hidden_state
-        pooled = self.bert.pooler(sequence)  # tanh(dense(token 0)): the text [CLS]
-        return sequence, pooled
+        return sequence
 
 
 def fusion_transformer_from_config(cfg, vocab_size: int, pad_token_id: int = 0, pretrained: bool = True,
@@ -176,6 +181,24 @@ class ClassifierHead(nn.Module):
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.dropout(pooled))
+
+
+def init_bert_module(module: nn.Module, std: float) -> None:
+    """BERT's initialisation of one module: normal(0, std) weights, zero biases, unit LayerNorms; others untouched."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, std=std)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+def init_like_bert(root: nn.Module, std: float) -> None:
+    """BERT's initialisation of every module under ``root``, parents before children (``modules()`` order: the
+    order of the random draws, so a model keeps its initial weights)."""
+    for module in root.modules():
+        init_bert_module(module, std)
 
 
 # A task kind's ``build_head``: (ModelConfig, width) -> the module from a pooled vector to the width outputs, or None.

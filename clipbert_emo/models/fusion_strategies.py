@@ -11,16 +11,14 @@
   CNN / audio features, the text through a BERT of its own); all their logits are combined by a learned weighted
   sum, and each per-modality head also trains with its own auxiliary loss (``model.fusion_aux_weight``).
 
-Every strategy reads a subset of modalities, honours ``<name>_present`` masks (a missing or dropped modality
-contributes nothing: its tokens are masked out of attention, its logits get weight 0, its pooled vector is
-zero) and is a :class:`~clipbert_emo.models.clipbert.ClipScorer` like ``ClipBertForEmotion`` (``clip_logits``,
-``clip_logits_from_features``, ``forward`` -> ``ClipBertOutput``, ``loss``, ``parameter_groups``), so training,
-evaluation, prediction, retrieval ranking, DDP/DeepSpeed and resume are the same code. Every task kind's output
-reaches them the same way: the task's head (``Task.build_head``) wherever a pooled vector becomes the task's
-outputs, and P texts per video (input_ids (B, P, L): retrieval pairs, multiple-choice candidates) scored against
-the same clips, which go through their encoders once. ``late`` has no text-video interaction, so config
-validation refuses it where texts of one video are compared (retrieval; qa_mc with clips). No strategy has a
-parameter that a batch with all its modalities leaves without a gradient.
+Each is a :class:`~clipbert_emo.models.scorer.ClipScorer` that writes only how it scores a batch of clips
+(``_score_clips``) and what it supports; the base does the rest, and models/registry.py names them. Every strategy
+reads a subset of modalities and honours ``<name>_present`` masks (a missing or dropped modality contributes
+nothing: its tokens are masked out of attention, its logits get weight 0, its pooled vector is zero). Every task
+kind's output reaches them the same way: the task's head (``Task.build_head``) wherever a pooled vector becomes the
+task's outputs, and P texts per video (input_ids (B, P, L): retrieval pairs, multiple-choice candidates) scored
+against the same clips, which go through their encoders once. No strategy has a parameter that a batch with all its
+modalities leaves without a gradient.
 
 Parameter names shared with a ClipBERT checkpoint (what ``train.init_checkpoint`` / ``model.text_init`` can
 fill): ``cnn.*`` and ``audio_encoder.*`` in every strategy; ``transformer.bert.{embeddings,encoder}`` (and
@@ -30,22 +28,19 @@ checkpoint, ``model.text_init``, starts it); all of ``early`` in ``hybrid``. Eve
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn as nn
 from einops import rearrange, repeat
-from transformers.masking_utils import create_bidirectional_mask
-from transformers.models.bert.modeling_bert import BertEncoder
 
 from ..config import ModelConfig
 from .aggregation import aggregate_clip_logits
-from .clipbert import ClipBertForEmotion, ClipScorer, pair_logits, per_text, split_pairs
-from .fusion import FusionTransformer, HeadBuilder, make_bert_config, output_head
+from .clipbert import ClipBertForEmotion
+from .fusion import FusionTransformer, HeadBuilder, init_like_bert, make_bert_config, output_head
 from .modalities import Modality
-from .outputs import ClipBertOutput
+from .scorer import ClipScorer, Refusal, ScoredClips, pair_logits, per_text, split_pairs
 
-FUSION_STRATEGIES = ("early", "late", "cross_attention", "hybrid")
+# transformers' BertEncoder is imported where a strategy is built: the registry imports this module, and a process
+# that only predicts with an early model never pays for transformers' modelling code.
 
 
 def _bert_config(cfg: ModelConfig, vocab_size: int, pad_token_id: int):
@@ -64,19 +59,14 @@ def text_transformer(cfg: ModelConfig, vocab_size: int, pad_token_id: int, pretr
     return transformer
 
 
-def text_sequence(transformer: FusionTransformer, input_ids: torch.Tensor, attention_mask: torch.Tensor):
-    """(B, L) ids -> (B, L, D) the text BERT's output, without the pooler."""
-    hidden = transformer.bert.embeddings(input_ids=input_ids)  # (B, L) -> (B, L, D)
-    mask4d = create_bidirectional_mask(config=transformer.config, inputs_embeds=hidden, attention_mask=attention_mask)
-    return transformer.bert.encoder(hidden, attention_mask=mask4d).last_hidden_state
-
-
 class UnimodalEncoder(nn.Module):
     """One modality's own transformer: (B', D, ...) features of one clip -> its tokens (the modality's token
     embeddings) -> ``model.num_layers`` BERT layers -> (B', n, D). An absent modality is not masked here (its
     tokens only see each other); the strategies drop its contribution downstream."""
 
     def __init__(self, modality: Modality, cfg: ModelConfig, bert_config):
+        from transformers.models.bert.modeling_bert import BertEncoder
+
         super().__init__()
         self.config = bert_config
         self.embeddings = modality.build_embeddings(cfg, bert_config)
@@ -87,106 +77,11 @@ class UnimodalEncoder(nn.Module):
         return self.encoder(tokens).last_hidden_state  # -> (B', n, D)
 
 
-def _init_like_bert(module: nn.Module, std: float) -> None:
-    for m in module.modules():
-        if isinstance(m, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(m.weight, std=std)
-            if isinstance(m, nn.Linear) and m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-
-
-def _presence(inputs: dict, name: str, batch: int, device) -> torch.Tensor:
-    """(B,) bool: which samples have modality ``name`` (all, when the batch does not say)."""
-    has = inputs.get(f"{name}_present")
-    return torch.ones(batch, dtype=torch.bool, device=device) if has is None else has.to(device=device,
-                                                                                          dtype=torch.bool)
-
-
-@dataclass
-class ScoredClips:
-    clip_logits: torch.Tensor  # (B, N, K) the strategy's combined per-clip logits; (B, N, P*K) for P texts each
-    features: dict  # modality name -> its encoder's output (B, N, D, ...), once per video
-    present: dict  # modality name (text included) -> (B,) bool
-    branch_logits: dict | None = None  # modality name -> (B, N, K) or (B, N, P*K) its own head's (late, hybrid)
-    weights: torch.Tensor | None = None  # (B, M) each branch's weight in the combination (late, hybrid)
-    pairs: int = 0  # P texts scored against each video's clips; 0 = one text per video
-
-
-class _PerModalityBase(ClipScorer):
-    """What late, cross_attention and hybrid add to every clip scorer: text as a modality of its own beside the
-    per-clip ones (``branch_names``), their presence, and a ``forward`` that reports each modality's own logits
-    and adds the strategy's auxiliary losses."""
-
-    def _build_common(self, cfg: ModelConfig, num_labels: int, vocab_size: int, criterion, modalities,
-                      use_text: bool, pretrained: bool) -> None:
-        if not modalities and not use_text:
-            raise ValueError("a fusion model needs at least one modality (text, or a per-clip one)")
-        self.cfg = cfg
-        self.num_labels = num_labels
-        self.vocab_size = vocab_size
-        self.criterion = criterion
-        self.use_text = use_text
-        self._build_encoders(cfg, modalities, pretrained)
-
-    @property
-    def branch_names(self) -> list[str]:
-        """Text first, then the per-clip modalities in the table's order."""
-        return (["text"] if self.use_text else []) + self.modality_names
-
-    def _encode_features(self, inputs: dict, input_ids: torch.Tensor, features: dict | None = None
-                         ) -> tuple[dict, dict, int, int]:
-        """Each per-clip modality's features (B, N, D, ...) (``features`` when given), every modality's presence
-        (B,), B and N. Texts (B, P, L) count once per video here."""
-        if features is None:
-            features = self.encode_features(inputs)
-        b = input_ids.shape[0]
-        n = next(iter(features.values())).shape[1] if features else 1  # a text-only model scores one "clip"
-        present = {name: _presence(inputs, name, b, input_ids.device) for name in self.branch_names}
-        return features, present, b, n
-
-    def _branch_aux_loss(self, scored: ScoredClips, labels, how):
-        return None
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, video: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None, aggregation: str | None = None, **modalities) -> ClipBertOutput:
-        """Texts (B, L), or (B, P, L) for P texts per video: the logits are then (B, P*K), as ClipScorer's."""
-        how = aggregation or self.cfg.aggregation
-        clip_logits, scored = self._score_clips(input_ids, attention_mask, {"video": video, **modalities})
-        logits = aggregate_clip_logits(clip_logits, how)
-        per_modality = ({name: aggregate_clip_logits(lg, how) for name, lg in scored.branch_logits.items()}
-                        if scored.branch_logits else None)
-        loss = loss_aux = loss_branches = None
-        if labels is not None:
-            loss = self.loss(logits, labels)
-            loss_aux = self._visual_aux_loss(scored.features, scored.pairs, labels, how)
-            if loss_aux is not None:
-                loss = loss + self.cfg.visual_aux_weight * loss_aux
-            loss_branches = self._branch_aux_loss(scored, labels, how)
-            if loss_branches is not None:
-                loss = loss + self.cfg.fusion_aux_weight * loss_branches
-        return ClipBertOutput(loss=loss, logits=logits, clip_logits=clip_logits, loss_visual_aux=loss_aux,
-                              modality_logits=per_modality, modality_weights=scored.weights,
-                              loss_modality_aux=loss_branches)
-
-    def _text_on_clips(self, text: torch.Tensor, n: int) -> torch.Tensor:
-        """Every clip reads the full text of its video: (B, ...) -> (B*N, ...)."""
-        return repeat(text, "b ... -> (b n) ...", n=n)
-
-    def enable_gradient_checkpointing(self) -> None:
-        """Trade compute for memory: recompute the encoders' stages and the text BERT's layers in the backward pass."""
-        if self.transformer is not None:
-            self.transformer.bert.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        self._gradient_checkpointing_encoders()
-
-
 class LateBranches(nn.Module):
     """Late fusion's per-modality side: a transformer of its own over each per-clip modality's tokens, mean-pooled,
-    a head per modality (text too, from a pooled text vector given by the model; the task kind's head where it has
-    one), and the learned weights of the decision-level combination. ``extra`` names logits computed elsewhere that
-    join the combination (hybrid's early-fusion logits)."""
+    a head per modality (text too, from a text BERT's pooled [CLS]; the task kind's head where it has one), and the
+    learned weights of the decision-level combination. ``extra`` names logits computed elsewhere that join the
+    combination (hybrid's early-fusion logits)."""
 
     def __init__(self, cfg: ModelConfig, bert_config, modalities: list[Modality], use_text: bool, num_labels: int,
                  extra: tuple[str, ...] = (), build_head: HeadBuilder | None = None):
@@ -194,19 +89,21 @@ class LateBranches(nn.Module):
         self.unimodal = nn.ModuleDict({m.name: UnimodalEncoder(m, cfg, bert_config) for m in modalities})
         names = (["text"] if use_text else []) + [m.name for m in modalities]
         self.heads = nn.ModuleDict({name: output_head(cfg, num_labels, build_head) for name in names})
-        _init_like_bert(self, cfg.initializer_range)
+        init_like_bert(self, cfg.initializer_range)
         # Softmax over these is each branch's weight; zeros = an even vote to start with.
         self.mix_names = list(extra) + names
         self.mix = nn.Parameter(torch.zeros(len(self.mix_names)))
 
-    def forward(self, text_pooled: torch.Tensor | None, features: dict, present: dict, n: int, pairs: int = 0,
-                extra: dict | None = None) -> tuple[torch.Tensor, dict, torch.Tensor]:
-        """``text_pooled`` (R, D) one row per text: R = B, or B*P for P texts per video; ``features`` (B, N, D, ...)
-        and ``present`` (B,) once per video; ``extra`` (R, N, K). -> combined per-clip logits (R, N, K), each
-        modality's own (R, N, K), the weights used (B, M)."""
+    def forward(self, text: FusionTransformer | None, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                features: dict, present: dict, n: int, extra: dict | None = None) -> ScoredClips:
+        """``text``: the BERT the text head reads (None without text); texts (B, L) or (B, P, L); ``features``
+        (B, N, D, ...) and ``present`` (B,) once per video; ``extra`` (R, N, K), one row per text (R = B, or B*P).
+        -> the combined per-clip logits (B, N, K) or (B, N, P*K), each modality's own likewise, the weights (B, M)."""
+        ids, mask, pairs = split_pairs(input_ids, attention_mask)  # (B, P, L) -> (B*P, L): R rows
         branch = {}
-        if text_pooled is not None:
-            branch["text"] = self._text_on_clips(self.heads["text"](text_pooled), n)  # (R, K) -> (R, N, K)
+        if text is not None:
+            pooled = text(ids, mask)[1]  # (R, D)
+            branch["text"] = repeat(self.heads["text"](pooled), "r k -> r n k", n=n)  # (R, K) -> (R, N, K)
         for name, f in features.items():
             seq = self.unimodal[name](f.flatten(0, 1))  # (B, N, D, ...) -> (B*N, D, ...) -> (B*N, n_tok, D)
             logits = self.heads[name](seq.mean(dim=1))  # (B*N, D) -> (B*N, K)
@@ -219,34 +116,36 @@ class LateBranches(nn.Module):
         weights = self.mix.softmax(dim=0).to(stacked.dtype)[None] * has  # (B, M)
         weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-6)
         combined = torch.einsum("bnmk,bm->bnk", stacked, per_text(weights, pairs))  # (B, M) -> (R, M); -> (R, N, K)
-        return combined, branch, weights
-
-    @staticmethod
-    def _text_on_clips(logits: torch.Tensor, n: int) -> torch.Tensor:
-        return repeat(logits, "b k -> b n k", n=n)
+        return ScoredClips(pair_logits(combined, pairs), features, present,  # (B*P, N, K) -> (B, N, P*K)
+                           {name: pair_logits(lg, pairs) for name, lg in branch.items()}, weights, pairs)
 
 
-class LateFusionForEmotion(_PerModalityBase):
+class LateFusionForEmotion(ClipScorer):
     """Decision-level fusion: each modality classified on its own, the per-clip logits combined by learned weights."""
+
+    # A (video, text) pair's score is a video-only score plus a text-only one: the video's share is the same for each
+    # of its texts, so it cannot tell a query's videos apart, nor a video's candidate answers.
+    refused_tasks = {
+        "retrieval": Refusal("late fusion scores the clips apart from the text (a pair's score is a video-only score "
+                             "plus a text-only one), so every query would rank the videos in the same order"),
+        "qa_mc": Refusal("late fusion scores the clips apart from the text (a pair's score is a video-only score "
+                         "plus a text-only one), so the clips cannot change which candidate answer wins (a text-only "
+                         "model, data.use_video=false data.use_audio=false, may use it)", clips_only=True),
+    }
 
     def __init__(self, cfg: ModelConfig, num_labels: int, vocab_size: int, pad_token_id: int = 0,
                  pretrained: bool = True, criterion: nn.Module | None = None, modalities=("video",),
-                 use_text: bool = True, build_head: HeadBuilder | None = None):
+                 use_text: bool = True, build_head: HeadBuilder | None = None, inference: bool = False):
         super().__init__()
-        self._build_common(cfg, num_labels, vocab_size, criterion, modalities, use_text, pretrained)
+        self._setup(cfg, num_labels, vocab_size, criterion, use_text, modalities, pretrained)
         self.transformer = text_transformer(cfg, vocab_size, pad_token_id, pretrained) if use_text else None
         self.branches = LateBranches(cfg, _bert_config(cfg, vocab_size, pad_token_id), self.modalities, use_text,
                                      num_labels, build_head=build_head)
-        self.visual_aux = nn.Linear(cfg.hidden_size, num_labels) if self.uses_video and cfg.visual_aux_weight > 0 else None
+        self._build_visual_aux()
 
-    def _score_clips(self, input_ids, attention_mask, inputs, features=None) -> tuple[torch.Tensor, ScoredClips]:
-        features, present, _, n = self._encode_features(inputs, input_ids, features)
-        ids, mask, pairs = split_pairs(input_ids, attention_mask)  # (B, P, L) -> (B*P, L)
-        text_pooled = self.transformer(ids, mask)[1] if self.use_text else None  # (R, D)
-        combined, branch, weights = self.branches(text_pooled, features, present, n, pairs)
-        combined = pair_logits(combined, pairs)  # (B*P, N, K) -> (B, N, P*K)
-        branch = {name: pair_logits(lg, pairs) for name, lg in branch.items()}  # (B*P, N, K) -> (B, N, P*K)
-        return combined, ScoredClips(combined, features, present, branch, weights, pairs)
+    def _score_clips(self, input_ids, attention_mask, inputs, features=None) -> ScoredClips:
+        features, present, n = self.encode_inputs(input_ids, inputs, features)
+        return self.branches(self.transformer, input_ids, attention_mask, features, present, n)
 
 
 class CrossModalLayer(nn.Module):
@@ -280,7 +179,7 @@ def _masked_mean(seq: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
     return (seq * w).sum(dim=1) / w.sum(dim=1).clamp_min(1.0)
 
 
-class CrossAttentionForEmotion(_PerModalityBase):
+class CrossAttentionForEmotion(ClipScorer):
     """Per-modality encoders, then MulT-style pairwise cross-modal layers (``model.cross_layers`` per ordered pair).
 
     Each target modality's representation is the mean over the sources a sample has of its mean-pooled
@@ -289,9 +188,9 @@ class CrossAttentionForEmotion(_PerModalityBase):
 
     def __init__(self, cfg: ModelConfig, num_labels: int, vocab_size: int, pad_token_id: int = 0,
                  pretrained: bool = True, criterion: nn.Module | None = None, modalities=("video",),
-                 use_text: bool = True, build_head: HeadBuilder | None = None):
+                 use_text: bool = True, build_head: HeadBuilder | None = None, inference: bool = False):
         super().__init__()
-        self._build_common(cfg, num_labels, vocab_size, criterion, modalities, use_text, pretrained)
+        self._setup(cfg, num_labels, vocab_size, criterion, use_text, modalities, pretrained)
         self.transformer = (text_transformer(cfg, vocab_size, pad_token_id, pretrained, pooler=False)
                             if use_text else None)
         bert_config = _bert_config(cfg, vocab_size, pad_token_id)
@@ -304,17 +203,18 @@ class CrossAttentionForEmotion(_PerModalityBase):
         self.project = nn.Linear(len(names) * cfg.hidden_size, cfg.hidden_size)
         self.head = output_head(cfg, num_labels, build_head)
         for module in (self.unimodal, self.cross, self.project, self.head):
-            _init_like_bert(module, cfg.initializer_range)
-        self.visual_aux = nn.Linear(cfg.hidden_size, num_labels) if self.uses_video and cfg.visual_aux_weight > 0 else None
+            init_like_bert(module, cfg.initializer_range)
+        self._build_visual_aux()
 
-    def _score_clips(self, input_ids, attention_mask, inputs, features=None) -> tuple[torch.Tensor, ScoredClips]:
+    def _score_clips(self, input_ids, attention_mask, inputs, features=None) -> ScoredClips:
         """Rows: R = B videos, or B*P (video, text) pairs for P texts per video; every row's N clips meet its text."""
-        features, present, b, n = self._encode_features(inputs, input_ids, features)
+        features, present, n = self.encode_inputs(input_ids, inputs, features)
+        b = input_ids.shape[0]
         ids, mask, pairs = split_pairs(input_ids, attention_mask)  # (B, P, L) -> (B*P, L)
         seqs, valid = {}, {}
         if self.use_text:
-            seqs["text"] = self._text_on_clips(text_sequence(self.transformer, ids, mask), n)  # -> (R*N, L, D)
-            valid["text"] = self._text_on_clips(mask.bool(), n)  # (R, L) -> (R*N, L)
+            seqs["text"] = self._on_clips(self.transformer.sequence(ids, mask), n)  # (R, L, D) -> (R*N, L, D)
+            valid["text"] = self._on_clips(mask.bool(), n)  # (R, L) -> (R*N, L)
         for name, f in features.items():
             seq = self.unimodal[name](f.flatten(0, 1))  # (B, N, D, ...) -> (B*N, n_tok, D)
             # Encoded once per video, then met by each of its texts.
@@ -323,6 +223,18 @@ class CrossAttentionForEmotion(_PerModalityBase):
             valid[name] = None
         has = {name: repeat(per_text(p, pairs), "r -> (r n)", n=n).to(seqs[name].dtype)
                for name, p in present.items()}  # (B,) -> (R,) -> (R*N,)
+        pooled = self._attend(seqs, valid, has)
+        joint = torch.tanh(self.project(torch.cat(pooled, dim=1)))  # M x (R*N, D) -> (R*N, M*D) -> (R*N, D)
+        logits = rearrange(self.head(joint), "(r n) k -> r n k", n=n)  # (R*N, K) -> (R, N, K)
+        return ScoredClips(pair_logits(logits, pairs), features, present, pairs=pairs)  # -> (B, N, P*K)
+
+    @staticmethod
+    def _on_clips(text: torch.Tensor, n: int) -> torch.Tensor:
+        """Every clip reads the full text of its video: (R, ...) -> (R*N, ...)."""
+        return repeat(text, "r ... -> (r n) ...", n=n)
+
+    def _attend(self, seqs: dict, valid: dict, has: dict) -> list[torch.Tensor]:
+        """Each target modality's tokens (R*N, n_t, D) attending to every source's -> its pooled vector (R*N, D)."""
         pooled = []
         for t in self.branch_names:
             sources = [s for s in self.branch_names if s != t]
@@ -340,54 +252,44 @@ class CrossAttentionForEmotion(_PerModalityBase):
                     count = count + has[s]
                 rep = total / count.clamp_min(1.0)[:, None]
             pooled.append(rep * has[t][:, None])  # a sample without the target: a zero block
-        joint = torch.tanh(self.project(torch.cat(pooled, dim=1)))  # M x (R*N, D) -> (R*N, M*D) -> (R*N, D)
-        logits = rearrange(self.head(joint), "(r n) k -> r n k", n=n)  # (R*N, K) -> (R, N, K)
-        logits = pair_logits(logits, pairs)  # (B*P, N, K) -> (B, N, P*K)
-        return logits, ScoredClips(logits, features, present, pairs=pairs)
+        return pooled
 
 
-class HybridFusionForEmotion(_PerModalityBase, ClipBertForEmotion):
+class HybridFusionForEmotion(ClipBertForEmotion):
     """ClipBERT's early fusion plus late fusion's per-modality heads: the early model's logits and each modality
     head's are combined by learned weights, and every modality head also trains on its own (an auxiliary loss
     weighted by ``model.fusion_aux_weight``, over the samples that have that modality).
 
-    The early part (``ClipBertForEmotion``: its parameters, ``encode_clips``) and the per-modality reporting
-    (``_PerModalityBase``: ``forward``, ``branch_names``) are inherited; both are ``ClipScorer``s. With P texts per
-    video the early part reads every (video, text) pair; the per-clip heads score each video once, the same for
-    each of its texts."""
+    The early model is inherited whole (its parameters keep their names, so an early checkpoint starts it); the
+    per-modality side is :class:`LateBranches`. With P texts per video the early part reads every (video, text)
+    pair; the per-clip heads score each video once, the same for each of its texts."""
+
+    contrastive = False  # the early part's contrastive loss is early fusion's alone
 
     def __init__(self, cfg: ModelConfig, num_labels: int, vocab_size: int, pad_token_id: int = 0,
                  pretrained: bool = True, criterion: nn.Module | None = None, modalities=("video",),
-                 use_text: bool = True, build_head: HeadBuilder | None = None):
-        # _PerModalityBase has no __init__: this is ClipBertForEmotion's, which builds the early model.
+                 use_text: bool = True, build_head: HeadBuilder | None = None, inference: bool = False):
+        # ``inference`` is not passed on: the text branch is transformers' BERT in any case.
         super().__init__(cfg, num_labels, vocab_size, pad_token_id=pad_token_id, pretrained=pretrained,
-                         criterion=criterion, modalities=tuple(modalities),
-                         head=build_head(cfg, num_labels) if build_head is not None else None)
-        self.vocab_size = vocab_size
-        self.use_text = use_text
+                         criterion=criterion, modalities=tuple(modalities), use_text=use_text, build_head=build_head)
         # The text head reads a BERT of its own: the early transformer's [CLS] has already seen every modality.
         self.text_transformer = text_transformer(cfg, vocab_size, pad_token_id, pretrained) if use_text else None
         self.branches = LateBranches(cfg, _bert_config(cfg, vocab_size, pad_token_id), self.modalities, use_text,
                                      num_labels, extra=("fused",), build_head=build_head)
 
-    def _score_clips(self, input_ids, attention_mask, inputs, features=None) -> tuple[torch.Tensor, ScoredClips]:
+    def _score_clips(self, input_ids, attention_mask, inputs, features=None) -> ScoredClips:
         if features is None:
             features = self.encode_features(inputs)  # (B, N, D, ...), kept once per video for the branches
         enc = self.encode_clips(input_ids, attention_mask, inputs, features)
-        fused = rearrange(self.head(enc.pooled), "(r n) k -> r n k", n=enc.clips)  # (R*N, K) -> (R, N, K)
-        present = {name: _presence(inputs, name, enc.batch, input_ids.device) for name in self.branch_names}
+        fused = self._head_logits(enc)  # (R, N, K), one row per text
+        present = self.presence(inputs, enc.batch, input_ids.device)
         present["fused"] = torch.ones(enc.batch, dtype=torch.bool, device=input_ids.device)
-        ids, mask, pairs = split_pairs(input_ids, attention_mask)  # (B, P, L) -> (B*P, L)
-        text_pooled = self.text_transformer(ids, mask)[1] if self.use_text else None  # (R, D)
-        combined, branch, weights = self.branches(text_pooled, features, present, enc.clips, pairs,
-                                                  extra={"fused": fused})
-        combined = pair_logits(combined, pairs)  # (B*P, N, K) -> (B, N, P*K)
-        branch = {name: pair_logits(lg, pairs) for name, lg in branch.items()}  # (B*P, N, K) -> (B, N, P*K)
-        return combined, ScoredClips(combined, features, present, branch, weights, pairs)
+        return self.branches(self.text_transformer, input_ids, attention_mask, features, present, enc.clips,
+                             extra={"fused": fused})
 
-    def _branch_aux_loss(self, scored: ScoredClips, labels, how):
-        """The mean over modality heads of each one's loss on the samples that have that modality."""
-        losses = []
+    def _auxiliary_losses(self, scored: ScoredClips, labels, how, texts) -> dict:
+        parts = super()._auxiliary_losses(scored, labels, how, texts)
+        losses = []  # the mean over modality heads of each one's loss on the samples that have that modality
         for name, clip_logits in scored.branch_logits.items():
             has = scored.present[name]
             if bool(has.all()):
@@ -396,30 +298,6 @@ class HybridFusionForEmotion(_PerModalityBase, ClipBertForEmotion):
                 losses.append(self.loss(aggregate_clip_logits(clip_logits[has], how), labels[has]))
             else:  # no sample has it: a zero that keeps the head in the graph (DDP waits for every gradient)
                 losses.append(clip_logits.sum() * 0.0)
-        return torch.stack(losses).mean() if losses else None
-
-    def enable_gradient_checkpointing(self) -> None:
-        super().enable_gradient_checkpointing()
-        if self.text_transformer is not None:
-            self.text_transformer.bert.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={"use_reentrant": False})
-
-
-FUSION_MODELS = {"late": LateFusionForEmotion, "cross_attention": CrossAttentionForEmotion,
-                 "hybrid": HybridFusionForEmotion}
-
-
-def fusion_model(cfg: ModelConfig, num_labels: int, vocab_size: int, pad_token_id: int = 0, pretrained: bool = True,
-                 criterion: nn.Module | None = None, modalities=("video",), use_text: bool = True,
-                 build_head: HeadBuilder | None = None) -> ClipScorer:
-    """The model of ``cfg.fusion`` (``early`` is ``ClipBertForEmotion`` itself). ``build_head``: the task kind's
-    (``Task.build_head``), used wherever a pooled vector becomes the task's ``num_labels`` outputs."""
-    if cfg.fusion == "early":
-        return ClipBertForEmotion(cfg, num_labels, vocab_size, pad_token_id=pad_token_id, pretrained=pretrained,
-                                  criterion=criterion, modalities=tuple(modalities),
-                                  head=build_head(cfg, num_labels) if build_head is not None else None)
-    if cfg.fusion not in FUSION_MODELS:
-        raise ValueError(f"model.fusion={cfg.fusion!r}: expected one of {', '.join(FUSION_STRATEGIES)}")
-    return FUSION_MODELS[cfg.fusion](cfg, num_labels, vocab_size, pad_token_id=pad_token_id, pretrained=pretrained,
-                                     criterion=criterion, modalities=tuple(modalities), use_text=use_text,
-                                     build_head=build_head)
+        if losses:
+            parts["loss_modality_aux"] = (self.cfg.fusion_aux_weight, torch.stack(losses).mean())
+        return parts

@@ -27,7 +27,7 @@ What the server guarantees, whatever a request holds:
 """
 
 # No `from __future__ import annotations`: FastAPI reads the endpoints' annotations, which name types imported
-# inside create_app (fastapi is an optional dependency).
+# inside the functions that build the app (fastapi is an optional dependency).
 
 import asyncio
 import errno
@@ -43,6 +43,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Sequence
 
+from ..config import renamed_keyword, resolve_n_test
 from .upload import MAX_TEXT_CHARS, ClientGone, UploadRejected, probe_video, read_upload, size_text
 
 logger = logging.getLogger(__name__)
@@ -139,15 +140,11 @@ class _Guard:
         await self.app(scope, receive, send_secured)
 
 
-def create_app(predictor, limits: ServeLimits | None = None, num_clips: int | None = None,
-               allowed_hosts: Sequence[str] = LOCAL_HOSTS):
+def create_app(predictor, limits: ServeLimits | None = None, n_test: int | None = None,
+               allowed_hosts: Sequence[str] = LOCAL_HOSTS, num_clips: int | None = None):
     """The FastAPI application around one loaded :class:`~clipbert_emo.predict.Predictor`. ``allowed_hosts``:
     the Host names it answers to (see :func:`allowed_host_names`)."""
-    from fastapi import FastAPI, Request
-    from fastapi.responses import FileResponse, JSONResponse, Response
-    from fastapi.staticfiles import StaticFiles
-
-    from ..config import UserError
+    from fastapi import FastAPI
 
     limits = limits or ServeLimits()
     pool = ThreadPoolExecutor(max_workers=limits.workers, thread_name_prefix="clipbert-emo-serve")
@@ -165,6 +162,16 @@ def create_app(predictor, limits: ServeLimits | None = None, num_clips: int | No
                               "to /predict; the page at / does it from a browser, with a webcam live mode.")
     app.state.predictor, app.state.limits, app.state.pool = predictor, limits, pool
     app.add_middleware(_Guard, allowed=allowed_hosts)
+    n_test = renamed_keyword(n_test, num_clips, "n_test", "num_clips", "create_app")  # num_clips: its old name
+    _add_page_and_info(app, predictor, limits, n_test, state)
+    _add_predict(app, _scorer(predictor, limits, n_test), limits, pool, state)
+    return app
+
+
+def _add_page_and_info(app, predictor, limits: ServeLimits, n_test: int | None, state: dict) -> None:
+    """``/`` (the page), ``/static``, ``/health`` and ``/labels``."""
+    from fastapi.responses import FileResponse
+    from fastapi.staticfiles import StaticFiles
 
     @app.get("/", include_in_schema=False)
     def page():
@@ -180,19 +187,26 @@ def create_app(predictor, limits: ServeLimits | None = None, num_clips: int | No
     @app.get("/labels", summary="What the model predicts and what it reads")
     def labels() -> dict:
         data = predictor.cfg.data
+        n = resolve_n_test(data, n_test)
         return {"labels": predictor.labels, "task": predictor.task.name, "uses_text": bool(data.use_text),
                 "modalities": list(predictor.model.modality_names), "face_crop": bool(data.face_crop),
-                "num_clips": num_clips or data.num_clips_test,
+                "n_test": n, "num_clips": n,  # num_clips: n_test's old name, kept a release for clients
                 "limits": {"max_upload_bytes": limits.max_upload_bytes, "max_seconds": limits.max_seconds,
                            "max_pixels": limits.max_pixels, "max_frames": limits.max_frames,
                            "max_fps": limits.max_fps, "request_timeout": limits.request_timeout}}
+
+
+def _scorer(predictor, limits: ServeLimits, n_test: int | None):
+    """What a scoring thread runs on a saved upload: the header check, then the predictor; a video that cannot
+    be scored is the upload's fault (UploadRejected), never the server's."""
+    from ..config import UserError
 
     def score(path: str, text: str, deadline: float) -> dict:
         start = time.perf_counter()
         seconds = probe_video(path, limits, deadline)
         # Inference only reads the model (eval mode, no grad), so scoring threads may share it.
         try:
-            result = predictor(path, text=text, num_clips=num_clips)
+            result = predictor(path, text=text, n_test=n_test)
         except UserError as e:  # a video the decoders refuse: the user's file, not the server
             raise UploadRejected(422, str(e).replace(path, "the upload")) from None
         except (RuntimeError, ValueError, OSError) as e:  # a file that fooled the probe: still the file's fault
@@ -201,6 +215,15 @@ def create_app(predictor, limits: ServeLimits | None = None, num_clips: int | No
         result.update(video="upload", duration_s=round(seconds, 3),
                       inference_s=round(time.perf_counter() - start, 3))
         return result
+
+    return score
+
+
+def _add_predict(app, score, limits: ServeLimits, pool: ThreadPoolExecutor, state: dict) -> None:
+    """``POST /predict``: a queue slot, the upload read into a private folder, ``score`` in the pool within the
+    request's deadline; the folder and slot are released when the scoring thread is done with them."""
+    from fastapi import Request
+    from fastapi.responses import JSONResponse, Response
 
     def release(folder: str) -> None:
         state["pending"] -= 1
@@ -247,8 +270,6 @@ def create_app(predictor, limits: ServeLimits | None = None, num_clips: int | No
                 release(folder)
             else:  # a thread is still reading the file: folder and slot stay its own until it ends
                 waiter.add_done_callback(lambda w: (w.cancelled() or w.exception(), release(folder)))
-
-    return app
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -323,9 +344,9 @@ def uvicorn_server(app, limits: ServeLimits | None = None):
 
 
 def serve(checkpoint: str, host: str = "127.0.0.1", port: int = 8000, device: str | None = None,
-          limits: ServeLimits | None = None, num_clips: int | None = None, face_crop: bool = False,
+          limits: ServeLimits | None = None, n_test: int | None = None, face_crop: bool = False,
           face_detector: str | None = None, seek: str = "keyframe", threads: int | None = None,
-          allowed_hosts: Sequence[str] = ()) -> None:
+          allowed_hosts: Sequence[str] = (), num_clips: int | None = None) -> None:
     """Load the checkpoint once and serve the page and the API until interrupted. The port is taken before the
     checkpoint loads, so a port in use is said at once, and "serving on" is printed only once it is ours.
     ``allowed_hosts``: Host names to answer to besides this machine's own and ``host``."""
@@ -344,7 +365,8 @@ def serve(checkpoint: str, host: str = "127.0.0.1", port: int = 8000, device: st
         if face_crop or face_detector:
             predictor.use_face_crop(True, detector=face_detector)
         names = allowed_host_names(host, allowed_hosts)
-        app = create_app(predictor, limits, num_clips=num_clips, allowed_hosts=names)
+        app = create_app(predictor, limits, allowed_hosts=names,  # num_clips: n_test's old name
+                         n_test=renamed_keyword(n_test, num_clips, "n_test", "num_clips", "serve"))
         if host not in ("127.0.0.1", "localhost", "::1"):
             logger.warning("serving on %s: anyone who can reach this machine can use the page; there is no login. "
                            "Requests must name it as one of %s (add names with --allowed-host)",

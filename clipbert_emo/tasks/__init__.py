@@ -10,32 +10,33 @@
 
 from __future__ import annotations
 
-from ..config import TASKS, ConfigError
-from .base import LOWER_IS_BETTER, Task, TargetReader, TaskLoss
+from ..config import TASK_KINDS
+from .base import LOWER_IS_BETTER, Recipe, Task, TargetReader, TaskLoss
 from .classification import MultiLabelTask, SingleLabelTask
 from .multitask import MultitaskTask
 from .qa import MultipleChoiceQATask, OpenQATask
 from .regression import RegressionTask
 from .retrieval import RetrievalTask
 
-_REGISTRY: dict[str, Task] = {}
+# The task kinds that ship with the library, registered once below; the registry itself is config.TASK_KINDS, which
+# config validation reads, so data.task accepts exactly the kinds get_task finds.
+BUILT_IN_TASKS = (SingleLabelTask, MultiLabelTask, MultitaskTask, RegressionTask, RetrievalTask, OpenQATask,
+                  MultipleChoiceQATask)
 
 
 def register_task(task: Task) -> Task:
     """Make ``task`` available as ``data.task=<task.name>`` (config validation accepts the name from now on)."""
-    if not task.name:
-        raise ValueError(f"{type(task).__name__} has no name")
-    _REGISTRY[task.name] = task
-    if task.name not in TASKS:
-        TASKS.append(task.name)
-    return task
+    return TASK_KINDS.register(task.name, task)
 
 
 def get_task(name: str) -> Task:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ConfigError(f"data.task={name!r}: expected one of {', '.join(_REGISTRY)}") from None
+    """The task kind ``data.task`` names; ConfigError listing the registered kinds for any other name."""
+    return TASK_KINDS[name]
+
+
+def task_kinds() -> tuple[str, ...]:
+    """The names data.task accepts, in registration order."""
+    return TASK_KINDS.names()
 
 
 def load_split(data, split: str):
@@ -54,9 +55,9 @@ def load_split(data, split: str):
     return manifest
 
 
-for _task in (SingleLabelTask(), MultiLabelTask(), MultitaskTask(), RegressionTask(), RetrievalTask(), OpenQATask(),
-              MultipleChoiceQATask()):
-    register_task(_task)
+for _kind in BUILT_IN_TASKS:
+    register_task(_kind())
 
-__all__ = ["Task", "TaskLoss", "TargetReader", "LOWER_IS_BETTER", "get_task", "register_task", "load_split", "SingleLabelTask",
-           "MultiLabelTask", "MultitaskTask", "RegressionTask", "RetrievalTask", "OpenQATask", "MultipleChoiceQATask"]
+__all__ = ["Task", "TaskLoss", "TargetReader", "Recipe", "LOWER_IS_BETTER", "get_task", "register_task", "task_kinds",
+           "load_split", "BUILT_IN_TASKS", "SingleLabelTask", "MultiLabelTask", "MultitaskTask", "RegressionTask",
+           "RetrievalTask", "OpenQATask", "MultipleChoiceQATask"]

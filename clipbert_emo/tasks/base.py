@@ -9,6 +9,7 @@ the task object and never branches on the kind's name; a new kind is a new subcl
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Any, Sequence
 
 import numpy as np
@@ -20,6 +21,14 @@ from ..data.manifest import Manifest, Sample
 
 # Validation metrics where lower is better; every other metric is maximised when choosing the best epoch.
 LOWER_IS_BETTER = frozenset({"mae", "loss"})
+
+
+class Recipe(str, Enum):
+    """How a task kind is trained and scored. A task names one; the layers above map each to their code
+    (train/finetune.py: the recipe the engine runs; eval/evaluate.py: how a checkpoint is scored)."""
+
+    FINETUNE = "finetune"  # each video scored on its own against its annotation (train/finetune_recipe.py)
+    RETRIEVAL = "retrieval"  # every video ranked for every text (train/retrieval.py, eval/retrieval.py)
 
 
 class TaskLoss(nn.Module):
@@ -49,10 +58,15 @@ class TargetReader:
 
 class Task:
     name: str = ""
+    description: str = ""  # what a prediction is, in a few words (the model card's task line)
     select_metric: str = ""  # validation metric that picks the best checkpoint unless train.select_metric says
-    # "finetune": classify each video (train/finetune.py); "retrieval": rank every video for every text
-    # (train/retrieval.py, eval/retrieval.py).
-    recipe: str = "finetune"
+    recipe: Recipe = Recipe.FINETUNE
+    # The report's numbers, by name, in the order they are shown, where a report has them (() = every number it has):
+    summary_metrics: tuple[str, ...] = ()  # a row of the evaluation summary (clipbert-emo evaluate, finetune)
+    history_metrics: tuple[str, ...] = ()  # each epoch's validation numbers kept in the history, as val_<name>
+    card_metrics: tuple[str, ...] = ()  # the test numbers on a checkpoint's model card
+    # Every clip of a prediction has a probability for each of data.labels: a timeline of them can be drawn.
+    clip_probabilities: bool = False
 
     # ---- data ----------------------------------------------------------------------------------
     def manifest_fields(self, data: DataConfig) -> tuple[str, ...]:
@@ -79,9 +93,11 @@ class Task:
         same clips (the model's logits are then (B, P*K)). Default: the sample's ``text``."""
         return sample.text
 
-    def prepare(self, cfg, train: Manifest) -> None:
-        """Fill in what the training split decides before the model is built (an answer vocabulary becomes
-        ``cfg.data.labels``); the run's config.yaml and checkpoint keep it. Default: nothing."""
+    def prepare(self, data: DataConfig, train: Manifest) -> DataConfig:
+        """The data config with what the training split decides filled in, before the model is built (an answer
+        vocabulary becomes ``labels``); the recipe makes it the run's, which config.yaml and the checkpoint keep.
+        ``data`` itself is left as it is. Default: ``data`` unchanged."""
+        return data
 
     def stratify_key(self, sample: Sample) -> Any:
         """Group of a sample for stratified label fractions (data.train_fraction); one group by default."""
@@ -120,6 +136,14 @@ class Task:
     def lower_is_better(self, metric: str) -> bool:
         return metric in LOWER_IS_BETTER
 
+    def summary(self, report: dict) -> dict:
+        """The headline numbers of one report ({name: value}): what a row of the evaluation summary shows."""
+        return pick_metrics(report, self.summary_metrics)
+
+    def history(self, report: dict) -> dict:
+        """The validation numbers an epoch's history entry keeps, without their val_ prefix."""
+        return pick_metrics(report, self.history_metrics)
+
     def contrastive_targets(self, batch: dict) -> dict | None:
         """For model.contrastive_weight: ``positive`` (B,), which of each video's texts describes it, and
         optionally ``group`` (B,), the video each row comes from; None where the task kind has no such text."""
@@ -129,6 +153,13 @@ class Task:
         """A video's prediction as plain data: ``prediction``, optionally ``probabilities``, and ``clips`` (one
         entry per clip span). ``logits`` (K_out,), ``clip_logits`` (N, K_out)."""
         raise NotImplementedError
+
+
+def pick_metrics(report: dict, names: Sequence[str]) -> dict:
+    """``report``'s values for ``names`` that it has, in that order; no names = every number it has."""
+    if not names:
+        return {k: v for k, v in report.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {k: report[k] for k in names if k in report}
 
 
 def softmax_probabilities(logits: torch.Tensor) -> np.ndarray:

@@ -28,7 +28,12 @@ class SingleLabelTask(Task):
     """``label``: one of data.labels; softmax cross-entropy (ce | weighted_ce | focal)."""
 
     name = "single_label"
+    description = "one emotion per video (softmax over the labels)"
     select_metric = "macro_f1"
+    summary_metrics = ("accuracy", "unweighted_accuracy", "macro_f1", "weighted_f1")
+    history_metrics = ("macro_f1", "weighted_f1", "accuracy")
+    card_metrics = ("accuracy", "unweighted_accuracy", "macro_f1", "weighted_f1")
+    clip_probabilities = True
 
     def manifest_fields(self, data) -> tuple[str, ...]:
         return ("label",)
@@ -84,7 +89,12 @@ class MultiLabelTask(Task):
     """``labels``: any subset of data.labels (a list, or "a;b" in a CSV); one sigmoid BCE per class."""
 
     name = "multilabel"
+    description = "any subset of the labels per video (one sigmoid per label)"
     select_metric = "macro_f1"
+    summary_metrics = ("macro_f1", "micro_f1", "subset_accuracy", "mean_weighted_accuracy")
+    history_metrics = ("macro_f1", "micro_f1")
+    card_metrics = ("macro_f1", "micro_f1", "subset_accuracy")
+    clip_probabilities = True
 
     def manifest_fields(self, data) -> tuple[str, ...]:
         return ("labels",)

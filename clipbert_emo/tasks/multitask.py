@@ -14,7 +14,11 @@ class MultitaskTask(Task):
     """``task_labels``: {head: class name} (a CSV has one column per head); a head left out = -1, not annotated."""
 
     name = "multitask"
+    description = "several labelled heads per video, each a softmax over its own classes"
     select_metric = "mean_macro_f1"
+    summary_metrics = ("mean_accuracy", "mean_macro_f1")
+    history_metrics = ("mean_macro_f1", "mean_accuracy")
+    card_metrics = ("mean_accuracy", "mean_macro_f1")
 
     def manifest_fields(self, data) -> tuple[str, ...]:
         return ("task_labels", *data.heads)
@@ -76,6 +80,14 @@ class MultitaskTask(Task):
     def report(self, logits, labels, data) -> dict:
         pred = self._per_head(logits, data).argmax(-1)  # (S, H*K) -> (S, H, K) -> (S, H)
         return multitask_report(labels.numpy(), pred.numpy(), list(data.heads), list(data.labels))
+
+    def summary(self, report: dict) -> dict:
+        """The means over heads, then each head's accuracy and macro-F1 (DAiSEE's four states)."""
+        row = super().summary(report)
+        for head, head_rep in report.get("heads", {}).items():
+            row[f"{head}_acc"] = head_rep["accuracy"]
+            row[f"{head}_f1"] = head_rep["macro_f1"]
+        return row
 
     def prediction(self, logits, clip_logits, spans, data) -> dict:
         labels = list(data.labels)

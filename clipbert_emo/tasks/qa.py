@@ -14,6 +14,7 @@ always giving the commonest answer of each type (``majority_acc_<type>``) for sc
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 
 import numpy as np
@@ -61,16 +62,30 @@ def _type_index(data) -> dict:
     return {name: i for i, name in enumerate(data.question_types)}
 
 
-def _fill_question_types(cfg, train) -> None:
-    if not cfg.data.question_types:
-        cfg.data.question_types = sorted({s.question_type for s in train.samples if s.question_type})
+def _question_types(data, train) -> list[str]:
+    """data.question_types, or when it is empty those of the training split."""
+    return list(data.question_types) or sorted({s.question_type for s in train.samples if s.question_type})
 
 
-class OpenQATask(Task):
+class _QATask(Task):
+    """What both QA kinds share: accuracy overall and per question type."""
+
+    select_metric = "accuracy"
+    summary_metrics = ("accuracy",)
+    history_metrics = ("accuracy",)
+    card_metrics = ("accuracy",)
+
+    def summary(self, report: dict) -> dict:
+        """Accuracy, then the accuracy of each question type (acc_<type>)."""
+        row = super().summary(report)
+        row.update({k: v for k, v in report.items() if k.startswith("acc_")})
+        return row
+
+
+class OpenQATask(_QATask):
     """``text``: the question; ``answer``: the answer as written; ``question_type``: optional group."""
 
     name = "qa"
-    select_metric = "accuracy"
 
     def manifest_fields(self, data) -> tuple[str, ...]:
         return ("answer", "question_type")
@@ -95,13 +110,13 @@ class OpenQATask(Task):
     def stratify_key(self, sample):
         return sample.answer
 
-    def prepare(self, cfg, train) -> None:
-        if cfg.data.answer_vocab_size > 0:
-            vocab = answer_vocabulary([s.answer for s in train.samples], cfg.data.answer_vocab_size)
-            if not vocab:
+    def prepare(self, data, train):
+        labels = data.labels
+        if data.answer_vocab_size > 0:
+            labels = answer_vocabulary([s.answer for s in train.samples], data.answer_vocab_size)
+            if not labels:
                 raise ManifestError(f"{train.path}: no answers in the training split")
-            cfg.data.labels = vocab
-        _fill_question_types(cfg, train)
+        return dataclasses.replace(data, labels=labels, question_types=_question_types(data, train))
 
     def num_outputs(self, data) -> int:
         return len(data.labels)
@@ -132,12 +147,11 @@ class OpenQATask(Task):
                           for (s, e), c in zip(spans, clip_logits)]}
 
 
-class MultipleChoiceQATask(Task):
+class MultipleChoiceQATask(_QATask):
     """``text``: the question; ``candidates``: the answers offered; ``answer``: the right one (its index, or
     its text); ``question_type``: optional group."""
 
     name = "qa_mc"
-    select_metric = "accuracy"
 
     def manifest_fields(self, data) -> tuple[str, ...]:
         return ("candidates", "answer", "question_type")
@@ -178,8 +192,8 @@ class MultipleChoiceQATask(Task):
     def stratify_key(self, sample):
         return sample.question_type
 
-    def prepare(self, cfg, train) -> None:
-        _fill_question_types(cfg, train)
+    def prepare(self, data, train):
+        return dataclasses.replace(data, question_types=_question_types(data, train))
 
     def num_outputs(self, data) -> int:
         return 1  # one score per (question, candidate) text; the logits are (B, P) for P candidates

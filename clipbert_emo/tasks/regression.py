@@ -13,7 +13,12 @@ class RegressionTask(Task):
     """``target``: a finite number; the classifier has one output."""
 
     name = "regression"
+    description = "a real-valued score per video (for example sentiment intensity)"
     select_metric = "mae"
+    # Each benchmark's headline numbers: both Acc-2 conventions (with and without zeros), MOSI's Acc-5/7, SIMS' Acc-3/5.
+    summary_metrics = ("mae", "corr", "acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc3", "acc5", "acc7")
+    history_metrics = ("mae", "corr", "acc2", "acc7")
+    card_metrics = ("mae", "corr", "acc2_has0", "acc2_non0", "acc7")
 
     def manifest_fields(self, data) -> tuple[str, ...]:
         return ("target",)

@@ -20,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..data.manifest import ManifestError
-from .base import Task, TaskLoss
+from .base import Recipe, Task, TaskLoss
 
 RECALL_AT = (1, 5, 10)
 
@@ -58,7 +58,11 @@ class RetrievalTask(Task):
 
     name = "retrieval"
     select_metric = "rsum"
-    recipe = "retrieval"  # trained and evaluated by ranking (train/retrieval.py, eval/retrieval.py)
+    recipe = Recipe.RETRIEVAL  # trained and evaluated by ranking (train/retrieval.py, eval/retrieval.py)
+    # Recalls and median rank, with a random ranking's beside them.
+    summary_metrics = ("r1", "r5", "r10", "median_rank", "chance_r1", "chance_median_rank")
+    history_metrics = ("r1", "r5", "r10", "rsum", "median_rank")
+    card_metrics = ("r1", "r5", "r10", "median_rank")
 
     def lower_is_better(self, metric: str) -> bool:
         return metric in ("median_rank", "mean_rank", "loss")

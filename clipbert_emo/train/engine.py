@@ -71,6 +71,19 @@ class RecipeSetup:
     skipped: list = field(default_factory=list)  # (source, reason) of samples the splits left out
 
 
+@dataclass
+class RunState:
+    """Where a run stands: the counters last/ saves and a resumed run starts from."""
+
+    best: dict  # {"epoch", "metric", "score", "value"} of the best epoch so far
+    step: int = 0  # optimizer steps taken
+    micro_step: int = 0  # batches trained (the per-step dropout seed)
+    history: list[dict] = field(default_factory=list)  # one entry per finished epoch
+    step_losses: list[float] = field(default_factory=list)
+    first_epoch: int = 1  # where this process starts: 1, or the epoch a killed run stopped in
+    batches_done: int = 0  # batches of first_epoch the killed run had trained
+
+
 def tokenizer_for(cfg: ExperimentConfig, train_texts: list[str], out_dir: Path, accelerator):
     """The run's tokenizer: the init checkpoint's, a named one, or a WordPiece vocabulary built from the
     training texts (by the main process, read by all)."""
@@ -186,9 +199,29 @@ class Engine:
             raise
 
     def _run(self, recipe, setup: RecipeSetup, resuming: bool) -> dict:
-        cfg, accelerator = self.cfg, self.accelerator
+        """The recipe's run in torchtune's shape: set up, train each epoch (train steps, then evaluate and
+        save), clean up."""
+        cfg = self.cfg
         if self.main:
             save_config(cfg, self.out_dir / "config.yaml")
+        train_loader, total_steps = self._prepare(setup, resuming)
+        state = self._starting_state(recipe, setup, resuming)
+        start = time.time()
+        bar = tqdm(total=total_steps, initial=state.step, desc=f"{recipe.kind} {cfg.name}",
+                   disable=not (self.progress and self.main))
+        for epoch in range(state.first_epoch, cfg.train.epochs + 1):
+            logged = self._train_epoch(recipe, setup, train_loader, state, epoch, bar)
+            self._end_epoch(recipe, state, epoch, logged)
+            if self._max_steps_reached(state):
+                break
+        bar.close()
+        self._drop_replaced()
+        return self._clean_up(recipe, state, start)
+
+    def _prepare(self, setup: RecipeSetup, resuming: bool) -> tuple[torch.utils.data.DataLoader, int]:
+        """The model (resumed weights, gradient checkpointing), optimizer and schedule, handed to the accelerator.
+        Returns the prepared train loader and the run's number of optimizer steps."""
+        cfg, accelerator = self.cfg, self.accelerator
         model, self.tokenizer = setup.model, setup.tokenizer
         if resuming:
             load_weights(model, self.last_dir / WEIGHTS, strict=True)
@@ -201,115 +234,139 @@ class Engine:
         model, optimizer, train_loader = accelerator.prepare(model, optimizer, setup.train_loader)
         self.val_loader = accelerator.prepare(setup.val_loader) if setup.val_loader is not None else None
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        return train_loader, total_steps
 
-        history: list[dict] = []
-        step_losses: list[float] = []
+    def _starting_state(self, recipe, setup: RecipeSetup, resuming: bool) -> RunState:
+        """Counters at zero, or where the resumable state in last/ left them."""
         self.skipped = list(setup.skipped)
-        best = {"epoch": 0, "metric": recipe.select_metric, "score": -math.inf, "value": None}
-        step = micro_step = 0
-        first_epoch, batches_done = 1, 0
+        state = RunState(best={"epoch": 0, "metric": recipe.select_metric, "score": -math.inf, "value": None})
         # stops on a NaN/inf loss; counts fp16 overflow steps the scaler skipped
-        self.guard = guard = NonFiniteGuard(accelerator)
-        if resuming:
-            state = restore_training_state(self.last_dir, self.out_dir, accelerator, model, optimizer, scheduler, guard)
-            step, micro_step = state["step"], state["micro_step"]
-            first_epoch, batches_done = state["epoch"], state["batches_done"]
-            history, step_losses = state["history"], state["step_losses"]
-            best = state.get("best", best)
-            if self.main:
-                logger.warning("resuming %s from step %d (epoch %d, batch %d)", self.last_dir, step, first_epoch,
-                               batches_done)
+        self.guard = NonFiniteGuard(self.accelerator)
+        if not resuming:
+            return state
+        saved = restore_training_state(self.last_dir, self.out_dir, self.accelerator, self.model, self.optimizer,
+                                       self.scheduler, self.guard)
+        state.step, state.micro_step = saved["step"], saved["micro_step"]
+        state.first_epoch, state.batches_done = saved["epoch"], saved["batches_done"]
+        state.history, state.step_losses = saved["history"], saved["step_losses"]
+        state.best = saved.get("best", state.best)
+        if self.main:
+            logger.warning("resuming %s from step %d (epoch %d, batch %d)", self.last_dir, state.step,
+                           state.first_epoch, state.batches_done)
+        return state
 
-        def save_last(epoch: int, batches: int, to_save=...) -> None:
-            counters = {"step": step, "micro_step": micro_step, "epoch": epoch, "batches_done": batches,
-                        "history": history, "step_losses": step_losses, "best": best}
-            save_training_state(self.last_dir, self.out_dir, accelerator, model, optimizer, scheduler, guard, cfg,
-                                self.tokenizer, counters, recipe.checkpoint_meta(epoch, step), to_save)
+    def _save_last(self, recipe, state: RunState, epoch: int, batches: int, to_save=...) -> None:
+        """The resumable state in last/, positioned at (epoch, batches already trained in it)."""
+        counters = {"step": state.step, "micro_step": state.micro_step, "epoch": epoch, "batches_done": batches,
+                    "history": state.history, "step_losses": state.step_losses, "best": state.best}
+        save_training_state(self.last_dir, self.out_dir, self.accelerator, self.model, self.optimizer,
+                            self.scheduler, self.guard, self.cfg, self.tokenizer, counters,
+                            recipe.checkpoint_meta(epoch, state.step), to_save)
 
-        start = time.time()
-        bar = tqdm(total=total_steps, initial=step, desc=f"{recipe.kind} {cfg.name}",
-                   disable=not (self.progress and self.main))
-        for epoch in range(first_epoch, cfg.train.epochs + 1):
-            model.train()
-            # The sampler's order and each sample's clips and crops are functions of (seed, epoch[, index]).
-            # On resume, the sampler drops the batches the killed run had already trained on
-            # (accelerate's skip_first_batches rebuilds the loader with another sampler, losing the order).
-            skip = batches_done if epoch == first_epoch else 0
-            setup.set_train_position(epoch, skip)
-            train_loader.set_epoch(epoch)  # accelerate passes it on to the dataset when it iterates
-            batches = skip
-            logged: dict[str, list[float]] = {}
-            for batch in train_loader:
-                batches += 1
-                self.skipped.extend(batch["skipped"])
-                if "input_ids" not in batch:
-                    continue
-                # Dropout draws from the global generator; reseeding it per micro-step makes the masks a
-                # function of (seed, step), so a resumed run reproduces them exactly.
-                micro_step += 1
-                torch.manual_seed(cfg.train.seed * 1_000_003 + micro_step)
-                with accelerator.accumulate(model):
-                    out = recipe.train_step(model, batch)
-                    guard.check_loss(out.loss, epoch, step, batch)  # raises before backward unless fp16 scaling skips
-                    accelerator.backward(out.loss)
-                    if accelerator.sync_gradients and cfg.optim.grad_clip > 0:
-                        accelerator.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-                    optimizer.step()
-                    if accelerator.sync_gradients and not accelerator.optimizer_step_was_skipped:
-                        scheduler.step()  # once per optimizer step actually taken
-                    optimizer.zero_grad(set_to_none=True)
-                for key, value in recipe.step_logs(out).items():
-                    logged.setdefault(key, []).append(value)
-                if accelerator.sync_gradients:
-                    step += 1
-                    guard.after_step(optimizer, step)  # fp16: warn and count when the scaler skipped this step
-                    step_losses.append(out.loss.item())
-                    bar.update(1)
-                    recent = logged["loss"][-20:]
-                    bar.set_postfix(epoch=epoch, loss=f"{sum(recent) / len(recent):.3f}",
-                                    **{k.removeprefix("loss_"): f"{v[-1]:.3f}" for k, v in logged.items() if k != "loss"})
-                    if cfg.train.save_every_steps and step % cfg.train.save_every_steps == 0:
-                        save_last(epoch, batches)  # on every rank (DeepSpeed shards, ZeRO-3 gather)
-                    _after_step(step)
-                if cfg.train.max_steps and step >= cfg.train.max_steps:
-                    break
-            entry = {"epoch": epoch, "step": step, "lr": scheduler.get_last_lr()[-1],
-                     **{f"train_{k}": sum(v) / len(v) for k, v in logged.items()}}
-            entry.setdefault("train_loss", 0.0)  # an epoch whose batches were all skipped
-            sync_buffers(accelerator, model)  # every rank validates with the BatchNorm statistics that get saved
-            if self.val_loader is not None:
-                entry.update(recipe.evaluate(self, epoch))
-            history.append(entry)
-            value, score = recipe.score(entry, self.val_loader is not None)
-            to_save = model_for_saving(accelerator, model)  # every rank: ZeRO-3 gathers the full weights here
-            # Every rank tracks the best epoch (the gathered metrics are the same everywhere); main saves it.
-            improved = score is None or score > best["score"]
-            if improved:
-                best = {"epoch": epoch, "metric": recipe.select_metric, "score": score, "value": value}
-            if self.main:
-                logger.info("epoch %d: %s", epoch, {k: round(v, 4) if isinstance(v, float) else v
-                                                    for k, v in entry.items()})
-                if improved:
-                    save_checkpoint(self.out_dir / "checkpoint", to_save, cfg, self.tokenizer,
-                                    {**recipe.checkpoint_meta(epoch, step), **recipe.best_meta(value)})
-                recipe.plot(history, self.out_dir)
-            save_last(epoch + 1, 0, to_save)
-            if (self.out_dir / "checkpoint").is_dir():
-                self._drop_replaced()  # this run has a checkpoint and a resumable state: the old run is not needed
-            accelerator.wait_for_everyone()
-            if cfg.train.max_steps and step >= cfg.train.max_steps:
+    def _max_steps_reached(self, state: RunState) -> bool:
+        return bool(self.cfg.train.max_steps) and state.step >= self.cfg.train.max_steps
+
+    def _train_epoch(self, recipe, setup: RecipeSetup, train_loader, state: RunState, epoch: int, bar) -> dict:
+        """One epoch's batches (from where a killed run stopped, on resume); returns the per-step numbers
+        ``recipe.step_logs`` reported, by name."""
+        self.model.train()
+        # The sampler's order and each sample's clips and crops are functions of (seed, epoch[, index]).
+        # On resume, the sampler drops the batches the killed run had already trained on
+        # (accelerate's skip_first_batches rebuilds the loader with another sampler, losing the order).
+        skip = state.batches_done if epoch == state.first_epoch else 0
+        setup.set_train_position(epoch, skip)
+        train_loader.set_epoch(epoch)  # accelerate passes it on to the dataset when it iterates
+        batches = skip
+        logged: dict[str, list[float]] = {}
+        for batch in train_loader:
+            batches += 1
+            self.skipped.extend(batch["skipped"])
+            if "input_ids" not in batch:
+                continue
+            out = self._train_step(recipe, state, epoch, batch)
+            for key, value in recipe.step_logs(out).items():
+                logged.setdefault(key, []).append(value)
+            if self.accelerator.sync_gradients:
+                self._after_optimizer_step(recipe, state, epoch, batches, out, logged, bar)
+            if self._max_steps_reached(state):
                 break
-        bar.close()
-        self._drop_replaced()
+        return logged
 
+    def _train_step(self, recipe, state: RunState, epoch: int, batch: dict):
+        """One micro-step: forward, loss check, backward; the optimizer steps when the accumulation is complete."""
+        cfg, accelerator, model, optimizer = self.cfg, self.accelerator, self.model, self.optimizer
+        # Dropout draws from the global generator; reseeding it per micro-step makes the masks a
+        # function of (seed, step), so a resumed run reproduces them exactly.
+        state.micro_step += 1
+        torch.manual_seed(cfg.train.seed * 1_000_003 + state.micro_step)
+        with accelerator.accumulate(model):
+            out = recipe.train_step(model, batch)
+            # raises before backward unless fp16 scaling skips
+            self.guard.check_loss(out.loss, epoch, state.step, batch)
+            accelerator.backward(out.loss)
+            if accelerator.sync_gradients and cfg.optim.grad_clip > 0:
+                accelerator.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+            optimizer.step()
+            if accelerator.sync_gradients and not accelerator.optimizer_step_was_skipped:
+                self.scheduler.step()  # once per optimizer step actually taken
+            optimizer.zero_grad(set_to_none=True)
+        return out
+
+    def _after_optimizer_step(self, recipe, state: RunState, epoch: int, batches: int, out, logged: dict,
+                              bar) -> None:
+        """Count the step, show it, and save last/ every train.save_every_steps."""
+        cfg = self.cfg
+        state.step += 1
+        self.guard.after_step(self.optimizer, state.step)  # fp16: warn and count when the scaler skipped this step
+        state.step_losses.append(out.loss.item())
+        bar.update(1)
+        recent = logged["loss"][-20:]
+        bar.set_postfix(epoch=epoch, loss=f"{sum(recent) / len(recent):.3f}",
+                        **{k.removeprefix("loss_"): f"{v[-1]:.3f}" for k, v in logged.items() if k != "loss"})
+        if cfg.train.save_every_steps and state.step % cfg.train.save_every_steps == 0:
+            self._save_last(recipe, state, epoch, batches)  # on every rank (DeepSpeed shards, ZeRO-3 gather)
+        _after_step(state.step)
+
+    def _end_epoch(self, recipe, state: RunState, epoch: int, logged: dict) -> None:
+        """The epoch's history entry (validation included), the best checkpoint if it improved, last/ saved."""
+        accelerator, model = self.accelerator, self.model
+        entry = {"epoch": epoch, "step": state.step, "lr": self.scheduler.get_last_lr()[-1],
+                 **{f"train_{k}": sum(v) / len(v) for k, v in logged.items()}}
+        entry.setdefault("train_loss", 0.0)  # an epoch whose batches were all skipped
+        sync_buffers(accelerator, model)  # every rank validates with the BatchNorm statistics that get saved
+        if self.val_loader is not None:
+            entry.update(recipe.evaluate(self, epoch))
+        state.history.append(entry)
+        value, score = recipe.score(entry, self.val_loader is not None)
+        to_save = model_for_saving(accelerator, model)  # every rank: ZeRO-3 gathers the full weights here
+        # Every rank tracks the best epoch (the gathered metrics are the same everywhere); main saves it.
+        improved = score is None or score > state.best["score"]
+        if improved:
+            state.best = {"epoch": epoch, "metric": recipe.select_metric, "score": score, "value": value}
+        if self.main:
+            logger.info("epoch %d: %s", epoch, {k: round(v, 4) if isinstance(v, float) else v
+                                                for k, v in entry.items()})
+            if improved:
+                save_checkpoint(self.out_dir / "checkpoint", to_save, self.cfg, self.tokenizer,
+                                {**recipe.checkpoint_meta(epoch, state.step), **recipe.best_meta(value)})
+            recipe.plot(state.history, self.out_dir)
+        self._save_last(recipe, state, epoch + 1, 0, to_save)
+        if (self.out_dir / "checkpoint").is_dir():
+            self._drop_replaced()  # this run has a checkpoint and a resumable state: the old run is not needed
+        accelerator.wait_for_everyone()
+
+    def _clean_up(self, recipe, state: RunState, start: float) -> dict:
+        """The run's metrics (the recipe's finish adds its own), metrics.json, and every rank's exit together."""
+        cfg, accelerator, guard = self.cfg, self.accelerator, self.guard
         # One number per rank: DDP keeps replicas identical, and this makes that checkable after the fact.
-        checksum = param_checksum(accelerator, model)  # every rank (ZeRO-3 gathers the slices first)
-        metrics = {"name": cfg.name, "history": history, "steps": step, "step_losses": step_losses,
-                   "best_epoch": best["epoch"], "num_processes": accelerator.num_processes,
+        checksum = param_checksum(accelerator, self.model)  # every rank (ZeRO-3 gathers the slices first)
+        metrics = {"name": cfg.name, "history": state.history, "steps": state.step,
+                   "step_losses": state.step_losses, "best_epoch": state.best["epoch"],
+                   "num_processes": accelerator.num_processes,
                    "rank_param_checksums": accelerator.gather(checksum.reshape(1).to(accelerator.device)).cpu().tolist(),
                    "train_seconds": time.time() - start, "checkpoint": str(self.out_dir / "checkpoint"),
                    "overflow_skipped_steps": len(guard.skipped_steps), "overflow_skipped_step_ids": guard.skipped_steps}
-        self.best = best
+        self.best = state.best
         metrics = recipe.finish(self, metrics)
         # Each epoch meets the same unreadable files again; they are reported once.
         metrics["skipped"] = [list(s) for s in dict.fromkeys(tuple(s) for s in self.skipped)]

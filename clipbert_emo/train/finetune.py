@@ -8,17 +8,20 @@ Every labelled task kind (single- and multi-label, multitask, regression, questi
 from __future__ import annotations
 
 from ..config import ExperimentConfig
-from ..tasks import get_task
+from ..tasks import Recipe, get_task
 from .engine import Engine
 from .finetune_recipe import FinetuneRecipe
 from .retrieval import RetrievalRecipe
 
-__all__ = ["finetune"]
+__all__ = ["finetune", "RECIPES"]
+
+# The recipe class that trains each kind of task (Task.recipe).
+RECIPES = {Recipe.FINETUNE: FinetuneRecipe, Recipe.RETRIEVAL: RetrievalRecipe}
 
 
 def finetune(cfg: ExperimentConfig, progress: bool = True) -> dict:
     """Train, validate every epoch, keep the best checkpoint by the validation metric, test it.
 
     Returns the metrics dict (also written to ``train.output_dir``/metrics.json)."""
-    recipe = RetrievalRecipe(cfg) if get_task(cfg.data.task).recipe == "retrieval" else FinetuneRecipe(cfg)
+    recipe = RECIPES[Recipe(get_task(cfg.data.task).recipe)](cfg)
     return Engine(cfg, progress).run(recipe)

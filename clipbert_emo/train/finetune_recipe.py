@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..build import build_model
 from ..checkpoint import WEIGHTS, load_weights, update_model_card
-from ..config import ExperimentConfig
+from ..config import DataConfig, ExperimentConfig, resolve_n_test
 from ..data.benchmarks import has_split
 from ..data.loading import make_loader, stratified_subset
 from ..data.samplers import ClassBalancedSampler, EpochShuffleSampler
@@ -26,10 +26,6 @@ from ..tasks import get_task, load_split
 from .engine import Engine, RecipeSetup, tokenizer_for
 
 logger = logging.getLogger(__name__)
-
-# Validation numbers copied into each epoch's history entry (as val_<key>) when the task reports them.
-HISTORY_METRICS = ("macro_f1", "weighted_f1", "accuracy", "mean_macro_f1", "mean_accuracy", "mae", "corr", "acc2",
-                   "acc7", "micro_f1")
 
 
 class FinetuneRecipe:
@@ -45,7 +41,11 @@ class FinetuneRecipe:
         cfg, data, task = self.cfg, self.cfg.data, self.task
         train_m = stratified_subset(load_split(data, "train"), data.train_fraction, cfg.train.seed,
                                     task.stratify_key)
-        task.prepare(cfg, train_m)  # what the training split decides (an answer vocabulary), before the model
+        # What the training split decides (an answer vocabulary), before the model; the run's config keeps it.
+        data = task.prepare(data, train_m)
+        if not isinstance(data, DataConfig):  # a prepare() written when it changed the config in place
+            raise TypeError(f"{type(task).__name__}.prepare(data, train) must return the data config, got {data!r}")
+        cfg.data = data
         val_m = load_split(data, "val") if has_split(data, "val") else None
         tokenizer = tokenizer_for(cfg, [s.text for s in train_m.samples], engine.out_dir, engine.accelerator)
         class_weights = None
@@ -67,7 +67,7 @@ class FinetuneRecipe:
         train_loader = make_loader(train_m, data, tokenizer, True, cfg.train.batch_size, cfg.train.seed, task=task,
                                    sampler=sampler)
         val_loader = (make_loader(val_m, data, tokenizer, False, cfg.train.eval_batch_size, cfg.train.seed, task=task,
-                                  num_clips=cfg.train.val_num_clips) if val_m else None)
+                                  num_clips=resolve_n_test(cfg, validation=True)) if val_m else None)
         # For the model card of every saved folder: how much data the model saw.
         self.split_sizes = {"train": len(train_m.samples), **({"val": len(val_m.samples)} if val_m else {})}
         per_rank = cfg.train.batch_size * engine.accelerator.num_processes  # samples one batch step consumes
@@ -101,7 +101,7 @@ class FinetuneRecipe:
         rep = reports_for_aggregations(res["clip_logits"], res["labels"], data, [agg])[agg]
         entry = {"val_loss": mean_loss(engine.accelerator.unwrap_model(engine.model), res["clip_logits"],
                                        res["labels"], agg)}
-        entry.update({f"val_{key}": rep[key] for key in HISTORY_METRICS if key in rep})
+        entry.update({f"val_{key}": value for key, value in self.task.history(rep).items()})
         if select != "loss" and select not in rep:
             raise ValueError(f"train.select_metric={select}: the {data.task} validation report has no such "
                              f"metric; choose one of {', '.join(k for k, v in rep.items() if isinstance(v, float))}")
@@ -131,17 +131,19 @@ class FinetuneRecipe:
     def finish(self, engine: Engine, metrics: dict) -> dict:
         validated = engine.val_loader is not None
         best_epoch = engine.best["epoch"]
+        best = next((h for h in metrics["history"] if h["epoch"] == best_epoch), {})
         metrics.update({
             "select_metric": self.select_metric,
             "best_val_score": engine.best["value"] if validated else None,
-            "best_val_macro_f1": next((h.get("val_macro_f1") for h in metrics["history"] if h["epoch"] == best_epoch),
-                                      None),
+            # Kept for the readers of metrics.json written before best_val_score (experiments/demo.py,
+            # label_efficiency.py); None where the task reports no macro-F1.
+            "best_val_macro_f1": best.get("val_macro_f1"),
         })
         if has_split(self.cfg.data, "test"):
             engine.accelerator.wait_for_everyone()
             metrics["test"] = evaluate(engine.out_dir / "checkpoint", "test", engine.out_dir,
                                        accelerator=engine.accelerator, progress=engine.progress)
             if engine.main:  # the card of the best checkpoint gets its test numbers
-                update_model_card(engine.out_dir / "checkpoint", test=summarise_evaluation(metrics["test"]),
+                update_model_card(engine.out_dir / "checkpoint", test=summarise_evaluation(metrics["test"], self.task),
                                   split_sizes={"test": metrics["test"]["num_samples"]})
         return metrics

@@ -19,6 +19,7 @@ from safetensors import safe_open
 
 from ..build import build_model
 from ..checkpoint import PRETRAINING_HEADS, WEIGHTS, load_checkpoint, load_weights
+from ..config import resolve_n_test
 from ..data.benchmarks import has_split
 from ..data.dataset import model_inputs
 from ..data.loading import stratified_subset
@@ -39,7 +40,11 @@ ITM_KEYS = {"weight": "transformer.cls.seq_relationship.weight", "bias": "transf
 
 def load_itm_head(model, folder: str | Path) -> bool:
     """Start the retrieval head from a pretraining checkpoint's ITM head (ClipBERT's seq_relationship), found
-    in its weights or, for a converted original ClipBERT, beside them. Returns whether it was found."""
+    in its weights or, for a converted original ClipBERT, beside them. Returns whether it was found (never for a
+    fusion strategy without a one-layer ``head``, e.g. one that declares no task head: ClipBERT's classifier MLP)."""
+    head = getattr(model, "head", None)
+    if not isinstance(getattr(head, "weight", None), torch.Tensor):
+        return False
     for name in (WEIGHTS, PRETRAINING_HEADS):
         file = Path(folder) / name
         if not file.exists():
@@ -47,8 +52,8 @@ def load_itm_head(model, folder: str | Path) -> bool:
         with safe_open(str(file), framework="pt") as f:
             if all(k in f.keys() for k in ITM_KEYS.values()):
                 state = {part: f.get_tensor(key) for part, key in ITM_KEYS.items()}
-                if state["weight"].shape == model.head.weight.shape:
-                    model.head.load_state_dict(state)
+                if state["weight"].shape == head.weight.shape:
+                    head.load_state_dict(state)
                     return True
     return False
 
@@ -126,12 +131,12 @@ class RetrievalRecipe(FinetuneRecipe):
 
     def evaluate(self, engine: Engine, epoch: int) -> dict:
         net = engine.accelerator.unwrap_model(engine.model)
-        res = rank_manifest(net, self.cfg, self.tokenizer, self.val_m, self.cfg.train.val_num_clips,
+        res = rank_manifest(net, self.cfg, self.tokenizer, self.val_m, resolve_n_test(self.cfg, validation=True),
                             [self.cfg.model.aggregation], self.cfg.train.eval_batch_size, engine.accelerator.device,
                             progress=engine.progress)
         net.train()
         rep = res["reports"][self.cfg.model.aggregation]
-        entry = {f"val_{k}": rep[k] for k in ("r1", "r5", "r10", "rsum", "median_rank")}
+        entry = {f"val_{k}": rep[k] for k in self.task.history_metrics}
         if "val_" + self.select_metric not in entry:
             raise ValueError(f"train.select_metric={self.select_metric}: retrieval validation reports "
                              f"{', '.join(k.removeprefix('val_') for k in entry)}")
@@ -144,7 +149,7 @@ class RetrievalRecipe(FinetuneRecipe):
         if has_split(self.cfg.data, "test") and engine.main:
             model, cfg, tokenizer = load_checkpoint(engine.out_dir / "checkpoint", engine.accelerator.device)
             test_m = load_split(cfg.data, "test")
-            result = rank_manifest(model, cfg, tokenizer, test_m, cfg.data.num_clips_test,
+            result = rank_manifest(model, cfg, tokenizer, test_m, resolve_n_test(cfg),
                                    batch_size=cfg.train.eval_batch_size, device=engine.accelerator.device,
                                    progress=engine.progress)
             result["checkpoint"] = str(engine.out_dir / "checkpoint")

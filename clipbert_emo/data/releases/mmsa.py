@@ -37,39 +37,85 @@ _RELEASES = {"mosi": Release("CMU-MOSI", _LAYOUT), "mosei": Release("CMU-MOSEI",
 _MMSA_MODES = {"train": "train", "val": "valid", "test": "test"}
 
 
-def read_mmsa(cfg: DataConfig, split: str) -> Manifest:
-    fmt = cfg.format
-    release = _RELEASES[fmt]
-    target = cfg.target or "sentiment"
-    vocabulary: Sequence[str] = ()
+def _target_vocabulary(cfg: DataConfig, fmt: str, target: str) -> Sequence[str]:
+    """The class names ``target`` predicts (none for the sentiment score), once the task kind and release are
+    checked to fit it."""
     if target == "sentiment":
         need_task(cfg, ("regression",), "data.target=sentiment (a score in [-3, 3], [-1, 1] for CH-SIMS)")
-    elif target in ("sentiment_2", "sentiment_7"):
+        return ()
+    if target in ("sentiment_2", "sentiment_7"):
         if target == "sentiment_7" and fmt == "sims":
             raise ConfigError("data.target=sentiment_7 rounds scores in [-3, 3]; CH-SIMS scores lie in [-1, 1] and "
                               "would fill 3 of the 7 classes. Use sentiment (regression) or sentiment_2")
         need_task(cfg, ("single_label",), f"data.target={target}")
-        vocabulary = SENTIMENT_2 if target == "sentiment_2" else SENTIMENT_7
-    elif target == "emotions":
+        return SENTIMENT_2 if target == "sentiment_2" else SENTIMENT_7
+    if target == "emotions":
         if fmt != "mosei":
             raise ConfigError(f"data.target=emotions: only CMU-MOSEI has emotion annotations, not {fmt}")
         need_task(cfg, ("multilabel",), "data.target=emotions (any subset of six emotions)")
-        vocabulary = MOSEI_EMOTIONS
+        return MOSEI_EMOTIONS
+    raise ConfigError(f"data.target={target!r}: {fmt} has targets sentiment (regression), sentiment_2, "
+                      "sentiment_7" + (", emotions" if fmt == "mosei" else ""))
+
+
+def _need_emotion_columns(csv_path: Path) -> None:
+    header = csv_header(csv_path)
+    absent = [c for c in MOSEI_EMOTIONS if c not in header]
+    if absent:
+        raise ConfigError(f"data.target=emotions needs the emotion columns {', '.join(MOSEI_EMOTIONS)} in "
+                          f"{csv_path} (absent: {', '.join(absent)}); the MMSA label.csv has sentiment only, "
+                          "so add the CMU-MOSEI emotion intensities as those columns (value > 0 = present)")
+
+
+def _row_sample(where: str, row: dict, target: str, label_index: dict, skips: Skips) -> Sample | None:
+    """One label.csv row of the wanted split as a sample with its target (no video yet), or None, skipped."""
+    video_id, clip_id = row["video_id"], row["clip_id"]
+    try:
+        score = float(row["label"])
+        if not math.isfinite(score):
+            raise ValueError
+    except ValueError:
+        skips.add(where, f"malformed row: label {row['label']!r} is not a number")
+        return None
+    if not video_id or not clip_id:
+        skips.add(where, "malformed row: empty video_id or clip_id")
+        return None
+    sample = Sample(video=None, text=row.get("text", ""), source=where,
+                    extra={k: row[k] for k in ("video_id", "clip_id", "label", "label_T", "label_A", "label_V",
+                                               "annotation") if k in row})
+    if target == "sentiment":
+        sample.target = score
+    elif target == "emotions":
+        try:
+            present = [name for name in MOSEI_EMOTIONS if float(row[name] or 0) > 0]
+        except ValueError:
+            skips.add(where, "malformed row: an emotion column is not a number")
+            return None
+        sample.labels = [label_index[name] for name in present if name in label_index]
     else:
-        raise ConfigError(f"data.target={target!r}: {fmt} has targets sentiment (regression), sentiment_2, "
-                          "sentiment_7" + (", emotions" if fmt == "mosei" else ""))
+        # sentiment_2: 0 counts as positive (MMSA's "non-negative vs negative" Acc-2);
+        # sentiment_7: np.round rounds halves to even, as MMSA's Acc-7 does.
+        name = (("negative" if score < 0 else "positive") if target == "sentiment_2"
+                else str(int(np.round(np.clip(score, -3.0, 3.0)))))
+        if name not in label_index:
+            skips.add(where, f"label not in data.labels: {name!r} (score {score})")
+            return None
+        sample.label = label_index[name]
+    return sample
+
+
+def read_mmsa(cfg: DataConfig, split: str) -> Manifest:
+    fmt = cfg.format
+    release = _RELEASES[fmt]
+    target = cfg.target or "sentiment"
+    vocabulary = _target_vocabulary(cfg, fmt, target)
     if vocabulary:
         need_labels(cfg, vocabulary, f"{release.name}'s {target} target")
     root = release.root(cfg)
     csv_path = release.need(root / "label.csv")
     raw_dir = release.need(root / "Raw", is_dir=True) if cfg.use_video else None
     if target == "emotions":
-        header = csv_header(csv_path)
-        absent = [c for c in MOSEI_EMOTIONS if c not in header]
-        if absent:
-            raise ConfigError(f"data.target=emotions needs the emotion columns {', '.join(MOSEI_EMOTIONS)} in "
-                              f"{csv_path} (absent: {', '.join(absent)}); the MMSA label.csv has sentiment only, "
-                              "so add the CMU-MOSEI emotion intensities as those columns (value > 0 = present)")
+        _need_emotion_columns(csv_path)
     label_index = label_indices(cfg)
     wanted = _MMSA_MODES[split]
     listings: dict[str, dict[str, Path]] = {}
@@ -82,39 +128,11 @@ def read_mmsa(cfg: DataConfig, split: str) -> Manifest:
             continue
         if mode != wanted:
             continue
-        video_id, clip_id = row["video_id"], row["clip_id"]
-        try:
-            score = float(row["label"])
-            if not math.isfinite(score):
-                raise ValueError
-        except ValueError:
-            skips.add(where, f"malformed row: label {row['label']!r} is not a number")
+        sample = _row_sample(where, row, target, label_index, skips)
+        if sample is None:
             continue
-        if not video_id or not clip_id:
-            skips.add(where, "malformed row: empty video_id or clip_id")
-            continue
-        sample = Sample(video=None, text=row.get("text", ""), source=where,
-                        extra={k: row[k] for k in ("video_id", "clip_id", "label", "label_T", "label_A", "label_V",
-                                                   "annotation") if k in row})
-        if target == "sentiment":
-            sample.target = score
-        elif target == "emotions":
-            try:
-                present = [name for name in MOSEI_EMOTIONS if float(row[name] or 0) > 0]
-            except ValueError:
-                skips.add(where, "malformed row: an emotion column is not a number")
-                continue
-            sample.labels = [label_index[name] for name in present if name in label_index]
-        else:
-            # sentiment_2: 0 counts as positive (MMSA's "non-negative vs negative" Acc-2);
-            # sentiment_7: np.round rounds halves to even, as MMSA's Acc-7 does.
-            name = (("negative" if score < 0 else "positive") if target == "sentiment_2"
-                    else str(int(np.round(np.clip(score, -3.0, 3.0)))))
-            if name not in label_index:
-                skips.add(where, f"label not in data.labels: {name!r} (score {score})")
-                continue
-            sample.label = label_index[name]
         if raw_dir is not None:
+            video_id, clip_id = row["video_id"], row["clip_id"]
             video = _mmsa_clip(raw_dir, video_id, clip_id, listings)
             if video is None:
                 skips.add(where, f"video file not found: {raw_dir / video_id / (clip_id + '.mp4')}")

@@ -71,7 +71,7 @@ function showResult(result, ms) {
   }
   drawTimeline(result.timeline || {});
   $("latency").textContent = Math.round(ms) + " ms";
-  let note = `${result.num_clips} clips over ${result.duration_s} s, scored in ${result.inference_s} s`;
+  let note = `${result.n_test} clips over ${result.duration_s} s, scored in ${result.inference_s} s`;
   if (result.face_crop) {
     note += ` · no face in ${result.face_crop.no_face_frames} of ${result.face_crop.frames} frames`;
   }
@@ -202,7 +202,7 @@ async function init() {
     $("text").disabled = true;
     $("text").placeholder = "this model does not read text";
   }
-  setStatus(`Ready: ${info.labels.length} emotions, ${info.num_clips} clips per video.`);
+  setStatus(`Ready: ${info.labels.length} emotions, ${info.n_test} clips per video.`);
 
   $("file").addEventListener("change", () => {
     const file = $("file").files[0];

@@ -75,6 +75,88 @@ def _background(p: FaceParams, size: int, xx, yy) -> np.ndarray:
     return img
 
 
+def _blink_open(params: FaceParams, num_frames: int) -> np.ndarray:
+    """Per frame: 1 with the eyes open, 0 during a blink."""
+    blink_open = np.ones(num_frames)
+    for start, length in params.blinks:
+        i0 = min(int(start * num_frames), num_frames - 1)
+        blink_open[i0:i0 + length] = 0.0
+    return blink_open
+
+
+def _draw_distractor(img: np.ndarray, params: FaceParams, xx, yy, t: float, s: float) -> None:
+    """The moving disc or square at time ``t`` (0..1) along its path."""
+    x0, y0, x1, y1 = params.distractor_path
+    dx, dy = (x0 + (x1 - x0) * t) * s, (y0 + (y1 - y0) * t) * s
+    rad = params.distractor_radius * s
+    if params.distractor_square:
+        sd = np.maximum(np.abs(xx - dx), np.abs(yy - dy)) - rad
+    else:
+        sd = np.sqrt((xx - dx) ** 2 + (yy - dy) ** 2) - rad
+    _blend(img, _cover(sd), params.distractor_color)
+
+
+def _draw_head(img: np.ndarray, params: FaceParams, xx, yy, cx, cy, rx_px, ry_px) -> None:
+    fb = _box(img.shape, cx - rx_px, cx + rx_px, cy - ry_px, cy + ry_px, 2.0)
+    face_sd = _ellipse_sd(xx[fb], yy[fb], cx, cy, rx_px, ry_px)
+    _blend(img[fb], _cover(face_sd + 1.0), params.ink)      # 1 px outline
+    _blend(img[fb], _cover(face_sd), params.skin)
+
+
+def _draw_eyes_and_brows(img: np.ndarray, params: FaceParams, xx, yy, cx, cy, rx_px, ry_px, eye_open, blink,
+                         brow_h, brow_tilt, thick) -> None:
+    # Eyes: white ellipse, ink outline, pupil; a blink collapses them to a line.
+    ew, eh = 0.23 * rx_px, 0.15 * ry_px * max(eye_open, 0.05) * blink
+    eh_draw = max(eh, 0.3)
+    ey = cy - 0.18 * ry_px
+    for side in (-1.0, 1.0):
+        ex = cx + side * 0.38 * rx_px
+        eb = _box(img.shape, ex - ew, ex + ew, ey - eh_draw, ey + eh_draw, 2.0)
+        sub, sx, sy = img[eb], xx[eb], yy[eb]
+        sd = _ellipse_sd(sx, sy, ex, ey, ew, eh_draw)
+        _blend(sub, _cover(np.abs(sd) - 0.6), params.ink)
+        if eh > 0.8:
+            _blend(sub, _cover(sd + 0.6), (245.0, 245.0, 245.0))
+            pr = min(0.5 * ew, eh) * 0.8
+            pupil = _cover(np.sqrt((sx - ex) ** 2 + (sy - ey) ** 2) - pr) * _cover(sd)
+            _blend(sub, pupil, (20.0, 20.0, 30.0))
+
+        # Brows: inner end nearer the nose; tilt moves the inner end.
+        by = ey - (0.30 + 0.2 * brow_h) * ry_px
+        inner_x, outer_x = ex - side * 0.24 * rx_px, ex + side * 0.24 * rx_px
+        inner_y = by - brow_tilt * 0.13 * ry_px
+        outer_y = by + brow_tilt * 0.06 * ry_px
+        seg = np.array([[inner_x, inner_y], [outer_x, outer_y]])
+        _draw_polyline(img, xx, yy, seg, thick / 2, params.ink)
+
+
+def _draw_mouth(img: np.ndarray, params: FaceParams, xx, yy, cx, cy, rx_px, ry_px, curve, mopen, mwidth,
+                thick) -> None:
+    # Centre line y = my + k*curve*(0.5 - u^2); y grows downward, so
+    # curve > 0 lowers the middle and raises the corners (smile).
+    my = cy + 0.45 * ry_px
+    mw = 0.4 * rx_px * max(mwidth, 0.2)
+    k = 0.28 * ry_px
+    uu = np.linspace(-1.0, 1.0, 13)
+    line_y = my + k * curve * (0.5 - uu**2)
+    oh = 0.24 * ry_px * max(mopen, 0.0)
+    if oh > 0.3:
+        span = abs(k * curve) * 0.5 + oh
+        mb = _box(img.shape, cx - mw, cx + mw, my - span, my + span, 2.0)
+        sub, sx, sy = img[mb], xx[mb], yy[mb]
+        um = (sx - cx) / mw
+        yc = my + k * curve * (0.5 - np.clip(um, -1, 1) ** 2)
+        half = oh * np.sqrt(np.clip(1.0 - um**2, 0.0, None))
+        margin = np.minimum(half - np.abs(sy - yc), (1.0 - np.abs(um)) * mw)
+        _blend(sub, _cover(-margin - 1.0), params.ink)   # lips outline
+        _blend(sub, _cover(-margin), (90.0, 20.0, 30.0))
+    # The closed-mouth line fades out as the mouth opens into an O, so a
+    # wide-open mouth is not crossed by a bar.
+    pts = np.stack([cx + uu * mw, line_y], axis=1)
+    line_alpha = 1.0 - float(np.clip((mopen - 0.2) / 0.5, 0.0, 1.0))
+    _draw_polyline(img, xx, yy, pts, thick / 2, params.ink, line_alpha)
+
+
 def render_face_frames(params: FaceParams, num_frames: int, size: int, rng: np.random.Generator) -> np.ndarray:
     """Renders a video as a (F, H, W, 3) uint8 RGB array. ``rng`` only drives
     the per-pixel sensor noise; all content comes from ``params``."""
@@ -83,10 +165,7 @@ def render_face_frames(params: FaceParams, num_frames: int, size: int, rng: np.r
     base = _background(params, size, xx, yy)
     t = (np.arange(num_frames) + 0.5) / num_frames
     intensity = expression_intensity(params.window, t)
-    blink_open = np.ones(num_frames)
-    for start, length in params.blinks:
-        i0 = min(int(start * num_frames), num_frames - 1)
-        blink_open[i0:i0 + length] = 0.0
+    blink_open = _blink_open(params, num_frames)
 
     ry_px = params.face_ry * s
     rx_px = ry_px * params.face_aspect
@@ -98,71 +177,14 @@ def render_face_frames(params: FaceParams, num_frames: int, size: int, rng: np.r
         img = base.copy()
         # Distractor first: the face occludes it, so it never touches the
         # features and only adds motion clutter.
-        x0, y0, x1, y1 = params.distractor_path
-        dx, dy = (x0 + (x1 - x0) * t[f]) * s, (y0 + (y1 - y0) * t[f]) * s
-        rad = params.distractor_radius * s
-        if params.distractor_square:
-            sd = np.maximum(np.abs(xx - dx), np.abs(yy - dy)) - rad
-        else:
-            sd = np.sqrt((xx - dx) ** 2 + (yy - dy) ** 2) - rad
-        _blend(img, _cover(sd), params.distractor_color)
-
+        _draw_distractor(img, params, xx, yy, t[f], s)
         cx, cy = face_center(params, t[f], size)
-        fb = _box(img.shape, cx - rx_px, cx + rx_px, cy - ry_px, cy + ry_px, 2.0)
-        face_sd = _ellipse_sd(xx[fb], yy[fb], cx, cy, rx_px, ry_px)
-        _blend(img[fb], _cover(face_sd + 1.0), params.ink)      # 1 px outline
-        _blend(img[fb], _cover(face_sd), params.skin)
-
+        _draw_head(img, params, xx, yy, cx, cy, rx_px, ry_px)
         e = NEUTRAL_EXPRESSION + intensity[f] * (params.expression - NEUTRAL_EXPRESSION)
         curve, mopen, mwidth, brow_h, brow_tilt, eye_open = e
-
-        # Eyes: white ellipse, ink outline, pupil; a blink collapses them to a line.
-        ew, eh = 0.23 * rx_px, 0.15 * ry_px * max(eye_open, 0.05) * blink_open[f]
-        eh_draw = max(eh, 0.3)
-        ey = cy - 0.18 * ry_px
-        for side in (-1.0, 1.0):
-            ex = cx + side * 0.38 * rx_px
-            eb = _box(img.shape, ex - ew, ex + ew, ey - eh_draw, ey + eh_draw, 2.0)
-            sub, sx, sy = img[eb], xx[eb], yy[eb]
-            sd = _ellipse_sd(sx, sy, ex, ey, ew, eh_draw)
-            _blend(sub, _cover(np.abs(sd) - 0.6), params.ink)
-            if eh > 0.8:
-                _blend(sub, _cover(sd + 0.6), (245.0, 245.0, 245.0))
-                pr = min(0.5 * ew, eh) * 0.8
-                pupil = _cover(np.sqrt((sx - ex) ** 2 + (sy - ey) ** 2) - pr) * _cover(sd)
-                _blend(sub, pupil, (20.0, 20.0, 30.0))
-
-            # Brows: inner end nearer the nose; tilt moves the inner end.
-            by = ey - (0.30 + 0.2 * brow_h) * ry_px
-            inner_x, outer_x = ex - side * 0.24 * rx_px, ex + side * 0.24 * rx_px
-            inner_y = by - brow_tilt * 0.13 * ry_px
-            outer_y = by + brow_tilt * 0.06 * ry_px
-            seg = np.array([[inner_x, inner_y], [outer_x, outer_y]])
-            _draw_polyline(img, xx, yy, seg, thick / 2, params.ink)
-
-        # Mouth: centre line y = my + k*curve*(0.5 - u^2); y grows downward, so
-        # curve > 0 lowers the middle and raises the corners (smile).
-        my = cy + 0.45 * ry_px
-        mw = 0.4 * rx_px * max(mwidth, 0.2)
-        k = 0.28 * ry_px
-        uu = np.linspace(-1.0, 1.0, 13)
-        line_y = my + k * curve * (0.5 - uu**2)
-        oh = 0.24 * ry_px * max(mopen, 0.0)
-        if oh > 0.3:
-            span = abs(k * curve) * 0.5 + oh
-            mb = _box(img.shape, cx - mw, cx + mw, my - span, my + span, 2.0)
-            sub, sx, sy = img[mb], xx[mb], yy[mb]
-            um = (sx - cx) / mw
-            yc = my + k * curve * (0.5 - np.clip(um, -1, 1) ** 2)
-            half = oh * np.sqrt(np.clip(1.0 - um**2, 0.0, None))
-            margin = np.minimum(half - np.abs(sy - yc), (1.0 - np.abs(um)) * mw)
-            _blend(sub, _cover(-margin - 1.0), params.ink)   # lips outline
-            _blend(sub, _cover(-margin), (90.0, 20.0, 30.0))
-        # The closed-mouth line fades out as the mouth opens into an O, so a
-        # wide-open mouth is not crossed by a bar.
-        pts = np.stack([cx + uu * mw, line_y], axis=1)
-        line_alpha = 1.0 - float(np.clip((mopen - 0.2) / 0.5, 0.0, 1.0))
-        _draw_polyline(img, xx, yy, pts, thick / 2, params.ink, line_alpha)
+        _draw_eyes_and_brows(img, params, xx, yy, cx, cy, rx_px, ry_px, eye_open, blink_open[f], brow_h, brow_tilt,
+                             thick)
+        _draw_mouth(img, params, xx, yy, cx, cy, rx_px, ry_px, curve, mopen, mwidth, thick)
         frames[f] = img
 
     if params.noise_sigma > 0:

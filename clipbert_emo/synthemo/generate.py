@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...config.atomic import atomic_write_text
+from ..config.atomic import atomic_write_text
 from .face import FaceParams, sample_face_params
 from .media import write_mp4
 from .render import render_face_frames
@@ -193,7 +193,7 @@ def generate_synthemo(out_dir: str | os.PathLike, cfg: SynthEmoConfig = SynthEmo
     """Writes out_dir/{train,val,test}.jsonl and out_dir/videos/<split>/<id>.mp4, plus out_dir/synthemo.json (the config and the ceilings). Returns that summary dict.
 
     The returned dict also carries ``generation_seconds`` (not written to disk)."""
-    from ...config.errors import check_output_folder
+    from ..config.errors import check_output_folder
 
     cfg.validate()
     check_output_folder(out_dir, "SynthEmo --out")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...config.atomic import atomic_write_text
+from ..config.atomic import atomic_write_text
 from .face import FaceParams, sample_face_params
 from .generate import _run_tasks
 from .media import write_png

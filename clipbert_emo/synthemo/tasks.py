@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...config.atomic import atomic_write_text
+from ..config.atomic import atomic_write_text
 from .captions import _FEATURE_PHRASES, describe_expression
 from .generate import sample_video
 from .spec import SynthEmoConfig

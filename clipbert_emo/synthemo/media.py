@@ -6,7 +6,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from ...config.atomic import atomic_path, atomic_write_bytes
+from ..config.atomic import atomic_path, atomic_write_bytes
 
 
 def _as_rate(fps) -> Fraction:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...config.atomic import atomic_write_text
+from ..config.atomic import atomic_write_text
 
 
 def _allocate_stratified(sizes: list[int], fraction: float) -> list[int]:

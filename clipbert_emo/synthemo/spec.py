@@ -142,7 +142,7 @@ class SynthEmoConfig:
         if self.workers < 1:
             problems.append(f"workers={self.workers} must be >= 1")
         if problems:
-            from ...config.errors import UserError
+            from ..config.errors import UserError
 
             raise UserError("SynthEmo settings: " + "; ".join(problems))
 
