@@ -32,18 +32,17 @@ What the server guarantees, whatever a request holds:
 import asyncio
 import errno
 import logging
-import math
 import shutil
 import socket
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Sequence
 
 from ..config import renamed_keyword, resolve_n_test
+from .limits import ServeLimits
 from .upload import MAX_TEXT_CHARS, ClientGone, UploadRejected, probe_video, read_upload, size_text
 
 logger = logging.getLogger(__name__)
@@ -60,33 +59,6 @@ UPLOAD_BODY = {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["file"], "properties": {
         "file": {"type": "string", "format": "binary", "description": "a short video (mp4, webm, mov, ...)"},
         "text": {"type": "string", "maxLength": MAX_TEXT_CHARS, "description": "the transcript, if any"}}}}}}
-
-
-@dataclass
-class ServeLimits:
-    """``max_upload_bytes``: largest accepted upload; ``max_seconds``: longest video; ``max_pixels``: largest
-    frame (width x height; 4096x2304 by default); ``max_frames``: most frames (a minute at 60 fps); ``max_fps``:
-    highest frame rate; ``queue_limit``: uploads being read, scored or waiting at once (more get 503);
-    ``workers``: scoring threads (one model, shared); ``request_timeout``: seconds from a request's headers to
-    its answer; ``read_timeout``: longest silence of a client mid-request, and the time a connection has to send
-    a request's headers."""
-
-    max_upload_bytes: int = 50 * 1024 * 1024
-    max_seconds: float = 60.0
-    queue_limit: int = 8
-    workers: int = 1
-    max_pixels: int = 4096 * 2304
-    max_frames: int = 3600
-    max_fps: float = 240.0
-    request_timeout: float = 120.0
-    read_timeout: float = 10.0
-
-    def __post_init__(self):
-        # nan passes every comparison, so a nan limit would be no limit at all.
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"ServeLimits.{f.name} must be a positive finite number, got {value!r}")
 
 
 def host_name(header: str | None) -> str | None:

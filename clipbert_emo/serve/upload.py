@@ -15,10 +15,8 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from .app import ServeLimits
+from .limits import ServeLimits
 
 # The upload's file name on disk comes from its declared type, never from the request's file name.
 SUFFIX_BY_TYPE = {"video/mp4": ".mp4", "video/webm": ".webm", "video/quicktime": ".mov", "video/x-matroska": ".mkv",

@@ -8,6 +8,7 @@ Every labelled task kind (single- and multi-label, multitask, regression, questi
 from __future__ import annotations
 
 from ..config import ExperimentConfig
+from ..models.registry import check_fusion
 from ..tasks import Recipe, get_task
 from .engine import Engine
 from .finetune_recipe import FinetuneRecipe
@@ -23,5 +24,6 @@ def finetune(cfg: ExperimentConfig, progress: bool = True) -> dict:
     """Train, validate every epoch, keep the best checkpoint by the validation metric, test it.
 
     Returns the metrics dict (also written to ``train.output_dir``/metrics.json)."""
+    check_fusion(cfg)  # a strategy that cannot run this task is refused before the run folder is touched
     recipe = RECIPES[Recipe(get_task(cfg.data.task).recipe)](cfg)
     return Engine(cfg, progress).run(recipe)

@@ -16,9 +16,9 @@ from __future__ import annotations
 import os
 
 from ...config import DataConfig
-from ..manifest import Manifest, ManifestError, Sample
+from ..manifest import Manifest, Sample
 from .common import VIDEO_SUFFIXES, Release, Skips, finish, need_task, stem_index
-from .msrvtt import load_json
+from .msrvtt import load_json_list
 
 DIDEMO = Release("DiDeMo", """\
     <root>/train_data.json  val_data.json  test_data.json
@@ -35,9 +35,7 @@ def read_didemo(cfg: DataConfig, split: str) -> Manifest:
     need_task(cfg, ("retrieval",), "DiDeMo's paragraphs")
     root = DIDEMO.root(cfg)
     path = root / f"{split}_data.json"
-    entries = load_json(path, DIDEMO)
-    if not isinstance(entries, list):
-        raise ManifestError(f"{path}: expected a list of annotations")
+    entries = load_json_list(path, DIDEMO, "annotations")
     videos = stem_index(DIDEMO.need(root / "videos", is_dir=True), VIDEO_SUFFIXES_DIDEMO)
     skips = Skips(cfg.strict)
     by_video: dict[str, list] = {}

@@ -39,6 +39,14 @@ def load_json(path, release: Release):
         raise ManifestError(f"{path}: not valid JSON ({e})") from None
 
 
+def load_json_list(path, release: Release, what: str) -> list:
+    """A JSON file holding a list (of annotations, of questions); a ManifestError naming the file otherwise."""
+    entries = load_json(path, release)
+    if not isinstance(entries, list):
+        raise ManifestError(f"{path}: expected a list of {what}")
+    return entries
+
+
 def read_msrvtt(cfg: DataConfig, split: str) -> Manifest:
     need_task(cfg, ("retrieval",), "MSR-VTT's captions")
     if cfg.target not in TARGETS:

@@ -12,9 +12,9 @@ MSRVTT-QA results are usually reported in. A question whose video is missing is 
 from __future__ import annotations
 
 from ...config import DataConfig
-from ..manifest import Manifest, ManifestError, Sample
+from ..manifest import Manifest, Sample
 from .common import VIDEO_SUFFIXES, Release, Skips, finish, need_task, stem_index
-from .msrvtt import load_json
+from .msrvtt import load_json_list
 
 MSRVTT_QA = Release("MSRVTT-QA", """\
     <root>/train_qa.json  val_qa.json  test_qa.json
@@ -25,9 +25,7 @@ def read_msrvtt_qa(cfg: DataConfig, split: str) -> Manifest:
     need_task(cfg, ("qa",), "MSRVTT-QA's open-ended answers")
     root = MSRVTT_QA.root(cfg)
     path = root / f"{split}_qa.json"
-    entries = load_json(path, MSRVTT_QA)
-    if not isinstance(entries, list):
-        raise ManifestError(f"{path}: expected a list of questions")
+    entries = load_json_list(path, MSRVTT_QA, "questions")
     videos = stem_index(root, VIDEO_SUFFIXES)
     skips = Skips(cfg.strict)
     samples = []
