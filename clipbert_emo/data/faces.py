@@ -4,17 +4,19 @@ Emotion lives in the face; a frame where the face covers a tenth of the picture 
 backbone's pixels on background. ``data.face_crop`` (training) and ``predict --face-crop`` put this
 before the backbone:
 
-1. every sampled frame goes through a face detector, which keeps the largest face it finds. The
-   offline default is OpenCV's frontal-face Haar cascade (it ships inside opencv-python-headless); a
-   YuNet ONNX file (``data.face_detector=face_detection_yunet_2023mar.onnx``, OpenCV's cv2.FaceDetectorYN)
-   is the stronger choice when the user has one;
-2. within one clip, frames where the detector missed borrow the nearest detected box, and the boxes are
+1. every sampled frame goes through a face detector (data/face_detectors.py), which keeps the largest face
+   it finds. ``data.face_detector`` names it: "" = MTCNN (data/face_mtcnn.py, on the weights facenet-pytorch
+   ships), ``haar`` = OpenCV's Haar cascade (the default before: it loses the face in a third of the frames
+   of a real talking-head clip), ``ssd`` = OpenCV's ResNet-10 SSD, or a YuNet ``.onnx`` file;
+2. across the video's sampled frames, a frame where the detector missed takes a box carried from the
+   detections around it (data/face_tracking.py: linked by overlap, interpolated, at most ~0.5 s away);
+3. within one clip, frames still without a box borrow the nearest box of the clip, and the boxes are
    smoothed over the clip's frames (a moving average of centre and size), so the crop does not jitter;
-3. each frame is cut to a square around its box, widened by ``data.face_margin`` on every side, and all
+4. each frame is cut to a square around its box, widened by ``data.face_margin`` on every side, and all
    T crops of a clip are resized to one size. A clip with no face in any frame keeps its full frames;
-   those frames are counted (``FaceStats``) and reported by predict.
+   those frames are counted (``FaceStats``) and reported by predict, with each clip's boxes.
 
-At train time the boxes of a video are cached on disk (one small JSON per video file version and
+At train time the detected boxes of a video are cached on disk (one small JSON per video file version and
 detector, keyed by frame index), so the second epoch onwards detects nothing it saw before.
 """
 
@@ -25,111 +27,60 @@ import json
 import logging
 import os
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
-from ..config.errors import UserError
+from .face_detectors import (DEFAULT_DETECTOR, DETECTOR_NAMES, Box, FaceDetector, MTCNNFaceDetector,
+                             SSDFaceDetector, make_detector)
+from .face_tracking import track_boxes
+
+__all__ = ["Box", "BoxCache", "DEFAULT_DETECTOR", "DETECTOR_NAMES", "FaceDetector", "FaceStats", "MTCNNFaceDetector",
+           "SSDFaceDetector", "boxes_by_clip", "clip_face_box", "crop_clip", "default_cache_dir", "detect_and_track",
+           "detect_boxes", "face_crop_clips", "get_detector", "smooth_clip_boxes", "track_boxes"]
 
 logger = logging.getLogger(__name__)
-
-Box = tuple[float, float, float, float]  # (x, y, w, h) in the frame's pixels
-
-# The Haar cascade looks for faces of at least ~24 px; small frames (SynthEmo's 64 px) are upscaled so a
-# face filling the frame is still in its range, large ones downscaled so a 720p frame costs ~10 ms.
-_DETECT_MIN_SIDE = 192
-_DETECT_MAX_SIDE = 480
 
 
 @dataclass
 class FaceStats:
-    """How the face crop went on one video: ``frames`` sampled, ``no_face_frames`` where the detector found
-    no face, ``full_frame_clips`` clips without any face (kept as full frames)."""
+    """How the face crop went on one video: ``frames`` sampled, ``no_face_frames`` left without a face box (neither
+    detected nor carried by the tracker), ``tracked_frames`` whose box the tracker carried from neighbouring
+    detections, ``full_frame_clips`` clips without any face (kept as full frames). ``boxes`` (not a count: left out
+    of ``as_dict`` and ``add``): each clip's per-frame boxes, ``boxes_by_clip``'s lists."""
 
     frames: int = 0
     no_face_frames: int = 0
     clips: int = 0
     full_frame_clips: int = 0
+    tracked_frames: int = 0
+    boxes: list | None = field(default=None, compare=False, repr=False, metadata={"count": False})
+
+    def _counts(self) -> list[str]:
+        return [f.name for f in fields(self) if f.metadata.get("count", True)]
 
     def add(self, other: "FaceStats") -> None:
-        for k, v in asdict(other).items():
-            setattr(self, k, getattr(self, k) + v)
+        for k in self._counts():
+            setattr(self, k, getattr(self, k) + getattr(other, k))
 
     def as_dict(self) -> dict:
-        return asdict(self)
-
-
-class FaceDetector:
-    """The largest face of a frame. ``model`` = "" for OpenCV's bundled Haar cascade, or a YuNet ``.onnx`` file.
-
-    One instance per thread (OpenCV's detectors keep per-call state); use :func:`get_detector`.
-    """
-
-    def __init__(self, model: str = "", score_threshold: float = 0.6):
-        try:
-            import cv2
-        except ImportError:
-            raise UserError("face crops need OpenCV: pip install opencv-python-headless==4.14.0.94") from None
-        self._cv2 = cv2
-        self.model = os.fspath(model) if model else ""
-        if not self.model:
-            path = os.path.join(cv2.data.haarcascades, "haarcascade_frontalface_default.xml")
-            self._haar = cv2.CascadeClassifier(path)
-            if self._haar.empty():
-                raise UserError(f"OpenCV's Haar cascade {path} did not load; reinstall opencv-python-headless")
-            self.identity = "haar-frontalface-default"
-            return
-        if not os.path.isfile(self.model):
-            raise UserError(f"face detector model {self.model}: file not found (give a YuNet .onnx file, or leave "
-                            "it empty for the built-in Haar cascade)")
-        if not self.model.lower().endswith(".onnx"):
-            raise UserError(f"face detector model {self.model}: expected a YuNet .onnx file "
-                            "(e.g. face_detection_yunet_2023mar.onnx from the OpenCV model zoo)")
-        if not hasattr(cv2, "FaceDetectorYN"):
-            raise UserError("this OpenCV build has no cv2.FaceDetectorYN; install opencv-python-headless>=4.8")
-        try:
-            self._yunet = cv2.FaceDetectorYN.create(self.model, "", (320, 320), score_threshold, 0.3, 50)
-        except cv2.error as e:
-            raise UserError(f"face detector model {self.model}: OpenCV cannot load it as a YuNet model "
-                            f"({str(e).strip().splitlines()[-1][:160]})") from None
-        st = os.stat(self.model)
-        self.identity = f"yunet-{os.path.basename(self.model)}-{st.st_size}-{st.st_mtime_ns}"
-
-    def __call__(self, frame: np.ndarray) -> Box | None:
-        """(x, y, w, h) of the largest face in an (H, W, 3) uint8 RGB frame, or None."""
-        cv2 = self._cv2
-        h, w = frame.shape[:2]
-        side = max(h, w)
-        scale = min(max(1.0, _DETECT_MIN_SIDE / side), _DETECT_MAX_SIDE / side)
-        small = frame if scale == 1.0 else cv2.resize(frame, (max(1, round(w * scale)), max(1, round(h * scale))),
-                                                      interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-        if self.model:
-            bgr = np.ascontiguousarray(small[:, :, ::-1])  # YuNet was trained on OpenCV's BGR order
-            self._yunet.setInputSize((bgr.shape[1], bgr.shape[0]))
-            _, faces = self._yunet.detect(bgr)
-            boxes = [] if faces is None else [tuple(float(v) for v in f[:4]) for f in faces]  # (x, y, w, h, ...)
-        else:
-            grey = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
-            boxes = [tuple(float(v) for v in b) for b in
-                     self._haar.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=4, minSize=(24, 24))]
-        if not boxes:
-            return None
-        x, y, bw, bh = max(boxes, key=lambda b: b[2] * b[3])
-        return x / scale, y / scale, bw / scale, bh / scale
+        return {k: getattr(self, k) for k in self._counts()}
 
 
 _local = threading.local()
 
 
-def get_detector(model: str = "") -> FaceDetector:
-    """This thread's detector for ``model`` (built once per thread and process: DataLoader workers and the
-    server's inference threads each get their own)."""
+def get_detector(model: str = ""):
+    """This thread's detector for ``model`` (data/face_detectors.py: "" = MTCNN, "haar", "ssd", or a YuNet .onnx
+    file), built once per thread and process: DataLoader workers and the server's inference threads each get their
+    own. A callable ``frame (H, W, 3) uint8 RGB -> (x, y, w, h) | None``, with ``detect_many`` and ``identity``."""
     cache = getattr(_local, "detectors", None)
     if cache is None:
         cache = _local.detectors = {}
+    model = os.fspath(model) if model else ""
     if model not in cache:
-        cache[model] = FaceDetector(model)
+        cache[model] = make_detector(model)
     return cache[model]
 
 
@@ -169,23 +120,56 @@ class BoxCache:
             logger.warning("face box cache %s not written (%s); boxes will be detected again", self.path, e)
 
 
-def detect_boxes(frames: np.ndarray, indices: np.ndarray, detector: FaceDetector, video: str | None = None,
-                 cache_dir: str | os.PathLike | None = None) -> list[Box | None]:
-    """The largest face box of each frame. ``frames`` (M, H, W, 3) are the frames at video ``indices`` (M,);
-    with ``cache_dir`` and ``video``, boxes found earlier are read from the cache and new ones added to it."""
+def detect_and_track(frames: np.ndarray, indices: np.ndarray, detector, video: str | None = None,
+                     cache_dir: str | os.PathLike | None = None, track: bool = True
+                     ) -> tuple[list[Box | None], list[bool]]:
+    """Each frame's face box and whether the tracker carried it there (not detected). ``frames`` (M, H, W, 3) are
+    the frames at video ``indices`` (M,), in any order, repeats allowed; each distinct frame is detected once (the
+    frames of one size in one pass where the detector has ``detect_many``). With ``cache_dir`` and ``video``, boxes
+    found earlier are read from the cache and new ones added to it. ``track``: misses take a box carried from the
+    detections of the sampled frames around them (data/face_tracking.py)."""
     cache = BoxCache(cache_dir, video, detector.identity) if cache_dir and video else None
     known: dict[int, Box | None] = dict(cache.boxes) if cache is not None else {}
-    new = False
-    boxes: list[Box | None] = []
-    for frame, idx in zip(frames, np.asarray(indices).reshape(-1).tolist()):
-        if idx not in known:  # a frame shared by two clips (or a still image's repeats) is detected once
-            known[idx] = detector(frame)
-            new = True
-        boxes.append(known[idx])
-    if cache is not None and new:
-        cache.boxes = known
-        cache.save()
-    return boxes
+    idx = np.asarray(indices).reshape(-1).tolist()
+    todo: dict[int, int] = {}  # frame index -> its first row in ``frames``
+    for row, i in enumerate(idx):
+        if i not in known and i not in todo:  # a frame shared by two clips (or a still image's repeats) once
+            todo[i] = row
+    if todo:
+        many = getattr(detector, "detect_many", None)
+        rows = list(todo.values())
+        found = many(frames[rows]) if many is not None else [detector(frames[r]) for r in rows]
+        known.update(zip(todo, found))
+        if cache is not None:
+            cache.boxes = known
+            cache.save()
+    order = sorted(set(idx))  # the sampled frames in time order: only these, so a cache's extra frames change nothing
+    boxes = [known[i] for i in order]
+    carried = [False] * len(order)
+    if track:
+        boxes, carried = track_boxes(boxes, order)
+    at = {i: r for r, i in enumerate(order)}
+    return [boxes[at[i]] for i in idx], [carried[at[i]] for i in idx]
+
+
+def detect_boxes(frames: np.ndarray, indices: np.ndarray, detector, video: str | None = None,
+                 cache_dir: str | os.PathLike | None = None, track: bool = True) -> list[Box | None]:
+    """The largest face box of each frame (``detect_and_track`` without the carried flags): ``frames`` (M, H, W, 3)
+    at video ``indices`` (M,); a miss takes the tracker's box where detections around it give one."""
+    return detect_and_track(frames, indices, detector, video, cache_dir, track)[0]
+
+
+def boxes_by_clip(boxes: list[Box | None], n: int, t: int) -> list[list[list[float] | None]]:
+    """N*T boxes (x, y, w, h), clip by clip -> N lists of T boxes [x, y, w, h] in whole tenths of a pixel of the
+    frame (JSON-ready), None where a frame has none."""
+    return [[None if b is None else [round(float(v), 1) for v in b] for b in boxes[i * t:(i + 1) * t]]
+            for i in range(n)]
+
+
+def clip_face_box(frame_boxes: list[list[float] | None]) -> list[float] | None:
+    """One clip's face box [x, y, w, h]: the mean of its frames' boxes, None when none has one."""
+    present = [b for b in frame_boxes if b is not None]
+    return [round(float(v), 1) for v in np.mean(present, axis=0)] if present else None
 
 
 def smooth_clip_boxes(boxes: list[Box | None], window: int = 3) -> np.ndarray | None:
@@ -224,15 +208,18 @@ def crop_clip(frames: np.ndarray, centres: np.ndarray, margin: float) -> np.ndar
     return np.stack(crops)  # T x (S, S, 3) -> (T, S, S, 3)
 
 
-def face_crop_clips(frames: np.ndarray, indices: np.ndarray, detector: FaceDetector, margin: float = 0.25,
+def face_crop_clips(frames: np.ndarray, indices: np.ndarray, detector, margin: float = 0.25,
                     video: str | None = None, cache_dir: str | os.PathLike | None = None
                     ) -> tuple[list[np.ndarray], FaceStats]:
     """Face crops of a video's sampled clips. ``frames`` (N, T, H, W, 3) at ``indices`` (N, T). Returns N arrays,
-    each (T, S, S, 3) around the face or the clip's full (T, H, W, 3) frames when it has no face, and the stats."""
+    each (T, S, S, 3) around the face or the clip's full (T, H, W, 3) frames when it has no face, and the stats
+    (with ``stats.boxes``: each clip's T boxes in the frames' pixels, detected or tracked, before smoothing)."""
     n, t = frames.shape[:2]
-    flat_boxes = detect_boxes(frames.reshape(n * t, *frames.shape[2:]), indices, detector, video, cache_dir)
+    flat_boxes, carried = detect_and_track(frames.reshape(n * t, *frames.shape[2:]), indices, detector, video,
+                                           cache_dir)
     # (N, T, H, W, 3) -> (N*T, H, W, 3) for the detector; its N*T boxes go back into clips of T
-    stats = FaceStats(frames=n * t, clips=n, no_face_frames=sum(b is None for b in flat_boxes))
+    stats = FaceStats(frames=n * t, clips=n, no_face_frames=sum(b is None for b in flat_boxes),
+                      tracked_frames=sum(carried), boxes=boxes_by_clip(flat_boxes, n, t))
     clips = []
     for i in range(n):
         centres = smooth_clip_boxes(flat_boxes[i * t:(i + 1) * t])

@@ -1,4 +1,4 @@
-r"""``clipbert-emo bench decode|infer|train``: speed measurements that print a table and write JSON.
+r"""``clipbert-emo bench decode|infer|train|faces``: speed measurements that print a table and write JSON.
 
 Every run records the machine (CPU, cores this process may use, load average before and after, torch and
 decoder versions, GPU if any) beside its rows, because on a shared CPU a number means little without the load
@@ -9,6 +9,7 @@ measured side by side in the same run, so they hold even when the absolute times
     clipbert-emo bench decode --full          # adds 600 s videos (several minutes to generate and decode)
     clipbert-emo bench infer --checkpoint runs/demo/video+text/checkpoint --manifest data/synthemo/test.jsonl
     clipbert-emo bench train
+    clipbert-emo bench faces                  # face detection rate and ms per frame per detector (bench_faces.py)
     clipbert-emo bench train --config clipbert_base --device cuda --shapes 1x2,8x2 --batch-size 16 \
         --workers 8 train.mixed_precision=bf16 model.channels_last=true   # the full-size model on a GPU
 """
@@ -130,6 +131,10 @@ def bench_decode(args) -> dict:
 def main(args) -> int:
     if args.what == "decode":
         bench_decode(args)
+    elif args.what == "faces":
+        from .bench_faces import bench_faces
+
+        bench_faces(args)
     elif args.what == "infer":
         from .bench_model import bench_infer
 
@@ -145,12 +150,14 @@ def add_parser(sub, common):
     """The ``bench`` subcommand of the CLI (its table and JSON path go to stdout: the CLI routes them there)."""
     import argparse
 
-    s = sub.add_parser("bench", parents=[common], help="speed benchmarks: decode | infer | train (table + JSON)",
+    s = sub.add_parser("bench", parents=[common], help="speed benchmarks: decode | infer | train | faces (table + "
+                       "JSON)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    s.add_argument("what", choices=["decode", "infer", "train"],
+    s.add_argument("what", choices=["decode", "infer", "train", "faces"],
                    help="decode: N_test clips per seek mode against decoding every frame; infer: checkpoint load, "
                         "predict wall time, dense evaluation at N_test 1/4/16 (one CNN pass vs chunks, fp32 vs bf16); "
-                        "train: samples/s, data wait and memory per clip shape and loader workers")
+                        "train: samples/s, data wait and memory per clip shape and loader workers; faces: face "
+                        "detection rate (without and with tracking) and ms per frame per detector on real clips")
     s.add_argument("--out", default=None, help="JSON file for the rows and the machine (default: "
                    "runs/bench/<what>.json)")
     s.add_argument("--videos", default="runs/bench/videos", help="folder for the generated test videos, reused "
@@ -180,6 +187,11 @@ def add_parser(sub, common):
     s.add_argument("--steps", type=int, default=0, help="train: timed steps per setting (default: 4, 8 with --full)")
     s.add_argument("--peak-tflops", type=float, default=None, help="train: the chip's peak for the MFU column "
                    "(default: the published dense bf16 peak of H100/H200/A100/L40S/A10G, none on CPU)")
+    s.add_argument("--detectors", default="haar,mtcnn,ssd", help="faces: the detectors to compare, names of "
+                   "data.face_detector (default: %(default)s)")
+    s.add_argument("--yunet", default="", help="faces: a YuNet .onnx file to compare as well")
+    s.add_argument("--threads", type=int, default=1, help="faces: CPU threads for the detectors (default: "
+                   "%(default)s)")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=lambda args: main(_with_default_out(args)))
     return s
