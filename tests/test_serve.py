@@ -80,9 +80,7 @@ def test_predict_an_upload_and_leave_nothing_behind(predictor, video_bytes, synt
 
 @pytest.mark.parametrize("case", ["text_type", "corrupt", "empty", "audio_only", "too_long", "too_big", "no_file",
                                   "long_text"])
-def test_bad_uploads_get_a_4xx_with_a_message(predictor, video_bytes, tmp_path, case, uploads):
-    from conftest import write_av
-
+def test_bad_uploads_get_a_4xx_with_a_message(predictor, video_bytes, tmp_path, case, uploads, write_av):
     limits = ServeLimits(max_upload_bytes=200_000, max_seconds=10.0)
     expected = {"text_type": 415, "corrupt": 422, "empty": 422, "audio_only": 422, "too_long": 422, "too_big": 413,
                 "no_file": 422, "long_text": 422}[case]

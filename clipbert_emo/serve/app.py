@@ -3,8 +3,9 @@
     clipbert-emo serve runs/demo/video+text/checkpoint          # then open http://127.0.0.1:8000
 
 ``POST /predict`` (multipart: ``file`` = the video, ``text`` = optional transcript) answers the predictor's
-result: the top emotion, the distribution and the per-clip timeline. ``GET /labels``, ``GET /health``;
-``/docs`` and ``/openapi.json`` describe it all (FastAPI).
+result: the top emotion, the distribution and the per-clip timeline. ``GET /labels`` (with the limits, the model
+card's summary and the example videos), ``GET /health``; ``/openapi.json`` describes it all and ``/docs`` draws that
+in a page of our own (FastAPI's Swagger UI and ReDoc load their scripts from a CDN: they are turned off).
 
 What the server guarantees, whatever a request holds:
 - the model is loaded once; scoring runs in a small thread pool, never on the event loop, and at most
@@ -22,7 +23,8 @@ What the server guarantees, whatever a request holds:
 - uploads are written to a private temporary folder (``mkdtemp``, mode 0700) under a fixed name and deleted
   once the request is over (after its scoring thread ends, if it ran out of time); nothing in a request (file
   name included) becomes part of a path;
-- the page and its script are served from the package; nothing is loaded from elsewhere (the
+- the page, its scripts, the API page and the example videos are served from the package (or an examples folder
+  named by the server's owner, listed once at start); nothing is loaded from elsewhere (the
   Content-Security-Policy says so to the browser).
 """
 
@@ -43,6 +45,8 @@ from typing import Sequence
 
 from ..config import renamed_keyword, resolve_n_test
 from .limits import ServeLimits
+from .messages import plain_decode_message
+from .page_info import find_examples, model_card_summary
 from .upload import MAX_TEXT_CHARS, ClientGone, UploadRejected, probe_video, read_upload, size_text
 
 logger = logging.getLogger(__name__)
@@ -113,9 +117,12 @@ class _Guard:
 
 
 def create_app(predictor, limits: ServeLimits | None = None, n_test: int | None = None,
-               allowed_hosts: Sequence[str] = LOCAL_HOSTS, num_clips: int | None = None):
+               allowed_hosts: Sequence[str] = LOCAL_HOSTS, num_clips: int | None = None,
+               checkpoint: str | Path | None = None, examples: str | Path | None = None):
     """The FastAPI application around one loaded :class:`~clipbert_emo.predict.Predictor`. ``allowed_hosts``:
-    the Host names it answers to (see :func:`allowed_host_names`)."""
+    the Host names it answers to (see :func:`allowed_host_names`); ``checkpoint``: its folder, whose model card
+    the page summarises; ``examples``: a folder of videos the page offers to score with one click (default: the
+    clips that ship in serve/static)."""
     from fastapi import FastAPI
 
     limits = limits or ServeLimits()
@@ -129,35 +136,66 @@ def create_app(predictor, limits: ServeLimits | None = None, n_test: int | None 
         for folder in list(state["folders"]):  # uploads whose scoring thread was still running
             shutil.rmtree(folder, ignore_errors=True)
 
-    app = FastAPI(title="clipbert-emo", version="1", lifespan=lifespan,
+    app = FastAPI(title="clipbert-emo", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Emotion recognition in short videos (video + optional transcript). POST a video "
                               "to /predict; the page at / does it from a browser, with a webcam live mode.")
     app.state.predictor, app.state.limits, app.state.pool = predictor, limits, pool
     app.add_middleware(_Guard, allowed=allowed_hosts)
     n_test = renamed_keyword(n_test, num_clips, "n_test", "num_clips", "create_app")  # num_clips: its old name
-    _add_page_and_info(app, predictor, limits, n_test, state)
+    page = {"card": model_card_summary(checkpoint or getattr(predictor, "checkpoint", None)),
+            "examples": find_examples(examples)}
+    _add_page_and_info(app, predictor, limits, n_test, state, page)
     _add_predict(app, _scorer(predictor, limits, n_test), limits, pool, state)
     return app
 
 
-def _add_page_and_info(app, predictor, limits: ServeLimits, n_test: int | None, state: dict) -> None:
-    """``/`` (the page), ``/static``, ``/health`` and ``/labels``."""
+def _add_page_and_info(app, predictor, limits: ServeLimits, n_test: int | None, state: dict, page: dict) -> None:
+    """``/`` (the page), ``/static``, ``/docs``, ``/favicon.ico``, ``/examples/NAME``, ``/health`` and ``/labels``.
+    ``page``: the model card's summary and the example videos (page_info.py)."""
+    from fastapi import HTTPException
     from fastapi.responses import FileResponse
     from fastapi.staticfiles import StaticFiles
 
+    examples = page["examples"]
+
     @app.get("/", include_in_schema=False)
-    def page():
+    def index():
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
+    @app.get("/docs", include_in_schema=False)
+    def docs():
+        return FileResponse(STATIC / "docs.html", media_type="text/html")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon():
+        return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
+
+    @app.get("/examples/{name}", summary="An example video the page offers", responses={404: {
+        "description": "no example of that name"}})
+    def example(name: str):
+        """One of the videos /labels lists under ``examples`` (its ``url``)."""
+        if name not in examples:  # only names listed at start: the request's text never reaches a path
+            raise HTTPException(404, "no example of that name; GET /labels lists them")
+        found = examples[name]
+        if not found["path"].is_file():  # removed from the examples folder since the server started
+            raise HTTPException(404, "that example is no longer on the server")
+        return FileResponse(found["path"], media_type=found["media_type"])
+
     @app.get("/health", summary="Liveness and load")
     def health() -> dict:
+        """``status`` ("ok"), ``pending`` (uploads being read, scored or waiting), ``queue_limit``, ``served``
+        (answered since start) and ``uptime_s``."""
         return {"status": "ok", "pending": state["pending"], "queue_limit": limits.queue_limit,
                 "served": state["served"], "uptime_s": round(time.time() - state["started"], 1)}
 
-    @app.get("/labels", summary="What the model predicts and what it reads")
+    @app.get("/labels", summary="What the model predicts, what it reads, the limits, its card and the examples")
     def labels() -> dict:
+        """``labels``, ``task``, ``uses_text``, ``modalities``, ``face_crop``, ``n_test`` (clips scored per video),
+        ``limits`` (``max_upload_bytes``, ``max_seconds``, ``max_pixels``, ``max_frames``, ``max_fps``,
+        ``request_timeout``), ``model_card`` (``title``: its first line, ``trained_on``: a sentence, or null) and
+        ``examples`` (``name``, ``title``, ``url`` of each example video)."""
         data = predictor.cfg.data
         n = resolve_n_test(data, n_test)
         return {"labels": predictor.labels, "task": predictor.task.name, "uses_text": bool(data.use_text),
@@ -165,7 +203,10 @@ def _add_page_and_info(app, predictor, limits: ServeLimits, n_test: int | None, 
                 "n_test": n, "num_clips": n,  # num_clips: n_test's old name, kept a release for clients
                 "limits": {"max_upload_bytes": limits.max_upload_bytes, "max_seconds": limits.max_seconds,
                            "max_pixels": limits.max_pixels, "max_frames": limits.max_frames,
-                           "max_fps": limits.max_fps, "request_timeout": limits.request_timeout}}
+                           "max_fps": limits.max_fps, "request_timeout": limits.request_timeout},
+                "model_card": page["card"],
+                "examples": [{"name": name, "title": ex["title"], "url": f"/examples/{name}"}
+                             for name, ex in examples.items()]}
 
 
 def _scorer(predictor, limits: ServeLimits, n_test: int | None):
@@ -180,10 +221,11 @@ def _scorer(predictor, limits: ServeLimits, n_test: int | None):
         try:
             result = predictor(path, text=text, n_test=n_test)
         except UserError as e:  # a video the decoders refuse: the user's file, not the server
-            raise UploadRejected(422, str(e).replace(path, "the upload")) from None
+            raise UploadRejected(422, plain_decode_message(str(e).replace(path, "the upload"))) from None
         except (RuntimeError, ValueError, OSError) as e:  # a file that fooled the probe: still the file's fault
             logger.warning("scoring an upload failed", exc_info=True)
-            raise UploadRejected(422, f"could not score the video ({type(e).__name__})") from None
+            raise UploadRejected(422, "the video could not be scored: its frames did not decode (try converting "
+                                      "it to MP4)") from None
         result.update(video="upload", duration_s=round(seconds, 3),
                       inference_s=round(time.perf_counter() - start, 3))
         return result
@@ -318,10 +360,11 @@ def uvicorn_server(app, limits: ServeLimits | None = None):
 def serve(checkpoint: str, host: str = "127.0.0.1", port: int = 8000, device: str | None = None,
           limits: ServeLimits | None = None, n_test: int | None = None, face_crop: bool = False,
           face_detector: str | None = None, seek: str = "keyframe", threads: int | None = None,
-          allowed_hosts: Sequence[str] = (), num_clips: int | None = None) -> None:
+          allowed_hosts: Sequence[str] = (), num_clips: int | None = None, examples: str | None = None) -> None:
     """Load the checkpoint once and serve the page and the API until interrupted. The port is taken before the
     checkpoint loads, so a port in use is said at once, and "serving on" is printed only once it is ours.
-    ``allowed_hosts``: Host names to answer to besides this machine's own and ``host``."""
+    ``allowed_hosts``: Host names to answer to besides this machine's own and ``host``; ``examples``: a folder of
+    videos the page offers with one click instead of the shipped ones."""
     try:
         import uvicorn  # noqa: F401
     except ImportError:
@@ -337,8 +380,8 @@ def serve(checkpoint: str, host: str = "127.0.0.1", port: int = 8000, device: st
         if face_crop or face_detector:
             predictor.use_face_crop(True, detector=face_detector)
         names = allowed_host_names(host, allowed_hosts)
-        app = create_app(predictor, limits, allowed_hosts=names,  # num_clips: n_test's old name
-                         n_test=renamed_keyword(n_test, num_clips, "n_test", "num_clips", "serve"))
+        app = create_app(predictor, limits, allowed_hosts=names, checkpoint=checkpoint, examples=examples,
+                         n_test=renamed_keyword(n_test, num_clips, "n_test", "num_clips", "serve"))  # num_clips: old
         if host not in ("127.0.0.1", "localhost", "::1"):
             logger.warning("serving on %s: anyone who can reach this machine can use the page; there is no login. "
                            "Requests must name it as one of %s (add names with --allowed-host)",

@@ -17,6 +17,7 @@ import os
 import time
 
 from .limits import ServeLimits
+from .messages import plain_av_error
 
 # The upload's file name on disk comes from its declared type, never from the request's file name.
 SUFFIX_BY_TYPE = {"video/mp4": ".mp4", "video/webm": ".webm", "video/quicktime": ".mov", "video/x-matroska": ".mkv",
@@ -220,8 +221,8 @@ def probe_video(path: str, limits: ServeLimits, deadline: float | None = None) -
             if not decoded:
                 raise UploadRejected(422, "no frame of the video decodes")
             return duration if duration is not None and duration > 0 else end - start
-    except av.error.FFmpegError as e:
-        raise UploadRejected(422, f"not a readable video ({str(e).split(':')[0][:120]})") from None
+    except av.error.FFmpegError as e:  # FFmpeg's own words ("[Errno 1094995529] ...") help no one uploading
+        raise UploadRejected(422, plain_av_error(e)) from None
 
 
 def _check_header(container, stream, limits: ServeLimits) -> float | None:

@@ -1,61 +1,81 @@
-"use strict";
-// The page behind `clipbert-emo serve`: upload or record a video, POST it to /predict, draw the answer.
-// Everything is drawn here (bars as divs, the timeline on a canvas); nothing is loaded from elsewhere.
+// The page behind `clipbert-emo serve`: choose, drop or record a video, POST it to /predict, draw the answer.
+// Everything is drawn here (bars as divs, the timeline and the live history on canvases, charts.js); nothing is
+// loaded from elsewhere. The server's limits and model card come from /labels, so the page checks a file's size
+// and length before sending it and says what the model was trained on.
+
+import { HISTORY_MAX, drawHistory, drawKey, drawTimeline, labelStyles } from "./charts.js";
+import { Camera, LIVE_MODES } from "./camera.js";
+import { download, resultCSV } from "./export.js";
+import { cameraError, limitsText, plainError, tooBig, tooLong } from "./messages.js";
 
 const $ = (id) => document.getElementById(id);
-const COLORS = ["#8e9aaf", "#f2b134", "#4a7fd4", "#d9483b", "#9b59b6", "#2aa876", "#e67e22", "#16a2b8",
-                "#7f8c8d", "#c0392b"];
-const LIVE_SEGMENT_MS = 2000;   // each live update scores the last 2 s of the webcam
 const RECORD_MS = 3000;
+const ONE_COLUMN = window.matchMedia("(max-width: 760px)");  // the phone layout of style.css
 
-let info = null;
-let stream = null;
-let live = false;
-let inFlight = false;
-let updates = 0;
+const state = { info: null, styles: [], result: null, file: null, fileOk: false, busy: false, stopLive: null,
+                history: [], liveStart: 0, updates: 0, spoken: "" };
+const camera = new Camera($("preview"), (on) => { $("rec").hidden = !on; });
 
 function setStatus(text, isError = false) {
-  const el = $("status");
-  el.textContent = text;
-  el.classList.toggle("error", isError);
+  $("status").textContent = text;
+  $("status").classList.toggle("error", isError);
 }
 
-function color(i) { return COLORS[i % COLORS.length]; }
+function refreshButtons() {
+  const idle = !state.busy && !state.stopLive;
+  $("send").disabled = !(state.file && state.fileOk && idle);
+  for (const b of $("examples").querySelectorAll("button")) b.disabled = !idle;
+  $("camera").disabled = camera.on;
+  $("stop-camera").disabled = !camera.on;
+  $("record").disabled = !(camera.on && idle);
+  for (const b of $("live-modes").querySelectorAll("button")) {
+    const mine = state.stopLive && state.liveMode === b.dataset.mode;
+    b.disabled = !camera.on || state.busy || (state.stopLive && !mine);
+    b.classList.toggle("on", Boolean(mine));
+    b.textContent = mine ? "Stop live" : LIVE_MODES[b.dataset.mode].label;
+  }
+  $("download-json").disabled = $("download-csv").disabled = !state.result;
+}
 
-function buildBars(labels) {
-  const bars = $("bars");
-  const legend = $("legend");
-  bars.replaceChildren();
-  legend.replaceChildren();
-  labels.forEach((label, i) => {
+function buildBars() {
+  $("bars").replaceChildren();
+  $("legend").replaceChildren();
+  for (const style of state.styles) {
     const row = document.createElement("div");
     row.className = "bar";
-    row.dataset.label = label;
+    row.setAttribute("role", "listitem");
+    row.dataset.label = style.label;
     row.dataset.p = "0";
-    const name = document.createElement("span");
-    name.className = "name";
-    name.textContent = label;
-    const track = document.createElement("div");
-    track.className = "track";
-    const fill = document.createElement("div");
-    fill.className = "fill";
-    fill.style.background = color(i);
+    const name = Object.assign(document.createElement("span"), { className: "name", textContent: style.label });
+    const track = Object.assign(document.createElement("div"), { className: "track" });
+    const fill = Object.assign(document.createElement("div"), { className: "fill" });
+    fill.style.background = style.color;
     track.appendChild(fill);
-    const value = document.createElement("span");
-    value.className = "value";
-    value.textContent = "–";
+    const value = Object.assign(document.createElement("span"), { className: "value", textContent: "–" });
     row.append(name, track, value);
-    bars.appendChild(row);
+    $("bars").appendChild(row);
     const key = document.createElement("span");
-    const swatch = document.createElement("i");
-    swatch.style.background = color(i);
-    key.append(swatch, document.createTextNode(label));
-    legend.appendChild(key);
-  });
+    key.dataset.label = style.label;
+    key.dataset.dash = style.dash.join(" ") || "solid";
+    key.dataset.marker = style.marker;
+    const swatch = document.createElement("canvas");
+    drawKey(swatch, style);
+    key.append(swatch, document.createTextNode(style.label));
+    $("legend").appendChild(key);
+  }
 }
 
-function showResult(result, ms) {
+// Says the top emotion to screen readers: every time for a video, but in live mode only when it changes.
+function announce(text, live) {
+  if (live && text === state.spoken) return;
+  state.spoken = text;
+  $("announce").textContent = text;
+}
+
+function showResult(result, ms, live = false) {
+  state.result = result;
   const probs = result.probabilities;
+  let spoken;
   if (probs && typeof result.prediction === "string") {
     for (const row of $("bars").children) {
       const p = probs[row.dataset.label] ?? 0;
@@ -65,192 +85,315 @@ function showResult(result, ms) {
     }
     $("top").textContent = result.prediction;
     $("confidence").textContent = (100 * probs[result.prediction]).toFixed(1) + "% confidence";
+    spoken = `Top emotion: ${result.prediction}, ${(100 * probs[result.prediction]).toFixed(0)} percent.`;
   } else {
     $("top").textContent = JSON.stringify(result.prediction);
     $("confidence").textContent = "";
+    spoken = "Prediction: " + JSON.stringify(result.prediction);
   }
-  drawTimeline(result.timeline || {});
+  drawTimeline($("timeline"), state.styles, result.timeline || {}, result.prediction);
   $("latency").textContent = Math.round(ms) + " ms";
+  setOutputs("fresh");
+  announce(spoken, live);
   let note = `${result.n_test} clips over ${result.duration_s} s, scored in ${result.inference_s} s`;
-  if (result.face_crop) {
-    note += ` · no face in ${result.face_crop.no_face_frames} of ${result.face_crop.frames} frames`;
-  }
+  if (result.face_crop) note += ` · no face in ${result.face_crop.no_face_frames} of ${result.face_crop.frames} frames`;
   setStatus(note);
+  refreshButtons();
 }
 
-function drawTimeline(t) {
-  const canvas = $("timeline");
-  const ctx = canvas.getContext("2d");
-  const w = canvas.width, h = canvas.height;
-  const pad = { l: 40, r: 10, t: 10, b: 28 };
-  ctx.clearRect(0, 0, w, h);
-  ctx.fillStyle = "#fff";
-  ctx.fillRect(0, 0, w, h);
-  const starts = t.start || [];
-  const n = starts.length;
-  canvas.dataset.clips = String(n);
-  if (!n || !t.probabilities) return;
-  const mids = starts.map((s, i) => (s == null ? i : (s + t.end[i]) / 2));
-  const lo = Math.min(...(t.start[0] == null ? mids : t.start));
-  const hi = Math.max(...(t.end[0] == null ? mids : t.end), lo + 1e-6);
-  const x = (v) => pad.l + (w - pad.l - pad.r) * (v - lo) / (hi - lo);
-  const y = (p) => h - pad.b - (h - pad.t - pad.b) * p;
-  ctx.strokeStyle = "#d0d5dd";
-  ctx.fillStyle = "#5b6573";
-  ctx.font = "11px system-ui, sans-serif";
-  ctx.lineWidth = 1;
-  for (const p of [0, 0.25, 0.5, 0.75, 1]) {
-    ctx.beginPath(); ctx.moveTo(pad.l, y(p)); ctx.lineTo(w - pad.r, y(p)); ctx.stroke();
-    ctx.fillText(p.toFixed(2), 6, y(p) + 4);
+function clearResult() {
+  state.result = null;
+  for (const row of $("bars").children) {
+    row.dataset.p = "0";
+    row.querySelector(".fill").style.width = "0";
+    row.querySelector(".value").textContent = "–";
   }
-  const ticks = 5;
-  for (let k = 0; k <= ticks; k++) {
-    const v = lo + (hi - lo) * k / ticks;
-    ctx.textAlign = k === 0 ? "left" : k === ticks ? "right" : "center";
-    ctx.fillText(v.toFixed(1) + " s", x(v), h - 8);
+  $("top").textContent = "–";
+  $("confidence").textContent = "";
+  drawTimeline($("timeline"), state.styles, {}, null);
+  refreshButtons();
+}
+
+// "stale": the results shown are not those of the request under way (dimmed); "fresh": they are.
+function setOutputs(kind) {
+  $("outputs").classList.toggle("stale", kind === "stale");
+  $("outputs").setAttribute("aria-busy", String(kind === "stale" && state.busy));
+}
+
+function setBusy(phase, fraction) {
+  $("busy").hidden = !phase;
+  $("busy").dataset.phase = phase || "";
+  const bar = $("progress");
+  if (phase === "upload") {
+    bar.value = Math.round(100 * fraction);
+    bar.dataset.fraction = fraction.toFixed(3);
+    $("busy-text").textContent = `Uploading… ${Math.round(100 * fraction)}%`;
+  } else if (phase === "scoring") {
+    bar.removeAttribute("value");  // indeterminate: the server does not say how far it is
+    bar.dataset.fraction = "1";
+    $("busy-text").textContent = "Scoring…";
   }
-  ctx.textAlign = "left";
-  info.labels.forEach((label, i) => {
-    const ps = t.probabilities[label];
-    if (!ps) return;
-    ctx.strokeStyle = color(i);
-    ctx.fillStyle = color(i);
-    ctx.lineWidth = 2;
-    ctx.beginPath();
-    ps.forEach((p, j) => (j ? ctx.lineTo(x(mids[j]), y(p)) : ctx.moveTo(x(mids[j]), y(p))));
-    ctx.stroke();
-    ps.forEach((p, j) => { ctx.beginPath(); ctx.arc(x(mids[j]), y(p), 2.5, 0, 2 * Math.PI); ctx.fill(); });
+}
+
+// POST /predict with upload progress (fetch reports none); resolves {status, body, ms}, status 0 when the server
+// could not be reached.
+function post(blob, name, onProgress) {
+  return new Promise((resolve) => {
+    const form = new FormData();
+    form.append("file", blob, name);
+    form.append("text", $("text").disabled ? "" : $("text").value);
+    const xhr = new XMLHttpRequest();
+    const t0 = performance.now();
+    xhr.open("POST", "/predict");
+    xhr.responseType = "json";
+    if (onProgress) {
+      xhr.upload.onprogress = (e) => e.lengthComputable && onProgress(e.loaded / e.total);
+      xhr.upload.onload = () => onProgress(1);
+    }
+    xhr.onload = () => resolve({ status: xhr.status, body: xhr.response, ms: performance.now() - t0 });
+    xhr.onerror = xhr.ontimeout = () => resolve({ status: 0, body: null, ms: performance.now() - t0 });
+    xhr.send(form);
   });
 }
 
-async function send(blob, name) {
-  const form = new FormData();
-  form.append("file", blob, name);
-  form.append("text", $("text").value);
-  const t0 = performance.now();
-  const response = await fetch("/predict", { method: "POST", body: form });
-  const body = await response.json().catch(() => ({ detail: response.statusText }));
-  if (!response.ok) {
-    throw new Error(`${response.status}: ${typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail)}`);
+function failure(answer) {
+  return plainError(answer.status, answer.body && answer.body.detail, state.info && state.info.limits);
+}
+
+// One video scored while the page waits: old results dimmed, progress shown, then the answer or a plain error
+// (the old results cleared: they belong to another video). On a phone the results are scrolled into view.
+async function scoreOnce(blob, name, what) {
+  state.busy = true;
+  refreshButtons();
+  setOutputs("stale");
+  setBusy("upload", 0);
+  setStatus(`Sending ${what}…`);
+  const answer = await post(blob, name, (f) => setBusy(f < 1 ? "upload" : "scoring", f));
+  state.busy = false;
+  setBusy(null);
+  if (answer.status === 200 && answer.body) {
+    showResult(answer.body, answer.ms);
+    if (ONE_COLUMN.matches) {
+      const smooth = !window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+      $("outputs").scrollIntoView({ behavior: smooth ? "smooth" : "auto", block: "start" });
+    }
+  } else {
+    setOutputs("fresh");
+    clearResult();
+    setStatus(failure(answer), true);
   }
-  return [body, performance.now() - t0];
+  refreshButtons();
 }
 
-function recorderType() {
-  for (const t of ["video/webm;codecs=vp8,opus", "video/webm;codecs=vp8", "video/webm", "video/mp4"]) {
-    if (window.MediaRecorder && MediaRecorder.isTypeSupported(t)) return t;
-  }
-  return "";
-}
-
-// One standalone file per segment: a fresh recorder each time, so every upload carries its own header.
-function recordFor(ms) {
-  return new Promise((resolve, reject) => {
-    const type = recorderType();
-    const recorder = new MediaRecorder(stream, type ? { mimeType: type } : {});
-    const chunks = [];
-    recorder.ondataavailable = (e) => { if (e.data && e.data.size) chunks.push(e.data); };
-    recorder.onstop = () => resolve(new Blob(chunks, { type: recorder.mimeType || "video/webm" }));
-    recorder.onerror = (e) => reject(e.error || new Error("recording failed"));
-    recorder.start();
-    setTimeout(() => recorder.state !== "inactive" && recorder.stop(), ms);
-  });
-}
-
-async function startCamera() {
-  if (stream) return;
-  const wantAudio = info.modalities.includes("audio");
-  stream = await navigator.mediaDevices.getUserMedia({ video: { width: 320, height: 240 }, audio: wantAudio });
-  const preview = $("preview");
-  preview.removeAttribute("src");
-  preview.srcObject = stream;
-  preview.classList.add("shown");
-  await preview.play().catch(() => {});
-  $("record").disabled = false;
-  $("live").disabled = false;
-  $("camera").disabled = true;
-  setStatus("Camera on: record 3 s, or go live (an update every ~2 s).");
-}
-
-async function liveLoop() {
-  while (live) {
-    const blob = await recordFor(LIVE_SEGMENT_MS);
-    if (!live) break;
-    if (inFlight) continue;  // the server is still on the previous segment: skip this one rather than queue it
-    inFlight = true;
-    send(blob, "live.webm")
-      .then(([result, ms]) => {
-        updates += 1;
-        $("updates").textContent = String(updates);
-        showResult(result, ms);
-      })
-      .catch((e) => setStatus(e.message, true))
-      .finally(() => { inFlight = false; });
-  }
-}
-
-async function init() {
-  try {
-    const response = await fetch("/labels");
-    info = await response.json();
-  } catch (e) {
-    setStatus("The server did not answer /labels: " + e.message, true);
+async function scoreLive(blob, name) {
+  const answer = await post(blob, name, null);
+  if (!state.stopLive) return;  // stopped while this segment was being scored
+  if (answer.status !== 200 || !answer.body) {
+    setOutputs("stale");
+    setStatus(failure(answer), true);
     return;
   }
-  buildBars(info.labels);
+  state.updates += 1;
+  $("updates").textContent = String(state.updates);
+  const r = answer.body;
+  state.history.push({ t: (performance.now() - state.liveStart) / 1000, probabilities: r.probabilities || {},
+                       prediction: r.prediction });
+  if (state.history.length > HISTORY_MAX) state.history.shift();
+  $("history-box").hidden = false;
+  drawHistory($("history"), state.styles, state.history);
+  showResult(r, answer.ms, true);
+}
+
+function videoSeconds(file) {
+  return new Promise((resolve) => {
+    const v = document.createElement("video");
+    const url = URL.createObjectURL(file);
+    const done = (s) => { clearTimeout(timer); URL.revokeObjectURL(url); v.removeAttribute("src"); resolve(s); };
+    const timer = setTimeout(() => done(null), 4000);  // a format this browser cannot open: the server checks it
+    v.preload = "metadata";
+    v.muted = true;
+    v.onloadedmetadata = () => done(Number.isFinite(v.duration) ? v.duration : null);
+    v.onerror = () => done(null);
+    v.src = url;
+  });
+}
+
+// Plays the video in the preview (a local blob: URL; nothing leaves the page until it is scored), unless the
+// preview shows the camera.
+function showPreview(blob) {
+  if (camera.on) return;
+  const preview = $("preview");
+  if (preview.src) URL.revokeObjectURL(preview.src);
+  preview.src = URL.createObjectURL(blob);
+  preview.loop = true;
+  preview.classList.add("shown");
+  preview.play().catch(() => {});
+}
+
+// A file chosen, dropped or picked: checked against the server's limits before anything is sent.
+async function chooseFile(file) {
+  state.file = file;
+  state.fileOk = false;
+  $("chosen").textContent = file.name;
+  refreshButtons();
+  const limits = state.info.limits;
+  let problem = tooBig(file, limits);
+  if (!problem && file.type && !file.type.startsWith("video/")) {
+    problem = "That file is not a video. Choose a video file (MP4, WebM, MOV, …).";
+  }
+  if (!problem) problem = tooLong(await videoSeconds(file), limits);
+  if (state.file !== file) return;  // another file was chosen meanwhile
+  if (problem) {
+    setStatus(problem, true);
+    return;
+  }
+  state.fileOk = true;
+  showPreview(file);
+  setStatus(`Ready to score ${file.name}: press Predict.`);
+  refreshButtons();
+}
+
+function initDrop() {
+  const zone = $("drop");
+  const over = (on) => (e) => { e.preventDefault(); zone.classList.toggle("over", on); };
+  zone.addEventListener("dragenter", over(true));
+  zone.addEventListener("dragover", over(true));
+  zone.addEventListener("dragleave", over(false));
+  zone.addEventListener("drop", (e) => {
+    over(false)(e);
+    const file = e.dataTransfer && e.dataTransfer.files[0];
+    if (file) chooseFile(file);
+  });
+  // A file dropped beside the zone would make the browser leave the page to show it.
+  for (const kind of ["dragover", "drop"]) window.addEventListener(kind, (e) => e.preventDefault());
+}
+
+function initExamples(examples) {
+  for (const ex of examples || []) {
+    const b = Object.assign(document.createElement("button"), { type: "button", className: "secondary",
+                                                                 textContent: ex.title });
+    b.dataset.name = ex.name;
+    b.addEventListener("click", async () => {
+      const response = await fetch(ex.url).catch(() => null);
+      if (!response || !response.ok) { setStatus(plainError(response ? response.status : 0, ""), true); return; }
+      const blob = await response.blob();
+      $("chosen").textContent = ex.title;
+      showPreview(blob);
+      await scoreOnce(blob, ex.name, `the example “${ex.title}”`);
+    });
+    $("examples").appendChild(b);
+  }
+  $("examples").hidden = !(examples && examples.length);
+}
+
+function toggleLive(mode) {
+  if (state.stopLive) {
+    state.stopLive();
+    state.stopLive = null;
+    setStatus(`Live stopped after ${state.updates} update(s).`);
+  } else {
+    state.history = [];
+    state.liveStart = performance.now();
+    state.liveMode = mode;
+    state.stopLive = LIVE_MODES[mode].start({
+      camera, overlay: $("overlay"), score: scoreLive,
+      fail: (e) => setStatus("Recording stopped: " + (e.message || e), true),
+    });
+    setStatus("Live: scoring the last 2 s, about every 2 s…");
+  }
+  refreshButtons();
+}
+
+function stopCamera() {
+  if (state.stopLive) toggleLive(state.liveMode);
+  camera.stop();
+  setStatus("Camera off.");
+  refreshButtons();
+}
+
+function initCamera() {
+  for (const [mode, spec] of Object.entries(LIVE_MODES)) {
+    const b = Object.assign(document.createElement("button"), { type: "button", title: spec.title });
+    b.id = mode === "clip" ? "live" : "live-" + mode;
+    b.dataset.mode = mode;
+    b.addEventListener("click", () => toggleLive(mode));
+    $("live-modes").appendChild(b);
+  }
+  $("camera").addEventListener("click", async () => {
+    try {
+      await camera.start(state.info.modalities.includes("audio"));
+      setStatus("Camera on: record 3 s, or go live (an update every ~2 s).");
+    } catch (e) {
+      setStatus(cameraError(e), true);
+    }
+    refreshButtons();
+  });
+  $("stop-camera").addEventListener("click", stopCamera);
+  $("record").addEventListener("click", async () => {
+    state.busy = true;
+    refreshButtons();
+    setStatus("Recording 3 s…");
+    try {
+      const blob = await camera.record(RECORD_MS);
+      state.busy = false;
+      if (!camera.on) { refreshButtons(); return; }  // the camera was stopped mid-recording: nothing to score
+      await scoreOnce(blob, "recording.webm", "the recording");
+    } catch (e) {
+      state.busy = false;
+      setStatus("Recording failed: " + (e.message || e), true);
+      refreshButtons();
+    }
+  });
+}
+
+function showInfo(info) {
+  state.info = info;
+  state.styles = labelStyles(info.labels);
+  buildBars();
+  drawTimeline($("timeline"), state.styles, {}, null);
+  $("limits").textContent = limitsText(info.limits);
+  const card = info.model_card;
+  if (card && card.title) {
+    $("model-card").textContent = "Model: " + card.title + (card.trained_on ? ". " + card.trained_on : "");
+    $("model-card").hidden = false;
+  }
   if (!info.uses_text) {
     $("text").disabled = true;
     $("text").placeholder = "this model does not read text";
   }
-  setStatus(`Ready: ${info.labels.length} emotions, ${info.n_test} clips per video.`);
+}
 
-  $("file").addEventListener("change", () => {
-    const file = $("file").files[0];
-    $("send").disabled = !file;
-    if (file && !stream) {  // show the chosen video (a local blob: URL; nothing leaves the page until Predict)
-      const preview = $("preview");
-      if (preview.src) URL.revokeObjectURL(preview.src);
-      preview.src = URL.createObjectURL(file);
-      preview.loop = true;
-      preview.classList.add("shown");
-      preview.play().catch(() => {});
-    }
+async function init() {
+  let info;
+  try {
+    const response = await fetch("/labels");
+    if (!response.ok) throw Object.assign(new Error(), { status: response.status });
+    info = await response.json();
+  } catch (e) {
+    setStatus(plainError(e.status || 0, ""), true);
+    return;
+  }
+  showInfo(info);
+  initDrop();
+  initExamples(info.examples);
+  initCamera();
+  $("file").addEventListener("change", () => $("file").files[0] && chooseFile($("file").files[0]));
+  $("send").addEventListener("click", () => state.file && scoreOnce(state.file, state.file.name, state.file.name));
+  $("download-json").addEventListener("click", () =>
+    download(JSON.stringify(state.result, null, 2), "clipbert-emo-result.json", "application/json"));
+  $("download-csv").addEventListener("click", () =>
+    download(resultCSV(state.result, state.info.labels), "clipbert-emo-result.csv", "text/csv"));
+  let redraw = null;
+  window.addEventListener("resize", () => {  // the canvases follow the width they are given
+    clearTimeout(redraw);
+    redraw = setTimeout(() => {
+      drawTimeline($("timeline"), state.styles, (state.result && state.result.timeline) || {},
+                   state.result && state.result.prediction);
+      if (state.history.length) drawHistory($("history"), state.styles, state.history);
+    }, 100);
   });
-  $("send").addEventListener("click", async () => {
-    const file = $("file").files[0];
-    if (!file) return;
-    setStatus("Scoring " + file.name + "…");
-    $("send").disabled = true;
-    try {
-      const [result, ms] = await send(file, file.name);
-      showResult(result, ms);
-    } catch (e) {
-      setStatus(e.message, true);
-    } finally {
-      $("send").disabled = false;
-    }
-  });
-  $("camera").addEventListener("click", () => startCamera().catch((e) => setStatus("Camera: " + e.message, true)));
-  $("record").addEventListener("click", async () => {
-    setStatus("Recording 3 s…");
-    try {
-      const blob = await recordFor(RECORD_MS);
-      setStatus("Scoring the recording…");
-      const [result, ms] = await send(blob, "recording.webm");
-      showResult(result, ms);
-    } catch (e) {
-      setStatus(e.message, true);
-    }
-  });
-  $("live").addEventListener("click", () => {
-    live = !live;
-    $("live").classList.toggle("on", live);
-    $("live").textContent = live ? "Stop live" : "Live";
-    if (live) {
-      setStatus("Live: scoring the last 2 s, about every 2 s…");
-      liveLoop();
-    }
-  });
+  refreshButtons();
+  setStatus(`Ready: ${info.labels.length} emotions, ${info.n_test} clips per video.`);
 }
 
 init();
