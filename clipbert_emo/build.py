@@ -26,11 +26,13 @@ def build_model(cfg: ExperimentConfig, vocab_size: int, pad_token_id: int = 0, p
     weight comes from the checkpoint loaded next; see ``skip_weight_init``)."""
     strategy = check_fusion(cfg)
     task = get_task(cfg.data.task)
+    # A strategy whose outputs are named classes (face_expression: FER's, picked by name) is told the labels.
+    named = {"labels": list(cfg.data.labels)} if getattr(strategy, "reads_labels", False) else {}
     with skip_weight_init() if inference else contextlib.nullcontext():
         return strategy(cfg.model, task.num_outputs(cfg.data), vocab_size, pad_token_id=pad_token_id,
                         pretrained=pretrained and not inference, criterion=criterion,
                         modalities=enabled_modalities(cfg.data), use_text=cfg.data.use_text,
-                        build_head=task.build_head if strategy.task_head else None, inference=inference)
+                        build_head=task.build_head if strategy.task_head else None, inference=inference, **named)
 
 
 # Every random initialisation goes through these: torch.nn.init's functions that dispatch on tensors, and the two

@@ -83,10 +83,10 @@ class ExportableModel(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *clips: torch.Tensor):
         inputs = {}
         rest = list(clips)
-        for name in self.modality_names:  # the order of input_names(): video, then audio with its flag
+        for name in self.modality_names:  # the order of input_names(): video, audio and face with their flags
             inputs[name] = rest.pop(0)
-            if name == "audio":
-                inputs["audio_present"] = rest.pop(0)
+            if name in ("audio", "face"):
+                inputs[f"{name}_present"] = rest.pop(0)
         clip_logits = self.model.clip_logits(input_ids, attention_mask, **inputs)  # (1, N, K)
         return clip_logits, aggregate_clip_logits(clip_logits, self.aggregation)  # (1, N, K) -> (1, K)
 
@@ -94,7 +94,7 @@ class ExportableModel(nn.Module):
 def input_names(modalities: list[str]) -> list[str]:
     names = ["input_ids", "attention_mask"]
     for name in modalities:
-        names += {"video": ["frames"], "audio": ["audio", "audio_present"]}[name]
+        names += {"video": ["frames"], "audio": ["audio", "audio_present"], "face": ["faces", "face_present"]}[name]
     return names
 
 
@@ -126,6 +126,11 @@ def example_inputs(model, cfg: ExperimentConfig, tokenizer, shape: ExportShape, 
         elif name == "audio":
             inputs.append(torch.randn(1, shape.n_test, *_audio_window_shape(cfg), generator=g))  # (1, N, mels, F)
             inputs.append(torch.ones(1, dtype=torch.bool))
+        elif name == "face":
+            side = cfg.data.face.size
+            inputs.append(torch.randint(0, 256, (1, shape.n_test, shape.num_frames, side, side), generator=g,
+                                        dtype=torch.uint8))  # (1, N, T, S, S) grey face crops
+            inputs.append(torch.ones(1, dtype=torch.bool))
     return inputs
 
 
@@ -148,10 +153,10 @@ def _check_args(cfg: ExperimentConfig, model, fmt: str, shape: ExportShape, aggr
     if shape.text_len is not None and not 2 <= shape.text_len <= cfg.model.max_text_positions:
         raise UserError(f"--text-len must be between 2 ([CLS] [SEP]) and the model's model.max_text_positions "
                         f"({cfg.model.max_text_positions}), got {shape.text_len}; or 'dynamic'")
-    unknown = [n for n in model.modality_names if n not in ("video", "audio")]
+    unknown = [n for n in model.modality_names if n not in ("video", "audio", "face")]
     if unknown:
         raise UserError(f"this checkpoint uses the modality {', '.join(unknown)}, which export does not know how to "
-                        "feed; export supports video, text and log-mel audio")
+                        "feed; export supports video, text, log-mel audio and faces")
     if "audio" in model.modality_names and cfg.data.audio.front_end != "log_mel":
         raise UserError(f"this checkpoint reads raw audio through a pretrained speech encoder (data.audio.front_end="
                         f"{cfg.data.audio.front_end}); export supports the log-mel audio front end only")
@@ -207,6 +212,14 @@ def _spec(cfg: ExperimentConfig, model, fmt: str, shape: ExportShape, aggregatio
                            "how": "natural-log mel energies of the window centred on each clip (data/audio.py)",
                            "audio": to_dict(d.audio)}
         inputs["audio_present"] = {"shape": [1], "dtype": "bool"}
+    if "face" in model.modality_names:
+        side = d.face.size
+        inputs["faces"] = {"shape": [1, shape.n_test, shape.num_frames, side, side], "dtype": "uint8",
+                           "how": "each sampled frame's largest face, cut as the fer package cuts it: grey, box made "
+                                  f"square, {d.face.offset} px added on every side (a frame padded by 40 px with its "
+                                  f"bottom rows' mean), resized bilinearly to {side} x {side} (data/face_tokens.py)",
+                           "face": to_dict(d.face)}
+        inputs["face_present"] = {"shape": [1], "dtype": "bool", "how": "false when no sampled frame has a face"}
     task = get_task(d.task)
     return {
         "format": fmt,
@@ -247,12 +260,21 @@ def _spec(cfg: ExperimentConfig, model, fmt: str, shape: ExportShape, aggregatio
     }
 
 
+def graph_inputs(file: Path) -> list[str]:
+    """The inputs an ONNX file declares: the exporter drops those the graph never reads (a model without text has
+    no input_ids)."""
+    import onnx
+
+    return [i.name for i in onnx.load(str(file), load_external_data=False).graph.input]
+
+
 def _run_exported(fmt: str, file: Path, names: list[str], inputs: list[torch.Tensor]) -> list[np.ndarray]:
     if fmt == "onnx":
         import onnxruntime as ort
 
         session = ort.InferenceSession(str(file), providers=["CPUExecutionProvider"])
-        feed = {n: x.numpy() for n, x in zip(names, inputs)}
+        read = graph_inputs(file)
+        feed = {n: x.numpy() for n, x in zip(names, inputs) if n in read}
         return session.run(["clip_logits", "logits"], feed)
     loaded = torch.jit.load(str(file), map_location="cpu")
     with torch.no_grad():
@@ -323,6 +345,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, fmt
         shutil.copytree(checkpoint / TOKENIZER, tmp / TOKENIZER)
         if (checkpoint / CARD).exists():
             shutil.copy2(checkpoint / CARD, tmp / CARD)
-        spec = _spec(cfg, model, fmt, shape, aggregation, names, checkpoint, diff)
+        read = graph_inputs(file) if fmt == "onnx" else names
+        spec = _spec(cfg, model, fmt, shape, aggregation, [n for n in names if n in read], checkpoint, diff)
         (tmp / SPEC_FILE).write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
     return spec

@@ -140,7 +140,9 @@ def render_model_card(cfg: ExperimentConfig, meta: dict) -> str:
         modalities = enabled_modalities(d)
     inputs = " + ".join([*modalities, *(["text"] if d.use_text else [])]) or "text"
     pretraining = meta.get("kind") == "pretraining"
-    out = [f"# {cfg.name}: a ClipBERT-style {'pretrained video-and-language' if pretraining else 'emotion'} model",
+    card = meta.get("card") or {}  # what a model not trained here says of itself (the ready face model)
+    kind = "pretrained video-and-language" if pretraining else "emotion"
+    out = [f"# {cfg.name}: {card.get('title') or f'a ClipBERT-style {kind} model'}",
            "",
            f"Written by clipbert-emo {__version__} with the checkpoint; the folder's `config.yaml` and `meta.json` are "
            "the machine-readable versions of what follows.", ""]
@@ -152,15 +154,21 @@ def render_model_card(cfg: ExperimentConfig, meta: dict) -> str:
         task = TASK_KINDS.get(d.task)
         out.append(f"- task: `{d.task}`, {getattr(task, 'description', '') or d.task}")
         out.append(f"- labels ({len(d.labels)}): " + ", ".join(f"`{lab}`" for lab in d.labels))
-    out.append(f"- inputs: {inputs}; {resolve_n_test(d)} clips of {d.num_frames} frames at {d.frame_size} px per video "
+    pixels = f" at {d.frame_size} px" if "video" in modalities else ""
+    out.append(f"- inputs: {inputs}; {resolve_n_test(d)} clips of {d.num_frames} frames{pixels} per video "
                f"at test time, scores aggregated by `{m.aggregation}`")
-    out.append(f"- model: {m.backbone} ({m.backbone_stages} stages) + a {m.num_layers}-layer transformer of width "
+    out.append(f"- model: {card['model']}" if card.get("model") else
+               f"- model: {m.backbone} ({m.backbone_stages} stages) + a {m.num_layers}-layer transformer of width "
                f"{m.hidden_size}" + (f", text weights from `{m.text_init}`" if m.text_init else ""))
     if meta.get("converted_from"):
         out.append(f"- converted from the original ClipBERT checkpoint `{meta['converted_from']}`")
-    out += ["", "## Data", "", *_data_lines(cfg, meta), ""]
-    if not pretraining and not meta.get("converted_from"):
+    out += ["", "## Data", "", *(card.get("data") or _data_lines(cfg, meta)), ""]
+    if card.get("metrics"):
+        out += ["## Metrics", "", *card["metrics"], ""]
+    elif not pretraining and not meta.get("converted_from"):
         out += ["## Metrics", "", *_metric_lines(meta, cfg), ""]
+    for title, lines in (card.get("sections") or {}).items():
+        out += [f"## {title}", "", *lines, ""]
     out += ["## Training", "", "```", meta.get("command", "(not recorded)"), "```", ""]
     facts = [f"epoch {meta['epoch']}" if "epoch" in meta else "", f"step {meta['step']}" if "step" in meta else "",
              f"seed {cfg.train.seed}", f"started from `{cfg.train.init_checkpoint}`" if cfg.train.init_checkpoint else ""]
@@ -174,7 +182,8 @@ def render_model_card(cfg: ExperimentConfig, meta: dict) -> str:
             "monitoring people without their informed consent.",
             "- Labels come from one dataset's annotators; classes rare in training are recognised worse (see the "
             "per-class numbers), and faces, lighting, languages or ages absent from the data are not covered.",
-            f"- Clips are letterboxed to {d.frame_size} px; small faces in wide shots lose detail."]
+            *([f"- Clips are letterboxed to {d.frame_size} px; small faces in wide shots lose detail."]
+              if "video" in modalities else [])]
     if _is_synthetic(cfg):
         out.append("- Trained on synthetic data (SynthEmo): a demonstration model, not one to run on real videos.")
     out += ["", "## How to use", "", "```bash",

@@ -88,7 +88,7 @@ class Predictor:
         clip_logits = clip_logits.float().cpu()  # (1, N, K)
         return self._result(os.fspath(video) if video is not None else None, text, how, clip_logits[0], spans,
                             sorted(context.get("absent", ())), context.get("faces"),
-                            context.get("frames"))
+                            context.get("frames"), context.get("face_boxes"))
 
     def _aggregation(self, aggregation: str | None) -> str:
         if aggregation is not None and aggregation not in AGGREGATIONS:
@@ -96,8 +96,10 @@ class Predictor:
         return aggregation or self.cfg.model.aggregation
 
     def _result(self, video: str | None, text: str, how: str, clip_logits: torch.Tensor, spans, missing: list[str],
-                faces: dict | None, frames: list | None = None) -> dict:
-        """One video's result from its (N, K) clip logits: the task's prediction, the timeline, the face counts."""
+                faces: dict | None, frames: list | None = None, face_boxes: list | None = None) -> dict:
+        """One video's result from its (N, K) clip logits: the task's prediction, the timeline, the face counts and,
+        per clip, its face boxes (``face_boxes``: one [x, y, w, h] or None per frame of ``frames``, in the video's
+        pixels; ``face_box``: their mean, the clip's box)."""
         logits = aggregate_clip_logits(clip_logits[None], how)  # (N, K) -> (1, N, K) -> (1, K)
         # A modality the model knows but this file lacks (a silent video) was masked out; the result says so.
         n = int(clip_logits.shape[0])
@@ -109,11 +111,16 @@ class Predictor:
         result["timeline"] = clip_timeline(result["clips"])
         if faces is not None:
             result["face_crop"] = faces
+        if face_boxes is not None:
+            from .data.faces import clip_face_box
+
+            for clip, boxes in zip(result["clips"], face_boxes):
+                clip["face_box"], clip["face_boxes"] = clip_face_box(boxes), boxes
         return result
 
     def use_face_crop(self, enabled: bool = True, detector: str | None = None, margin: float | None = None) -> None:
         """Crop sampled frames to the largest face before the backbone (data/faces.py), whatever the checkpoint was
-        trained with; ``detector``: "" = OpenCV's Haar cascade, or a YuNet .onnx file."""
+        trained with; ``detector``: "" = MTCNN, "haar" = OpenCV's Haar cascade, "ssd", or a YuNet .onnx file."""
 
         from .data.faces import get_detector
 
@@ -174,7 +181,8 @@ class Predictor:
                     for row, i in enumerate(batch["index"].tolist()):
                         missing = sorted(n for n in names if not bool(batch[f"{n}_present"][row]))
                         done[i] = self._result(videos[i], samples[i].text, how, out[row], batch["spans"][row],
-                                               missing, batch["faces"][row], batch["frames"][row])
+                                               missing, batch["faces"][row], batch["frames"][row],
+                                               batch["face_boxes"][row])
                 bar.update(len(done))
                 yield from (done[i] for i in sorted(done))
 
@@ -191,6 +199,7 @@ class _PredictCollate:
         batch["failed"] = [(it["index"], it["error"]) for it in items if "error" in it]
         batch["faces"] = [it.get("faces") for it in good]
         batch["frames"] = [it.get("frames") for it in good]
+        batch["face_boxes"] = [it.get("face_boxes") for it in good]
         return batch
 
 

@@ -3,49 +3,29 @@ one process at the same global batch; mixed precision on CPU; non-finite losses.
 
 import json
 import logging
-import os
 import subprocess
-import sys
 import time
 
 import pytest
 import torch
 
-from conftest import TINY_OVERRIDES
-
-LAUNCH_DDP = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-
-
-def _env():
-    return {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-            "TRANSFORMERS_OFFLINE": "1"}
-
-
-def _data(d, test=True):
-    return [f"data.train_manifest={d / 'train.jsonl'}", f"data.val_manifest={d / 'val.jsonl'}",
-            f"data.test_manifest={d / 'test.jsonl'}" if test else "data.test_manifest="]
-
-
-def _run_ddp(out, synthemo_dir, *extra, script=("-m", "clipbert_emo.cli"), env=None):
-    cmd = [*LAUNCH_DDP, *script, "finetune", "-q", *TINY_OVERRIDES, *_data(synthemo_dir),
-           f"train.output_dir={out}", *extra]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env or _env())
+from support import TINY_OVERRIDES, data_overrides
+from support.launch import LAUNCH_DDP, ddp_env, run_ddp
 
 
 def _run_one(out, synthemo_dir, *extra):
     from clipbert_emo.config import load_config
     from clipbert_emo.train.finetune import finetune
 
-    return finetune(load_config(None, [*TINY_OVERRIDES, *_data(synthemo_dir), f"train.output_dir={out}", *extra]),
-                    progress=False)
+    return finetune(load_config(None, [*TINY_OVERRIDES, *data_overrides(synthemo_dir), f"train.output_dir={out}",
+                                       *extra]), progress=False)
 
 
 @pytest.fixture(scope="module")
 def ddp_run(synthemo_dir, tmp_path_factory):
     """2 ranks x batch 4, 2 epochs, with validation and test."""
     out = tmp_path_factory.mktemp("ddp")
-    proc = _run_ddp(out, synthemo_dir, "train.epochs=2")
+    proc = run_ddp(out, synthemo_dir, "train.epochs=2")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads((out / "metrics.json").read_text())
 
@@ -93,7 +73,7 @@ def test_two_processes_equal_one_process_without_batchnorm_and_dropout(synthemo_
 
     extra = ["train.epochs=2", "data.use_video=false", "model.dropout=0", "data.test_manifest="]
     one = _run_one(tmp_path / "one", synthemo_dir, *extra, "train.batch_size=8")
-    proc = _run_ddp(tmp_path / "two", synthemo_dir, *extra)
+    proc = run_ddp(tmp_path / "two", synthemo_dir, *extra)
     assert proc.returncode == 0, proc.stderr[-3000:]
     two = json.loads((tmp_path / "two" / "metrics.json").read_text())
     assert two["rank_param_checksums"][0] == two["rank_param_checksums"][1]
@@ -222,8 +202,8 @@ def test_a_nan_on_one_rank_stops_every_rank(synthemo_dir, tmp_path):
     driver = tmp_path / "nan_on_rank1.py"
     driver.write_text(DRIVER)
     start = time.time()
-    proc = _run_ddp(tmp_path / "run", synthemo_dir, "data.test_manifest=", "data.val_manifest=",
-                    script=(str(driver),))
+    proc = run_ddp(tmp_path / "run", synthemo_dir, "data.test_manifest=", "data.val_manifest=",
+                   script=(str(driver),))
     assert proc.returncode != 0
     assert time.time() - start < 300
     text = proc.stdout + proc.stderr
@@ -238,7 +218,7 @@ def test_two_process_pretraining(pairs_dir, tmp_path):
     cmd = [*LAUNCH_DDP, "-m", "clipbert_emo.cli", "pretrain", "-q", *TINY_OVERRIDES, "data.num_frames=1",
            f"data.train_manifest={pairs_dir / 'train.jsonl'}", f"data.val_manifest={pairs_dir / 'val.jsonl'}",
            "train.batch_size=2", f"train.output_dir={out}"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=_env())
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=ddp_env())
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["num_processes"] == 2 and metrics["steps"] == 2  # 8 pairs / (2 per batch x 2 ranks)

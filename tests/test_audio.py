@@ -10,10 +10,10 @@ import torch
 from clipbert_emo.config import AudioConfig, DataConfig, load_config
 from clipbert_emo.data.audio import audio_windows, load_audio_clips, log_mel, read_audio
 from clipbert_emo.data.manifest import Sample
-from conftest import TINY_OVERRIDES, write_av
+from support import TINY_OVERRIDES
 
 
-def test_read_audio_is_mono_at_the_asked_rate_and_keeps_the_pitch(tmp_path):
+def test_read_audio_is_mono_at_the_asked_rate_and_keeps_the_pitch(tmp_path, write_av):
     wave = read_audio(write_av(tmp_path / "a.mp4", seconds=2.0), 16000)
     assert wave.dtype == np.float32 and abs(len(wave) - 32000) < 1600  # AAC adds a little padding
     spectrum = np.abs(np.fft.rfft(wave[4000:20000]))
@@ -30,7 +30,7 @@ def test_windows_are_centred_and_padded():
     assert (w[2, 4000:] == 0).all() and w[2, 3999] == 15999  # past the end: zeros
 
 
-def test_audio_windows_follow_the_video_clips_at_train_and_test_time(tmp_path):
+def test_audio_windows_follow_the_video_clips_at_train_and_test_time(tmp_path, write_av):
     # A click at 1.5 s: the window of a clip whose span holds 1.5 s hears it, the others do not.
     tone = lambda t: np.where(np.abs(t - 1.5) < 0.05, 0.8 * np.sin(2 * np.pi * 1000 * t), 0.0)  # noqa: E731
     path = write_av(tmp_path / "click.mp4", seconds=4.0, tone=tone)
@@ -50,7 +50,7 @@ def test_audio_windows_follow_the_video_clips_at_train_and_test_time(tmp_path):
             assert energy[torch.tensor(hears)].min() > 10 * energy[~torch.tensor(hears)].max()
 
 
-def test_silent_video_is_masked_and_audio_only_file_is_windowed(tmp_path):
+def test_silent_video_is_masked_and_audio_only_file_is_windowed(tmp_path, write_av):
     cfg = DataConfig(use_video=False, use_audio=True)
     context = {}
     mels, spans = load_audio_clips(Sample(video=str(write_av(tmp_path / "s.mp4", audio=False)), text=""), cfg, 3,
@@ -75,13 +75,11 @@ def test_log_mel_shape_and_spec_augment():
     assert (aug == aug.min()).sum() > (mels == mels.min()).sum(), "some bands are masked"
 
 
-def test_an_absent_modality_does_not_move_the_logits():
-    from clipbert_emo.config import ModelConfig
+def test_an_absent_modality_does_not_move_the_logits(tiny_model_config):
     from clipbert_emo.models.clipbert import ClipBertForEmotion
 
     torch.manual_seed(0)
-    cfg = ModelConfig(backbone="resnet18", backbone_stages=3, hidden_size=32, num_layers=2, num_heads=2,
-                      intermediate_size=64, audio_tokens=4)
+    cfg = tiny_model_config(audio_tokens=4, dropout=0.1)
     model = ClipBertForEmotion(cfg, 6, 50, modalities=("video", "audio")).eval()
     video = torch.randint(0, 255, (2, 3, 1, 3, 32, 32), dtype=torch.uint8)
     ids, mask = torch.randint(5, 50, (2, 6)), torch.ones(2, 6, dtype=torch.long)
@@ -96,7 +94,7 @@ def test_an_absent_modality_does_not_move_the_logits():
     assert torch.equal(l2[0], l3[0]), "present by default"
 
 
-def test_video_text_audio_finetune_and_predict_on_a_silent_video(synthemo_dir, tmp_path):
+def test_video_text_audio_finetune_and_predict_on_a_silent_video(synthemo_dir, tmp_path, write_av):
     from clipbert_emo.predict import Predictor
     from clipbert_emo.train.finetune import finetune
 
@@ -120,7 +118,7 @@ def test_video_text_audio_finetune_and_predict_on_a_silent_video(synthemo_dir, t
 
 
 @pytest.mark.parametrize("kind", ["wav2vec2", "hubert"])
-def test_a_pretrained_speech_encoder_loads_its_weights_and_trains(kind, synthemo_dir, tmp_path):
+def test_a_pretrained_speech_encoder_loads_its_weights_and_trains(kind, synthemo_dir, tmp_path, write_av):
     """A tiny randomly initialised speech model saved with save_pretrained stands in for a real checkpoint."""
     from transformers import HubertConfig, HubertModel, Wav2Vec2Config, Wav2Vec2Model
 

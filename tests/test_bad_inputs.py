@@ -11,7 +11,7 @@ import pytest
 
 from clipbert_emo.cli import main
 from clipbert_emo.config import UserError
-from conftest import TINY_OVERRIDES, data_overrides
+from support import TINY_OVERRIDES, data_overrides, rewrite_manifest
 
 
 @pytest.fixture(scope="module")
@@ -492,8 +492,6 @@ def test_a_full_disk_in_a_new_run_is_one_line(synthemo_dir, tmp_path, capsys, mo
 
 
 def test_a_target_out_of_range_is_one_line_and_loses_nothing(run, synthemo_dir, tmp_path, capsys):
-    from conftest import rewrite_manifest
-
     def huge(i, row):
         row.pop("label")
         row["target"] = 1e308 if i == 0 else float(i % 3)

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from conftest import TINY_OVERRIDES
+from support import TINY_OVERRIDES
 
 
 def test_parse_shapes():

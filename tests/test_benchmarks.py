@@ -1,4 +1,4 @@
-"""The public-release readers against tiny releases in the real on-disk layouts (benchmark_fixtures.py)."""
+"""The public-release readers against tiny releases in the real on-disk layouts (support/benchmarks.py)."""
 
 import json
 import logging
@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmark_fixtures import (DAISEE_HEADER_LINE, FER_ROWS, write_coco, write_daisee, write_fer2013,
-                                write_image_folder, write_meld, write_mmsa, write_visual_genome)
 from clipbert_emo.config import ConfigError, DataConfig
 from clipbert_emo.data.benchmarks import (DAISEE_STATES, FER_EMOTIONS, MELD_EMOTIONS, MOSEI_EMOTIONS, SENTIMENT_7,
                                           read_image_text_pairs)
 from clipbert_emo.data.decode import open_video, read_frames, video_info
 from clipbert_emo.data.manifest import ManifestError
 from clipbert_emo.tasks import load_split
+from support.benchmarks import (DAISEE_HEADER_LINE, FER_ROWS, write_coco, write_daisee, write_fer2013,
+                                write_image_folder, write_meld, write_mmsa, write_visual_genome)
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import threading
 import torch
 
 from clipbert_emo.build import build_model, skip_weight_init
-from clipbert_emo.config import load_config
-from conftest import TINY_OVERRIDES
+from clipbert_emo.config import ConfigError, load_config
+from support import TINY_OVERRIDES
 
 
 def test_skipping_weight_init_leaves_other_threads_alone():
@@ -40,11 +40,18 @@ def test_skipping_weight_init_leaves_other_threads_alone():
 
 
 def test_an_inference_build_loads_bit_identical_weights_for_every_strategy():
-    from clipbert_emo.models.registry import fusion_names
+    from clipbert_emo.models.registry import check_fusion, fusion_names
 
+    every = ["data.use_audio=true", "data.use_face=true"]
+    faces_only = ["data.use_text=false", "data.use_video=false", "data.use_face=true"]  # face_expression reads these
     for fusion in fusion_names():
-        cfg = load_config(None, [*TINY_OVERRIDES, "model.num_layers=1", "data.use_audio=true",
-                                 f"model.fusion={fusion}"])
+        for modalities in (every, faces_only):
+            cfg = load_config(None, [*TINY_OVERRIDES, "model.num_layers=1", *modalities, f"model.fusion={fusion}"])
+            try:
+                check_fusion(cfg)
+                break
+            except ConfigError:
+                continue
         torch.manual_seed(0)
         trained = build_model(cfg, 40).eval()
         fast = build_model(cfg, 40, pretrained=False, inference=True)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from clipbert_emo.cli import main
-from conftest import TINY_OVERRIDES, data_overrides
+from support import TINY_OVERRIDES, data_overrides
 
 
 @pytest.fixture(scope="module")
@@ -93,11 +93,10 @@ def test_predict_reports_the_frames_of_each_seek_mode(trained_run, synthemo_dir)
     assert [c["start"] for c in k["clips"]] == pytest.approx([row[0] / info.fps for row in k["frames"]])
 
 
-def test_keyframe_predict_on_a_one_keyframe_video_reads_the_accurate_clips(trained_run, tmp_path):
+def test_keyframe_predict_on_a_one_keyframe_video_reads_the_accurate_clips(trained_run, tmp_path, write_gop_video):
     """A phone clip with a single keyframe: 16 clips at 16 places (not all on frame 0), reported as read, and the
     same answer as seek=accurate up to the decoder's scaling."""
     from clipbert_emo import Predictor
-    from test_seek import write_gop_video
 
     video = write_gop_video(tmp_path / "one_key.mp4", num_frames=60, gop=1000, size=48)
     a = Predictor(trained_run / "checkpoint", seek="accurate")(video, num_clips=16)

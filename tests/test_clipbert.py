@@ -1,7 +1,8 @@
+import functools
+
 import pytest
 import torch
 
-from clipbert_emo.config import ModelConfig
 from clipbert_emo.models.aggregation import aggregate_clip_logits
 from clipbert_emo.models.losses import single_label_loss
 from clipbert_emo.models.clipbert import ClipBertForEmotion
@@ -9,27 +10,16 @@ from clipbert_emo.models.clipbert import ClipBertForEmotion
 K, V = 6, 50
 
 
-def tiny(**kw) -> ModelConfig:
-    base = dict(backbone="resnet18", backbone_stages=3, hidden_size=32, num_layers=2, num_heads=2,
-                intermediate_size=64, dropout=0.0)
-    base.update(kw)
-    return ModelConfig(**base)
-
-
-def batch(b=2, n=3, t=2, size=32, length=6, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    video = torch.randint(0, 256, (b, n, t, 3, size, size), dtype=torch.uint8, generator=g)
-    ids = torch.randint(5, V, (b, length), generator=g)
-    ids[:, 0] = 2
-    mask = torch.ones(b, length, dtype=torch.long)
-    mask[0, length - 2:] = 0
-    return video, ids, mask
+@pytest.fixture
+def batch(make_batch):
+    """This file's batches: ids from a vocabulary of V, 6 tokens, the first text's last 2 padded."""
+    return functools.partial(make_batch, length=6, vocab=V, pad=2)
 
 
 @pytest.mark.parametrize("aggregation", ["mean", "max", "lse"])
-def test_forward_shapes_for_each_aggregation(aggregation):
+def test_forward_shapes_for_each_aggregation(aggregation, tiny_model_config, batch):
     torch.manual_seed(0)
-    model = ClipBertForEmotion(tiny(aggregation=aggregation), K, V).eval()
+    model = ClipBertForEmotion(tiny_model_config(aggregation=aggregation), K, V).eval()
     video, ids, mask = batch()
     out = model(ids, mask, video, labels=torch.tensor([1, 4]))
     assert out.clip_logits.shape == (2, 3, K)
@@ -38,10 +28,10 @@ def test_forward_shapes_for_each_aggregation(aggregation):
     assert torch.allclose(out.logits, aggregate_clip_logits(out.clip_logits, aggregation))
 
 
-def test_visual_grid_is_stride_64_with_res5_and_32_with_res4():
+def test_visual_grid_is_stride_64_with_res5_and_32_with_res4(tiny_model_config, batch):
     video, _, _ = batch(size=128)
-    full = ClipBertForEmotion(tiny(backbone_stages=4), K, V).eval()
-    res4 = ClipBertForEmotion(tiny(backbone_stages=3), K, V).eval()
+    full = ClipBertForEmotion(tiny_model_config(backbone_stages=4), K, V).eval()
+    res4 = ClipBertForEmotion(tiny_model_config(backbone_stages=3), K, V).eval()
     assert full.cnn(video).shape == (2, 3, 32, 2, 2)  # 128 / 64
     assert res4.cnn(video).shape == (2, 3, 32, 4, 4)  # 128 / 32
 
@@ -60,14 +50,14 @@ def test_aggregation_math():
         aggregate_clip_logits(clip, "median")
 
 
-def test_text_only_and_video_without_text():
+def test_text_only_and_video_without_text(tiny_model_config, batch):
     torch.manual_seed(0)
-    text_model = ClipBertForEmotion(tiny(), K, V, use_video=False).eval()
+    text_model = ClipBertForEmotion(tiny_model_config(), K, V, use_video=False).eval()
     video, ids, mask = batch()
     out = text_model(ids, mask)
     assert text_model.cnn is None and out.clip_logits.shape == (2, 1, K)
     # A sample with no text is [CLS] [SEP]: only the visual tokens carry information.
-    model = ClipBertForEmotion(tiny(), K, V).eval()
+    model = ClipBertForEmotion(tiny_model_config(), K, V).eval()
     empty = torch.tensor([[2, 3], [2, 3]])
     a = model(empty, torch.ones_like(empty), video).logits
     b = model(empty, torch.ones_like(empty), video.flip(0)).logits
@@ -76,9 +66,9 @@ def test_text_only_and_video_without_text():
         model(ids, mask)
 
 
-def test_padding_is_masked_and_text_matters():
+def test_padding_is_masked_and_text_matters(tiny_model_config, batch):
     torch.manual_seed(0)
-    model = ClipBertForEmotion(tiny(), K, V).eval()
+    model = ClipBertForEmotion(tiny_model_config(), K, V).eval()
     video, ids, mask = batch()
     base = model(ids, mask, video).logits
     changed_pad = ids.clone()
@@ -89,13 +79,13 @@ def test_padding_is_masked_and_text_matters():
     assert (model(changed_word, mask, video).logits[0] - base[0]).abs().max() > 1e-6
 
 
-def test_attention_temporal_fusion_and_multilabel():
+def test_attention_temporal_fusion_and_multilabel(tiny_model_config, batch):
     torch.manual_seed(0)
     from clipbert_emo.config import DataConfig, TrainConfig
     from clipbert_emo.tasks import get_task
 
     multilabel = get_task("multilabel").criterion(DataConfig(task="multilabel"), TrainConfig())
-    model = ClipBertForEmotion(tiny(temporal_fusion="attention"), K, V, criterion=multilabel)
+    model = ClipBertForEmotion(tiny_model_config(temporal_fusion="attention"), K, V, criterion=multilabel)
     video, ids, mask = batch()
     target = torch.zeros(2, K)
     target[0, [1, 2]] = 1
@@ -105,9 +95,9 @@ def test_attention_temporal_fusion_and_multilabel():
     assert model.cnn.temporal.score.weight.grad.abs().sum() > 0
 
 
-def test_one_training_step_lowers_the_loss_on_a_fixed_batch():
+def test_one_training_step_lowers_the_loss_on_a_fixed_batch(tiny_model_config, batch):
     torch.manual_seed(0)
-    model = ClipBertForEmotion(tiny(), K, V)
+    model = ClipBertForEmotion(tiny_model_config(), K, V)
     model.train()
     video, ids, mask = batch(b=4, seed=1)
     labels = torch.tensor([0, 1, 2, 3])
@@ -124,8 +114,8 @@ def test_one_training_step_lowers_the_loss_on_a_fixed_batch():
     assert after < before
 
 
-def test_checkpoint_key_names_follow_clipbert():
-    keys = ClipBertForEmotion(tiny(), K, V).state_dict().keys()
+def test_checkpoint_key_names_follow_clipbert(tiny_model_config):
+    keys = ClipBertForEmotion(tiny_model_config(), K, V).state_dict().keys()
     for expected in ("transformer.bert.embeddings.word_embeddings.weight",
                      "transformer.bert.encoder.layer.0.attention.self.query.weight",
                      "transformer.bert.pooler.dense.weight",
@@ -136,11 +126,11 @@ def test_checkpoint_key_names_follow_clipbert():
         assert expected in keys
 
 
-def test_separate_parameter_groups():
+def test_separate_parameter_groups(tiny_model_config):
     from clipbert_emo.config import OptimConfig
     from clipbert_emo.train.optim import build_optimizer, warmup_linear_decay
 
-    model = ClipBertForEmotion(tiny(), K, V)
+    model = ClipBertForEmotion(tiny_model_config(), K, V)
     opt = build_optimizer(model, OptimConfig(lr_cnn=1e-4, lr_transformer=2e-5))
     lrs = {g["name"]: g["lr"] for g in opt.param_groups}
     assert lrs["cnn/decay"] == 1e-4 and lrs["transformer/decay"] == 2e-5
@@ -157,9 +147,9 @@ def test_separate_parameter_groups():
     assert factors[2] > factors[5] > factors[9] > 0
 
 
-def test_visual_aux_loss_is_added_in_training_only():
+def test_visual_aux_loss_is_added_in_training_only(tiny_model_config, batch):
     torch.manual_seed(0)
-    model = ClipBertForEmotion(tiny(visual_aux_weight=0.5), K, V)
+    model = ClipBertForEmotion(tiny_model_config(visual_aux_weight=0.5), K, V)
     video, ids, mask = batch()
     labels = torch.tensor([1, 4])
     model.train()
@@ -171,13 +161,13 @@ def test_visual_aux_loss_is_added_in_training_only():
     out = model(ids, mask, video, labels=labels)
     assert out.loss_visual_aux is None
     assert torch.allclose(out.loss, single_label_loss(out.logits, labels))
-    assert ClipBertForEmotion(tiny(), K, V).visual_aux is None
+    assert ClipBertForEmotion(tiny_model_config(), K, V).visual_aux is None
 
 
-def test_gradient_checkpointing_gives_the_same_loss_and_gradients():
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients(tiny_model_config, batch):
     torch.manual_seed(0)
-    a = ClipBertForEmotion(tiny(), K, V)
-    b = ClipBertForEmotion(tiny(), K, V)
+    a = ClipBertForEmotion(tiny_model_config(), K, V)
+    b = ClipBertForEmotion(tiny_model_config(), K, V)
     b.load_state_dict(a.state_dict())
     b.enable_gradient_checkpointing()
     assert b.cnn.backbone.gradient_checkpointing and b.transformer.bert.encoder.layer[0].gradient_checkpointing
@@ -196,7 +186,7 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients():
     assert torch.allclose(grads[0][2], grads[1][2], atol=1e-6)
 
 
-def test_apex_is_optional_and_its_absence_is_explained(monkeypatch):
+def test_apex_is_optional_and_its_absence_is_explained(monkeypatch, tiny_model_config):
     import builtins
     import sys
 
@@ -212,15 +202,15 @@ def test_apex_is_optional_and_its_absence_is_explained(monkeypatch):
         return real_import(name, *a, **k)
 
     monkeypatch.setattr(builtins, "__import__", no_apex)
-    model = ClipBertForEmotion(tiny(), K, V)
+    model = ClipBertForEmotion(tiny_model_config(), K, V)
     with pytest.raises(ImportError, match="not on PyPI"):
         build_optimizer(model, OptimConfig(optimizer="apex_fused_adam"))
     assert isinstance(build_optimizer(model, OptimConfig()), torch.optim.AdamW)
 
 
-def test_clips_scored_in_passes_give_the_same_logits():
+def test_clips_scored_in_passes_give_the_same_logits(tiny_model_config, batch):
     torch.manual_seed(0)
-    model = ClipBertForEmotion(tiny(), K, V).eval()
+    model = ClipBertForEmotion(tiny_model_config(), K, V).eval()
     video, ids, mask = batch(b=2, n=7)
     with torch.no_grad():
         whole = model.clip_logits(ids, mask, video)

@@ -55,7 +55,7 @@ def test_unknown_key_in_file_names_the_file(tmp_path):
 
 
 def test_every_modality_off_is_an_error():
-    with pytest.raises(ConfigError, match="use_video, data.use_text and data.use_audio are all false"):
+    with pytest.raises(ConfigError, match="use_video, data.use_text, data.use_audio and data.use_face are all false"):
         load_config(None, ["data.use_video=false", "data.use_text=false"])
     assert load_config(None, ["data.use_video=false", "data.use_text=false", "data.use_audio=true"]).data.use_audio
 

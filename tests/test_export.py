@@ -7,33 +7,12 @@ import pytest
 import torch
 
 from clipbert_emo.cli import main
-from conftest import TINY_OVERRIDES
-
-TEXTS = ["i am so happy today", "what a sad face", "no way that is incredible", "calm and quiet"]
-
-
-def tiny_checkpoint(path, overrides=()):
-    """A randomly initialised tiny model saved as a checkpoint folder (export does not care how it was trained)."""
-    from clipbert_emo.build import build_model
-    from clipbert_emo.checkpoint import save_checkpoint
-    from clipbert_emo.config import load_config
-    from clipbert_emo.data.text import build_wordpiece_tokenizer
-
-    cfg = load_config(None, [*TINY_OVERRIDES, *overrides])
-    tok = build_wordpiece_tokenizer(TEXTS, 120, path.parent / f"{path.name}_tok")
-    torch.manual_seed(0)
-    model = build_model(cfg, len(tok), tok.pad_token_id or 0, pretrained=False).eval()
-    with torch.no_grad():  # a fresh model's logits are ~1e-3 and nearly input-blind: spread its weights
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.2)
-    save_checkpoint(path, model, cfg, tok, {"epoch": 1})
-    return path
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
+def checkpoint(tmp_path_factory, make_random_checkpoint):
     # max_grid 2: the grid of 32 px frames (1 x 1) fits, a larger --size does not (the bad-argument test)
-    return tiny_checkpoint(tmp_path_factory.mktemp("export") / "checkpoint", ["model.max_grid=2"])
+    return make_random_checkpoint(tmp_path_factory.mktemp("export") / "checkpoint", ["model.max_grid=2"])
 
 
 def reference(checkpoint, inputs, aggregation=None):
@@ -125,8 +104,8 @@ def test_padding_does_not_change_the_result(checkpoint, tmp_path):
     np.testing.assert_allclose(run_onnx(out, padded)[1], reference(checkpoint, short)[1], atol=1e-4, rtol=0)
 
 
-def test_audio_model_exports_with_its_log_mel_input(tmp_path, capsys):
-    ckpt = tiny_checkpoint(tmp_path / "checkpoint", ["data.use_audio=true"])
+def test_audio_model_exports_with_its_log_mel_input(tmp_path, capsys, make_random_checkpoint):
+    ckpt = make_random_checkpoint(tmp_path / "checkpoint", ["data.use_audio=true"])
     out = tmp_path / "ts"
     assert main(["export", str(ckpt), "--out", str(out), "--format", "torchscript", "--n-test", "2"]) == 0
     spec = json.loads((out / "model.json").read_text())

@@ -49,7 +49,8 @@ def test_face_crop_clips_crops_around_the_face_and_counts_fallbacks():
     frames, offsets = _astronaut_frames(4, shift=4)
     blank = np.full((2, 640, 640, 3), 90, np.uint8)
     clips_in = np.stack([frames[:2], frames[2:], blank])  # (N=3, T=2, H, W, 3): the last clip has no face
-    clips, stats = face_crop_clips(clips_in, np.arange(6).reshape(3, 2), get_detector(""), margin=0.25)
+    # the blank clip lies far from the others (frames 400, 401), beyond what the tracker carries a box across
+    clips, stats = face_crop_clips(clips_in, np.array([[0, 1], [2, 3], [400, 401]]), get_detector(""), margin=0.25)
     assert stats.frames == 6 and stats.clips == 3 and stats.full_frame_clips == 1 and stats.no_face_frames == 2
     assert clips[2].shape == (2, 640, 640, 3)  # full frame kept
     for c in clips[:2]:
@@ -132,7 +133,7 @@ def test_yunet_path_keeps_the_largest_face_in_frame_pixels(tmp_path, monkeypatch
 
 def test_training_with_face_crop_caches_boxes(synthemo_dir, tmp_path):
     from clipbert_emo.cli import main
-    from conftest import TINY_OVERRIDES, data_overrides
+    from support import TINY_OVERRIDES, data_overrides
 
     cache = tmp_path / "faces"
     rc = main(["finetune", "-q", *TINY_OVERRIDES, *data_overrides(synthemo_dir), f"train.output_dir={tmp_path / 'run'}",
@@ -156,8 +157,10 @@ def test_predict_with_face_crop_reports_the_counts(tiny_checkpoint, tmp_path, ca
     p = Predictor(tiny_checkpoint, device="cpu")
     p.use_face_crop()
     face, wall = p.predict_many([tmp_path / "astronaut.mp4", tmp_path / "wall.mp4"], num_workers=0)
-    assert face["face_crop"] == {"frames": 6, "no_face_frames": 0, "clips": 3, "full_frame_clips": 0}
-    assert wall["face_crop"] == {"frames": 6, "no_face_frames": 6, "clips": 3, "full_frame_clips": 3}
+    assert face["face_crop"] == {"frames": 6, "no_face_frames": 0, "clips": 3, "full_frame_clips": 0,
+                                 "tracked_frames": 0}
+    assert wall["face_crop"] == {"frames": 6, "no_face_frames": 6, "clips": 3, "full_frame_clips": 3,
+                                 "tracked_frames": 0}
     assert "face_crop" not in Predictor(tiny_checkpoint, device="cpu")(tmp_path / "wall.mp4")  # off by default
     rc = main(["predict", str(tiny_checkpoint), str(tmp_path), "--face-crop", "--out", str(tmp_path / "r.jsonl"),
                "-q"])

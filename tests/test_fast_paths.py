@@ -4,6 +4,7 @@ initialisation, chunked CNN passes, channels_last, bf16 autocast, batched clip t
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 import pytest
@@ -15,21 +16,10 @@ from clipbert_emo.models.clipbert import ClipBertForEmotion
 K, V = 5, 60
 
 
-def tiny(**kw) -> ModelConfig:
-    base = dict(backbone="resnet18", backbone_stages=3, hidden_size=32, num_layers=2, num_heads=2,
-                intermediate_size=64, dropout=0.0)
-    base.update(kw)
-    return ModelConfig(**base)
-
-
-def batch(b=2, n=3, t=2, size=32, length=7, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    video = torch.randint(0, 256, (b, n, t, 3, size, size), dtype=torch.uint8, generator=g)
-    ids = torch.randint(5, V, (b, length), generator=g)
-    ids[:, 0] = 2
-    mask = torch.ones(b, length, dtype=torch.long)
-    mask[0, length - 3:] = 0  # one padded text, one not: both mask paths of the encoder
-    return video, ids, mask
+@pytest.fixture
+def batch(make_batch):
+    """This file's batches: ids from a vocabulary of V, 7 tokens, the first text's last 3 padded."""
+    return functools.partial(make_batch, length=7, vocab=V, pad=3)
 
 
 def _trained_like(cfg: ModelConfig) -> ClipBertForEmotion:
@@ -43,12 +33,12 @@ def _trained_like(cfg: ModelConfig) -> ClipBertForEmotion:
     return model
 
 
-def test_inference_encoder_built_without_init_gives_the_training_models_logits():
+def test_inference_encoder_built_without_init_gives_the_training_models_logits(tiny_model_config, batch):
     from clipbert_emo.build import skip_weight_init
 
-    plain = _trained_like(tiny())
+    plain = _trained_like(tiny_model_config())
     with skip_weight_init():
-        fast = ClipBertForEmotion(tiny(), K, V, inference=True).eval()
+        fast = ClipBertForEmotion(tiny_model_config(), K, V, inference=True).eval()
     assert set(fast.state_dict()) == set(plain.state_dict()), "same parameter names: checkpoints load key for key"
     fast.load_state_dict(plain.state_dict(), strict=True)
     video, ids, mask = batch()
@@ -72,8 +62,8 @@ def test_skip_weight_init_leaves_weights_undrawn_and_restores_init():
 
 
 @pytest.mark.parametrize("frames_per_pass", [1, 5, 12])
-def test_cnn_in_chunks_gives_the_same_logits(frames_per_pass):
-    model = _trained_like(tiny())
+def test_cnn_in_chunks_gives_the_same_logits(frames_per_pass, tiny_model_config, batch):
+    model = _trained_like(tiny_model_config())
     video, ids, mask = batch(n=3, t=2)  # 12 frames
     model.cnn.frames_per_pass = 0
     whole = model.clip_logits(ids, mask, video)
@@ -81,8 +71,8 @@ def test_cnn_in_chunks_gives_the_same_logits(frames_per_pass):
     torch.testing.assert_close(model.clip_logits(ids, mask, video), whole, rtol=1e-5, atol=1e-5)
 
 
-def test_cnn_chunks_only_outside_training():
-    model = _trained_like(tiny())
+def test_cnn_chunks_only_outside_training(tiny_model_config, batch):
+    model = _trained_like(tiny_model_config())
     model.cnn.frames_per_pass = 2
     video = batch()[0]
     seen = []
@@ -97,18 +87,18 @@ def test_cnn_chunks_only_outside_training():
     assert seen == [2] * 6
 
 
-def test_channels_last_gives_the_same_logits():
-    plain = _trained_like(tiny())
-    fast = _trained_like(tiny(channels_last=True))
+def test_channels_last_gives_the_same_logits(tiny_model_config, batch):
+    plain = _trained_like(tiny_model_config())
+    fast = _trained_like(tiny_model_config(channels_last=True))
     assert fast.cnn.channels_last
     video, ids, mask = batch()
     torch.testing.assert_close(fast.clip_logits(ids, mask, video), plain.clip_logits(ids, mask, video),
                                rtol=1e-4, atol=1e-4)
 
 
-def test_bf16_autocast_is_close_to_fp32_and_runs_without_grad():
-    plain = _trained_like(tiny())
-    fast = _trained_like(tiny(inference_precision="bf16"))
+def test_bf16_autocast_is_close_to_fp32_and_runs_without_grad(tiny_model_config, batch):
+    plain = _trained_like(tiny_model_config())
+    fast = _trained_like(tiny_model_config(inference_precision="bf16"))
     video, ids, mask = batch()
     want, got = plain.clip_logits(ids, mask, video), fast.clip_logits(ids, mask, video)
     assert not got.requires_grad and torch.is_inference(got)

@@ -8,7 +8,7 @@ import torch
 from clipbert_emo.config import load_config
 from clipbert_emo.checkpoint import load_checkpoint
 from clipbert_emo.train.finetune import finetune
-from conftest import TINY_OVERRIDES
+from support import TINY_OVERRIDES
 
 
 def _cfg(d, out, *extra):
@@ -53,14 +53,13 @@ def test_text_only_run_never_decodes_video(synthemo_dir, tmp_path, monkeypatch):
     assert meta["uses_video"] is False
 
 
-def test_a_failed_save_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
-    from clipbert_emo.config import ExperimentConfig, ModelConfig
+def test_a_failed_save_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch, tiny_model_config):
+    from clipbert_emo.config import ExperimentConfig
     from clipbert_emo.data.text import build_wordpiece_tokenizer
     from clipbert_emo.models.clipbert import ClipBertForEmotion
     from clipbert_emo import checkpoint as ckpt
 
-    cfg = ExperimentConfig(model=ModelConfig(backbone="resnet18", backbone_stages=3, hidden_size=32, num_layers=1,
-                                             num_heads=2, intermediate_size=64))
+    cfg = ExperimentConfig(model=tiny_model_config(num_layers=1, dropout=0.1))
     tok = build_wordpiece_tokenizer(["hello world"], 50, tmp_path / "tok")
     model = ClipBertForEmotion(cfg.model, 6, len(tok))
     ckpt.save_checkpoint(tmp_path / "checkpoint", model, cfg, tok, {"epoch": 1})

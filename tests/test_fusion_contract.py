@@ -16,10 +16,13 @@ from clipbert_emo.config import TASKS, ConfigError, load_config
 from clipbert_emo.models.aggregation import aggregate_clip_logits
 from clipbert_emo.models.registry import check_fusion, fusion_names, refusal
 from clipbert_emo.tasks import get_task  # importing the registry registers every built-in task kind in TASKS
-from conftest import TINY_OVERRIDES
+from support import TINY_OVERRIDES
 
 B, N, L, P = 2, 2, 6, 3  # P: texts per video where a kind scores several (retrieval's caption + 2 negatives; qa_mc)
 FUSIONS = fusion_names()
+# The strategies that read text, video and audio together (face_expression reads faces alone: its refusal of the
+# others is checked in the matrix below); the checks that swap one of the three need all of them.
+READS_ALL_THREE = [f for f in FUSIONS if refusal(f, "single_label", ["text", "video", "audio"]) is None]
 TASK_KINDS = tuple(TASKS)  # the built-in kinds: one added to the library joins the matrix (and needs a spec here)
 # (overrides, labels as the kind's collate gives them for a batch of B = 2, whether it scores P texts per video)
 TASK_SPECS = {
@@ -32,10 +35,13 @@ TASK_SPECS = {
     "qa_mc": (["data.question_types=[feeling]"], torch.tensor([[0, 0], [2, -1]]), True),  # the right candidate
     "retrieval": ([], torch.tensor([[1, 0, 0], [1, 0, 0]]), True),  # the own caption first, then two negatives
 }
-SUBSETS = ("text", "video", "audio", "text+video", "text+audio", "video+audio", "text+video+audio")
-# Every task kind with text and video; every subset of modalities once, each with another task kind.
+SUBSETS = ("text", "video", "audio", "text+video", "text+audio", "video+audio", "text+video+audio", "face",
+           "text+face")
+# Every task kind with text and video; every subset of modalities once, each with another task kind; the face
+# (FER2013's expression CNN on 64 px grey crops) alone and beside the text.
 SUBSET_TASK = {"text": "qa_mc", "video": "regression", "audio": "multilabel", "text+video": "single_label",
-               "text+audio": "qa", "video+audio": "multitask", "text+video+audio": "retrieval"}
+               "text+audio": "qa", "video+audio": "multitask", "text+video+audio": "retrieval",
+               "face": "single_label", "text+face": "multilabel"}
 CASES = sorted({(t, "text+video") for t in TASK_KINDS} | {(t, s) for s, t in SUBSET_TASK.items()})
 SPANS = [(0.0, 1.0), (1.0, 2.0)]
 
@@ -65,7 +71,8 @@ def vocab(tmp_path_factory):
 def _cfg(fusion: str, task_kind: str, subset: str, *extra):
     names = subset.split("+")
     return load_config(None, [*TINY_OVERRIDES, "model.num_layers=1", f"model.fusion={fusion}", f"data.task={task_kind}",
-                              *TASK_SPECS[task_kind][0], *(f"data.use_{m}={m in names}" for m in ("text", "video", "audio")),
+                              *TASK_SPECS[task_kind][0],
+                              *(f"data.use_{m}={m in names}" for m in ("text", "video", "audio", "face")),
                               *extra])
 
 
@@ -79,6 +86,8 @@ def _inputs(vocab_size: int, subset: str = "text+video+audio", paired: bool = Fa
         inputs["video"] = torch.randint(0, 255, (B, N, 1, 3, 32, 32), generator=g, dtype=torch.uint8)
     if "audio" in subset:
         inputs["audio"] = torch.randn(B, N, 64, 201, generator=g)
+    if "face" in subset:
+        inputs["face"] = torch.randint(0, 255, (B, N, 1, 64, 64), generator=g, dtype=torch.uint8)  # (B, N, T, S, S)
     return inputs
 
 
@@ -122,7 +131,7 @@ def _check_training_step(model, cfg, inputs, labels, subset, paired):
     """Shapes; a finite loss; gradients reach every encoder the model reads and every parameter takes part."""
     task = get_task(cfg.data.task)
     width = task.num_outputs(cfg.data) * (P if paired else 1)
-    clips = N if {"video", "audio"} & set(subset.split("+")) else 1
+    clips = N if {"video", "audio", "face"} & set(subset.split("+")) else 1
     model.train()
     out = model(**inputs, labels=labels)
     assert out.logits.shape == (B, width) and out.clip_logits.shape == (B, clips, width)
@@ -140,7 +149,8 @@ def _check_training_step(model, cfg, inputs, labels, subset, paired):
         # find_unused_parameters on without video)
         unused = [n for n in unused if not n.startswith("transformer.bert.visual_embeddings.")]
     assert unused == []
-    reached = {"text": "embeddings.word_embeddings.", "video": "cnn.", "audio": "audio_encoder."}
+    reached = {"text": "embeddings.word_embeddings.", "video": "cnn.", "audio": "audio_encoder.",
+               "face": "face_encoder."}
     for modality in subset.split("+"):
         grads = [float(p.grad.abs().sum()) for n, p in model.named_parameters()
                  if reached[modality] in n and p.grad is not None]
@@ -192,7 +202,7 @@ def _check_checkpoint_round_trip(model, cfg, tokenizer, inputs, tmp_path):
     torch.testing.assert_close(loaded.clip_logits(**inputs), model.clip_logits(**inputs), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("fusion", FUSIONS)
+@pytest.mark.parametrize("fusion", READS_ALL_THREE)
 def test_p_texts_per_video_score_as_each_text_alone(fusion, vocab):
     """Texts (B, P, L) give each text the logits it gets alone against the same clips, side by side (B, N, P*K);
     from encoder outputs computed earlier (retrieval ranking, cached search) too."""
@@ -211,7 +221,7 @@ def test_p_texts_per_video_score_as_each_text_alone(fusion, vocab):
                                paired, atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("fusion", FUSIONS)
+@pytest.mark.parametrize("fusion", READS_ALL_THREE)
 @pytest.mark.parametrize("dropped", ["video", "text", "audio"])
 def test_a_dropped_modality_contributes_nothing(fusion, dropped, vocab):
     """With <name>_present false, what that modality's input holds no longer changes the logits."""
@@ -228,6 +238,19 @@ def test_a_dropped_modality_contributes_nothing(fusion, dropped, vocab):
     ref = model.clip_logits(**a, **absent)
     assert torch.allclose(ref, model.clip_logits(**mixed, **absent), rtol=1e-4, atol=1e-6)
     assert not torch.allclose(ref, model.clip_logits(**mixed), rtol=1e-2, atol=1e-6)  # present, it moves them
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_a_face_without_a_face_contributes_nothing(fusion, vocab):
+    """face_present false: what the face crops hold no longer changes the logits (the sample has no face)."""
+    subset = "face" if fusion == "face_expression" else "text+face"
+    cfg = _cfg(fusion, "single_label", subset, "model.initializer_range=0.2")
+    model = _build(cfg, len(vocab)).eval()
+    a, b = _inputs(len(vocab), subset, seed=1), _inputs(len(vocab), subset, seed=2)
+    absent = {"face_present": torch.zeros(B, dtype=torch.bool)}
+    ref = model.clip_logits(**a, **absent)
+    assert torch.allclose(ref, model.clip_logits(**{**a, "face": b["face"]}, **absent), rtol=1e-4, atol=1e-6)
+    assert not torch.allclose(ref, model.clip_logits(**{**a, "face": b["face"]}), rtol=1e-2, atol=1e-6)
 
 
 def test_the_built_in_refusals_are_late_fusion_where_texts_are_compared():

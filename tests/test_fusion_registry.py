@@ -16,7 +16,7 @@ from clipbert_emo.config import ConfigError, load_config
 from clipbert_emo.models.fusion import output_head
 from clipbert_emo.models.registry import FUSION_STRATEGIES, check_fusion, register_fusion, unregister_fusion
 from clipbert_emo.models.scorer import ClipScorer, Refusal, ScoredClips
-from conftest import TINY_OVERRIDES, data_overrides
+from support import TINY_OVERRIDES, data_overrides
 
 
 class MeanOfModalities(ClipScorer):

@@ -10,8 +10,8 @@ import torch
 
 from clipbert_emo.build import build_model
 from clipbert_emo.config import load_config
-from clipbert_emo.models.registry import fusion_names
-from conftest import TINY_OVERRIDES, data_overrides
+from clipbert_emo.models.registry import fusion_names, refusal
+from support import TINY_OVERRIDES, data_overrides
 
 VOCAB = 50
 # Every strategy against every task kind and modality subset (shapes, gradients, chunked scoring, evaluation,
@@ -26,16 +26,11 @@ def _cfg(*extra):
 def test_early_is_todays_model_step_for_step(synthemo_dir, tmp_path):
     """model.fusion=early reproduces the golden per-step losses recorded before fusion strategies existed."""
     from clipbert_emo.models.clipbert import ClipBertForEmotion
-    from test_engine import _check, _finetune_record, FINETUNE_RUNS
+    from support.golden import check_golden, finetune_record
 
     assert type(build_model(_cfg("model.fusion=early"), VOCAB)) is ClipBertForEmotion
-    rewrite, extra = FINETUNE_RUNS["single_label_video_text"]
-    FINETUNE_RUNS["early_explicit"] = (rewrite, [*extra, "model.fusion=early"])
-    try:
-        record = _finetune_record("early_explicit", synthemo_dir, tmp_path)
-    finally:
-        del FINETUNE_RUNS["early_explicit"]
-    _check("single_label_video_text", record)
+    record = finetune_record("single_label_video_text", synthemo_dir, tmp_path, "model.fusion=early")
+    check_golden("single_label_video_text", record)
 
 
 def test_modality_dropout_drops_each_modality_at_the_expected_rate_and_never_all():
@@ -170,7 +165,8 @@ def test_compare_fusion_end_to_end(synthemo_dir, tmp_path):
     assert rc == 0
     summary = json.loads((out / "summary.json").read_text())
     names = [r["fusion"] for r in summary["rows"]]
-    assert names == [*fusion_names(), "text only", "video only"]
+    fusing = [f for f in fusion_names() if refusal(f, "single_label", ["text", "video"]) is None]  # not face_expression
+    assert names == [*fusing, "text only", "video only"]
     assert summary["removed"] == ["text", "video"] and summary["metrics"] == ["macro_f1", "accuracy"]
     for row in summary["rows"]:
         assert 0 <= row["macro_f1"] <= 1 and row["macro_f1_std"] == 0.0  # one seed: no spread
@@ -227,10 +223,10 @@ def test_an_early_fusion_checkpoint_starts_the_shared_parts(fusion, tmp_path):
 @pytest.mark.parametrize("fusion", ["late", "cross_attention", "hybrid"])
 def test_two_process_ddp_trains_each_strategy_with_modality_dropout(fusion, synthemo_dir, tmp_path):
     """Two gloo ranks: DDP raises on the second step if a parameter got no gradient in the first."""
-    from test_accelerator import _run_ddp
+    from support.launch import run_ddp
 
-    proc = _run_ddp(tmp_path, synthemo_dir, f"model.fusion={fusion}", "data.modality_dropout=0.5",
-                    "model.num_layers=1", "train.max_steps=3", "data.val_manifest=", "data.test_manifest=")
+    proc = run_ddp(tmp_path, synthemo_dir, f"model.fusion={fusion}", "data.modality_dropout=0.5",
+                   "model.num_layers=1", "train.max_steps=3", "data.val_manifest=", "data.test_manifest=")
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["steps"] == 2 and len(set(metrics["rank_param_checksums"])) == 1
@@ -250,10 +246,10 @@ def test_bad_fusion_settings_are_refused_by_name():
 def test_zero3_bf16_trains_each_strategy(fusion, synthemo_dir, tmp_path):
     """DeepSpeed ZeRO-3 with 16-bit weights: partitioned parameters, the inputs cast to the weights' type."""
     pytest.importorskip("deepspeed")
-    from test_deepspeed import _check_run, _launch
+    from support.launch import check_deepspeed_run, launch_deepspeed
 
     out = tmp_path / fusion
-    proc = _launch(3, out, synthemo_dir, "train.epochs=2", "train.mixed_precision=bf16", f"model.fusion={fusion}",
-                   "model.num_layers=1", "data.modality_dropout=0.3")
+    proc = launch_deepspeed(3, out, synthemo_dir, "train.epochs=2", "train.mixed_precision=bf16",
+                            f"model.fusion={fusion}", "model.num_layers=1", "data.modality_dropout=0.3")
     assert proc.returncode == 0, proc.stderr[-4000:]
-    _check_run(out, "bf16")
+    check_deepspeed_run(out, "bf16")

@@ -1,4 +1,4 @@
-"""The IEMOCAP reader against a tiny IEMOCAP_full_release in the real on-disk layout (benchmark_fixtures.py)."""
+"""The IEMOCAP reader against a tiny IEMOCAP_full_release in the real on-disk layout (support/benchmarks.py)."""
 
 import logging
 from pathlib import Path
@@ -6,12 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmark_fixtures import (IEMOCAP_DIALOGUES, IEMOCAP_MALFORMED, IEMOCAP_UTTERANCES, IEMOCAP_WAV_SESSION,
-                                write_iemocap)
 from clipbert_emo.config import ConfigError, DataConfig, load_config
 from clipbert_emo.data.benchmarks import IEMOCAP_4CLASS, IEMOCAP_6CLASS
 from clipbert_emo.data.manifest import ManifestError
 from clipbert_emo.tasks import load_split
+from support.benchmarks import (IEMOCAP_DIALOGUES, IEMOCAP_MALFORMED, IEMOCAP_UTTERANCES, IEMOCAP_WAV_SESSION,
+                                write_iemocap)
 
 SESSIONS = (1, 2, 3, 4, 5)
 # What the fixture holds, by utterance id: (session, start, end, code, vad, text)

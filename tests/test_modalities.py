@@ -8,7 +8,7 @@ from clipbert_emo.config import load_config
 from clipbert_emo.data import dataset
 from clipbert_emo.models import modalities
 from clipbert_emo.models.modalities import Modality
-from conftest import TINY_OVERRIDES
+from support import TINY_OVERRIDES
 
 
 def decode_timing(sample, cfg, num_clips, training, rng, context):

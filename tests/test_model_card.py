@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from clipbert_emo.cli import main
-from conftest import TINY_OVERRIDES, data_overrides
+from support import TINY_OVERRIDES, data_overrides
 
 
 @pytest.fixture(scope="module")

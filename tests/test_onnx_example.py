@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from clipbert_emo.cli import main
-from test_export import tiny_checkpoint
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "onnx_predict.py"
 
@@ -48,9 +47,9 @@ def write_video(path, height, width, frames=24, fps=8.0):
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def exported(tmp_path_factory, make_random_checkpoint):
     root = tmp_path_factory.mktemp("onnx_example")
-    ckpt = tiny_checkpoint(root / "checkpoint", ["data.n_test=4", "data.num_frames=3"])
+    ckpt = make_random_checkpoint(root / "checkpoint", ["data.n_test=4", "data.num_frames=3"])
     assert main(["export", str(ckpt), "--out", str(root / "onnx"), "--text-len", "dynamic"]) == 0
     return ckpt, root / "onnx"
 
@@ -103,9 +102,7 @@ def test_example_aggregations_follow_the_library(exported, tmp_path):
                                    atol=1e-4, rtol=0)
 
 
-def test_example_reports_a_file_it_cannot_decode_in_one_line(exported, tmp_path):
-    from conftest import write_av
-
+def test_example_reports_a_file_it_cannot_decode_in_one_line(exported, tmp_path, write_av):
     _, export_dir = exported
     good = write_video(tmp_path / "good.mp4", 32, 32)
     (tmp_path / "notes.mp4").write_text("these are my notes, not a video\n" * 20)

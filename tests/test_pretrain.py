@@ -10,9 +10,7 @@ from clipbert_emo.config import load_config
 from clipbert_emo.data.pretraining import ImageTextCollator, ImageTextPairDataset, mask_tokens
 from clipbert_emo.data.text import build_wordpiece_tokenizer
 from clipbert_emo.train.pretrain import MixedSourceBatchSampler, pretrain
-from conftest import TINY_OVERRIDES
-
-from conftest import CAPTIONS
+from support import CAPTIONS, TINY_OVERRIDES
 
 
 def _tokenizer(tmp_path):
@@ -152,7 +150,7 @@ def test_pretrain_resume_matches_uninterrupted(pairs_dir, tmp_path, monkeypatch)
 
 def test_pretrain_on_coco_and_visual_genome_releases(tmp_path):
     """COCO captions (through pycocotools) + Visual Genome regions, mixed per batch, on their real layouts."""
-    from benchmark_fixtures import write_coco, write_visual_genome
+    from support.benchmarks import write_coco, write_visual_genome
 
     coco, vg = write_coco(tmp_path / "coco"), write_visual_genome(tmp_path / "vg")
     cfg = load_config(None, [*TINY_OVERRIDES, "data.format=coco", f"data.root={coco}", "data.num_frames=1",

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark_fixtures import write_didemo, write_msrvtt, write_msrvtt_qa, write_tgif_qa
 from clipbert_emo.config import ConfigError, load_config
 from clipbert_emo.data.manifest import Manifest, ManifestError, Sample
 from clipbert_emo.tasks import get_task, load_split
 from clipbert_emo.tasks.qa import answer_vocabulary
 from clipbert_emo.tasks.retrieval import ranks_from_scores, retrieval_metrics
-from conftest import TINY_OVERRIDES
+from support import TINY_OVERRIDES
+from support.benchmarks import write_didemo, write_msrvtt, write_msrvtt_qa, write_tgif_qa
 
 
 # ---- ranking metrics -------------------------------------------------------------------------------------------
@@ -279,7 +279,7 @@ def test_didemo_reader_joins_a_paragraph_per_video(tmp_path):
 
 def test_tgif_qa_reader_per_task(tmp_path):
     from clipbert_emo.data.releases.tgif_qa import is_val_gif
-    from benchmark_fixtures import tgif_gif_names
+    from support.benchmarks import tgif_gif_names
 
     root = write_tgif_qa(tmp_path / "tgif")
     names = tgif_gif_names()

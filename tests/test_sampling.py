@@ -115,7 +115,7 @@ def test_clipbert_rule_on_a_decoded_video(tmp_path):
     from clipbert_emo.data.manifest import Sample
     import av
 
-    from test_seek import frame_numbers
+    from support import frame_numbers
 
     path = tmp_path / "v.mp4"
     with av.open(str(path), "w", format="mp4") as out:  # lossless RGB H.264: frame i has brightness 10 + 2 i exactly

@@ -12,34 +12,12 @@ from clipbert_emo.data.dataset import load_clips
 from clipbert_emo.data.decode import keyframe_indices, open_video, read_frames
 from clipbert_emo.data.manifest import Sample
 from clipbert_emo.data.sampling import keyframe_tolerance, sample_clip_indices_test, snap_clips_to_keyframes
-
-
-def write_gop_video(path, num_frames=60, gop=10, size=32, fps=10):
-    """An H.264 file with keyframes at a fixed spacing (x264 with keyint=10 puts them 9 frames apart); frame i has
-    brightness 10 + 4 i."""
-    with av.open(str(path), "w", format="mp4") as out:
-        vs = out.add_stream("libx264", rate=fps)
-        vs.width = vs.height = size
-        vs.pix_fmt = "yuv420p"
-        vs.codec_context.gop_size = gop
-        vs.options = {"keyint": str(gop), "min-keyint": str(gop), "scenecut": "0", "bframes": "0"}
-        for i in range(num_frames):
-            frame = av.VideoFrame.from_ndarray(np.full((size, size, 3), 10 + 4 * i, np.uint8), format="rgb24")
-            for p in vs.encode(frame):
-                out.mux(p)
-        for p in vs.encode(None):
-            out.mux(p)
-    return path
+from support import frame_numbers
 
 
 def pyav_keyframes(path) -> list[int]:
     with av.open(str(path)) as c:
         return [i for i, f in enumerate(c.decode(video=0)) if f.key_frame]
-
-
-def frame_numbers(frames: np.ndarray, step: int = 4) -> np.ndarray:
-    """The index each decoded frame shows (its brightness), (...) from (..., H, W, 3)."""
-    return np.rint((frames.reshape(*frames.shape[:-3], -1).mean(-1) - 10) / step).astype(int)
 
 
 def test_snap_moves_a_clip_only_onto_a_keyframe_within_a_quarter_of_the_spacing():
@@ -80,14 +58,14 @@ def test_keyframe_placement_keeps_the_invariant_for_any_keyframe_layout(seed):
     assert np.isin(placed[moved, 0], keys).all(), "a clip moves only onto a keyframe"
 
 
-def test_keyframe_indices_are_the_encoders(tmp_path):
+def test_keyframe_indices_are_the_encoders(tmp_path, write_gop_video):
     path = write_gop_video(tmp_path / "g.mp4", num_frames=45, gop=10)
     np.testing.assert_array_equal(keyframe_indices(open_video(path)), pyav_keyframes(path))
     assert len(pyav_keyframes(path)) >= 4
 
 
 @pytest.mark.parametrize("seek", ["accurate", "keyframe"])
-def test_each_seek_mode_returns_its_frames(tmp_path, seek):
+def test_each_seek_mode_returns_its_frames(tmp_path, seek, write_gop_video):
     path = write_gop_video(tmp_path / "g.mp4", num_frames=60, gop=10)
     assert pyav_keyframes(path) == [0, 9, 18, 27, 36, 45, 54]
     cfg = DataConfig(frame_size=32, num_frames=2, clip_fps=5.0, seek=seek)  # a clip spans 4 frames at 10 fps
@@ -106,7 +84,7 @@ def test_each_seek_mode_returns_its_frames(tmp_path, seek):
     assert spans == [(row[0] / 10.0, (row[-1] + 1) / 10.0) for row in used.tolist()]
 
 
-def test_keyframe_mode_stays_inside_a_manifest_span(tmp_path):
+def test_keyframe_mode_stays_inside_a_manifest_span(tmp_path, write_gop_video):
     path = write_gop_video(tmp_path / "g.mp4", num_frames=60, gop=10)
     cfg = DataConfig(frame_size=32, num_frames=2, clip_fps=5.0, seek="keyframe")
     context: dict = {}
@@ -118,7 +96,7 @@ def test_keyframe_mode_stays_inside_a_manifest_span(tmp_path):
     assert used[:, 0].tolist() == [15, 20, 27]
 
 
-def test_dense_frames_read_in_one_pass_equal_seeking(tmp_path):
+def test_dense_frames_read_in_one_pass_equal_seeking(tmp_path, write_gop_video):
     path = write_gop_video(tmp_path / "g.mp4", num_frames=60, gop=25)
     dense = np.arange(3, 57, 2).reshape(-1, 3)  # one in two frames: the sequential reader
     got = read_frames(open_video(path), dense, str(path))

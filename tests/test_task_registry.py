@@ -8,7 +8,7 @@ import torch
 from clipbert_emo.config import load_config
 from clipbert_emo.data.manifest import ManifestError
 from clipbert_emo.tasks import Task, TaskLoss, get_task, register_task
-from conftest import TINY_OVERRIDES, rewrite_manifest
+from support import TINY_OVERRIDES, rewrite_manifest
 
 POSITIVE = {"happy", "surprised"}
 

@@ -8,7 +8,7 @@ import torch
 
 from clipbert_emo.config import load_config
 from clipbert_emo.train.finetune import finetune
-from conftest import TINY_OVERRIDES, rewrite_manifest
+from support import TINY_OVERRIDES, rewrite_manifest
 
 LEVELS = ["0", "1", "2", "3"]
 HEADS = ["boredom", "engagement"]

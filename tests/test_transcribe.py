@@ -14,7 +14,7 @@ from clipbert_emo.config import DataConfig, UserError
 from clipbert_emo.data import transcribe as tr
 from clipbert_emo.data.manifest import Sample
 from clipbert_emo.tasks import load_split
-from conftest import write_av
+from support import TINY_OVERRIDES
 
 SPECIALS = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|translate|>", "<|transcribe|>", "<|startoflm|>",
             "<|startofprev|>", "<|nocaptions|>", "<|notimestamps|>"]
@@ -81,7 +81,7 @@ def write_manifest(path, rows):
 
 
 @pytest.fixture
-def clips(tmp_path):
+def clips(tmp_path, write_av):
     """A manifest of four clips: two with sound and no text (one of them a 0.5-1.5 s span), one with sound and
     its own text, one without an audio stream."""
     for name in ("a", "b", "c"):
@@ -113,7 +113,7 @@ def test_load_split_transcribes_once_then_reads_the_cache(clips, whisper_dir, ca
     assert len(calls) == 2, "the second load reads every transcript from the cache"
 
 
-def test_a_changed_file_or_another_model_is_transcribed_again(clips, whisper_dir, calls, tmp_path):
+def test_a_changed_file_or_another_model_is_transcribed_again(clips, whisper_dir, calls, tmp_path, write_av):
     samples = lambda: [Sample(video=str(tmp_path / n), text="") for n in ("a.mp4", "b.mp4")]  # noqa: E731
     cache = tmp_path / "cache.jsonl"
     assert tr.transcribe_samples(samples(), whisper_dir, cache, progress=False) == 2 and len(calls) == 2
@@ -134,7 +134,7 @@ def test_a_changed_file_or_another_model_is_transcribed_again(clips, whisper_dir
     assert tr.transcribe_samples(samples(), str(other), cache, progress=False) == 2 and len(calls) == 6
 
 
-def test_samples_without_sound_keep_empty_text_and_are_counted(tmp_path, whisper_dir, calls, caplog):
+def test_samples_without_sound_keep_empty_text_and_are_counted(tmp_path, whisper_dir, calls, caplog, write_av):
     write_av(tmp_path / "mute.mp4", audio=False)
     (tmp_path / "face.jpg").write_bytes(b"")
     samples = [Sample(video=str(tmp_path / "mute.mp4"), text="", source="m.jsonl:1"),
@@ -184,7 +184,6 @@ def test_cache_path_names():
 
 def test_predict_transcribe_uses_the_speech_as_text(whisper_dir, clips, tmp_path, capsys):
     from clipbert_emo.cli import main
-    from conftest import TINY_OVERRIDES
 
     labels = "data.labels=[happy, sad]"
     assert main(["finetune", "-q", *TINY_OVERRIDES, f"data.train_manifest={clips}", labels,

@@ -7,6 +7,8 @@
     clipbert-emo predict runs/synthemo_cpu/checkpoint my_video.mp4 --text "no way!"
     clipbert-emo predict runs/synthemo_cpu/checkpoint videos/ --out results.jsonl --timeline-png timelines/
     clipbert-emo serve runs/synthemo_cpu/checkpoint     # the web page on http://127.0.0.1:8000
+    clipbert-emo serve                                   # the same page with the ready face model (real faces)
+    clipbert-emo face-model runs/face_model              # that model as a checkpoint folder (FER2013, no training)
     clipbert-emo demo                                    # what `make demo` runs
     clipbert-emo compare-fusion --synthemo data/synthemo_audio --seeds 42 7   # docs/fusion.md
     clipbert-emo convert-clipbert clipbert_image_text_pretrained.pt runs/clipbert_original_init
@@ -24,6 +26,7 @@ import sys
 from .checkpoints import (add_convert_clipbert_parser, add_evaluate_parser, add_export_parser, add_search_parser,
                           add_serve_parser)
 from .common import add_common, set_stdout, to_stdout
+from .face_model import add_face_model_parser
 from .predict import add_predict_parser
 from .training import (add_compare_fusion_parser, add_demo_parser, add_finetune_parser, add_pretrain_parser,
                        add_synthemo_parser, add_synthemo_tasks_parser, add_task_demo_parsers)
@@ -31,7 +34,8 @@ from .training import (add_compare_fusion_parser, add_demo_parser, add_finetune_
 # The subcommands, in the order --help lists them.
 COMMAND_PARSERS = (add_synthemo_parser, add_finetune_parser, add_pretrain_parser, add_evaluate_parser,
                    add_predict_parser, add_serve_parser, add_demo_parser, add_compare_fusion_parser, add_search_parser,
-                   add_synthemo_tasks_parser, add_task_demo_parsers, add_convert_clipbert_parser, add_export_parser)
+                   add_synthemo_tasks_parser, add_task_demo_parsers, add_convert_clipbert_parser, add_export_parser,
+                   add_face_model_parser)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -70,7 +70,12 @@ def _cmd_serve(args) -> int:
                          queue_limit=args.queue, workers=args.workers, max_pixels=args.max_resolution,
                          max_frames=args.max_frames, max_fps=args.max_fps, request_timeout=args.request_timeout,
                          read_timeout=args.read_timeout)
-    serve(args.checkpoint, host=args.host, port=args.port, device=args.device, limits=limits, n_test=args.n_test,
+    checkpoint = args.checkpoint
+    if checkpoint is None:  # the ready face model, built once (offline) into its cache folder
+        from ..face_model import ensure_face_model
+
+        checkpoint = ensure_face_model(args.face_model_dir)
+    serve(checkpoint, host=args.host, port=args.port, device=args.device, limits=limits, n_test=args.n_test,
           face_crop=args.face_crop, face_detector=args.face_detector, seek=args.seek, threads=args.threads,
           allowed_hosts=args.allowed_host or ())
     return 0
@@ -107,13 +112,18 @@ def _resolution(text: str) -> int:
 
 
 def add_serve_parser(sub, common) -> None:
-    """``clipbert-emo serve CHECKPOINT``: the page and the JSON API, with their limits."""
+    """``clipbert-emo serve [CHECKPOINT]``: the page and the JSON API, with their limits."""
     s = sub.add_parser("serve", parents=[common], help="a local web page (upload, webcam, live mode) and JSON API",
                        description="Load a checkpoint once and serve a page where you upload a short video or "
                                    "record from the webcam (with a live mode that rescores the last 2 s about every "
                                    "2 s) and see the emotion bars and the timeline; POST /predict, GET /labels, "
                                    "GET /health; the OpenAPI schema is at /docs. Binds to 127.0.0.1 unless told.")
-    s.add_argument("checkpoint", help="checkpoint folder (…/checkpoint)")
+    s.add_argument("checkpoint", nargs="?", default=None,
+                   help="checkpoint folder (…/checkpoint); none: the ready face model (FER2013's 7 emotions on real "
+                        "faces, `clipbert-emo face-model`), built once into --face-model-dir")
+    s.add_argument("--face-model-dir", metavar="DIR", default=None,
+                   help="where the ready face model is kept when no checkpoint is given (default: "
+                        "~/.cache/clipbert_emo/face_model, or under $XDG_CACHE_HOME)")
     s.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default: %(default)s, this machine only; 0.0.0.0 opens it to the network)")
     s.add_argument("--port", type=_port, default=8000, help="0 = any free port (default: %(default)s)")
@@ -145,7 +155,8 @@ def add_serve_parser(sub, common) -> None:
     s.add_argument("--workers", type=positive("--workers"), default=1,
                    help="scoring threads sharing the one model (default: %(default)s)")
     s.add_argument("--face-crop", action="store_true", help="crop frames to the largest face (see predict)")
-    s.add_argument("--face-detector", metavar="ONNX", default=None, help="a YuNet .onnx file (implies --face-crop)")
+    s.add_argument("--face-detector", metavar="NAME|ONNX", default=None,
+                   help="mtcnn (default), haar, ssd or a YuNet .onnx file (implies --face-crop)")
     add_speed_options(s, default_seek="keyframe")
     s.set_defaults(func=_cmd_serve)
 

@@ -234,11 +234,12 @@ def add_predict_parser(sub, common) -> None:
     s.add_argument("--overwrite", action="store_true", help="with --out: replace a file that holds results")
     s.add_argument("--timeline-png", metavar="DIR", help="draw each video's per-clip timeline to DIR/<name>.png")
     s.add_argument("--face-crop", action="store_true",
-                   help="crop each sampled frame to the largest face (OpenCV Haar cascade, smoothed over the clip); "
+                   help="crop each sampled frame to the largest face (MTCNN, tracked across frames, smoothed over "
+                        "the clip); "
                         "clips without a face keep the full frame and are counted in the output")
-    s.add_argument("--face-detector", metavar="ONNX", default=None,
-                   help="with --face-crop: a YuNet face detector .onnx file (cv2.FaceDetectorYN) instead of the "
-                        "built-in Haar cascade (implies --face-crop)")
+    s.add_argument("--face-detector", metavar="NAME|ONNX", default=None,
+                   help="the face detector: mtcnn (the default), haar (OpenCV's Haar cascade), ssd (OpenCV's "
+                        "ResNet-10 SSD) or a YuNet .onnx file (cv2.FaceDetectorYN) (implies --face-crop)")
     s.add_argument("--batch-size", type=positive("--batch-size"), default=None,
                    help="videos per batch (default: the config's train.eval_batch_size)")
     s.add_argument("--workers", type=non_negative("--workers"), default=None,

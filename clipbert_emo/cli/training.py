@@ -172,7 +172,7 @@ def add_compare_fusion_parser(sub, common) -> None:
     from ..models.registry import fusion_names  # the registered strategies: the one list of their names
 
     s.add_argument("--strategies", nargs="+", default=None, choices=fusion_names(),
-                   help="default: every one (%(choices)s)")
+                   help="default: every one that reads the config's modalities (%(choices)s)")
     s.add_argument("--no-baselines", action="store_true", help="skip the single-modality models")
     s.add_argument("--n-test", type=positive("--n-test"), default=16, help="test clips per video (default: 16)")
     s.add_argument("--synthemo", default=None, metavar="DIR",

