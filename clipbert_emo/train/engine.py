@@ -26,7 +26,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from accelerate.utils import set_seed
@@ -40,6 +40,7 @@ from ..data.text import build_wordpiece_tokenizer, load_tokenizer
 from ..eval.report import write_json
 from .accelerator import make_accelerator
 from .guard import NonFiniteGuard
+from .observers import RunObserver
 from .optim import optimizer_and_schedule
 from .replicas import model_for_saving, param_checksum, sync_buffers
 from .resume import DEEPSPEED_STATE, restore_training_state, save_training_state
@@ -103,9 +104,10 @@ def tokenizer_for(cfg: ExperimentConfig, train_texts: list[str], out_dir: Path, 
 
 
 class Engine:
-    def __init__(self, cfg: ExperimentConfig, progress: bool = True):
+    def __init__(self, cfg: ExperimentConfig, progress: bool = True, observers: Sequence[RunObserver] = ()):
         self.cfg = cfg
         self.progress = progress
+        self.observers = list(observers)  # tracking, pruning: see observers.py
         self.out_dir = Path(cfg.train.output_dir)
         self.last_dir = self.out_dir / "last"
         self.replaced = self.out_dir / REPLACED  # the old run, while an --overwrite run has not saved yet
@@ -206,6 +208,8 @@ class Engine:
             save_config(cfg, self.out_dir / "config.yaml")
         train_loader, total_steps = self._prepare(setup, resuming)
         state = self._starting_state(recipe, setup, resuming)
+        for observer in self.observers:
+            observer.on_start(self)
         start = time.time()
         bar = tqdm(total=total_steps, initial=state.step, desc=f"{recipe.kind} {cfg.name}",
                    disable=not (self.progress and self.main))
@@ -278,11 +282,17 @@ class Engine:
         train_loader.set_epoch(epoch)  # accelerate passes it on to the dataset when it iterates
         batches = skip
         logged: dict[str, list[float]] = {}
+        # Throughput and the share of time spent waiting for the loader, since the last optimizer step (observers).
+        self._pace = {"since": time.perf_counter(), "wait": 0.0, "samples": 0}
+        waiting_since = time.perf_counter()
         for batch in train_loader:
+            self._pace["wait"] += time.perf_counter() - waiting_since
             batches += 1
             self.skipped.extend(batch["skipped"])
             if "input_ids" not in batch:
+                waiting_since = time.perf_counter()
                 continue
+            self._pace["samples"] += int(batch["input_ids"].shape[0])
             out = self._train_step(recipe, state, epoch, batch)
             for key, value in recipe.step_logs(out).items():
                 logged.setdefault(key, []).append(value)
@@ -290,7 +300,20 @@ class Engine:
                 self._after_optimizer_step(recipe, state, epoch, batches, out, logged, bar)
             if self._max_steps_reached(state):
                 break
+            waiting_since = time.perf_counter()
         return logged
+
+    def _step_logs(self, out, logged: dict) -> dict[str, float]:
+        """What observers get after an optimizer step (the pace counters restart)."""
+        now, pace = time.perf_counter(), self._pace
+        elapsed = max(now - pace["since"], 1e-9)
+        logs = {"loss": out.loss.item(), "lr": self.scheduler.get_last_lr()[-1],
+                **{k: v[-1] for k, v in logged.items() if k != "loss"},
+                # every rank trains as many samples per step (the loaders are sharded evenly)
+                "samples_per_second": pace["samples"] * self.accelerator.num_processes / elapsed,
+                "data_wait_share": min(pace["wait"] / elapsed, 1.0)}
+        self._pace = {"since": now, "wait": 0.0, "samples": 0}
+        return logs
 
     def _train_step(self, recipe, state: RunState, epoch: int, batch: dict):
         """One micro-step: forward, loss check, backward; the optimizer steps when the accumulation is complete."""
@@ -323,6 +346,10 @@ class Engine:
         recent = logged["loss"][-20:]
         bar.set_postfix(epoch=epoch, loss=f"{sum(recent) / len(recent):.3f}",
                         **{k.removeprefix("loss_"): f"{v[-1]:.3f}" for k, v in logged.items() if k != "loss"})
+        if self.observers:
+            logs = self._step_logs(out, logged)
+            for observer in self.observers:
+                observer.on_step(self, state.step, logs)
         if cfg.train.save_every_steps and state.step % cfg.train.save_every_steps == 0:
             self._save_last(recipe, state, epoch, batches)  # on every rank (DeepSpeed shards, ZeRO-3 gather)
         _after_step(state.step)
@@ -354,6 +381,8 @@ class Engine:
         if (self.out_dir / "checkpoint").is_dir():
             self._drop_replaced()  # this run has a checkpoint and a resumable state: the old run is not needed
         accelerator.wait_for_everyone()
+        for observer in self.observers:  # after last/ is saved: a pruned or stopped run stays resumable
+            observer.on_epoch(self, epoch, entry)
 
     def _clean_up(self, recipe, state: RunState, start: float) -> dict:
         """The run's metrics (the recipe's finish adds its own), metrics.json, and every rank's exit together."""
@@ -372,6 +401,8 @@ class Engine:
         metrics["skipped"] = [list(s) for s in dict.fromkeys(tuple(s) for s in self.skipped)]
         if self.main:
             write_json(self.out_dir / "metrics.json", metrics)
+        for observer in self.observers:
+            observer.on_finish(self, metrics)
         # All ranks leave together: a rank that tears down the process group while another still uses it
         # aborts the launch ("terminate called without an active exception").
         accelerator.wait_for_everyone()

@@ -7,10 +7,13 @@ Every labelled task kind (single- and multi-label, multitask, regression, questi
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from ..config import ExperimentConfig
 from ..models.registry import check_fusion
 from ..tasks import Recipe, get_task
 from .engine import Engine
+from .observers import RunObserver
 from .finetune_recipe import FinetuneRecipe
 from .retrieval import RetrievalRecipe
 
@@ -20,10 +23,10 @@ __all__ = ["finetune", "RECIPES"]
 RECIPES = {Recipe.FINETUNE: FinetuneRecipe, Recipe.RETRIEVAL: RetrievalRecipe}
 
 
-def finetune(cfg: ExperimentConfig, progress: bool = True) -> dict:
+def finetune(cfg: ExperimentConfig, progress: bool = True, observers: Sequence[RunObserver] = ()) -> dict:
     """Train, validate every epoch, keep the best checkpoint by the validation metric, test it.
 
     Returns the metrics dict (also written to ``train.output_dir``/metrics.json)."""
     check_fusion(cfg)  # a strategy that cannot run this task is refused before the run folder is touched
     recipe = RECIPES[Recipe(get_task(cfg.data.task).recipe)](cfg)
-    return Engine(cfg, progress).run(recipe)
+    return Engine(cfg, progress, observers).run(recipe)

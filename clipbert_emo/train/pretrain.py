@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import math
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from torch.utils.data import DataLoader
@@ -24,6 +25,7 @@ from ..data.pretraining import ImageTextCollator, ImageTextPairDataset
 from ..eval.plots import plot_pretraining_curves
 from ..models.pretraining import ClipBertForPretraining
 from .engine import Engine, RecipeSetup, tokenizer_for
+from .observers import RunObserver
 
 logger = logging.getLogger(__name__)
 
@@ -192,6 +194,6 @@ class PretrainRecipe:
         return metrics
 
 
-def pretrain(cfg: ExperimentConfig, progress: bool = True) -> dict:
+def pretrain(cfg: ExperimentConfig, progress: bool = True, observers: Sequence[RunObserver] = ()) -> dict:
     """Pretrain on image-text pairs; returns the metrics dict (also written to metrics.json)."""
-    return Engine(cfg, progress).run(PretrainRecipe(cfg))
+    return Engine(cfg, progress, observers).run(PretrainRecipe(cfg))
