@@ -102,3 +102,14 @@ def test_recipes_are_chosen_by_the_task_object():
     assert RECIPES[get_task("retrieval").recipe] is RetrievalRecipe
     assert RECIPES[get_task("qa_mc").recipe] is FinetuneRecipe
     assert get_task("retrieval").recipe == "retrieval"  # a str enum: code comparing with the old string still works
+
+
+def test_face_detector_names_are_the_one_list():
+    from clipbert_emo.config.choices import FACE_DETECTORS
+    from clipbert_emo.data import face_detectors
+
+    assert face_detectors.DETECTOR_NAMES is FACE_DETECTORS and face_detectors.DEFAULT_DETECTOR == FACE_DETECTORS[0]
+    for name in ("", *FACE_DETECTORS, "models/face_detection_yunet_2023mar.onnx"):
+        assert load_config(None, [f"data.face_detector={name}"]).data.face_detector == name
+    with pytest.raises(ConfigError, match="data.face_detector='retinaface': expected one of mtcnn, haar, ssd"):
+        load_config(None, ["data.face_detector=retinaface"])

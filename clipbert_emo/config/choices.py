@@ -14,7 +14,7 @@ from typing import Generic, Iterator, TypeVar
 
 from .errors import ConfigError
 
-__all__ = ["AGGREGATIONS", "SEEK_MODES", "TASK_KINDS", "Registry", "CHOICES", "DATA_FORMATS"]
+__all__ = ["AGGREGATIONS", "SEEK_MODES", "TASK_KINDS", "Registry", "CHOICES", "DATA_FORMATS", "FACE_DETECTORS"]
 
 T = TypeVar("T")
 
@@ -22,6 +22,9 @@ T = TypeVar("T")
 AGGREGATIONS: tuple[str, ...] = ("mean", "max", "lse")
 # data.seek and --seek: where test clips sit on the decoder's timeline (data/decode.py says what each does).
 SEEK_MODES: tuple[str, ...] = ("accurate", "keyframe")
+# data.face_detector and --face-detector: the face detectors by name (data/face_detectors.py), the first the default;
+# a YuNet .onnx file of the user's is accepted besides.
+FACE_DETECTORS: tuple[str, ...] = ("mtcnn", "haar", "ssd")
 DATA_FORMATS: tuple[str, ...] = ("manifest", "meld", "mosi", "mosei", "sims", "daisee", "fer2013", "image_folder",
                                  "coco", "visual_genome", "iemocap", "msrvtt", "didemo", "tgif_qa", "msrvtt_qa")
 

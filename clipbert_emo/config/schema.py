@@ -10,7 +10,7 @@ from __future__ import annotations
 import operator
 from dataclasses import dataclass, field, fields
 
-from .choices import CHOICES, DATA_FORMATS, TASK_KINDS
+from .choices import CHOICES, DATA_FORMATS, FACE_DETECTORS, TASK_KINDS
 from .errors import ConfigError, UserError
 from .renamed import RENAMED_KEYS, renamed_attribute
 
@@ -364,6 +364,10 @@ def _check_choices(cfg: ExperimentConfig) -> None:
         value = _value(cfg, key)
         if value not in allowed:
             raise ConfigError(f"{key}={value!r}: expected one of {', '.join(allowed)}")
+    detector = cfg.data.face_detector
+    if detector and detector not in FACE_DETECTORS and not detector.lower().endswith(".onnx"):
+        raise ConfigError(f"data.face_detector={detector!r}: expected one of {', '.join(FACE_DETECTORS)} (\"\" is "
+                          f"{FACE_DETECTORS[0]}) or a YuNet .onnx file")
 
 
 def _check_modalities(cfg: ExperimentConfig) -> None:

@@ -20,12 +20,13 @@ import os
 
 import numpy as np
 
+from ..config.choices import FACE_DETECTORS
 from ..config.errors import UserError
 
 Box = tuple[float, float, float, float]  # (x, y, w, h) in the frame's pixels
 
-DEFAULT_DETECTOR = "mtcnn"
-DETECTOR_NAMES = ("mtcnn", "haar", "ssd")  # besides a YuNet .onnx path
+DETECTOR_NAMES = FACE_DETECTORS  # besides a YuNet .onnx path (config/choices.py: the one list)
+DEFAULT_DETECTOR = DETECTOR_NAMES[0]
 
 # Frames are scaled before detection: the Haar cascade looks for faces of at least ~24 px, so small frames
 # (SynthEmo's 64 px) are upscaled until a face filling the frame is in its range; large ones are downscaled so
