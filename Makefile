@@ -2,12 +2,13 @@
 #   make demo   - venv, install, SynthEmo, three models, the comparison table (runs/demo/summary.json)
 #   make test   - venv, install, the test suite
 #   make serve  - venv, install, the web page with the ready face model (try it on your face)
+#   make docs   - venv, install, the documentation site (guides + API reference) built into site/
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: browser demo demo-audio compare-fusion demo-retrieval demo-qa demo-qa-mc serve test test-slow pretrain-demo install clean
+.PHONY: browser docs demo demo-audio compare-fusion demo-retrieval demo-qa demo-qa-mc serve test test-slow pretrain-demo install clean
 
 $(STAMP): requirements.txt requirements-assets.txt setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +50,12 @@ pretrain-demo: $(STAMP)
 serve: $(STAMP)
 	$(VENV)/bin/clipbert-emo serve $(CHECKPOINT)
 
+# The documentation site (mkdocs.yml: docs/, README.md as its home, the API reference from the docstrings) into
+# site/; --strict fails on any warning (a broken link, a missing reference). Offline. Live preview:
+# .venv/bin/mkdocs serve -a 127.0.0.1:8001 (8000 is clipbert-emo serve's port).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
+
 test: $(STAMP) browser
 	$(PY) -m pytest -q tests
 
@@ -64,4 +71,4 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -q -m "slow" tests
 
 clean:
-	rm -rf runs data/synthemo data/synthemo_audio data/synthemo_captions data/synthemo_rq
+	rm -rf site runs data/synthemo data/synthemo_audio data/synthemo_captions data/synthemo_rq
