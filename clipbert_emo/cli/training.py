@@ -40,7 +40,8 @@ def add_synthemo_parser(sub, common) -> None:
 
 def _run_overrides(args) -> list[str]:
     return (args.overrides + (["train.resume=true"] if args.resume else [])
-            + (["train.overwrite=true"] if args.overwrite else []))
+            + (["train.overwrite=true"] if args.overwrite else [])
+            + ([f"train.log_with={args.log_with}"] if args.log_with is not None else []))
 
 
 def _is_main_process() -> bool:
@@ -93,6 +94,12 @@ def _add_run_options(s: argparse.ArgumentParser) -> None:
                    help="settings applied over the config, under the overrides (several: cpu,audio): cpu = a "
                         "laptop-sized model (ImageNet EfficientNet-lite0 shipped in a package, small transformer from "
                         "scratch); audio = the sound track as a third modality")
+    from ..config.choices import TRACKERS
+
+    s.add_argument("--log-with", default=None, metavar="NAME[,NAME]",
+                   help="experiment trackers, through accelerate (train.log_with): " + ", ".join(TRACKERS) +
+                        "; each needs its package installed. TensorBoard's logs go to train.output_dir, so "
+                        "`tensorboard --logdir runs/` shows every run")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 

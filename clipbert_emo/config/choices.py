@@ -14,7 +14,8 @@ from typing import Generic, Iterator, TypeVar
 
 from .errors import ConfigError
 
-__all__ = ["AGGREGATIONS", "SEEK_MODES", "TASK_KINDS", "Registry", "CHOICES", "DATA_FORMATS", "FACE_DETECTORS"]
+__all__ = ["AGGREGATIONS", "SEEK_MODES", "TASK_KINDS", "Registry", "CHOICES", "DATA_FORMATS", "FACE_DETECTORS",
+           "TRACKERS"]
 
 T = TypeVar("T")
 
@@ -25,6 +26,10 @@ SEEK_MODES: tuple[str, ...] = ("accurate", "keyframe")
 # data.face_detector and --face-detector: the face detectors by name (data/face_detectors.py), the first the default;
 # a YuNet .onnx file of the user's is accepted besides.
 FACE_DETECTORS: tuple[str, ...] = ("mtcnn", "haar", "ssd")
+# train.log_with and --log-with: the experiment trackers accelerate has (accelerate.tracking.LOGGER_TYPE_TO_CLASS;
+# tests/test_tracking.py keeps the two lists equal). Each needs its own package, which train/tracking.py names.
+TRACKERS: tuple[str, ...] = ("tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive", "swanlab",
+                             "trackio")
 DATA_FORMATS: tuple[str, ...] = ("manifest", "meld", "mosi", "mosei", "sims", "daisee", "fer2013", "image_folder",
                                  "coco", "visual_genome", "iemocap", "msrvtt", "didemo", "tgif_qa", "msrvtt_qa")
 
@@ -88,8 +93,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.inference_precision": ("fp32", "bf16"),
     "data.format": DATA_FORMATS,
     "data.audio.front_end": ("log_mel", "waveform"),
-    "train.mixed_precision": ("no", "fp16", "bf16"),
+    "train.mixed_precision": ("no", "fp16", "bf16", "auto"),
     "optim.optimizer": ("adamw", "apex_fused_adam"),
+    "optim.adamw_kernel": ("auto", "for_loop", "foreach", "fused"),
     "train.loss": ("ce", "weighted_ce", "focal"),
     "train.sampler": ("shuffle", "class_balanced"),
 }

@@ -10,13 +10,13 @@ from __future__ import annotations
 import operator
 from dataclasses import dataclass, field, fields
 
-from .choices import CHOICES, DATA_FORMATS, FACE_DETECTORS, TASK_KINDS
+from .choices import CHOICES, DATA_FORMATS, FACE_DETECTORS, TASK_KINDS, TRACKERS
 from .errors import ConfigError, UserError
 from .renamed import RENAMED_KEYS, renamed_attribute
 
 __all__ = ["EMOTIONS", "TASKS", "DATA_FORMATS", "ConfigError", "AudioConfig", "FaceConfig", "DataConfig",
            "ModelConfig", "OptimConfig", "TrainConfig", "PretrainConfig", "RetrievalConfig", "ExperimentConfig",
-           "resolve_n_test"]
+           "resolve_n_test", "tracker_names"]
 
 EMOTIONS: tuple[str, ...] = ("neutral", "happy", "sad", "angry", "surprised", "fearful")
 
@@ -241,6 +241,10 @@ class OptimConfig:
     eps: float = 1e-6
     warmup_ratio: float = 0.1
     grad_clip: float = 5.0
+    # torch AdamW's implementation: auto (fused on CUDA, torch's per-parameter loop elsewhere) | for_loop |
+    # foreach | fused (CPU too). All compute the same update up to float rounding; on the demo model the CPU
+    # step is too small a share of training for the choice to show (clipbert-emo bench train --fast-paths).
+    adamw_kernel: str = "auto"
 
 
 @dataclass
@@ -251,7 +255,11 @@ class TrainConfig:
     batch_size: int = 16
     eval_batch_size: int = 8
     grad_accum_steps: int = 1
-    mixed_precision: str = "no"  # no | fp16 | bf16
+    # no | fp16 | bf16 | auto. auto = bf16 autocast where the chip computes bf16 natively (a GPU with bf16, a CPU
+    # with AVX512-BF16/AMX-BF16 or Arm BF16: train/accelerator.py resolve_mixed_precision), fp32 elsewhere. The
+    # default stays no: bf16 moves the losses (by ~1e-2 over 20 tiny steps), so it is asked for, never implied
+    # by the machine (docs/performance.md, "Training precision and fast paths").
+    mixed_precision: str = "no"
     val_n_test: int = 4  # N_test used for the per-epoch validation (cheaper than the final N_test)
     log_every: int = 10
     init_checkpoint: str = ""  # start from these weights (a checkpoint folder written by this library)
@@ -275,6 +283,19 @@ class TrainConfig:
     # likely (single_label, or multitask by train.balance_head)
     sampler: str = "shuffle"
     balance_head: str = ""  # multitask: the head whose classes the class_balanced sampler equalises
+    # Experiment trackers, through accelerate: names of config.choices.TRACKERS (tensorboard, wandb, mlflow, ...), as
+    # a list or a comma string ("tensorboard,wandb"); [] = no tracking. What is logged: docs/scaling.md.
+    log_with: list[str] | str = field(default_factory=list)
+    # Where the trackers that write files keep them (TensorBoard: <tracking_dir>/<tracking_project>/); "" =
+    # train.output_dir, so that `tensorboard --logdir runs/` shows every run under runs/.
+    tracking_dir: str = ""
+    tracking_project: str = ""  # the trackers' project / experiment name; "" = the config's name
+
+    def __post_init__(self):
+        # One spelling after loading (and in the saved config.yaml): the list of names.
+        if isinstance(self.log_with, str) or (isinstance(self.log_with, list)
+                                              and all(isinstance(n, str) for n in self.log_with)):
+            self.log_with = tracker_names(self.log_with)
 
 
 @dataclass
@@ -438,6 +459,27 @@ def _check_counts(cfg: ExperimentConfig) -> None:
                           f"{d.answer_vocab_size}")
 
 
+def tracker_names(log_with) -> list[str]:
+    """train.log_with as a list of names, whether written as a list or as a comma string; ConfigError for a value
+    that is neither (the names themselves are checked by validation)."""
+    if log_with is None:
+        return []
+    if isinstance(log_with, str):
+        log_with = [log_with]
+    if not isinstance(log_with, (list, tuple)) or not all(isinstance(n, str) for n in log_with):
+        raise ConfigError(f"train.log_with: expected tracker names, as a list or a comma string such as "
+                          f"\"tensorboard,wandb\", got {log_with!r}")
+    names = [part.strip() for item in log_with for part in item.split(",")]
+    return list(dict.fromkeys(n for n in names if n))
+
+
+def _check_tracking(cfg: ExperimentConfig) -> None:
+    unknown = [n for n in tracker_names(cfg.train.log_with) if n not in TRACKERS]
+    if unknown:
+        raise ConfigError(f"train.log_with: {', '.join(map(repr, unknown))} is not a tracker accelerate has; "
+                          f"expected names from {', '.join(TRACKERS)}")
+
+
 def _check_run(cfg: ExperimentConfig) -> None:
     if cfg.train.resume and cfg.train.overwrite:
         raise ConfigError("train.resume and train.overwrite exclude each other: continue the run, or replace it")
@@ -473,4 +515,4 @@ def _check_task(cfg: ExperimentConfig) -> None:
 
 # In this order: a config with several mistakes is told about the first.
 _CHECKS = (_check_retired, _check_choices, _check_modalities, _check_audio, _check_face, _check_model,
-           _check_counts, _check_run, _check_task, _check_sources)
+           _check_counts, _check_run, _check_tracking, _check_task, _check_sources)

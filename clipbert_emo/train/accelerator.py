@@ -37,6 +37,43 @@ def _cpu_fp16_supported() -> bool:
         return False
 
 
+# The CPU flags of native bf16 arithmetic: x86's AVX512-BF16 and AMX-BF16, Arm's BF16 (NEON or SVE). Without them
+# oneDNN still runs bf16 (AVX-512 CPUs convert in software), but slower than fp32: "auto" must not pick it there.
+_CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16", "sve_bf16")
+
+
+def _cpu_flags() -> set[str]:
+    """The CPU's feature flags as torch sees them (torch.cpu.get_capabilities, torch >= 2.8), else the kernel's."""
+    get = getattr(torch.cpu, "get_capabilities", None)
+    if get is not None:
+        try:
+            return {name for name, value in get().items() if value is True}
+        except Exception:  # a platform cpuinfo does not know: fall back to the kernel's list
+            pass
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = [line for line in f if line.startswith(("flags", "Features"))]
+    except OSError:
+        return set()
+    return {flag for line in lines[:1] for flag in line.split(":", 1)[-1].split()}
+
+
+def cpu_bf16_supported() -> bool:
+    """Whether this CPU computes bf16 in hardware and torch's oneDNN kernels (which autocast's bf16 convolutions
+    and matrix products run on) are built in: detected from the CPU's flags, never assumed."""
+    return torch.backends.mkldnn.is_available() and bool(_cpu_flags() & set(_CPU_BF16_FLAGS))
+
+
+def resolve_mixed_precision(mixed_precision: str, cuda: bool) -> str:
+    """train.mixed_precision as accelerate takes it: "auto" becomes bf16 where the device computes bf16 natively
+    (a GPU that reports bf16 support, a CPU with cpu_bf16_supported()), "no" (fp32) elsewhere; other values
+    pass through."""
+    if mixed_precision != "auto":
+        return mixed_precision
+    supported = torch.cuda.is_bf16_supported() if cuda else cpu_bf16_supported()
+    return "bf16" if supported else "no"
+
+
 def check_precision(mixed_precision: str, cuda: bool, deepspeed: bool) -> None:
     """Refuse precision settings that would not do what they say on this machine."""
     if mixed_precision != "fp16" or cuda:
@@ -62,7 +99,14 @@ def make_accelerator(cfg) -> Accelerator:
     """
     cuda = torch.cuda.is_available()
     deepspeed = deepspeed_requested()
-    check_precision(cfg.train.mixed_precision, cuda, deepspeed)
+    precision = resolve_mixed_precision(cfg.train.mixed_precision, cuda)
+    if cfg.train.mixed_precision == "auto":
+        logger.info("train.mixed_precision=auto: %s on this %s", "bf16 autocast" if precision == "bf16" else "fp32",
+                    "GPU" if cuda else "CPU")
+    elif precision == "bf16" and not cuda and not cpu_bf16_supported():
+        logger.warning("train.mixed_precision=bf16 on a CPU without bf16 instructions (AVX512-BF16, AMX-BF16, Arm "
+                       "BF16): oneDNN emulates them, which is usually slower than fp32")
+    check_precision(precision, cuda, deepspeed)
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         # accelerate keeps one process-wide state and refuses a second Accelerator with another precision;
         # in a single process (a notebook, the test suite) each run starts from its own config instead.
@@ -70,12 +114,19 @@ def make_accelerator(cfg) -> Accelerator:
         from accelerate.state import AcceleratorState
 
         AcceleratorState._reset_state(reset_partial_state=True)
-    common = dict(mixed_precision=cfg.train.mixed_precision, gradient_accumulation_steps=cfg.train.grad_accum_steps)
+    # On a CPU, accelerate's bf16 wraps the model's forward in torch.autocast("cpu", torch.bfloat16): convolutions
+    # and matrix products run in bf16, weights, gradients and optimizer state stay fp32.
+    common = dict(mixed_precision=precision, gradient_accumulation_steps=cfg.train.grad_accum_steps)
+    if cfg.train.log_with:  # accelerate's trackers (train/tracking.py starts them); file-writing ones log here
+        from ..config import tracker_names
+        from .tracking import tracking_dir
+
+        common.update(log_with=tracker_names(cfg.train.log_with), project_dir=str(tracking_dir(cfg)))
     if deepspeed:
         handlers = [] if cuda else [InitProcessGroupKwargs(backend="gloo")]
         accelerator = _Accelerator(kwargs_handlers=handlers, **common)
         _fill_deepspeed_auto(accelerator, cfg)
-        return accelerator
+        return _joined(accelerator)
     # A text-only model never touches the visual embeddings of the fusion transformer; DDP must be told,
     # or the second step fails waiting for their gradients. (The search costs a graph walk per step,
     # so it is off when every parameter is used.) The other fusion strategies (model.fusion) use every parameter
@@ -86,8 +137,16 @@ def make_accelerator(cfg) -> Accelerator:
     # previous step's kernels.
     from accelerate.utils import DataLoaderConfiguration
 
-    return Accelerator(cpu=not cuda, kwargs_handlers=[ddp],
-                       dataloader_config=DataLoaderConfiguration(non_blocking=cuda), **common)
+    return _joined(Accelerator(cpu=not cuda, kwargs_handlers=[ddp],
+                               dataloader_config=DataLoaderConfiguration(non_blocking=cuda), **common))
+
+
+def _joined(accelerator: Accelerator) -> Accelerator:
+    """Every process of a launch says, in the log, that it joined (the log format names its rank and machine)."""
+    if accelerator.num_processes > 1:
+        logger.info("joined a %s run of %d processes, on %s", accelerator.distributed_type.value,
+                    accelerator.num_processes, accelerator.device)
+    return accelerator
 
 
 class _Accelerator(Accelerator):
@@ -146,13 +205,18 @@ def _inputs_follow_weights(module: torch.nn.Module) -> None:
 def _fill_deepspeed_auto(accelerator: Accelerator, cfg) -> None:
     """Fill the "auto" values accelerate does not take from our config itself.
 
-    accelerate fills the micro-batch size (from the train loader), gradient accumulation (from the
-    Accelerator) and fp16/bf16 (from mixed_precision) in ``prepare``; gradient clipping it would set
-    to 1.0, so it is taken from ``optim.grad_clip`` here (0 = no clipping, as without DeepSpeed).
+    accelerate fills gradient accumulation (from the Accelerator) and fp16/bf16 (from mixed_precision) in
+    ``prepare``; the micro-batch size it would read from the train loader (not every loader has one), and gradient
+    clipping it would set to 1.0, so they are taken from ``train.batch_size`` and ``optim.grad_clip`` here
+    (0 = no clipping, as without DeepSpeed).
     """
     plugin = accelerator.state.deepspeed_plugin
     if plugin is None:  # accelerate fell back to another layout; nothing to fill
         return
+    # accelerate reads the micro-batch from the train loader's batch_size, which a loader built on a batch sampler
+    # (pretraining's mixed-source batches) does not have, and then refuses to start; it is train.batch_size.
+    plugin.fill_match("train_micro_batch_size_per_gpu", must_match=False,
+                      train_micro_batch_size_per_gpu=int(cfg.train.batch_size))
     if plugin.is_auto("gradient_clipping"):
         plugin.fill_match("gradient_clipping", must_match=False, gradient_clipping=float(cfg.optim.grad_clip))
         plugin.gradient_clipping = float(cfg.optim.grad_clip)

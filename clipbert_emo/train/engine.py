@@ -44,6 +44,7 @@ from .observers import RunObserver
 from .optim import optimizer_and_schedule
 from .replicas import model_for_saving, param_checksum, sync_buffers
 from .resume import DEEPSPEED_STATE, restore_training_state, save_training_state
+from .tracking import RUN_IDS, tracking_observers
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def _after_step(step: int) -> None:
 # if the new run stops before it has saved both its checkpoint/ and last/; only then is the old run deleted.
 REPLACED = ".replaced-run"
 # What a run writes at the top of output_dir and a replaced run keeps until the new one is saved.
-RUN_PARTS = ("checkpoint", "last", DEEPSPEED_STATE, "metrics.json", "config.yaml", "learning_curves.png")
+RUN_PARTS = ("checkpoint", "last", DEEPSPEED_STATE, "metrics.json", "config.yaml", "learning_curves.png", RUN_IDS)
 
 
 @dataclass
@@ -83,6 +84,7 @@ class RunState:
     step_losses: list[float] = field(default_factory=list)
     first_epoch: int = 1  # where this process starts: 1, or the epoch a killed run stopped in
     batches_done: int = 0  # batches of first_epoch the killed run had trained
+    epoch_logs: dict = field(default_factory=dict)  # their per-step numbers (the epoch's history entry averages them)
 
 
 def tokenizer_for(cfg: ExperimentConfig, train_texts: list[str], out_dir: Path, accelerator):
@@ -107,7 +109,9 @@ class Engine:
     def __init__(self, cfg: ExperimentConfig, progress: bool = True, observers: Sequence[RunObserver] = ()):
         self.cfg = cfg
         self.progress = progress
-        self.observers = list(observers)  # tracking, pruning: see observers.py
+        # Tracking first: it logs an epoch before a pruner may stop the run on it. A tracker that is not installed
+        # is refused here, before the run folder is touched.
+        self.observers = [*tracking_observers(cfg), *observers]  # see observers.py
         self.out_dir = Path(cfg.train.output_dir)
         self.last_dir = self.out_dir / "last"
         self.replaced = self.out_dir / REPLACED  # the old run, while an --overwrite run has not saved yet
@@ -207,7 +211,7 @@ class Engine:
         if self.main:
             save_config(cfg, self.out_dir / "config.yaml")
         train_loader, total_steps = self._prepare(setup, resuming)
-        state = self._starting_state(recipe, setup, resuming)
+        self.state = state = self._starting_state(recipe, setup, resuming)  # observers read where the run starts
         for observer in self.observers:
             observer.on_start(self)
         start = time.time()
@@ -253,16 +257,18 @@ class Engine:
         state.step, state.micro_step = saved["step"], saved["micro_step"]
         state.first_epoch, state.batches_done = saved["epoch"], saved["batches_done"]
         state.history, state.step_losses = saved["history"], saved["step_losses"]
+        state.epoch_logs = saved.get("epoch_logs", {})
         state.best = saved.get("best", state.best)
         if self.main:
             logger.warning("resuming %s from step %d (epoch %d, batch %d)", self.last_dir, state.step,
                            state.first_epoch, state.batches_done)
         return state
 
-    def _save_last(self, recipe, state: RunState, epoch: int, batches: int, to_save=...) -> None:
-        """The resumable state in last/, positioned at (epoch, batches already trained in it)."""
+    def _save_last(self, recipe, state: RunState, epoch: int, batches: int, to_save=..., logged=None) -> None:
+        """The resumable state in last/, positioned at (epoch, batches already trained in it, and what they logged)."""
         counters = {"step": state.step, "micro_step": state.micro_step, "epoch": epoch, "batches_done": batches,
-                    "history": state.history, "step_losses": state.step_losses, "best": state.best}
+                    "history": state.history, "step_losses": state.step_losses, "best": state.best,
+                    "epoch_logs": logged or {}}
         save_training_state(self.last_dir, self.out_dir, self.accelerator, self.model, self.optimizer,
                             self.scheduler, self.guard, self.cfg, self.tokenizer, counters,
                             recipe.checkpoint_meta(epoch, state.step), to_save)
@@ -281,7 +287,8 @@ class Engine:
         setup.set_train_position(epoch, skip)
         train_loader.set_epoch(epoch)  # accelerate passes it on to the dataset when it iterates
         batches = skip
-        logged: dict[str, list[float]] = {}
+        # a resumed epoch's history entry averages the batches trained before the kill too
+        logged: dict[str, list[float]] = {k: list(v) for k, v in state.epoch_logs.items()} if skip else {}
         # Throughput and the share of time spent waiting for the loader, since the last optimizer step (observers).
         self._pace = {"since": time.perf_counter(), "wait": 0.0, "samples": 0}
         waiting_since = time.perf_counter()
@@ -351,7 +358,7 @@ class Engine:
             for observer in self.observers:
                 observer.on_step(self, state.step, logs)
         if cfg.train.save_every_steps and state.step % cfg.train.save_every_steps == 0:
-            self._save_last(recipe, state, epoch, batches)  # on every rank (DeepSpeed shards, ZeRO-3 gather)
+            self._save_last(recipe, state, epoch, batches, logged=logged)  # every rank (DeepSpeed shards, ZeRO-3 gather)
         _after_step(state.step)
 
     def _end_epoch(self, recipe, state: RunState, epoch: int, logged: dict) -> None:

@@ -31,10 +31,24 @@ def build_optimizer(model, cfg: OptimConfig) -> torch.optim.AdamW:
                 "PyPI, and the PyPI package named 'apex' is unrelated); or use optim.optimizer=adamw"
             ) from None
         return FusedAdam(groups, betas=tuple(cfg.betas), eps=cfg.eps, adam_w_mode=True)
-    kwargs = {}
-    if torch.cuda.is_available():
-        kwargs["fused"] = True
-    return torch.optim.AdamW(groups, betas=tuple(cfg.betas), eps=cfg.eps, **kwargs)
+    return torch.optim.AdamW(groups, betas=tuple(cfg.betas), eps=cfg.eps, **adamw_kernel_kwargs(cfg.adamw_kernel))
+
+
+def adamw_kernel_kwargs(kernel: str) -> dict:
+    """torch.optim.AdamW's arguments for optim.adamw_kernel. Every kernel computes the same update up to float
+    rounding (tests/test_train_fast_paths.py); they differ in how many tensor ops a step launches."""
+    if kernel == "auto":
+        # On a GPU the fused kernel saves a launch per parameter tensor; on a CPU torch's own default (the
+        # per-parameter loop) is kept: neither foreach nor fused was faster there on the demo model (bench train
+        # --fast-paths), and the loop is what the golden losses were recorded with.
+        return {"fused": True} if torch.cuda.is_available() else {}
+    if kernel == "for_loop":
+        return {"foreach": False, "fused": False}
+    if kernel == "foreach":
+        return {"foreach": True}
+    if kernel == "fused":
+        return {"fused": True}
+    raise ValueError(f"optim.adamw_kernel={kernel!r}: expected auto, for_loop, foreach or fused")
 
 
 def warmup_linear_decay(optimizer, total_steps: int, warmup_ratio: float) -> LambdaLR:
