@@ -1,12 +1,13 @@
 """Prediction on one's own video: load a checkpoint once, score videos with dense clips.
 
->>> from clipbert_emo import Predictor
->>> p = Predictor("runs/demo/video+text/checkpoint")
->>> result = p("my_clip.mp4", text="no way, that is incredible")
->>> result["prediction"], result["probabilities"], result["timeline"]["probabilities"]["happy"]
->>> for r in p.predict_many(["a.mp4", "b.mp4"], texts=["wow", None], progress=True):
-...     print(r["video"], r.get("prediction"), r.get("error"))
->>> plot_timeline(result, p.labels, "timeline.png")   # the per-clip probabilities over time
+Examples:
+    >>> from clipbert_emo import Predictor
+    >>> p = Predictor("runs/demo/video+text/checkpoint")
+    >>> result = p("my_clip.mp4", text="no way, that is incredible")
+    >>> result["prediction"], result["probabilities"], result["timeline"]["probabilities"]["happy"]
+    >>> for r in p.predict_many(["a.mp4", "b.mp4"], texts=["wow", None], progress=True):
+    ...     print(r["video"], r.get("prediction"), r.get("error"))
+    >>> plot_timeline(result, p.labels, "timeline.png")   # the per-clip probabilities over time
 """
 
 from __future__ import annotations
@@ -137,12 +138,18 @@ class Predictor:
     def predict_many(self, videos: Sequence[str | os.PathLike], texts: Sequence[str | None] | None = None, *,
                      n_test: int | None = None, aggregation: str | None = None, batch_size: int | None = None,
                      num_workers: int | None = None, spans: Sequence[tuple[float | None, float | None]] | None = None,
-                     progress: bool = False, num_clips: int | None = None) -> Iterator[dict]:
+                     progress: bool = False, num_clips: int | None = None,
+                     batches: Sequence[Sequence[int]] | None = None) -> Iterator[dict]:
         """Score many videos at ``n_test`` clips each (default: the config's data.n_test; ``num_clips`` is its
         deprecated name): decoded in ``num_workers`` background processes, scored ``batch_size`` at a time.
 
-        Yields one dict per video, in the given order: the same result as ``__call__``, or ``{"video", "error"}``
-        for a video that cannot be read (the others go on).
+        ``batches``: the positions of ``videos`` scored together, batch by batch, each position once (default:
+        consecutive runs of ``batch_size``). A video's numbers depend, in their last bits, on the videos it shares
+        a batch with; a caller that splits a corpus across processes keeps each video in the batch one process
+        would have put it in, so the results are the same to the byte.
+
+        Yields one dict per video, in the given order (with ``batches``: batch by batch): the same result as
+        ``__call__``, or ``{"video", "error"}`` for a video that cannot be read (the others go on).
         """
         from torch.utils.data import DataLoader
         from tqdm.auto import tqdm
@@ -166,8 +173,14 @@ class Predictor:
         dataset = VideoTextDataset(Manifest("<predict>", samples, []), cfg, training=False, num_clips=n)
         collate = _PredictCollate(Collator(self.tokenizer, cfg.max_text_len))
         workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
-        loader = DataLoader(dataset, batch_size=batch_size or self.cfg.train.eval_batch_size, shuffle=False,
-                            num_workers=workers, collate_fn=collate)
+        if batches is not None:
+            batches = [[int(i) for i in b] for b in batches if len(b)]
+            if sorted(i for b in batches for i in b) != list(range(len(videos))):
+                raise ValueError(f"batches must hold each of the {len(videos)} positions once")
+            loader = DataLoader(dataset, batch_sampler=batches, num_workers=workers, collate_fn=collate)
+        else:
+            loader = DataLoader(dataset, batch_size=batch_size or self.cfg.train.eval_batch_size, shuffle=False,
+                                num_workers=workers, collate_fn=collate)
         names = self.model.modality_names
         with tqdm(total=len(samples), desc="predict", unit="video", disable=not progress) as bar:
             for batch in loader:

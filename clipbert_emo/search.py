@@ -215,10 +215,19 @@ def search(checkpoint: str | Path, folder: str | Path, query: str, top_k: int = 
            num_clips: int | None = None) -> dict:
     """The videos of ``folder`` ranked for ``query`` by a retrieval checkpoint, at ``n_test`` clips per video
     (default: the config's data.n_test; ``num_clips`` is its deprecated name): {"results": [{"rank", "video",
-    "score"}...], "from_cache", "computed", "skipped", ...}; the score is the ITM match margin."""
+    "score"}...], "from_cache", "computed", "skipped", ...}; the score is the ITM match margin.
+
+    Under ``accelerate launch`` the ranks share the work of building the feature cache (each its own GPU, or
+    its share of the CPU); rank 0 returns the result, the others None. ``cache_dir`` (default: in ``folder``)
+    must then be a folder every machine of the launch shares."""
+    from .ranks import launch_state, launched, rank_device
+
     n_test = renamed_keyword(n_test, num_clips, "n_test", "num_clips", "search")
     if not query or not query.strip():
         raise UserError("the query is empty: give the text to search for")
+    state = launch_state(device) if launched() else None
+    if state is not None:
+        device = rank_device(state, device)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, cfg, tokenizer = load_checkpoint(checkpoint, device)
     if get_task(cfg.data.task).recipe != Recipe.RETRIEVAL:
@@ -228,8 +237,24 @@ def search(checkpoint: str | Path, folder: str | Path, query: str, top_k: int = 
     paths, unlisted = list_videos(folder)
     cache = Path(cache_dir) if cache_dir else Path(folder) / CACHE_FOLDER
     cache = cache / model_key(Path(checkpoint), cfg, n)
+    shares = None
+    if state is not None:
+        # Under accelerate launch the ranks build the cache together: rank r computes (and writes) the features of
+        # every W-th video from the r-th, then rank 0 alone reads them all back and ranks them for the query.
+        # The entries are one file per video, each written whole, so the ranks never write the same file.
+        import torch.distributed as dist
+
+        mine = paths[state.process_index::state.num_processes]
+        _, _, _, counts = cached_features(model, cfg, tokenizer, mine, cache, n, device,
+                                          progress and state.is_main_process, default_cache=not cache_dir)
+        shares = [None] * state.num_processes
+        dist.all_gather_object(shares, (counts["from_cache"], counts["computed"]))
+        if not state.is_main_process:
+            return None
     features, present, usable, counts = cached_features(model, cfg, tokenizer, paths, cache, n, device, progress,
                                                         default_cache=not cache_dir)
+    if shares is not None:  # what the ranks found in the cache and computed, not rank 0's second reading
+        counts["from_cache"], counts["computed"] = (sum(c[i] for c in shares) for i in (0, 1))
     counts["skipped"] = unlisted + counts["skipped"]
     if not usable:
         reasons = "; ".join(f"{w}: {r}" for w, r in counts["skipped"][:3])

@@ -24,7 +24,7 @@ def _cmd_evaluate(args) -> int:
     set_threads(args.threads)
     result = evaluate(args.checkpoint, args.manifest, out_dir, n_test=args.n_test,
                       aggregations=args.aggregation or AGGREGATIONS, batch_size=args.batch_size,
-                      progress=not args.quiet, drop=tuple(args.drop or ()), seek=args.seek)
+                      progress=not args.quiet, drop=tuple(args.drop or ()), seek=args.seek, resume=args.resume)
     if args.json:
         say(json.dumps(result, indent=2))
         return 0
@@ -55,6 +55,9 @@ def add_evaluate_parser(sub, common) -> None:
                    help="videos per batch (default: the config's train.eval_batch_size)")
     s.add_argument("--out", help="folder for eval_metrics.json and confusion_matrix.png (default: the run folder)")
     s.add_argument("--json", action="store_true", help="print the result as JSON")
+    s.add_argument("--resume", action="store_true",
+                   help="continue an evaluation that was killed: the batches it saved in OUT/eval_progress/ (each "
+                        "batch's logits, as they come) are not scored again")
     s.add_argument("--drop", action="append", metavar="MODALITY",
                    help="score with this modality (text, video or audio) removed from every test sample, as if "
                         "the transcript, face or sound were missing; repeatable")
@@ -167,6 +170,8 @@ def _cmd_search(args) -> int:
 
     result = search(args.checkpoint, args.folder, utf8_text(args.query, "the query"), top_k=args.top,
                     cache_dir=args.cache, n_test=args.n_test, device=args.device, progress=not args.quiet)
+    if result is None:  # a rank of accelerate launch other than 0: its share of the cache is built
+        return 0
     if args.json:
         say(json.dumps(result, indent=2, allow_nan=False))  # strict JSON: a NaN score is a skipped video, never printed
         return 0

@@ -14,6 +14,7 @@ def _cmd_predict(args) -> int:
     from ..config import UserError
     from ..predict import Predictor, is_manifest, plot_timeline, transcribe
     from ..runtime import set_threads
+    from ..ranks import launch_state, launched, rank_device, rank_threads
 
     text = utf8_text(args.text, "--text")
     plot = png_path(args.plot, "--plot")
@@ -25,12 +26,21 @@ def _cmd_predict(args) -> int:
     if many and (plot or args.transcribe):
         raise UserError("--plot and --transcribe are for one video; with several use --timeline-png DIR and "
                         "--transcripts FILE")
-    set_threads(args.threads)
-    predictor = Predictor(args.checkpoint, device=args.device, seek=args.seek)
+    state = None
+    if launched():  # one rank of `accelerate launch`: a share of the videos, written to a part file beside --out
+        if not many or not args.out:
+            raise UserError("under accelerate launch, predict scores many videos (a folder, a manifest or several "
+                            "files) into one --out file; give --out FILE")
+        if plot or args.transcribe:
+            raise UserError("--plot and --transcribe are for one video, in one process")
+        state = launch_state(args.device)
+    set_threads(args.threads if args.threads is not None or state is None else rank_threads())
+    device = rank_device(state, args.device) if state is not None else args.device
+    predictor = Predictor(args.checkpoint, device=device, seek=args.seek)
     if args.face_crop or args.face_detector:
         predictor.use_face_crop(True, detector=args.face_detector)
     if many:
-        return _predict_many(args, predictor, text)
+        return _predict_many(args, predictor, text, state)
     args.video = paths[0] if paths else None
     if args.transcribe and not text and args.video:
         text = transcribe(args.video, args.transcribe)
@@ -65,9 +75,10 @@ def _cmd_predict(args) -> int:
     return 0
 
 
-def _predict_many(args, predictor, text: str | None) -> int:
+def _predict_many(args, predictor, text: str | None, state=None) -> int:
     """Batch prediction: gather the videos, score them in batches, write each result to --out (and its timeline
-    PNG) as it comes, then print a table. Ctrl-C stops with what was written kept (exit 130)."""
+    PNG) as it comes, then print a table. Ctrl-C stops with what was written kept (exit 130). ``state``: the
+    launch's PartialState when this is one of several processes (cli/predict_parts.py)."""
     from ..config import UserError
     from .results_file import ResultsFile
 
@@ -77,6 +88,10 @@ def _predict_many(args, predictor, text: str | None) -> int:
             raise UserError(f"--timeline-png {png_dir} is a file; give a folder")
         if not predictor.task.clip_probabilities:
             raise UserError(f"--timeline-png draws class probabilities; this checkpoint's task is {predictor.task.name}")
+    if state is not None:
+        from .predict_parts import run_sharded
+
+        return run_sharded(args, predictor, text, png_dir, state)
     # Opened (created) before anything is scored: a folder that cannot be written fails now, not at the end.
     out = ResultsFile(args.out, predictor.labels, resume=args.resume, overwrite=args.overwrite) if args.out else None
     run = _ManyRun(args, predictor, text, out, png_dir)
@@ -93,7 +108,11 @@ def _predict_many(args, predictor, text: str | None) -> int:
     finally:
         if out is not None:
             out.close()
-    rows = run.rows
+    return _summary(args, run.rows, run.held, out.path if out is not None else None, png_dir)
+
+
+def _summary(args, rows: list[dict], held: int, out_path, png_dir) -> int:
+    """The table of a many-video run (unless --json) and its exit status: 1 if a video failed."""
     failed = sum(1 for row in rows if "error" in row)
     if not args.json:
         from ..eval.report import format_table
@@ -103,8 +122,9 @@ def _predict_many(args, predictor, text: str | None) -> int:
         if rows:
             say(format_table(rows, cols))
         say(f"{len(rows) - failed} of {len(rows)} videos scored" + (f", {failed} failed" if failed else "")
-            + (f"; {run.held} already in {out.path} (--resume)" if run.held else "")
-            + (f"; written: {out.path}" if out is not None else "") + (f"; timelines in {png_dir}" if png_dir else ""))
+            + (f"; {held} already in {out_path} (--resume)" if held else "")
+            + (f"; written: {out_path}" if out_path is not None else "")
+            + (f"; timelines in {png_dir}" if png_dir else ""))
     return 1 if failed else 0
 
 
@@ -119,46 +139,47 @@ class _ManyRun:
     def score(self) -> None:
         from tqdm.auto import tqdm
 
-        from ..predict import gather_inputs, read_transcripts, transcript_for
+        from .predict_parts import batches_of, make_plan, remove_parts
         from .results_file import shown_path
 
         args, out = self.args, self.out
         if self.png_dir is not None:
             self.png_dir.mkdir(parents=True, exist_ok=True)
-        inputs, failures = gather_inputs(args.paths)
-        self.total = len(inputs) + len(failures)
-        if out is not None:  # --resume: what the file holds is not scored again
-            inputs = [i for i in inputs if not out.skip(shown_path(i["video"]))]
-            failures = [f for f in failures if not out.skip(shown_path(f["video"]))]
-            self.held = self.total - len(inputs) - len(failures)
-        transcripts = read_transcripts(args.transcripts) if args.transcripts else {}
-        texts = [transcript_for(i["video"], transcripts) or i["text"] or self.text for i in inputs]
         pngs = _TimelinePngs(self.predictor.labels, self.png_dir, out) if self.png_dir is not None else None
+        # --resume: what --out holds is not scored again, and what the part files of an interrupted run with
+        # several processes hold goes into --out in its place (cli/predict_parts.py).
+        plan = make_plan(args.paths, self.text, args.transcripts, out,
+                         args.batch_size or self.predictor.cfg.train.eval_batch_size, args.resume, args.overwrite,
+                         pngs)
+        self.total, self.held = plan.total, plan.held
+        todo = plan.todo
         scored = self.predictor.predict_many(
-            [i["video"] for i in inputs], texts, n_test=args.n_test, aggregation=args.aggregation,
-            batch_size=args.batch_size, num_workers=args.workers, spans=[(i["start"], i["end"]) for i in inputs],
-            progress=not args.quiet) if inputs else ()
-        stream = _chain(scored, failures)
+            [t["video"] for t in todo], [t["text"] for t in todo], n_test=args.n_test, aggregation=args.aggregation,
+            batch_size=args.batch_size, num_workers=args.workers, spans=[(t["start"], t["end"]) for t in todo],
+            progress=not args.quiet, batches=batches_of(todo)[1]) if todo else None
         try:
-            for r in stream:
+            for kind, what in plan.entries:
+                if kind == "done":
+                    out.add(what)
+                    continue
+                r = next(scored) if kind == "todo" else dict(what)
                 r["video"] = shown_path(r["video"])  # a file name that is not UTF-8: written with \xNN escapes
                 if "error" in r:
                     r["error"] = shown_path(r["error"])
                     tqdm.write(f"clipbert-emo predict: cannot read {r['video']}: {r['error']}", file=sys.stderr)
-                if pngs is not None:
-                    pngs.draw(r)
+                if pngs is not None and kind == "todo":
+                    pngs.draw(r, todo[what]["png"])
                 if out is not None:
                     out.add(r)
                 if args.json:
                     say(json.dumps(r))
                 self.rows.append(_table_row(r))
         finally:
-            stream.close()  # closes predict_many too: its decoding workers stop here
-
-
-def _chain(scored, failures):
-    yield from scored
-    yield from failures
+            if scored is not None:
+                scored.close()  # closes predict_many too: its decoding workers stop here
+        if plan.parts:  # their results are in --out now: once it is complete on disk, they go
+            out.close()
+            remove_parts(out.path)
 
 
 def _table_row(r: dict) -> dict:
@@ -180,11 +201,17 @@ class _TimelinePngs:
     def __init__(self, labels: list[str], folder: Path, out=None):
         self.labels, self.folder = labels, folder
         self.used: set[str] = set()
-        for row in out.held_rows if out is not None else ():  # --resume: the names the first run gave
-            if row.get("timeline") and not row.get("error"):
-                self._name(row["video"])
+        self.reserve(out.held_rows if out is not None else ())
 
-    def _name(self, video: str) -> str:
+    def reserve(self, rows) -> None:
+        """The names earlier runs gave (--resume), not given again."""
+        for row in rows:
+            if row.get("timeline") and not row.get("error"):
+                self.name(row["video"])
+
+    def name(self, video: str) -> str:
+        """A free name for ``video``'s PNG, taken now (the videos get theirs in input order, before any is scored,
+        so that the names do not depend on which process draws which video)."""
         stem = Path(video).stem or "video"
         name, k = stem, 1
         while name in self.used:
@@ -193,14 +220,19 @@ class _TimelinePngs:
         self.used.add(name)
         return name
 
-    def draw(self, r: dict) -> None:
-        from ..predict import plot_timeline
+    def draw(self, r: dict, name: str) -> None:
+        draw_timeline(r, self.labels, self.folder, name)
 
-        if "probabilities" not in r.get("timeline", {}):
-            return
-        path = self.folder / f"{self._name(r['video'])}.png"
-        plot_timeline(r, self.labels, path)
-        r["timeline_png"] = str(path)
+
+def draw_timeline(r: dict, labels: list[str], folder: Path, name: str) -> None:
+    """``r``'s timeline to ``folder/name.png``, named in ``r["timeline_png"]`` (nothing for a failed video)."""
+    from ..predict import plot_timeline
+
+    if "probabilities" not in r.get("timeline", {}):
+        return
+    path = folder / f"{name}.png"
+    plot_timeline(r, labels, path)
+    r["timeline_png"] = str(path)
 
 
 def add_predict_parser(sub, common) -> None:

@@ -6,6 +6,8 @@ import dataclasses
 import time
 from pathlib import Path
 
+import torch
+
 from ..checkpoint import load_checkpoint
 from ..config import AGGREGATIONS, renamed_keyword, resolve_n_test
 from ..data.loading import make_loader
@@ -32,7 +34,8 @@ def check_droppable(cfg, model, drop) -> tuple[str, ...]:
 
 def evaluate(checkpoint: str | Path, manifest: str, out_dir: str | Path | None = None, n_test: int | None = None,
              aggregations=AGGREGATIONS, batch_size: int | None = None, accelerator=None, progress: bool = True,
-             print_report: bool = False, drop=(), seek: str | None = None, *, num_clips: int | None = None) -> dict:
+             print_report: bool = False, drop=(), seek: str | None = None, *, num_clips: int | None = None,
+             resume: bool = False) -> dict:
     """Score ``manifest`` with the checkpoint at N_test = ``n_test`` (default: the config's data.n_test;
     ``num_clips`` is its deprecated name).
 
@@ -44,7 +47,9 @@ def evaluate(checkpoint: str | Path, manifest: str, out_dir: str | Path | None =
     evaluation (default: the checkpoint's, ``accurate`` unless it was trained otherwise).
 
     Returns {"n_test", "eval_seconds", "num_samples", "skipped", "reports": {aggregation: report}}; with
-    ``out_dir`` also writes eval_metrics.json and the task's figures (for the training aggregation).
+    ``out_dir`` also writes eval_metrics.json and the task's figures (for the training aggregation), and saves
+    each batch's logits in ``out_dir``/eval_progress/ as it comes (eval/progress.py), so that ``resume`` continues a
+    killed evaluation with the samples it had not scored.
     """
     from accelerate import Accelerator
 
@@ -53,6 +58,12 @@ def evaluate(checkpoint: str | Path, manifest: str, out_dir: str | Path | None =
     n_test = renamed_keyword(n_test, num_clips, "n_test", "num_clips", "evaluate")
     if get_task(read_checkpoint_config(checkpoint)[0].data.task).recipe == Recipe.RETRIEVAL:
         from .retrieval import evaluate_retrieval  # every video ranked for every text
+
+        if resume:
+            from ..config import UserError
+
+            raise UserError("--resume: a retrieval evaluation keeps no saved batches (every video is ranked for "
+                            "every text at the end); run it without --resume")
 
         result = evaluate_retrieval(checkpoint, manifest, out_dir, n_test, aggregations, batch_size,
                                     accelerator.device if accelerator else None, progress)
@@ -71,11 +82,26 @@ def evaluate(checkpoint: str | Path, manifest: str, out_dir: str | Path | None =
     else:
         m = read_manifest(manifest, task.target_reader(cfg.data), require_video=cfg.data.use_video,
                           strict=cfg.data.strict)
-    loader = make_loader(m, cfg.data, tokenizer, False, batch_size or cfg.train.eval_batch_size, cfg.train.seed,
-                         task=task, num_clips=n_test)
-    loader = accelerator.prepare(loader)
+    saved, todo, keep = None, m, None
+    if out_dir is not None:
+        from .progress import EvalProgress, evaluation_key
+
+        key = evaluation_key(checkpoint, m.samples, n_test, cfg.data.seek, drop)
+        saved = EvalProgress(out_dir, key, resume, accelerator.is_main_process)
+        todo, keep = saved.remaining(m)
     start = time.time()
-    res = collect_clip_logits(model, loader, accelerator, progress=progress, desc=f"eval N_test={n_test}", drop=drop)
+    res = {"skipped": []}
+    if todo.samples or saved is None or not saved.done:  # a run killed after its last batch was saved: none left
+        loader = make_loader(todo, cfg.data, tokenizer, False, batch_size or cfg.train.eval_batch_size,
+                             cfg.train.seed, task=task, num_clips=n_test)
+        loader = accelerator.prepare(loader)
+        # the indices saved are the manifest's, whatever was already scored
+        on_batch = (lambda out, idx, lab: saved.add(out, torch.tensor([keep[i] for i in idx.tolist()]), lab)) \
+            if saved is not None else None
+        res = collect_clip_logits(model, loader, accelerator, progress=progress, desc=f"eval N_test={n_test}",
+                                  drop=drop, on_batch=on_batch, allow_empty=saved is not None and bool(saved.done))
+    if saved is not None and saved.results() is not None:  # what was saved before, and this run's batches
+        res = {**res, **saved.results()}
     reports = reports_for_aggregations(res["clip_logits"], res["labels"], cfg.data, aggregations)
     result = {"checkpoint": str(checkpoint), "manifest": str(manifest), "n_test": n_test if model.modalities else 1,
               "seek": cfg.data.seek,
@@ -99,4 +125,6 @@ def evaluate(checkpoint: str | Path, manifest: str, out_dir: str | Path | None =
                 if text:
                     print(f"\n== N_test={n_test}, aggregation={how} ==")
                     print(text)
+    if saved is not None:  # the report is written: the saved batches are no longer needed
+        saved.finish()
     return result

@@ -13,9 +13,11 @@ from ..tasks import get_task
 
 @torch.no_grad()
 def collect_clip_logits(model, loader, accelerator=None, progress: bool = True, desc: str = "eval",
-                        drop=()) -> dict:
+                        drop=(), on_batch=None, allow_empty: bool = False) -> dict:
     """Clip logits (S, N, K), labels and dataset indices of every sample the loader yields; the modalities
-    ``drop`` names (text, video, audio) are marked absent in every sample.
+    ``drop`` names (text, video, audio) are marked absent in every sample. ``on_batch(clip_logits, indices,
+    labels)``: called with each batch once gathered (every rank gets every rank's samples), as it comes.
+    ``allow_empty``: no sample scored is no error (the tensors are then None).
 
     Under several processes each rank scores its shard and the results are gathered once
     per sample (``gather_for_metrics`` drops the padding that evens out the last batch).
@@ -42,6 +44,10 @@ def collect_clip_logits(model, loader, accelerator=None, progress: bool = True, 
         indices.append(idx.cpu())
         if lab is not None:
             labels.append(lab.cpu())
+        if on_batch is not None:
+            on_batch(clip_logits[-1], indices[-1], labels[-1] if lab is not None else None)
+    if not clip_logits and allow_empty:
+        return {"clip_logits": None, "labels": None, "indices": None, "skipped": skipped}
     if not clip_logits:
         from ..config import UserError
 
