@@ -72,6 +72,16 @@ def test_an_examples_folder_is_listed_by_made_up_names(predictor, tmp_path, synt
         find_examples(tmp_path / "missing")
 
 
+def test_serve_takes_an_examples_folder_from_the_command_line(monkeypatch, tmp_path):
+    import clipbert_emo.serve
+    from clipbert_emo.cli import main
+
+    calls = []
+    monkeypatch.setattr(clipbert_emo.serve, "serve", lambda checkpoint, **kwargs: calls.append(kwargs))
+    assert main(["serve", "ckpt", "--examples", str(tmp_path)]) == 0 and main(["serve", "ckpt"]) == 0
+    assert calls[0]["examples"] == str(tmp_path) and calls[1]["examples"] is None  # None: the shipped ones
+
+
 def test_model_card_summary_reads_the_first_line_and_what_it_was_trained_on(tmp_path):
     assert model_card_summary(None) is None and model_card_summary(tmp_path) is None  # no README.md
     (tmp_path / "README.md").write_text("# fer-mini: a face-expression model\n\n- trained on FER2013 (35,887 faces)\n")

@@ -80,7 +80,7 @@ def _cmd_serve(args) -> int:
         checkpoint = ensure_face_model(args.face_model_dir)
     serve(checkpoint, host=args.host, port=args.port, device=args.device, limits=limits, n_test=args.n_test,
           face_crop=args.face_crop, face_detector=args.face_detector, seek=args.seek, threads=args.threads,
-          allowed_hosts=args.allowed_host or ())
+          allowed_hosts=args.allowed_host or (), examples=args.examples)
     return 0
 
 
@@ -119,8 +119,10 @@ def add_serve_parser(sub, common) -> None:
     s = sub.add_parser("serve", parents=[common], help="a local web page (upload, webcam, live mode) and JSON API",
                        description="Load a checkpoint once and serve a page where you upload a short video or "
                                    "record from the webcam (with a live mode that rescores the last 2 s about every "
-                                   "2 s) and see the emotion bars and the timeline; POST /predict, GET /labels, "
-                                   "GET /health; the OpenAPI schema is at /docs. Binds to 127.0.0.1 unless told.")
+                                   "2 s, and with a face model a per-frame mode that boxes the face as it moves) and "
+                                   "see the emotion bars and the timeline; POST /predict, POST /api/frame, GET "
+                                   "/labels, GET /health; the OpenAPI schema is at /docs. Binds to 127.0.0.1 unless "
+                                   "told.")
     s.add_argument("checkpoint", nargs="?", default=None,
                    help="checkpoint folder (…/checkpoint); none: the ready face model (FER2013's 7 emotions on real "
                         "faces, `clipbert-emo face-model`), built once into --face-model-dir")
@@ -157,6 +159,9 @@ def add_serve_parser(sub, common) -> None:
                         "(default: %(default)s)")
     s.add_argument("--workers", type=positive("--workers"), default=1,
                    help="scoring threads sharing the one model (default: %(default)s)")
+    s.add_argument("--examples", metavar="DIR", default=None,
+                   help="a folder of videos the page offers to score with one click, instead of the shipped examples "
+                        "(at most 12, listed once at start, served under made-up names)")
     s.add_argument("--face-crop", action="store_true", help="crop frames to the largest face (see predict)")
     s.add_argument("--face-detector", metavar="NAME|ONNX", default=None,
                    help="mtcnn (default), haar, ssd or a YuNet .onnx file (implies --face-crop)")

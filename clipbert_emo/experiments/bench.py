@@ -1,4 +1,4 @@
-r"""``clipbert-emo bench decode|infer|train|faces``: speed measurements that print a table and write JSON.
+r"""``clipbert-emo bench decode|infer|train|faces|live``: speed measurements that print a table and write JSON.
 
 Every run records the machine (CPU, cores this process may use, load average before and after, torch and
 decoder versions, GPU if any) beside its rows, because on a shared CPU a number means little without the load
@@ -10,6 +10,7 @@ measured side by side in the same run, so they hold even when the absolute times
     clipbert-emo bench infer --checkpoint runs/demo/video+text/checkpoint --manifest data/synthemo/test.jsonl
     clipbert-emo bench train
     clipbert-emo bench faces                  # face detection rate and ms per frame per detector (bench_faces.py)
+    clipbert-emo bench live                   # the page's per-frame webcam mode: updates/s, latency (bench_live.py)
     clipbert-emo bench train --config clipbert_base --device cuda --shapes 1x2,8x2 --batch-size 16 \
         --workers 8 train.mixed_precision=bf16 model.channels_last=true   # the full-size model on a GPU
 """
@@ -135,10 +136,18 @@ def main(args) -> int:
         from .bench_faces import bench_faces
 
         bench_faces(args)
+    elif args.what == "live":
+        from .bench_live import bench_live
+
+        bench_live(args)
     elif args.what == "infer":
         from .bench_model import bench_infer
 
         bench_infer(args)
+    elif getattr(args, "fast_paths", False):
+        from .bench_train import bench_train_fast_paths
+
+        bench_train_fast_paths(args)
     else:
         from .bench_model import bench_train
 
@@ -150,14 +159,16 @@ def add_parser(sub, common):
     """The ``bench`` subcommand of the CLI (its table and JSON path go to stdout: the CLI routes them there)."""
     import argparse
 
-    s = sub.add_parser("bench", parents=[common], help="speed benchmarks: decode | infer | train | faces (table + "
-                       "JSON)",
+    s = sub.add_parser("bench", parents=[common], help="speed benchmarks: decode | infer | train | faces | live "
+                       "(table + JSON)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    s.add_argument("what", choices=["decode", "infer", "train", "faces"],
+    s.add_argument("what", choices=["decode", "infer", "train", "faces", "live"],
                    help="decode: N_test clips per seek mode against decoding every frame; infer: checkpoint load, "
                         "predict wall time, dense evaluation at N_test 1/4/16 (one CNN pass vs chunks, fp32 vs bf16); "
                         "train: samples/s, data wait and memory per clip shape and loader workers; faces: face "
-                        "detection rate (without and with tracking) and ms per frame per detector on real clips")
+                        "detection rate (without and with tracking) and ms per frame per detector on real clips; "
+                        "live: the page's "
+                        "per-frame webcam mode in headless Chromium (updates/s, round trip, server ms per frame)")
     s.add_argument("--out", default=None, help="JSON file for the rows and the machine (default: "
                    "runs/bench/<what>.json)")
     s.add_argument("--videos", default="runs/bench/videos", help="folder for the generated test videos, reused "
@@ -166,12 +177,14 @@ def add_parser(sub, common):
     s.add_argument("--full", action="store_true", help="decode: add the 600 s videos; infer: every video of "
                    "--manifest (64 generated ones without) instead of 16; train: 8 steps per setting instead of 4, "
                    "and the dense 16x16 with 0 and 2 workers too")
-    s.add_argument("--repeat", type=int, default=1, help="decode: time each case this many times and keep the "
-                   "best, which filters out other processes' bursts on a shared CPU (default: %(default)s)")
+    s.add_argument("--repeat", type=int, default=None, help="decode: time each case this many times and keep the "
+                   "best, which filters out other processes' bursts on a shared CPU (default: 1); train --fast-paths: "
+                   "interleaved rounds of every variant (default: 2)")
     s.add_argument("--match", default="", help="decode: only the test videos whose file name contains this, e.g. "
                    "60s_720p")
     s.add_argument("--checkpoint", default=None, help="infer: a checkpoint folder (default: a demo-size model "
-                   "with random weights, written to runs/bench/checkpoint)")
+                   "with random weights, written to runs/bench/checkpoint); live: the model served (default: the "
+                   "ready face model)")
     s.add_argument("--manifest", default=None, help="infer: the videos to score, e.g. data/synthemo/test.jsonl "
                    "(default: generated 4 s clips); bf16 and fp32 predictions are compared on them")
     s.add_argument("--config", default=None, help="train, infer: the model to measure, a config name or YAML "
@@ -183,21 +196,45 @@ def add_parser(sub, common):
     s.add_argument("--shapes", default=None, help="train: N_train x T settings, e.g. 1x2,8x2 (default: "
                    "1x1,1x2,2x2,4x4,16x16)")
     s.add_argument("--workers", default="0,1,2", help="train: loader worker counts to try (default: %(default)s)")
-    s.add_argument("--batch-size", type=int, default=4, help="train: videos per step (default: %(default)s)")
-    s.add_argument("--steps", type=int, default=0, help="train: timed steps per setting (default: 4, 8 with --full)")
+    s.add_argument("--batch-size", type=int, default=None, help="train: videos per step (default: 4; 8 with "
+                   "--fast-paths)")
+    s.add_argument("--steps", type=int, default=0, help="train: timed steps per setting (default: 4, 8 with --full; "
+                   "20 with --fast-paths)")
+    s.add_argument("--fast-paths", action="store_true", help="train: fp32 against bf16 autocast and each fast path "
+                   "(channels_last, foreach/fused AdamW, torch.compile, loader workers), timed through the engine on "
+                   "the demo's model and SynthEmo, plus fp32/bf16 loss curves (experiments/bench_train.py); JSON "
+                   "default: runs/bench/train_fast_paths.json")
+    s.add_argument("--variants", default="", help="train --fast-paths: the variants to run, comma-separated names "
+                   "of bench_train.VARIANTS (default: all; fp32 always runs)")
+    s.add_argument("--warmup", type=int, default=3, help="train --fast-paths: optimizer steps per run left out of "
+                   "the step time (default: %(default)s)")
+    s.add_argument("--curve-epochs", type=int, default=3, help="train --fast-paths: epochs of the fp32 and bf16 "
+                   "runs whose loss curves and test metrics are compared (0 = none; default: %(default)s)")
+    s.add_argument("--data", default=None, help="train --fast-paths: a SynthEmo folder (train/val/test.jsonl) "
+                   "(default: one generated once into runs/bench/synthemo_train)")
     s.add_argument("--peak-tflops", type=float, default=None, help="train: the chip's peak for the MFU column "
                    "(default: the published dense bf16 peak of H100/H200/A100/L40S/A10G, none on CPU)")
     s.add_argument("--detectors", default="haar,mtcnn,ssd", help="faces: the detectors to compare, names of "
                    "data.face_detector (default: %(default)s)")
     s.add_argument("--yunet", default="", help="faces: a YuNet .onnx file to compare as well")
-    s.add_argument("--threads", type=int, default=1, help="faces: CPU threads for the detectors (default: "
+    s.add_argument("--threads", type=int, default=1, help="faces: CPU threads for the detectors; live: the "
+                   "server's torch threads; train --fast-paths: torch threads of the training runs (default: "
                    "%(default)s)")
+    s.add_argument("--seconds", type=float, default=20.0, help="live: seconds measured per frame width, after 3 s "
+                   "of warm-up (default: %(default)s)")
+    s.add_argument("--frame-widths", default="192", help="live: widths of the frames the page sends, px, e.g. "
+                   "160,192,320 (default: %(default)s, the page's own)")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=lambda args: main(_with_default_out(args)))
     return s
 
 
 def _with_default_out(args):
+    fast_paths = args.what == "train" and args.fast_paths
     if args.out is None:
-        args.out = f"runs/bench/{args.what}.json"
+        args.out = "runs/bench/train_fast_paths.json" if fast_paths else f"runs/bench/{args.what}.json"
+    if args.repeat is None:
+        args.repeat = 2 if fast_paths else 1
+    if args.batch_size is None:
+        args.batch_size = 8 if fast_paths else 4
     return args

@@ -3,9 +3,11 @@
     clipbert-emo serve runs/demo/video+text/checkpoint          # then open http://127.0.0.1:8000
 
 ``POST /predict`` (multipart: ``file`` = the video, ``text`` = optional transcript) answers the predictor's
-result: the top emotion, the distribution and the per-clip timeline. ``GET /labels`` (with the limits, the model
-card's summary and the example videos), ``GET /health``; ``/openapi.json`` describes it all and ``/docs`` draws that
-in a page of our own (FastAPI's Swagger UI and ReDoc load their scripts from a CDN: they are turned off).
+result: the top emotion, the distribution and the per-clip timeline. ``POST /api/frame`` (the body: one JPEG, PNG
+or WebP still) answers the largest face's box and its emotions, for the page's per-frame live mode (live.py).
+``GET /labels`` (with the limits, the model card's summary and the example videos), ``GET /health``;
+``/openapi.json`` describes it all and ``/docs`` draws that in a page of our own (FastAPI's Swagger UI and ReDoc load
+their scripts from a CDN: they are turned off).
 
 What the server guarantees, whatever a request holds:
 - the model is loaded once; scoring runs in a small thread pool, never on the event loop, and at most
@@ -18,6 +20,10 @@ What the server guarantees, whatever a request holds:
   more than ``max_frames`` frames or longer than ``max_seconds`` get 422; a content type that is not a video,
   415; a file that is not a readable video, 422 with the reason. A request never reaches a 500 through its
   content, and no answer carries a path or a traceback;
+- a frame for /api/frame is held to limits of its own (``max_frame_bytes``: 413; ``max_frame_pixels``, read from
+  the image's header before decoding: 422; a body that is no JPEG, PNG or WebP: 422, a content type that is no
+  image: 415; ``frame_queue_limit`` frames at once: 503; ``frame_timeout``: 408/504) and scored in a thread of its
+  own, so live frames never wait behind a video being scored;
 - only requests naming this server by a known Host get in (400 otherwise): without the check, any web page
   could read the API through DNS rebinding (its own name made to resolve to 127.0.0.1);
 - uploads are written to a private temporary folder (``mkdtemp``, mode 0700) under a fixed name and deleted
@@ -45,9 +51,10 @@ from typing import Sequence
 
 from ..config import renamed_keyword, resolve_n_test
 from .limits import ServeLimits
+from .live import FrameScorer, check_frame_type, session_of, too_large
 from .messages import plain_decode_message
 from .page_info import find_examples, model_card_summary
-from .upload import MAX_TEXT_CHARS, ClientGone, UploadRejected, probe_video, read_upload, size_text
+from .upload import MAX_TEXT_CHARS, ClientGone, UploadRejected, probe_video, read_body, read_upload, size_text
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +70,10 @@ UPLOAD_BODY = {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["file"], "properties": {
         "file": {"type": "string", "format": "binary", "description": "a short video (mp4, webm, mov, ...)"},
         "text": {"type": "string", "maxLength": MAX_TEXT_CHARS, "description": "the transcript, if any"}}}}}}
+FRAME_BODY = {"required": True, "content": {kind: {"schema": {
+    "type": "string", "format": "binary", "description": "one still frame (the page sends its camera preview "
+                                                         "scaled to 192 px wide)"}}
+    for kind in ("image/jpeg", "image/png", "image/webp")}}
 
 
 def host_name(header: str | None) -> str | None:
@@ -127,25 +138,33 @@ def create_app(predictor, limits: ServeLimits | None = None, n_test: int | None 
 
     limits = limits or ServeLimits()
     pool = ThreadPoolExecutor(max_workers=limits.workers, thread_name_prefix="clipbert-emo-serve")
-    state = {"pending": 0, "served": 0, "started": time.time(), "folders": set()}
+    frames = FrameScorer(predictor, limits)
+    state = {"pending": 0, "served": 0, "started": time.time(), "folders": set(), "frames_pending": 0,
+             "frames_served": 0, "frame_pool": None}
 
     @asynccontextmanager
     async def lifespan(_app):
+        _frame_pool(state).submit(frames.warm)  # in the thread that will score the frames (its detector is its own)
         yield
         pool.shutdown(wait=False, cancel_futures=True)
+        if state["frame_pool"] is not None:
+            state["frame_pool"].shutdown(wait=False, cancel_futures=True)
+            state["frame_pool"] = None  # a later start of the same app (a test's second client) makes a new one
         for folder in list(state["folders"]):  # uploads whose scoring thread was still running
             shutil.rmtree(folder, ignore_errors=True)
 
     app = FastAPI(title="clipbert-emo", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Emotion recognition in short videos (video + optional transcript). POST a video "
                               "to /predict; the page at / does it from a browser, with a webcam live mode.")
-    app.state.predictor, app.state.limits, app.state.pool = predictor, limits, pool
+    app.state.predictor, app.state.limits, app.state.pool, app.state.frames = predictor, limits, pool, frames
     app.add_middleware(_Guard, allowed=allowed_hosts)
     n_test = renamed_keyword(n_test, num_clips, "n_test", "num_clips", "create_app")  # num_clips: its old name
     page = {"card": model_card_summary(checkpoint or getattr(predictor, "checkpoint", None)),
             "examples": find_examples(examples)}
+    page["frame_refusal"] = frames.refusal
     _add_page_and_info(app, predictor, limits, n_test, state, page)
     _add_predict(app, _scorer(predictor, limits, n_test), limits, pool, state)
+    _add_frame(app, frames, limits, state)
     return app
 
 
@@ -186,16 +205,18 @@ def _add_page_and_info(app, predictor, limits: ServeLimits, n_test: int | None, 
     @app.get("/health", summary="Liveness and load")
     def health() -> dict:
         """``status`` ("ok"), ``pending`` (uploads being read, scored or waiting), ``queue_limit``, ``served``
-        (answered since start) and ``uptime_s``."""
+        (answered since start), ``frames_served`` (live frames answered) and ``uptime_s``."""
         return {"status": "ok", "pending": state["pending"], "queue_limit": limits.queue_limit,
-                "served": state["served"], "uptime_s": round(time.time() - state["started"], 1)}
+                "served": state["served"], "frames_served": state["frames_served"],
+                "uptime_s": round(time.time() - state["started"], 1)}
 
     @app.get("/labels", summary="What the model predicts, what it reads, the limits, its card and the examples")
     def labels() -> dict:
         """``labels``, ``task``, ``uses_text``, ``modalities``, ``face_crop``, ``n_test`` (clips scored per video),
         ``limits`` (``max_upload_bytes``, ``max_seconds``, ``max_pixels``, ``max_frames``, ``max_fps``,
-        ``request_timeout``), ``model_card`` (``title``: its first line, ``trained_on``: a sentence, or null) and
-        ``examples`` (``name``, ``title``, ``url`` of each example video)."""
+        ``request_timeout``, ``max_frame_bytes``, ``max_frame_pixels``), ``model_card`` (``title``: its first line,
+        ``trained_on``: a sentence, or null), ``examples`` (``name``, ``title``, ``url`` of each example video) and
+        ``frame_mode`` (``available``: whether POST /api/frame scores frames with this model, ``reason`` if not)."""
         data = predictor.cfg.data
         n = resolve_n_test(data, n_test)
         return {"labels": predictor.labels, "task": predictor.task.name, "uses_text": bool(data.use_text),
@@ -203,10 +224,12 @@ def _add_page_and_info(app, predictor, limits: ServeLimits, n_test: int | None, 
                 "n_test": n, "num_clips": n,  # num_clips: n_test's old name, kept a release for clients
                 "limits": {"max_upload_bytes": limits.max_upload_bytes, "max_seconds": limits.max_seconds,
                            "max_pixels": limits.max_pixels, "max_frames": limits.max_frames,
-                           "max_fps": limits.max_fps, "request_timeout": limits.request_timeout},
+                           "max_fps": limits.max_fps, "request_timeout": limits.request_timeout,
+                           "max_frame_bytes": limits.max_frame_bytes, "max_frame_pixels": limits.max_frame_pixels},
                 "model_card": page["card"],
                 "examples": [{"name": name, "title": ex["title"], "url": f"/examples/{name}"}
-                             for name, ex in examples.items()]}
+                             for name, ex in examples.items()],
+                "frame_mode": {"available": page["frame_refusal"] is None, "reason": page["frame_refusal"]}}
 
 
 def _scorer(predictor, limits: ServeLimits, n_test: int | None):
@@ -284,6 +307,83 @@ def _add_predict(app, score, limits: ServeLimits, pool: ThreadPoolExecutor, stat
                 release(folder)
             else:  # a thread is still reading the file: folder and slot stay its own until it ends
                 waiter.add_done_callback(lambda w: (w.cancelled() or w.exception(), release(folder)))
+
+
+def _frame_pool(state: dict) -> ThreadPoolExecutor:
+    """The live frames' own thread: a frame takes tens of ms and a video seconds, and a page waits for each frame's
+    answer before it sends the next, so frames never queue behind a video being scored."""
+    if state["frame_pool"] is None:
+        state["frame_pool"] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clipbert-emo-frame")
+    return state["frame_pool"]
+
+
+def _add_frame(app, frames: FrameScorer, limits: ServeLimits, state: dict) -> None:
+    """``POST /api/frame``: one still frame (the request's body), scored in the frame thread within
+    ``frame_timeout``; at most ``frame_queue_limit`` at once."""
+    from fastapi import Request
+    from fastapi.responses import JSONResponse, Response
+
+    def release(_=None) -> None:
+        state["frames_pending"] -= 1
+
+    @app.post("/api/frame", summary="The largest face in one still frame and its emotions (the per-frame live mode)",
+              openapi_extra={"requestBody": FRAME_BODY, "parameters": [{
+                  "name": "X-Live-Session", "in": "header", "required": False, "schema": {"type": "string"},
+                  "description": "a token of the page's own (1-64 letters, digits, - or _): the face is tracked "
+                                 "across the frames that carry it"}]},
+              responses={200: {"description": "``box`` [x, y, w, h] in the frame's pixels or null (no face), "
+                                              "``detected`` (the detector ran on this frame), ``tracked`` (the box "
+                                              "was not found in this frame: carried from the frames before), "
+                                              "``prediction`` and ``probabilities`` (null without a face), ``width``,"
+                                              " ``height``, ``ms`` on the server (``decode_ms``, ``detect_ms``, "
+                                              "``score_ms``)"},
+                         400: {"description": "a malformed X-Live-Session, or an unknown Host"},
+                         408: {"description": "the frame stalled or took too long to arrive"},
+                         409: {"description": "this server's model cannot score single frames (not a face model)"},
+                         413: {"description": "frame too large"}, 415: {"description": "not an image"},
+                         422: {"description": "not a JPEG, PNG or WebP image, damaged, or too many pixels"},
+                         503: {"description": "too many frames at once; retry"},
+                         504: {"description": "scoring took longer than a frame may"}})
+    async def frame(request: Request):
+        """The body is the image itself (``Content-Type: image/jpeg``, ``image/png`` or ``image/webp``), not a
+        form. Only the ready face model (or another face-expression checkpoint) scores frames; other models
+        answer 409 and ``GET /labels`` says so under ``frame_mode``."""
+        deadline = time.monotonic() + limits.frame_timeout
+        job = waiter = None
+        counted = False
+        try:
+            if frames.refusal is not None:
+                raise UploadRejected(409, frames.refusal)
+            length = request.headers.get("content-length")
+            if length is not None and length.isdigit() and int(length) > limits.max_frame_bytes:
+                raise too_large(int(length), limits)
+            check_frame_type(request.headers.get("content-type", "").split(";")[0].strip().lower())
+            session = session_of(request.headers.get("x-live-session"))
+            if state["frames_pending"] >= limits.frame_queue_limit:
+                raise UploadRejected(503, f"busy: {state['frames_pending']} frames are being scored; retry shortly",
+                                     {"Retry-After": "1"})
+            state["frames_pending"] += 1
+            counted = True
+            body = await read_body(request, limits, limits.max_frame_bytes, deadline, limits.frame_timeout)
+            job = _frame_pool(state).submit(frames, body, session)
+            waiter = asyncio.wrap_future(job)
+            done, _ = await asyncio.wait({waiter}, timeout=max(0.0, deadline - time.monotonic()))
+            if not done:
+                raise UploadRejected(504, f"the frame was not scored within {limits.frame_timeout:g} s, the limit of "
+                                          "a frame")
+            result = waiter.result()
+            state["frames_served"] += 1
+            return result
+        except UploadRejected as e:
+            return JSONResponse({"detail": e.message}, status_code=e.status, headers=e.headers)
+        except ClientGone:
+            return Response(status_code=400)
+        finally:
+            if counted:
+                if waiter is None or waiter.done() or job.cancel():
+                    release()
+                else:  # its thread is still scoring: the slot is its own until it ends
+                    waiter.add_done_callback(lambda w: (w.cancelled() or w.exception(), release()))
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -373,9 +473,13 @@ def serve(checkpoint: str, host: str = "127.0.0.1", port: int = 8000, device: st
         raise UserError("serving needs fastapi, uvicorn and python-multipart: "
                         "pip install fastapi uvicorn python-multipart") from None
     from ..predict import Predictor
+    from ..runtime import default_threads
 
     sock = bind(host, port)
     try:
+        # torch's default of a thread per core is what costs most on a shared CPU: a live frame took 1.2 s with 2
+        # threads beside a training run, 35 ms with 1 (docs/serving.md), so the cores not kept busy, as predict.
+        threads = threads if threads is not None else default_threads()
         predictor = Predictor(checkpoint, device=device, seek=seek, threads=threads)
         if face_crop or face_detector:
             predictor.use_face_crop(True, detector=face_detector)

@@ -14,7 +14,12 @@ class ServeLimits:
     highest frame rate; ``queue_limit``: uploads being read, scored or waiting at once (more get 503);
     ``workers``: scoring threads (one model, shared); ``request_timeout``: seconds from a request's headers to
     its answer; ``read_timeout``: longest silence of a client mid-request, and the time a connection has to send
-    a request's headers."""
+    a request's headers.
+
+    The per-frame live mode's still frames (``POST /api/frame``) have limits of their own, since a webcam page sends
+    ten a second: ``max_frame_bytes``: largest image body; ``max_frame_pixels``: largest image (width x height,
+    read from its header before it is decoded); ``frame_queue_limit``: frames read, scored or waiting at once (more
+    get 503); ``frame_timeout``: seconds from a frame's headers to its answer."""
 
     max_upload_bytes: int = 50 * 1024 * 1024
     max_seconds: float = 60.0
@@ -25,6 +30,10 @@ class ServeLimits:
     max_fps: float = 240.0
     request_timeout: float = 120.0
     read_timeout: float = 10.0
+    max_frame_bytes: int = 2 * 1024 * 1024
+    max_frame_pixels: int = 1920 * 1080
+    frame_queue_limit: int = 4
+    frame_timeout: float = 10.0
 
     def __post_init__(self):
         # nan passes every comparison, so a nan limit would be no limit at all.

@@ -88,8 +88,26 @@ async def read_upload(request, folder: str, limits: ServeLimits, deadline: float
     return parts.path, parts.text
 
 
-async def _receive(receive, limits: ServeLimits, deadline: float) -> dict:
-    """The next ASGI message of the request, waiting at most ``read_timeout`` s and never past ``deadline``."""
+async def read_body(request, limits: ServeLimits, max_bytes: int, deadline: float, timeout: float) -> bytes:
+    """A whole (small) request body, counted as it arrives: UploadRejected(413) the moment it passes ``max_bytes``,
+    408 when it stalls for ``read_timeout`` s or is still arriving at ``deadline`` (``timeout`` s after the request
+    began); ClientGone on a disconnect."""
+    chunks, received, more = [], 0, True
+    while more:
+        message = await _receive(request.receive, limits, deadline, timeout)
+        chunk = message.get("body", b"")
+        received += len(chunk)
+        if received > max_bytes:
+            raise UploadRejected(413, f"the body is over the {size_text(max_bytes)} limit")
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+async def _receive(receive, limits: ServeLimits, deadline: float, timeout: float | None = None) -> dict:
+    """The next ASGI message of the request, waiting at most ``read_timeout`` s and never past ``deadline`` (which is
+    ``timeout`` s, default ``request_timeout``, after the request began)."""
+    timeout = limits.request_timeout if timeout is None else timeout
     left = deadline - time.monotonic()
     try:
         message = await asyncio.wait_for(receive(), max(0.0, min(limits.read_timeout, left)))
@@ -97,7 +115,7 @@ async def _receive(receive, limits: ServeLimits, deadline: float) -> dict:
         # The client is still there but silent: close the connection, or it would hold a socket on our side.
         close = {"Connection": "close"}
         if left <= limits.read_timeout:
-            raise UploadRejected(408, f"the upload did not arrive within {limits.request_timeout:g} s, the limit "
+            raise UploadRejected(408, f"the upload did not arrive within {timeout:g} s, the limit "
                                       "of a request", close) from None
         raise UploadRejected(408, f"the upload stalled: nothing arrived for {limits.read_timeout:g} s",
                              close) from None

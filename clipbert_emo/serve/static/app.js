@@ -7,13 +7,19 @@ import { HISTORY_MAX, drawHistory, drawKey, drawTimeline, labelStyles } from "./
 import { Camera, LIVE_MODES } from "./camera.js";
 import { download, resultCSV } from "./export.js";
 import { cameraError, limitsText, plainError, tooBig, tooLong } from "./messages.js";
+import { clearOverlay, drawFace } from "./overlay.js";
 
 const $ = (id) => document.getElementById(id);
 const RECORD_MS = 3000;
 const ONE_COLUMN = window.matchMedia("(max-width: 760px)");  // the phone layout of style.css
+const FRAME_POINT_MS = 500;  // the per-frame mode adds one point (the mean of its updates) to the history this often
+const STATS_KEPT = 2000;     // round-trip and server times kept for window.__liveStats
 
 const state = { info: null, styles: [], result: null, file: null, fileOk: false, busy: false, stopLive: null,
-                history: [], liveStart: 0, updates: 0, spoken: "" };
+                history: [], liveStart: 0, updates: 0, spoken: "", window: null, statusAt: 0, clipFaces: null,
+                session: Math.random().toString(36).slice(2, 12) };  // tells the server's face tracker our frames
+// What the live modes measured, for anyone to read (the live benchmark does): updates, round-trip and server ms.
+window.__liveStats = null;
 const camera = new Camera($("preview"), (on) => { $("rec").hidden = !on; });
 
 function setStatus(text, isError = false) {
@@ -30,7 +36,8 @@ function refreshButtons() {
   $("record").disabled = !(camera.on && idle);
   for (const b of $("live-modes").querySelectorAll("button")) {
     const mine = state.stopLive && state.liveMode === b.dataset.mode;
-    b.disabled = !camera.on || state.busy || (state.stopLive && !mine);
+    const refused = b.dataset.mode === "frame" && state.info && !state.info.frame_mode.available;
+    b.disabled = !camera.on || state.busy || (state.stopLive && !mine) || refused;
     b.classList.toggle("on", Boolean(mine));
     b.textContent = mine ? "Stop live" : LIVE_MODES[b.dataset.mode].label;
   }
@@ -72,20 +79,29 @@ function announce(text, live) {
   $("announce").textContent = text;
 }
 
+// The bars, the top emotion and its confidence for one distribution; returns what a screen reader is told.
+function setBars(probs, prediction) {
+  for (const row of $("bars").children) {
+    const p = probs[row.dataset.label] ?? 0;
+    row.dataset.p = p.toFixed(4);
+    row.querySelector(".fill").style.width = (100 * p).toFixed(1) + "%";
+    row.querySelector(".value").textContent = (100 * p).toFixed(1) + "%";
+  }
+  $("top").textContent = prediction;
+  $("confidence").textContent = (100 * probs[prediction]).toFixed(1) + "% confidence";
+  return `Top emotion: ${prediction}, ${(100 * probs[prediction]).toFixed(0)} percent.`;
+}
+
+function styleOf(label) {
+  return state.styles.find((s) => s.label === label) || { color: "#1d232b" };
+}
+
 function showResult(result, ms, live = false) {
   state.result = result;
   const probs = result.probabilities;
   let spoken;
   if (probs && typeof result.prediction === "string") {
-    for (const row of $("bars").children) {
-      const p = probs[row.dataset.label] ?? 0;
-      row.dataset.p = p.toFixed(4);
-      row.querySelector(".fill").style.width = (100 * p).toFixed(1) + "%";
-      row.querySelector(".value").textContent = (100 * p).toFixed(1) + "%";
-    }
-    $("top").textContent = result.prediction;
-    $("confidence").textContent = (100 * probs[result.prediction]).toFixed(1) + "% confidence";
-    spoken = `Top emotion: ${result.prediction}, ${(100 * probs[result.prediction]).toFixed(0)} percent.`;
+    spoken = setBars(probs, result.prediction);
   } else {
     $("top").textContent = JSON.stringify(result.prediction);
     $("confidence").textContent = "";
@@ -103,6 +119,7 @@ function showResult(result, ms, live = false) {
 
 function clearResult() {
   state.result = null;
+  followClipFaces(null);
   for (const row of $("bars").children) {
     row.dataset.p = "0";
     row.querySelector(".fill").style.width = "0";
@@ -173,6 +190,7 @@ async function scoreOnce(blob, name, what) {
   setBusy(null);
   if (answer.status === 200 && answer.body) {
     showResult(answer.body, answer.ms);
+    followClipFaces(answer.body);
     if (ONE_COLUMN.matches) {
       const smooth = !window.matchMedia("(prefers-reduced-motion: reduce)").matches;
       $("outputs").scrollIntoView({ behavior: smooth ? "smooth" : "auto", block: "start" });
@@ -196,12 +214,119 @@ async function scoreLive(blob, name) {
   state.updates += 1;
   $("updates").textContent = String(state.updates);
   const r = answer.body;
-  state.history.push({ t: (performance.now() - state.liveStart) / 1000, probabilities: r.probabilities || {},
-                       prediction: r.prediction });
+  const stats = window.__liveStats;
+  stats.updates += 1;
+  stats.roundTrip.push(answer.ms);
+  stats.server.push(1000 * r.inference_s);
+  addHistory(r.probabilities || {}, r.prediction);
+  showResult(r, answer.ms, true);
+  drawClipFace(r);
+}
+
+function addHistory(probabilities, prediction) {
+  state.history.push({ t: (performance.now() - state.liveStart) / 1000, probabilities, prediction });
   if (state.history.length > HISTORY_MAX) state.history.shift();
   $("history-box").hidden = false;
   drawHistory($("history"), state.styles, state.history);
-  showResult(r, answer.ms, true);
+}
+
+// The clip mode's face: the box of the last scored clip (in the recorded video's pixels, the camera's own), where
+// the result has one (the ready face model, or --face-crop).
+function drawClipFace(r) {
+  const clip = (r.clips || []).slice().reverse().find((c) => c.face_box);
+  const video = $("preview");
+  if (!clip || !video.videoWidth) return;
+  drawFace($("overlay"), video, clip.face_box, video.videoWidth, video.videoHeight,
+           typeof clip.prediction === "string" ? clip.prediction : "", styleOf(clip.prediction).color);
+}
+
+// A scored video playing in the preview: the face box of the clip at the moment shown, where the result has boxes
+// (the clips' face_box, in the video's pixels); null stops following.
+function followClipFaces(result) {
+  const clips = result && !camera.on ? (result.clips || []).filter((c) => c.face_box && c.start != null) : [];
+  state.clipFaces = clips.length ? clips : null;
+  if (state.clipFaces) drawClipFaceAt($("preview").currentTime);
+  else if (!state.stopLive) clearOverlay($("overlay"));
+}
+
+function drawClipFaceAt(t) {
+  const video = $("preview");
+  if (!state.clipFaces || camera.on || !video.videoWidth) return;
+  const mid = (c) => (c.start + (c.end ?? c.start)) / 2;
+  const clip = state.clipFaces.reduce((a, b) => (Math.abs(mid(b) - t) < Math.abs(mid(a) - t) ? b : a));
+  const label = typeof clip.prediction === "string" ? clip.prediction : "";
+  drawFace($("overlay"), video, clip.face_box, video.videoWidth, video.videoHeight, label, styleOf(label).color);
+}
+
+// POST /api/frame: one still of the camera; resolves {status, body, ms}, status 0 when the server was not reached.
+async function sendFrame(blob) {
+  const t0 = performance.now();
+  try {
+    const headers = { "Content-Type": "image/jpeg", "X-Live-Session": state.session };
+    const response = await fetch("/api/frame", { method: "POST", body: blob, headers });
+    const body = await response.json().catch(() => null);
+    return { status: response.status, body, ms: performance.now() - t0 };
+  } catch (e) {
+    return { status: 0, body: null, ms: performance.now() - t0 };
+  }
+}
+
+function median(values, q = 0.5) {
+  if (!values.length) return null;
+  const sorted = values.slice().sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+}
+
+// One answer of the per-frame mode: the box and top emotion over the preview, the bars, a history point every
+// FRAME_POINT_MS (the mean of the updates since the last), the counts. False stops the mode (the server cannot
+// score frames); any other failure is said and the mode goes on trying.
+function showFrame(answer) {
+  if (!state.stopLive) return false;
+  const stats = window.__liveStats;
+  if (answer.status !== 200 || !answer.body) {
+    stats.errors += 1;
+    setOutputs("stale");
+    setStatus(failure(answer), true);
+    if (answer.status === 409) { toggleLive("frame", failure(answer)); return false; }
+    return true;
+  }
+  const r = answer.body;
+  const now = performance.now();
+  state.updates += 1;
+  stats.updates += 1;
+  stats.roundTrip.push(answer.ms);
+  stats.server.push(r.ms);
+  stats.detect.push(r.detected ? r.detect_ms : null);  // null: the server reused the box found before
+  if (stats.roundTrip.length > STATS_KEPT) for (const k of ["roundTrip", "server", "detect"]) stats[k].shift();
+  stats.last = { box: r.box, width: r.width, height: r.height, prediction: r.prediction, at: now };
+  $("updates").textContent = String(state.updates);
+  $("latency").textContent = Math.round(answer.ms) + " ms";
+  const label = r.prediction ? `${r.prediction} ${Math.round(100 * r.probabilities[r.prediction])}%` : "";
+  drawFace($("overlay"), $("preview"), r.box, r.width, r.height, label, styleOf(r.prediction).color);
+  if (r.prediction) {
+    stats.faces += 1;
+    setOutputs("fresh");
+    setBars(r.probabilities, r.prediction);
+    announce(`Top emotion: ${r.prediction}.`, true);  // said when it changes, not ten times a second
+    const w = state.window || (state.window = { start: now, n: 0, sums: {} });
+    w.n += 1;
+    for (const [k, p] of Object.entries(r.probabilities)) w.sums[k] = (w.sums[k] || 0) + p;
+  } else {
+    setOutputs("stale");
+  }
+  const w = state.window;
+  if (w && now - w.start >= FRAME_POINT_MS) {
+    const mean = Object.fromEntries(Object.entries(w.sums).map(([k, s]) => [k, s / w.n]));
+    addHistory(mean, Object.keys(mean).reduce((a, b) => (mean[b] > mean[a] ? b : a)));
+    state.window = null;
+  }
+  if (now - state.statusAt >= FRAME_POINT_MS) {  // a status that changes ten times a second cannot be read
+    state.statusAt = now;
+    const rate = stats.updates / Math.max(1e-3, (now - stats.started) / 1000);
+    setStatus(`Live per frame: ${rate.toFixed(1)} updates/s, ${Math.round(median(stats.roundTrip))} ms round trip ` +
+              (r.box ? "· face found" : "· no face in view: face the camera"));
+  }
+  return true;
 }
 
 function videoSeconds(file) {
@@ -222,6 +347,7 @@ function videoSeconds(file) {
 // preview shows the camera.
 function showPreview(blob) {
   if (camera.on) return;
+  followClipFaces(null);  // the boxes of the video shown before
   const preview = $("preview");
   if (preview.src) URL.revokeObjectURL(preview.src);
   preview.src = URL.createObjectURL(blob);
@@ -286,20 +412,28 @@ function initExamples(examples) {
   $("examples").hidden = !(examples && examples.length);
 }
 
-function toggleLive(mode) {
+// Starts `mode`, or stops the mode running; `why`: the error that stopped it, said instead of the count.
+function toggleLive(mode, why) {
   if (state.stopLive) {
     state.stopLive();
     state.stopLive = null;
-    setStatus(`Live stopped after ${state.updates} update(s).`);
+    clearOverlay($("overlay"));
+    $("outputs").classList.remove("per-frame");
+    if (why) setStatus(why, true);
+    else setStatus(`Live stopped after ${state.updates} update(s).`);
   } else {
     state.history = [];
+    state.window = null;
     state.liveStart = performance.now();
     state.liveMode = mode;
+    window.__liveStats = { mode, started: state.liveStart, updates: 0, faces: 0, errors: 0, roundTrip: [],
+                           server: [], detect: [], last: null };
     state.stopLive = LIVE_MODES[mode].start({
-      camera, overlay: $("overlay"), score: scoreLive,
+      camera, score: scoreLive, sendFrame, showFrame,
       fail: (e) => setStatus("Recording stopped: " + (e.message || e), true),
     });
-    setStatus("Live: scoring the last 2 s, about every 2 s…");
+    $("outputs").classList.toggle("per-frame", mode === "frame");
+    setStatus(LIVE_MODES[mode].status);
   }
   refreshButtons();
 }
@@ -314,6 +448,7 @@ function stopCamera() {
 function initCamera() {
   for (const [mode, spec] of Object.entries(LIVE_MODES)) {
     const b = Object.assign(document.createElement("button"), { type: "button", title: spec.title });
+    if (mode === "frame" && !state.info.frame_mode.available) b.title = plainError(409, state.info.frame_mode.reason);
     b.id = mode === "clip" ? "live" : "live-" + mode;
     b.dataset.mode = mode;
     b.addEventListener("click", () => toggleLive(mode));
@@ -321,14 +456,18 @@ function initCamera() {
   }
   $("camera").addEventListener("click", async () => {
     try {
+      followClipFaces(null);  // the preview is the camera's now
       await camera.start(state.info.modalities.includes("audio"));
-      setStatus("Camera on: record 3 s, or go live (an update every ~2 s).");
+      setStatus(state.info.frame_mode.available
+        ? "Camera on: record 3 s, go live (an update every ~2 s), or live per frame (the face boxed as it moves)."
+        : "Camera on: record 3 s, or go live (an update every ~2 s).");
     } catch (e) {
       setStatus(cameraError(e), true);
     }
     refreshButtons();
   });
   $("stop-camera").addEventListener("click", stopCamera);
+  $("preview").addEventListener("timeupdate", () => drawClipFaceAt($("preview").currentTime));
   $("record").addEventListener("click", async () => {
     state.busy = true;
     refreshButtons();

@@ -1,4 +1,5 @@
-// The webcam: start and stop it, record fixed-length WebM files from it, and the live modes built on those.
+// The webcam: start and stop it, record fixed-length WebM files from it, and the live modes built on it (2 s clips,
+// or still frames one by one).
 
 export const LIVE_SEGMENT_MS = 2000;   // the clip mode scores the last 2 s of the camera
 
@@ -91,9 +92,45 @@ function startClipMode({ camera, score, fail }) {
   return () => { running = false; camera.stopRecording(); };
 }
 
-// The live modes: each takes {camera, score(blob, name) -> Promise, fail(error), overlay} and returns the function
-// that stops it. A per-frame mode (small frames scored one by one, the face box and top emotion drawn on the
-// `overlay` canvas laid over the preview) registers here beside the clip mode; the page makes a button per mode.
+// Per-frame mode: a still of the preview, scaled down to FRAME_WIDTH px wide, sent as a JPEG; the next one is taken
+// as soon as the answer to this one comes. One request in flight: the rate is what the server can score, the box
+// drawn is never more than one answer old, and nothing queues up when the server slows down.
+export const FRAME_WIDTH = 192;  // the face detector's working size (it scales smaller frames up to 192 px)
+// ?frame_width=N in the page's address tries another size (the live benchmark compares them), within reason.
+const ASKED_WIDTH = parseInt(new URLSearchParams(location.search).get("frame_width"), 10);
+const SEND_WIDTH = ASKED_WIDTH >= 64 && ASKED_WIDTH <= 640 ? ASKED_WIDTH : FRAME_WIDTH;
+const FRAME_QUALITY = 0.8;
+const RETRY_MS = 1000;
+
+const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function startFrameMode({ camera, sendFrame, showFrame }) {
+  let running = true;
+  const canvas = document.createElement("canvas");
+  (async () => {
+    while (running && camera.on) {
+      const video = camera.preview;
+      if (!video.videoWidth) { await pause(50); continue; }  // the first camera frame is not there yet
+      const width = Math.min(SEND_WIDTH, video.videoWidth);
+      const height = Math.round(video.videoHeight * width / video.videoWidth);
+      if (canvas.width !== width || canvas.height !== height) { canvas.width = width; canvas.height = height; }
+      canvas.getContext("2d").drawImage(video, 0, 0, width, height);
+      const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", FRAME_QUALITY));
+      if (!running) break;
+      const answer = await sendFrame(blob);
+      if (!running) break;
+      if (!showFrame(answer)) break;  // the page gave up on this mode (the server cannot score frames)
+      if (answer.status !== 200) await pause(RETRY_MS);  // said on the page; tried again a second later
+    }
+  })();
+  return () => { running = false; };
+}
+
+// The live modes: each takes {camera, score(blob, name) -> Promise, sendFrame(blob) -> Promise, showFrame(answer)
+// -> whether to go on, fail(error)} and returns the function that stops it; the page makes a button per mode.
 export const LIVE_MODES = {
-  clip: { label: "Live", title: "Score the last 2 s of the camera, about every 2 s", start: startClipMode },
+  clip: { label: "Live", title: "Score the last 2 s of the camera, about every 2 s", start: startClipMode,
+          status: "Live: scoring the last 2 s, about every 2 s…" },
+  frame: { label: "Live per frame", title: "Find the face in each camera frame and score it, about 10 times a second",
+           start: startFrameMode, status: "Live per frame: finding the face…" },
 };

@@ -49,6 +49,9 @@ function curlFor(method, path, body) {
   if (body && body.content && body.content["multipart/form-data"]) {
     return `curl -s -F file=@video.mp4 -F text="what is said" ${host}${path}`;
   }
+  if (body && body.content && body.content["image/jpeg"]) {
+    return `curl -s -H "Content-Type: image/jpeg" --data-binary @face.jpg ${host}${path}`;
+  }
   return `curl -s ${method === "get" ? "" : "-X " + method.toUpperCase() + " "}${host}${path}`;
 }
 
