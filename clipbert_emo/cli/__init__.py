@@ -2,6 +2,7 @@
 
     clipbert-emo synthemo --out data/synthemo            # generate the built-in benchmark
     clipbert-emo finetune --config synthemo_cpu train.epochs=5      # a shipped config, by name or path
+    clipbert-emo tune --config synthemo_cpu --space configs/tune/space_synthemo.yaml --trials 8 --study lr   # Optuna
     clipbert-emo pretrain --config pretrain_coco_vg data.root=/data/coco
     clipbert-emo evaluate runs/synthemo_cpu/checkpoint data/synthemo/test.jsonl --n-test 16
     clipbert-emo predict runs/synthemo_cpu/checkpoint my_video.mp4 --text "no way!"
@@ -28,11 +29,12 @@ from .checkpoints import (add_convert_clipbert_parser, add_evaluate_parser, add_
 from .common import add_common, set_stdout, to_stdout
 from .face_model import add_face_model_parser
 from .predict import add_predict_parser
+from .tune import add_tune_parser
 from .training import (add_compare_fusion_parser, add_demo_parser, add_finetune_parser, add_pretrain_parser,
                        add_synthemo_parser, add_synthemo_tasks_parser, add_task_demo_parsers)
 
 # The subcommands, in the order --help lists them.
-COMMAND_PARSERS = (add_synthemo_parser, add_finetune_parser, add_pretrain_parser, add_evaluate_parser,
+COMMAND_PARSERS = (add_synthemo_parser, add_finetune_parser, add_tune_parser, add_pretrain_parser, add_evaluate_parser,
                    add_predict_parser, add_serve_parser, add_demo_parser, add_compare_fusion_parser, add_search_parser,
                    add_synthemo_tasks_parser, add_task_demo_parsers, add_convert_clipbert_parser, add_export_parser,
                    add_face_model_parser)
@@ -61,8 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format=log_format())
     from contextlib import redirect_stdout
 
     from ..config import UserError
@@ -87,6 +88,20 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"clipbert-emo {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def log_format(env=os.environ) -> str:
+    """The log line's format. Under a launcher every process of every machine writes to the job's log, so each line
+    says which process wrote it: its global rank, the machine (node rank, host) and its rank on that machine."""
+    if int(env.get("WORLD_SIZE", "1")) <= 1:
+        return "%(levelname)s %(name)s: %(message)s"
+    import socket
+
+    # torchrun (accelerate launch) names the machine GROUP_RANK; DeepSpeed's own launcher CROSS_RANK
+    node = env.get("GROUP_RANK") or env.get("CROSS_RANK") or env.get("NODE_RANK") or "?"
+    where = (f"rank {env.get('RANK', '?')}/{env['WORLD_SIZE']} node {node} {socket.gethostname()} "
+             f"local {env.get('LOCAL_RANK', '?')}")
+    return f"%(levelname)s [{where.replace('%', '%%')}] %(name)s: %(message)s"
 
 
 def _exit(code: int) -> None:
