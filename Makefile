@@ -67,8 +67,9 @@ browser:
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) ; } || \
 	  echo "Chromium could not be installed: the browser tests will skip"
 
+# The slow set (two machines on one host, more ZeRO stages, full-size conversion, ...): CI runs it after `make test`.
 test-slow: $(STAMP)
-	$(PY) -m pytest -q -m "slow" tests
+	$(PY) -m pytest -q -m "slow" --durations=15 tests
 
 clean:
 	rm -rf site runs data/synthemo data/synthemo_audio data/synthemo_captions data/synthemo_rq

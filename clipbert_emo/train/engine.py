@@ -358,7 +358,7 @@ class Engine:
             for observer in self.observers:
                 observer.on_step(self, state.step, logs)
         if cfg.train.save_every_steps and state.step % cfg.train.save_every_steps == 0:
-            self._save_last(recipe, state, epoch, batches, logged=logged)  # every rank (DeepSpeed shards, ZeRO-3 gather)
+            self._save_last(recipe, state, epoch, batches, logged=logged)  # every rank: DeepSpeed shards, ZeRO-3 gather
         _after_step(state.step)
 
     def _end_epoch(self, recipe, state: RunState, epoch: int, logged: dict) -> None:
