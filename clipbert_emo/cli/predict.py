@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..config.choices import AGGREGATIONS
 from .common import add_speed_options, non_negative, png_path, positive, say, utf8_text
+from .predict_rows import TimelinePngs, summarise_run, table_row
 
 
 def _cmd_predict(args) -> int:
@@ -108,24 +109,7 @@ def _predict_many(args, predictor, text: str | None, state=None) -> int:
     finally:
         if out is not None:
             out.close()
-    return _summary(args, run.rows, run.held, out.path if out is not None else None, png_dir)
-
-
-def _summary(args, rows: list[dict], held: int, out_path, png_dir) -> int:
-    """The table of a many-video run (unless --json) and its exit status: 1 if a video failed."""
-    failed = sum(1 for row in rows if "error" in row)
-    if not args.json:
-        from ..eval.report import format_table
-
-        cols = ["video", "prediction", "p_top", "clips"] + [c for c in ("no_face_frames", "error")
-                                                            if any(c in row for row in rows)]
-        if rows:
-            say(format_table(rows, cols))
-        say(f"{len(rows) - failed} of {len(rows)} videos scored" + (f", {failed} failed" if failed else "")
-            + (f"; {held} already in {out_path} (--resume)" if held else "")
-            + (f"; written: {out_path}" if out_path is not None else "")
-            + (f"; timelines in {png_dir}" if png_dir else ""))
-    return 1 if failed else 0
+    return summarise_run(args, run.rows, run.held, out.path if out is not None else None, png_dir)
 
 
 class _ManyRun:
@@ -145,7 +129,7 @@ class _ManyRun:
         args, out = self.args, self.out
         if self.png_dir is not None:
             self.png_dir.mkdir(parents=True, exist_ok=True)
-        pngs = _TimelinePngs(self.predictor.labels, self.png_dir, out) if self.png_dir is not None else None
+        pngs = TimelinePngs(self.predictor.labels, self.png_dir, out) if self.png_dir is not None else None
         # --resume: what --out holds is not scored again, and what the part files of an interrupted run with
         # several processes hold goes into --out in its place (cli/predict_parts.py).
         plan = make_plan(args.paths, self.text, args.transcripts, out,
@@ -173,66 +157,13 @@ class _ManyRun:
                     out.add(r)
                 if args.json:
                     say(json.dumps(r))
-                self.rows.append(_table_row(r))
+                self.rows.append(table_row(r))
         finally:
             if scored is not None:
                 scored.close()  # closes predict_many too: its decoding workers stop here
         if plan.parts:  # their results are in --out now: once it is complete on disk, they go
             out.close()
             remove_parts(out.path)
-
-
-def _table_row(r: dict) -> dict:
-    row = {"video": r["video"], "prediction": r.get("prediction", "FAILED")}
-    if isinstance(r.get("prediction"), str):
-        row["p_top"] = r["probabilities"][r["prediction"]]
-        row["clips"] = r["n_test"]
-    if "face_crop" in r:
-        row["no_face_frames"] = f"{r['face_crop']['no_face_frames']}/{r['face_crop']['frames']}"
-    if "error" in r:
-        row["error"] = r["error"][:80]
-    return row
-
-
-class _TimelinePngs:
-    """One timeline PNG per video, named after it; the same file name in two folders gets _2, _3, ... (including
-    the names a resumed --out already used)."""
-
-    def __init__(self, labels: list[str], folder: Path, out=None):
-        self.labels, self.folder = labels, folder
-        self.used: set[str] = set()
-        self.reserve(out.held_rows if out is not None else ())
-
-    def reserve(self, rows) -> None:
-        """The names earlier runs gave (--resume), not given again."""
-        for row in rows:
-            if row.get("timeline") and not row.get("error"):
-                self.name(row["video"])
-
-    def name(self, video: str) -> str:
-        """A free name for ``video``'s PNG, taken now (the videos get theirs in input order, before any is scored,
-        so that the names do not depend on which process draws which video)."""
-        stem = Path(video).stem or "video"
-        name, k = stem, 1
-        while name in self.used:
-            k += 1
-            name = f"{stem}_{k}"
-        self.used.add(name)
-        return name
-
-    def draw(self, r: dict, name: str) -> None:
-        draw_timeline(r, self.labels, self.folder, name)
-
-
-def draw_timeline(r: dict, labels: list[str], folder: Path, name: str) -> None:
-    """``r``'s timeline to ``folder/name.png``, named in ``r["timeline_png"]`` (nothing for a failed video)."""
-    from ..predict import plot_timeline
-
-    if "probabilities" not in r.get("timeline", {}):
-        return
-    path = folder / f"{name}.png"
-    plot_timeline(r, labels, path)
-    r["timeline_png"] = str(path)
 
 
 def add_predict_parser(sub, common) -> None:

@@ -102,7 +102,7 @@ class Plan:
 def make_plan(paths, text: str | None, transcripts_path: str | None, out, batch_size: int, resume: bool,
               overwrite: bool, pngs=None) -> Plan:
     """What a run has to do (see the module's docstring). ``out``: the opened ResultsFile or None; ``pngs``: the
-    run's _TimelinePngs or None (each video to score gets its PNG name now, in input order, so that the names do
+    run's TimelinePngs or None (each video to score gets its PNG name now, in input order, so that the names do
     not depend on which process draws them)."""
     from ..predict import gather_inputs, read_transcripts, transcript_for
     from .results_file import shown_path
@@ -205,7 +205,7 @@ class _Sharded:
     def run(self) -> int:
         from accelerate.utils import broadcast_object_list
 
-        from .predict import _TimelinePngs
+        from .predict_rows import TimelinePngs
         from .results_file import ResultsFile
 
         args, labels = self.args, self.predictor.labels
@@ -215,7 +215,7 @@ class _Sharded:
         if self.main:
             try:
                 self.out = ResultsFile(args.out, labels, resume=args.resume, overwrite=args.overwrite)
-                pngs = _TimelinePngs(labels, self.png_dir, self.out) if self.png_dir is not None else None
+                pngs = TimelinePngs(labels, self.png_dir, self.out) if self.png_dir is not None else None
                 batch = args.batch_size or self.predictor.cfg.train.eval_batch_size
                 self.plan = make_plan(args.paths, self.text, args.transcripts, self.out, batch, args.resume,
                                       args.overwrite, pngs)
@@ -282,7 +282,7 @@ class _Sharded:
                     r["error"] = shown_path(r["error"])
                     tqdm.write(f"clipbert-emo predict: cannot read {r['video']}: {r['error']}", file=sys.stderr)
                 if self.png_dir is not None:
-                    from .predict import draw_timeline
+                    from .predict_rows import draw_timeline
 
                     draw_timeline(r, self.predictor.labels, self.png_dir, t["png"])
                 part.add(r)
@@ -293,7 +293,7 @@ class _Sharded:
         """Rank 0: --out in input order, from the part files; then the part files go."""
         from tqdm.auto import tqdm
 
-        from .predict import _summary, _table_row
+        from .predict_rows import summarise_run, table_row
         from .results_file import shown_path
 
         args, out, plan = self.args, self.out, self.plan
@@ -319,11 +319,11 @@ class _Sharded:
                 out.add(r)
                 if args.json:
                     say(json.dumps(r))
-                table.append(_table_row(r))
+                table.append(table_row(r))
         finally:
             out.close()
         remove_parts(args.out)
-        _summary(args, table, plan.held, out.path, self.png_dir)
+        summarise_run(args, table, plan.held, out.path, self.png_dir)
         # Not 1 for a video that failed, as one process gives: the launcher reports a rank's non-zero status as
         # a crash of the whole run, with a traceback. The failed videos are in --out and the line above.
         return 0

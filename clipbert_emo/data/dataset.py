@@ -22,7 +22,8 @@ from .decode import (DecodedFrames, VideoDecodeError, check_span, decode_what_de
                      keyframe_indices, open_video, read_image, read_unique_frames, scaled_size,
                      video_info)
 from .manifest import Manifest, Sample
-from .sampling import clip_spans_seconds, sample_clip_indices, snap_clips_to_keyframes
+from .sampling import clip_spans_seconds, snap_clips_to_keyframes
+from .sample_frames import sample_frame_indices, sample_frame_range
 from .audio import load_audio_clips
 from .face_tokens import load_face_clips
 from .transforms import Resize, clips_transform
@@ -64,10 +65,10 @@ def load_clips(
     reader = open_video(sample.video, num_threads=cfg.decode_threads, size=size)
     info = video_info(reader, sample.video)
     check_span(sample.start, sample.end, info.duration, sample.source or sample.video)
-    indices = _clip_indices(sample, info, cfg, num_clips, training, rng)  # (N, T)
+    indices = sample_frame_indices(sample, info, cfg, num_clips, training, rng)  # (N, T)
     keyframes = keyframe_indices(reader)
     if cfg.seek == "keyframe":  # only where a keyframe lies near a clip: the clips stay where accurate puts them
-        indices = snap_clips_to_keyframes(indices, keyframes, *_frame_range(sample, info))
+        indices = snap_clips_to_keyframes(indices, keyframes, *sample_frame_range(sample, info))
     try:
         unique_frames, inverse = read_unique_frames(reader, indices, sample.video, size,  # (U, H, W, 3), (N*T,)
                                                      cfg.decode_threads, keyframes)
@@ -77,7 +78,7 @@ def load_clips(
         # The container promised frames that do not decode (a truncated file): sample again among those that do.
         reader = decode_what_decodes(sample.video, reason=str(e).split(": ", 1)[-1])
         info = video_info(reader, sample.video)
-        indices = _clip_indices(sample, info, cfg, num_clips, training, rng)
+        indices = sample_frame_indices(sample, info, cfg, num_clips, training, rng)
         unique_frames, inverse = read_unique_frames(reader, indices, sample.video, threads=cfg.decode_threads)
     if context is not None:
         context["frames"] = indices.tolist()
@@ -113,24 +114,6 @@ def _face_cropped_clips(frames: np.ndarray, indices: np.ndarray, sample: Sample,
                         cfg.pad, Resize.from_config(cfg))[0]  # (T, h, w, 3) -> (1, T, h, w, 3) -> (T, 3, S, S)
         for c in crops
     ])  # N x (T, 3, S, S) -> (N, T, 3, S, S)
-
-
-def _frame_range(sample: Sample, info) -> tuple[int, int]:
-    """First and one-past-last frame of the sample's start/end span (the whole video without one)."""
-    first, last = 0, info.num_frames
-    if sample.start is not None:
-        first = min(int(sample.start * info.fps), info.num_frames - 1)
-    if sample.end is not None:
-        last = max(min(int(np.ceil(sample.end * info.fps)), info.num_frames), first + 1)
-    return first, last
-
-
-def _clip_indices(sample: Sample, info, cfg: DataConfig, num_clips: int, training: bool,
-                  rng: np.random.Generator | None) -> np.ndarray:
-    """Frame indices (N, T) of the sample's clips, within its start/end span if it has one."""
-    first, last = _frame_range(sample, info)
-    return sample_clip_indices(last - first, info.fps, num_clips, cfg.num_frames, cfg.clip_fps, training=training,
-                               rng=rng, single_clip=cfg.single_clip, frame_index=cfg.frame_index) + first
 
 
 # Per-clip modalities, in the order their tokens follow the text: name -> decoder. ``data.use_<name>``

@@ -22,6 +22,7 @@ from ..config import DataConfig
 from .decode import (DecodedFrames, VideoDecodeError, check_span, decode_what_decodes, is_image_path, keyframe_indices,
                      open_video, read_image, read_unique_frames, video_info)
 from .manifest import Sample
+from .sample_frames import sample_frame_indices, sample_frame_range
 from .sampling import clip_spans_seconds, snap_clips_to_keyframes
 
 # The fer package pads the grey frame this much before cutting, so a box widened past the frame's edge still cuts a
@@ -156,12 +157,10 @@ def _sampled_frames(sample: Sample, cfg: DataConfig, num_clips: int, training: b
 
 
 def _own_indices(sample: Sample, cfg: DataConfig, info, num_clips: int, training: bool, rng, keyframes) -> np.ndarray:
-    """(N, T) frame indices by the video decoder's own rule (data/dataset.py), for a model that reads faces but not
+    """(N, T) frame indices by the video decoder's own rule (data/sample_frames.py), for a model that reads faces but not
     the video: both modalities then sample a video alike."""
-    from .dataset import _clip_indices, _frame_range
-
     check_span(sample.start, sample.end, info.duration, sample.source or sample.video)
-    indices = _clip_indices(sample, info, cfg, num_clips, training, rng)
+    indices = sample_frame_indices(sample, info, cfg, num_clips, training, rng)
     if cfg.seek == "keyframe":
-        indices = snap_clips_to_keyframes(indices, keyframes, *_frame_range(sample, info))
+        indices = snap_clips_to_keyframes(indices, keyframes, *sample_frame_range(sample, info))
     return indices
