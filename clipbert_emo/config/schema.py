@@ -190,7 +190,9 @@ class ModelConfig:
     # logits move by ~1e-2, video-level predictions on SynthEmo's test split are unchanged: clipbert-emo bench
     # infer). Training precision is train.mixed_precision.
     inference_precision: str = "fp32"
-    channels_last: bool = False  # CNN in NHWC memory layout (faster convolutions on GPUs with tensor cores)
+    # CNN in NHWC memory layout: faster convolutions on GPUs with tensor cores, and 1.5x for fp32 CPU training of
+    # the demo's model (clipbert-emo bench train --fast-paths); only float rounding changes.
+    channels_last: bool = False
     compile: bool = False  # torch.compile the visual encoder and the fusion transformer (first batches compile)
     # Weight of an auxiliary loss from a linear classifier on each clip's mean visual token
     # (training only; inference uses the fused [CLS] alone). 0 = plain ClipBERT. A transformer
@@ -257,8 +259,8 @@ class TrainConfig:
     grad_accum_steps: int = 1
     # no | fp16 | bf16 | auto. auto = bf16 autocast where the chip computes bf16 natively (a GPU with bf16, a CPU
     # with AVX512-BF16/AMX-BF16 or Arm BF16: train/accelerator.py resolve_mixed_precision), fp32 elsewhere. The
-    # default stays no: bf16 moves the losses (by ~1e-2 over 20 tiny steps), so it is asked for, never implied
-    # by the machine (docs/performance.md, "Training precision and fast paths").
+    # default stays no: bf16 moves the losses, so it is asked for, never implied by the machine; on a CPU it pays
+    # for a ResNet trunk (1.6x), not for the demo's EfficientNet (docs/performance.md, "Training precision").
     mixed_precision: str = "no"
     val_n_test: int = 4  # N_test used for the per-epoch validation (cheaper than the final N_test)
     log_every: int = 10

@@ -9,6 +9,7 @@ measured side by side in the same run, so they hold even when the absolute times
     clipbert-emo bench decode --full          # adds 600 s videos (several minutes to generate and decode)
     clipbert-emo bench infer --checkpoint runs/demo/video+text/checkpoint --manifest data/synthemo/test.jsonl
     clipbert-emo bench train
+    clipbert-emo bench train --fast-paths     # fp32 vs bf16 vs each training fast path, loss curves (bench_train.py)
     clipbert-emo bench faces                  # face detection rate and ms per frame per detector (bench_faces.py)
     clipbert-emo bench live                   # the page's per-frame webcam mode: updates/s, latency (bench_live.py)
     clipbert-emo bench train --config clipbert_base --device cuda --shapes 1x2,8x2 --batch-size 16 \
@@ -208,8 +209,9 @@ def add_parser(sub, common):
                    "of bench_train.VARIANTS (default: all; fp32 always runs)")
     s.add_argument("--warmup", type=int, default=3, help="train --fast-paths: optimizer steps per run left out of "
                    "the step time (default: %(default)s)")
-    s.add_argument("--curve-epochs", type=int, default=3, help="train --fast-paths: epochs of the fp32 and bf16 "
-                   "runs whose loss curves and test metrics are compared (0 = none; default: %(default)s)")
+    s.add_argument("--curve-epochs", type=int, default=3, help="train --fast-paths: epochs of the fp32, bf16 and "
+                   "fp32+channels_last runs whose loss curves and test metrics are compared (0 = none; default: "
+                   "%(default)s)")
     s.add_argument("--data", default=None, help="train --fast-paths: a SynthEmo folder (train/val/test.jsonl) "
                    "(default: one generated once into runs/bench/synthemo_train)")
     s.add_argument("--peak-tflops", type=float, default=None, help="train: the chip's peak for the MFU column "

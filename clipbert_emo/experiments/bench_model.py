@@ -296,7 +296,10 @@ def bench_train(args) -> dict:
     steps = args.steps or (8 if args.full else 4)
     cfg = bench_config(args.config, args.overrides)
     device = torch.device(args.device)
-    precision = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.mixed_precision)
+    from ..train.accelerator import resolve_mixed_precision
+
+    mixed = resolve_mixed_precision(cfg.train.mixed_precision, device.type == "cuda")  # "auto" as training takes it
+    precision = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed)
     autocast = ((lambda: torch.autocast(device.type, dtype=precision)) if precision is not None
                 else contextlib.nullcontext)
     peak = args.peak_tflops or peak_tflops(device)
@@ -351,7 +354,7 @@ def bench_train(args) -> dict:
             else f"config {cfg.name}: {cfg.model.backbone}, {cfg.data.frame_size} px, {cfg.model.num_layers}x"
                  f"{cfg.model.hidden_size} fusion, random weights")
     notes = [f"{size}, batch {args.batch_size}, {steps} timed steps after one warm-up step, AdamW, "
-             f"precision {cfg.train.mixed_precision}, device {device}; videos: {manifest}",
+             f"precision {mixed}, device {device}; videos: {manifest}",
              "gflop_per_step: 3 x the forward pass's FLOPs (torch.utils.flop_counter, on the warm-up step); "
              f"mfu_pct: gflop_per_s against {f'{peak:g} TFLOP/s (dense bf16 peak)' if peak else 'no known peak'}",
              "peak_mem_mb: CUDA peak allocated on a GPU; on CPU the process's peak RSS so far, in row order"]
