@@ -1,4 +1,4 @@
-r"""``clipbert-emo bench decode|infer|train|faces|live``: speed measurements that print a table and write JSON.
+r"""``clipbert-emo bench decode|infer|train|faces|live|gpu``: speed measurements that print a table and write JSON.
 
 Every run records the machine (CPU, cores this process may use, load average before and after, torch and
 decoder versions, GPU if any) beside its rows, because on a shared CPU a number means little without the load
@@ -14,6 +14,8 @@ measured side by side in the same run, so they hold even when the absolute times
     clipbert-emo bench live                   # the page's per-frame webcam mode: updates/s, latency (bench_live.py)
     clipbert-emo bench train --config clipbert_base --device cuda --shapes 1x2,8x2 --batch-size 16 \
         --workers 8 train.mixed_precision=bf16 model.channels_last=true   # the full-size model on a GPU
+    clipbert-emo bench gpu --clipbert-src ClipBERT   # a lent GPU in one run: train variants, data wait, N_test=16
+                                                     # inference, the original ClipBERT's step (bench_gpu.py)
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from .bench_common import FPS, machine, report, write_test_video
 DURATIONS, DURATIONS_FULL = (10, 60), (10, 60, 600)
 HEIGHTS = (360, 720)
 GOPS = {"default": None, "2s": 50, "short": 25}
+NO_CUDA = "no CUDA device: bench gpu measures a GPU; --device cpu runs its smoke version"
 
 
 
@@ -141,6 +144,10 @@ def main(args) -> int:
         from .bench_live import bench_live
 
         bench_live(args)
+    elif args.what == "gpu":
+        from .bench_gpu import bench_gpu
+
+        bench_gpu(args)
     elif args.what == "infer":
         from .bench_model import bench_infer
 
@@ -160,16 +167,20 @@ def add_parser(sub, common):
     """The ``bench`` subcommand of the CLI (its table and JSON path go to stdout: the CLI routes them there)."""
     import argparse
 
-    s = sub.add_parser("bench", parents=[common], help="speed benchmarks: decode | infer | train | faces | live "
+    s = sub.add_parser("bench", parents=[common], help="speed benchmarks: decode | infer | train | faces | live | gpu "
                        "(table + JSON)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    s.add_argument("what", choices=["decode", "infer", "train", "faces", "live"],
+    s.add_argument("what", choices=["decode", "infer", "train", "faces", "live", "gpu"],
                    help="decode: N_test clips per seek mode against decoding every frame; infer: checkpoint load, "
                         "predict wall time, dense evaluation at N_test 1/4/16 (one CNN pass vs chunks, fp32 vs bf16); "
                         "train: samples/s, data wait and memory per clip shape and loader workers; faces: face "
                         "detection rate (without and with tracking) and ms per frame per detector on real clips; "
                         "live: the page's "
-                        "per-frame webcam mode in headless Chromium (updates/s, round trip, server ms per frame)")
+                        "per-frame webcam mode in headless Chromium (updates/s, round trip, server ms per frame); "
+                        "gpu: on a CUDA device in one run, training samples/s and MFU of clipbert_base per shape "
+                        "in fp32, bf16, bf16+channels_last, bf16+channels_last+compile, the data-wait share with "
+                        "--workers loader workers, N_test=16 inference ms per 15 s video (fp32 vs bf16) and the "
+                        "original ClipBERT's training step on the same batches (--clipbert-src)")
     s.add_argument("--out", default=None, help="JSON file for the rows and the machine (default: "
                    "runs/bench/<what>.json)")
     s.add_argument("--videos", default="runs/bench/videos", help="folder for the generated test videos, reused "
@@ -188,33 +199,43 @@ def add_parser(sub, common):
                    "ready face model)")
     s.add_argument("--manifest", default=None, help="infer: the videos to score, e.g. data/synthemo/test.jsonl "
                    "(default: generated 4 s clips); bf16 and fp32 predictions are compared on them")
-    s.add_argument("--config", default=None, help="train, infer: the model to measure, a config name or YAML "
+    s.add_argument("--config", default=None, help="train, infer, gpu: the model to measure, a config name or YAML "
                    "(e.g. clipbert_base: ResNet-50, 448 px, 12-layer BERT) built with random weights (default: the "
-                   "demo-size synthemo_cpu)")
-    s.add_argument("overrides", nargs="*", help="train, infer: config overrides as key.sub=value, e.g. "
+                   "demo-size synthemo_cpu; gpu: clipbert_base)")
+    s.add_argument("overrides", nargs="*", help="train, infer, gpu: config overrides as key.sub=value, e.g. "
                    "train.mixed_precision=bf16 model.channels_last=true")
-    s.add_argument("--device", default="cpu", help="train: where to run, cpu or cuda (default: %(default)s)")
-    s.add_argument("--shapes", default=None, help="train: N_train x T settings, e.g. 1x2,8x2 (default: "
-                   "1x1,1x2,2x2,4x4,16x16)")
-    s.add_argument("--workers", default="0,1,2", help="train: loader worker counts to try (default: %(default)s)")
-    s.add_argument("--batch-size", type=int, default=None, help="train: videos per step (default: 4; 8 with "
-                   "--fast-paths)")
-    s.add_argument("--steps", type=int, default=0, help="train: timed steps per setting (default: 4, 8 with --full; "
-                   "20 with --fast-paths)")
+    s.add_argument("--device", default=None, help="train, gpu: where to run, cpu or cuda (default: cpu; gpu: "
+                   "cuda, and without a CUDA device gpu stops unless --device cpu asks for its smoke version)")
+    s.add_argument("--shapes", default=None, help="train, gpu: N_train x T settings, e.g. 1x2,8x2 (default: "
+                   "1x1,1x2,2x2,4x4,16x16; gpu: 1x2,8x2, the data-wait row at the first)")
+    s.add_argument("--workers", default=None, help="train: loader worker counts to try (default: 0,1,2); gpu: "
+                   "those of the data-wait rows (default: 8)")
+    s.add_argument("--batch-size", type=int, default=None, help="train, gpu: videos per step (default: 4; 8 with "
+                   "--fast-paths; gpu: the config's train.batch_size, 16 for clipbert_base)")
+    s.add_argument("--steps", type=int, default=0, help="train, gpu: timed steps per setting (default: 4, 8 with "
+                   "--full; 20 with --fast-paths; 10 for gpu)")
     s.add_argument("--fast-paths", action="store_true", help="train: fp32 against bf16 autocast and each fast path "
                    "(channels_last, foreach/fused AdamW, torch.compile, loader workers), timed through the engine on "
                    "the demo's model and SynthEmo, plus fp32/bf16 loss curves (experiments/bench_train.py); JSON "
                    "default: runs/bench/train_fast_paths.json")
     s.add_argument("--variants", default="", help="train --fast-paths: the variants to run, comma-separated names "
-                   "of bench_train.VARIANTS (default: all; fp32 always runs)")
-    s.add_argument("--warmup", type=int, default=3, help="train --fast-paths: optimizer steps per run left out of "
-                   "the step time (default: %(default)s)")
+                   "of bench_train.VARIANTS (default: all; fp32 always runs); gpu: names of bench_gpu.VARIANTS "
+                   "(fp32, bf16, bf16+channels_last, bf16+channels_last+compile; default: all), which also pick "
+                   "the inference rows")
+    s.add_argument("--warmup", type=int, default=3, help="train --fast-paths, gpu: optimizer steps per run left out "
+                   "of the step time (gpu: timed apart as warmup_s, compilation included) (default: %(default)s)")
+    s.add_argument("--clipbert-src", default=None, help="gpu: a checkout of the original ClipBERT "
+                   "(git clone https://github.com/jayleicn/ClipBERT), imported at run time in a child process to "
+                   "time its training step on the same batches; without it that row says how to get one")
+    s.add_argument("--clipbert-python", default=None, help="gpu: the Python interpreter the original ClipBERT runs "
+                   "in, one with what it imports (transformers 2.x, apex, detectron2, horovod, easydict) "
+                   "(default: this one)")
     s.add_argument("--curve-epochs", type=int, default=3, help="train --fast-paths: epochs of the fp32, bf16 and "
                    "fp32+channels_last runs whose loss curves and test metrics are compared (0 = none; default: "
                    "%(default)s)")
     s.add_argument("--data", default=None, help="train --fast-paths: a SynthEmo folder (train/val/test.jsonl) "
                    "(default: one generated once into runs/bench/synthemo_train)")
-    s.add_argument("--peak-tflops", type=float, default=None, help="train: the chip's peak for the MFU column "
+    s.add_argument("--peak-tflops", type=float, default=None, help="train, gpu: the chip's peak for the MFU column "
                    "(default: the published dense bf16 peak of H100/H200/A100/L40S/A10G, none on CPU)")
     s.add_argument("--detectors", default="haar,mtcnn,ssd", help="faces: the detectors to compare, names of "
                    "data.face_detector (default: %(default)s)")
@@ -232,11 +253,24 @@ def add_parser(sub, common):
 
 
 def _with_default_out(args):
+    if args.device is None:
+        if args.what == "gpu":
+            import torch
+
+            from ..config import UserError
+
+            if not torch.cuda.is_available():
+                raise UserError(NO_CUDA)
+            args.device = "cuda"
+        else:
+            args.device = "cpu"
+    if args.workers is None:
+        args.workers = "8" if args.what == "gpu" else "0,1,2"
     fast_paths = args.what == "train" and args.fast_paths
     if args.out is None:
         args.out = "runs/bench/train_fast_paths.json" if fast_paths else f"runs/bench/{args.what}.json"
     if args.repeat is None:
         args.repeat = 2 if fast_paths else 1
-    if args.batch_size is None:
+    if args.batch_size is None and args.what != "gpu":  # gpu: the config's train.batch_size
         args.batch_size = 8 if fast_paths else 4
     return args

@@ -278,35 +278,115 @@ def _step_flops(model, batch, autocast) -> float:
     return 3.0 * float(counter.get_total_flops())
 
 
-def bench_train(args) -> dict:
-    """Training steps: samples/s, data wait vs compute, peak memory and model FLOP/s (MFU on known GPUs), per
-    clip shape and loader workers, for the demo-size model or ``--config``."""
+def train_autocast(cfg, device) -> tuple:
+    """(the precision cfg.train.mixed_precision resolves to on ``device``, as training takes "auto"; a factory of
+    its autocast context, a no-op one at fp32)."""
     import contextlib
 
     import torch
 
-    from ..build import build_model
-    from ..data.loading import make_loader
+    from ..train.accelerator import resolve_mixed_precision
+
+    mixed = resolve_mixed_precision(cfg.train.mixed_precision, device.type == "cuda")
+    precision = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed)
+    autocast = ((lambda: torch.autocast(device.type, dtype=precision)) if precision is not None
+                else contextlib.nullcontext)
+    return mixed, autocast
+
+
+def train_data(args, cfg) -> tuple:
+    """(task, manifest path, samples, tokenizer) the training benchmarks read: --manifest, or 16 generated 4 s
+    clips; a WordPiece vocabulary built from their texts."""
     from ..data.manifest import read_manifest
     from ..data.text import build_wordpiece_tokenizer
     from ..tasks import get_task
+
+    task = get_task(cfg.data.task)
+    manifest = Path(args.manifest) if args.manifest else clip_manifest("runs/bench/clips", 16)
+    samples = read_manifest(str(manifest), task.target_reader(cfg.data), require_video=True)
+    tokenizer = build_wordpiece_tokenizer([s.text for s in samples.samples], 200, "runs/bench/train_tokenizer")
+    return task, manifest, samples, tokenizer
+
+
+def build_train_model(cfg, data, tokenizer, device) -> tuple:
+    """(model in train mode on ``device``, its AdamW) for ``cfg`` with ``data``'s clip shape, seed 0, random
+    weights; the CUDA peak-memory counter starts after the model is on the device."""
+    import torch
+
+    from ..build import build_model
     from ..train.optim import build_optimizer
+
+    torch.manual_seed(0)
+    model = build_model(dataclasses.replace(cfg, data=data), len(tokenizer), tokenizer.pad_token_id or 0,
+                        pretrained=False).to(device).train()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    return model, build_optimizer(model, cfg.optim)
+
+
+def time_train_steps(model, optimizer, batches, device, autocast, steps: int, warmup: int = 1,
+                     flops: float | None = None, count_flops: bool = True) -> dict:
+    """``warmup`` + ``steps`` training steps (forward, backward, optimizer step) over ``batches`` (a loader, or a
+    list of batches taken over and over); the warm-up steps (worker start-up, first-call allocations,
+    compilation) are left out of the times. ``flops``: one step's FLOPs, or None to count them on the first step
+    (``count_flops``; without it they stay None).
+    -> {"wait": seconds waiting for batches, "compute": seconds computing, "samples": samples timed,
+    "flops": FLOPs per step, "warmup_s": seconds of the warm-up steps}."""
+    import torch
+
+    wait = compute = warmup_s = 0.0
+    done = 0
+    start = clock = time.perf_counter()
+    for step, batch in enumerate(_cycle(batches, steps + warmup)):
+        inputs = {k: batch[k].to(device, non_blocking=True) for k in ("input_ids", "attention_mask", "video",
+                                                                     "labels")}
+        got = time.perf_counter()
+        if flops is None and count_flops and step == 0:  # on the first (warm-up) step
+            flops = _step_flops(model, inputs, autocast)
+        with autocast():
+            out = model(**inputs)
+        out.loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        now = time.perf_counter()
+        if step >= warmup:
+            wait, compute, done = wait + got - clock, compute + now - got, done + len(batch["index"])
+        else:
+            warmup_s = now - start
+        clock = now
+    return {"wait": wait, "compute": compute, "samples": done, "flops": flops, "warmup_s": warmup_s}
+
+
+def train_row_numbers(timing: dict, steps: int, peak: float | None, device) -> dict:
+    """A training bench row's measurements from ``time_train_steps``'s timing."""
+    import torch
+
+    wait, compute, flops = timing["wait"], timing["compute"], timing["flops"]
+    gflops = flops * steps / compute / 1e9 if compute and flops is not None else None
+    return {"samples_per_s": timing["samples"] / (wait + compute), "step_s": (wait + compute) / steps,
+            "data_wait_pct": 100 * wait / (wait + compute),
+            "gflop_per_step": flops / 1e9 if flops is not None else None, "gflop_per_s": gflops,
+            "mfu_pct": 100 * gflops / (1000 * peak) if peak and gflops else None,
+            "peak_mem_mb": (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
+                            else peak_rss_mb())}
+
+
+def bench_train(args) -> dict:
+    """Training steps: samples/s, data wait vs compute, peak memory and model FLOP/s (MFU on known GPUs), per
+    clip shape and loader workers, for the demo-size model or ``--config``."""
+    import torch
+
+    from ..data.loading import make_loader
 
     started = machine()
     steps = args.steps or (8 if args.full else 4)
     cfg = bench_config(args.config, args.overrides)
     device = torch.device(args.device)
-    from ..train.accelerator import resolve_mixed_precision
-
-    mixed = resolve_mixed_precision(cfg.train.mixed_precision, device.type == "cuda")  # "auto" as training takes it
-    precision = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed)
-    autocast = ((lambda: torch.autocast(device.type, dtype=precision)) if precision is not None
-                else contextlib.nullcontext)
+    mixed, autocast = train_autocast(cfg, device)
     peak = args.peak_tflops or peak_tflops(device)
-    task = get_task(cfg.data.task)
-    manifest = Path(args.manifest) if args.manifest else clip_manifest("runs/bench/clips", 16)
-    samples = read_manifest(str(manifest), task.target_reader(cfg.data), require_video=True)
-    tokenizer = build_wordpiece_tokenizer([s.text for s in samples.samples], 200, "runs/bench/train_tokenizer")
+    task, manifest, samples, tokenizer = train_data(args, cfg)
     default_shapes = args.shapes is None
     shapes = parse_shapes(args.shapes or "1x1,1x2,2x2,4x4,16x16")
     workers_list = [int(w) for w in args.workers.split(",")]
@@ -316,40 +396,12 @@ def bench_train(args) -> dict:
             if default_shapes and (n, t) == (16, 16) and workers != 1 and not args.full:
                 continue  # the dense setting once by default: minutes per worker count on 2 cores
             data = dataclasses.replace(cfg.data, num_clips_train=n, num_frames=t, num_workers=workers)
-            torch.manual_seed(0)
-            model = build_model(dataclasses.replace(cfg, data=data), len(tokenizer), tokenizer.pad_token_id or 0,
-                                pretrained=False).to(device).train()
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-            optimizer = build_optimizer(model, cfg.optim)
+            model, optimizer = build_train_model(cfg, data, tokenizer, device)
             loader = make_loader(samples, data, tokenizer, True, args.batch_size, 0, task=task)
-            wait = compute = flops = 0.0
-            done = 0
-            clock = time.perf_counter()
-            for step, batch in enumerate(_cycle(loader, steps + 1)):
-                inputs = {k: batch[k].to(device, non_blocking=True) for k in ("input_ids", "attention_mask", "video",
-                                                                             "labels")}
-                got = time.perf_counter()
-                if step == 0:  # the warm-up step: worker start-up, first-call allocations, and the FLOP count
-                    flops = _step_flops(model, inputs, autocast)
-                with autocast():
-                    out = model(**inputs)
-                out.loss.backward()
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                now = time.perf_counter()
-                if step > 0:
-                    wait, compute, done = wait + got - clock, compute + now - got, done + len(batch["index"])
-                clock = now
-            gflops = flops * steps / compute / 1e9 if compute else None
-            rows.append({"n_train x T": f"{n}x{t}", "workers": workers, "samples_per_s": done / (wait + compute),
-                         "step_s": (wait + compute) / steps, "data_wait_pct": 100 * wait / (wait + compute),
-                         "gflop_per_step": flops / 1e9, "gflop_per_s": gflops,
-                         "mfu_pct": 100 * gflops / (1000 * peak) if peak and gflops else None,
-                         "peak_mem_mb": (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
-                                         else peak_rss_mb())})
+            # the warm-up step: worker start-up, first-call allocations, and the FLOP count
+            timing = time_train_steps(model, optimizer, loader, device, autocast, steps, warmup=1)
+            rows.append({"n_train x T": f"{n}x{t}", "workers": workers,
+                         **train_row_numbers(timing, steps, peak, device)})
     size = ("demo-size model (configs/synthemo_cpu.yaml: EfficientNet-lite0, 64 px, 2x128 fusion)" if not args.config
             else f"config {cfg.name}: {cfg.model.backbone}, {cfg.data.frame_size} px, {cfg.model.num_layers}x"
                  f"{cfg.model.hidden_size} fusion, random weights")
