@@ -164,3 +164,48 @@ def test_test_time_clips_equal_the_clip_by_clip_transform_of_their_frames(make_v
     frames = read_frames(open_video(path), np.array(context["frames"]), str(path))  # (N, T, H, W, 3)
     assert len(np.unique(context["frames"])) < 18
     assert torch.equal(clips, torch.stack([clip_transform(c, 24, False) for c in frames]))
+
+
+@pytest.mark.parametrize("backbone,stride,frozen_prefixes,trained_prefix", [
+    ("resnet18", 4, ("backbone.stem.", "backbone.stages.0."), "backbone.stages.1."),
+    ("efficientnet_lite0", 4, ("backbone.net._conv_stem.", "backbone.net._bn0.", "backbone.net._blocks.0.",
+                               "backbone.net._blocks.1.", "backbone.net._blocks.2."), "backbone.net._blocks.3."),
+])
+def test_frozen_cnn_layers_keep_their_weights_and_statistics_while_the_rest_trains(
+        tiny_model_config, batch, backbone, stride, frozen_prefixes, trained_prefix):
+    from clipbert_emo.train.optim import build_optimizer
+    from clipbert_emo.config import OptimConfig
+
+    torch.manual_seed(0)
+    cfg = tiny_model_config(backbone=backbone, cnn_frozen_stride=stride, pretrained=False)
+    model = ClipBertForEmotion(cfg, K, V).train()
+    visual = model.cnn
+    before = {n: v.clone() for n, v in visual.state_dict().items()}
+    frozen = [n for n in before if n.startswith(frozen_prefixes)]
+    trained = [n for n in before if n.startswith(trained_prefix) and n.endswith("weight")]
+    assert frozen and trained
+    # model.train() leaves the frozen layers in eval mode: BatchNorm reads its stored statistics, never updates them
+    assert all(not m.training for layer in visual.frozen_layers for m in layer.modules())
+    optimizer = build_optimizer(model, OptimConfig(lr_cnn=1e-2, lr_transformer=1e-2))
+    optimized = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    video, ids, mask = batch(size=64 if backbone.startswith("efficientnet") else 32)  # stride 32 needs a 2x2 map
+    for _ in range(2):
+        loss = model(input_ids=ids, attention_mask=mask, video=video, labels=torch.tensor([0, 1])).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    after = visual.state_dict()
+    for name, param in visual.named_parameters():
+        if name.startswith(frozen_prefixes):
+            assert not param.requires_grad and id(param) not in optimized, name
+    assert all(torch.equal(before[n], after[n]) for n in frozen), "frozen weights and BatchNorm statistics unchanged"
+    assert any(not torch.equal(before[n], after[n]) for n in trained), "the layers after them train"
+
+
+def test_frozen_cnn_stride_is_checked_when_the_config_loads():
+    from clipbert_emo.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="model.cnn_frozen_stride=3"):
+        load_config("synthemo_cpu", ["model.cnn_frozen_stride=3"])
+    with pytest.raises(ConfigError, match="detectron2_resnet50 keeps its stem and res2 frozen"):
+        load_config("synthemo_cpu", ["model.cnn_frozen_stride=4", "model.backbone=detectron2_resnet50"])

@@ -161,6 +161,11 @@ class ModelConfig:
     pretrained: bool = False  # start the backbone from ImageNet weights
     backbone_weights: str = ""  # a local state-dict file for the backbone (overrides the default source)
     backbone_stages: int = 4  # residual stages kept: 4 = up to res5 (stride 32), 3 = up to res4 (stride 16)
+    # The backbone's leading layers up to this output stride keep their pretrained weights (no gradient, BatchNorm
+    # on its stored statistics): 4 = a ResNet's stem and res2, as the original ClipBERT's detectron2 backbone;
+    # EfficientNet's stem and blocks 0-2; 8 = up to its block 4 (configs/synthemo_cpu.yaml). Their backward, on the
+    # largest feature maps, is skipped (clipbert-emo bench train --fast-paths measures it). 0 = every layer trains.
+    cnn_frozen_stride: int = 0
     temporal_fusion: str = "mean"  # "mean" (ClipBERT) | "attention" (learned weights over the T frames)
     hidden_size: int = 768
     num_layers: int = 12
@@ -430,6 +435,12 @@ def _check_model(cfg: ExperimentConfig) -> None:
                           f"{m.cross_layers}, {m.fusion_aux_weight})")
     if m.backbone_stages not in (3, 4):
         raise ConfigError(f"model.backbone_stages={m.backbone_stages}: expected 3 or 4")
+    if m.cnn_frozen_stride not in (0, 2, 4, 8, 16, 32):
+        raise ConfigError(f"model.cnn_frozen_stride={m.cnn_frozen_stride}: expected 0 (train every layer) or an "
+                          "output stride: 2, 4, 8, 16 or 32")
+    if m.cnn_frozen_stride and m.backbone == "detectron2_resnet50":
+        raise ConfigError("model.cnn_frozen_stride: detectron2_resnet50 keeps its stem and res2 frozen itself (as the "
+                          "original ClipBERT); leave it at 0")
     if m.hidden_size % m.num_heads:
         raise ConfigError(f"model.hidden_size={m.hidden_size} is not divisible by model.num_heads={m.num_heads}")
     for key in ("inference_clips_per_pass", "inference_cnn_frames"):

@@ -42,9 +42,14 @@ VARIANTS: dict[str, list[str]] = {
     "fp32+fused_adamw": ["optim.adamw_kernel=fused"],
     "fp32+compile": ["model.compile=true"],
     "bf16+compile": ["train.mixed_precision=bf16", "model.compile=true"],
+    "fp32+frozen_cnn8": ["model.cnn_frozen_stride=8"],
+    "fp32+channels_last+frozen_cnn8": ["model.channels_last=true", "model.cnn_frozen_stride=8"],
     "fp32+workers0": ["data.num_workers=0"],
     "fp32+workers2": ["data.num_workers=2"],
 }
+# Every variant starts from the plain path: the demo config's own fast paths (channels_last, the frozen early CNN
+# layers) off, so that fp32 is the training `make demo` did before them and each row adds its one thing.
+PLAIN = ["model.channels_last=false", "model.cnn_frozen_stride=0"]
 # SynthEmo's own video size and length (64 px, 4 s at 8 fps, as `make demo` trains on), fewer videos: enough
 # training videos for the default warm-up + timed steps to stay inside the first epoch at batch 8.
 BENCH_SYNTHEMO = {"num_train": 192, "num_val": 48, "num_test": 96}
@@ -242,7 +247,7 @@ def bench_train_fast_paths(args) -> dict:
     out = Path(args.out)
     work = out.parent / f"{out.stem}_runs"  # each variant's run folder (replaced by the next round's run)
     data = Path(args.data) if args.data else bench_synthemo("runs/bench/synthemo_train", progress=not args.quiet)
-    common = [f"train.batch_size={batch}", f"train.threads={args.threads}", *args.overrides]
+    common = [*PLAIN, f"train.batch_size={batch}", f"train.threads={args.threads}", *args.overrides]
     # Round 1 compiles with an empty inductor cache (what a first run on a machine pays), later rounds with the
     # cache round 1 filled (what every later run pays); a cache the caller chose is left as it is.
     own_cache = "TORCHINDUCTOR_CACHE_DIR" not in os.environ and any("compile" in n for n in names)

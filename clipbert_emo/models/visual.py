@@ -38,6 +38,10 @@ class ResNetTrunk(nn.Module):
 
         self.gradient_checkpointing = False
 
+    def layers_with_stride(self) -> list[tuple[nn.Module, int]]:
+        """The trunk's layers in input order, each with the output stride it reaches (stem 4, layer1 4, ... 32)."""
+        return [(self.stem, 4)] + [(stage, 4 * 2 ** i) for i, stage in enumerate(self.stages)]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)  # (F, 3, H, W) -> (F, 64, H/4, W/4)
         for stage in self.stages:
@@ -107,6 +111,15 @@ class EfficientNetLiteTrunk(nn.Module):
         # The ImageNet classifier is never used; dropping it keeps checkpoints small.
         self.net._fc = nn.Identity()
 
+    def layers_with_stride(self) -> list[tuple[nn.Module, int]]:
+        """The stem and the 16 MBConv blocks in input order, each with the output stride it reaches (2 ... 32)."""
+        out, stride = [(nn.ModuleList([self.net._conv_stem, self.net._bn0]), 2)], 2
+        for block in self.net._blocks:
+            s = block._block_args.stride
+            stride *= s[0] if isinstance(s, (list, tuple)) else s
+            out.append((block, stride))
+        return out
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.extract_features(x)  # (F, 3, H, W) -> (F, 1280, H/32, W/32)
 
@@ -127,6 +140,23 @@ def build_trunk(name: str, num_stages: int, pretrained: bool, weights_file: str 
                              "train.init_checkpoint, or pass model.backbone_weights=FILE")
         return net
     return ResNetTrunk(name, num_stages, pretrained, weights_file)
+
+
+def freeze_trunk_layers(trunk: nn.Module, stride: int) -> list[nn.Module]:
+    """Keep the pretrained weights of the trunk's leading layers whose output stride is at most ``stride``
+    (model.cnn_frozen_stride): no gradient, and BatchNorm on its stored statistics, so they compute a fixed
+    function. Their backward is never run, which is where the time goes: the first layers work on the largest
+    feature maps. -> the layers frozen."""
+    if stride <= 0:
+        return []
+    if not hasattr(trunk, "layers_with_stride"):
+        raise ValueError(f"model.cnn_frozen_stride: the {type(trunk).__name__} backbone sets its own frozen "
+                         "layers (detectron2_resnet50 keeps the stem and res2, as the original); leave it at 0")
+    frozen = [layer for layer, reached in trunk.layers_with_stride() if reached <= stride]
+    for layer in frozen:
+        layer.requires_grad_(False)
+        layer.eval()
+    return frozen
 
 
 class GridEncoder(nn.Sequential):
@@ -176,6 +206,13 @@ class VisualEncoder(nn.Module):
         # Inference and layout settings (model.inference_cnn_frames, model.channels_last): set after building.
         self.frames_per_pass = 0
         self.channels_last = False
+        self.frozen_layers: list[nn.Module] = []  # model.cnn_frozen_stride's, kept in eval mode by train()
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for layer in self.frozen_layers:
+            layer.eval()
+        return self
 
     def enable_gradient_checkpointing(self) -> None:
         if hasattr(self.backbone, "gradient_checkpointing"):
@@ -218,6 +255,7 @@ def visual_encoder_from_config(cfg, pretrained: bool = True) -> VisualEncoder:
                             cfg.pixel_mean, cfg.pixel_std, pretrained and cfg.pretrained,
                             cfg.backbone_weights if pretrained else "", channel_order=cfg.channel_order)
     encoder.frames_per_pass = cfg.inference_cnn_frames
+    encoder.frozen_layers = freeze_trunk_layers(encoder.backbone, cfg.cnn_frozen_stride)
     if cfg.channels_last:
         encoder.channels_last = True
         encoder.to(memory_format=torch.channels_last)

@@ -17,6 +17,7 @@ def build_optimizer(model, cfg: OptimConfig) -> torch.optim.AdamW:
     groups = []
     for side, named in model.parameter_groups().items():
         lr = cfg.lr_cnn if side == "cnn" else cfg.lr_transformer
+        named = [(n, p) for n, p in named if p.requires_grad]  # frozen layers (model.cnn_frozen_stride) stay out
         decay = [p for n, p in named if not _no_decay(n, p)]
         no_decay = [p for n, p in named if _no_decay(n, p)]
         for params, wd in ((decay, cfg.weight_decay), (no_decay, 0.0)):
