@@ -32,7 +32,7 @@ from .data.dataset import tokenize_texts
 from .data.decode import IMAGE_SUFFIXES
 from .data.manifest import Sample
 from .data.files import VIDEO_SUFFIXES, walk_videos
-from .eval.retrieval import score_matrix, video_features
+from .eval.retrieval import ranking_scores, video_features
 from .tasks import Recipe, get_task
 
 CACHE_FOLDER = ".clipbert-emo-cache"
@@ -261,8 +261,7 @@ def search(checkpoint: str | Path, folder: str | Path, query: str, top_k: int = 
         raise UserError(f"{folder}: no video could be decoded ({len(counts['skipped'])} skipped: {reasons})")
     ids, mask = tokenize_texts(tokenizer, [query], cfg.data.max_text_len)  # (1, L)
     how = cfg.model.aggregation
-    scores = score_matrix(model, features, present, ids, mask, [how], cfg.retrieval.eval_pairs_per_pass, device,
-                          progress=False)[how][0]  # (V,)
+    scores = ranking_scores(model, cfg, features, present, ids, mask, [how], device, progress=False)[how][0]  # (V,)
     # A NaN would sort first and is not JSON: a video whose score is not a number is an error reported with it,
     # never a rank. Cached features are checked for NaN on reading, so this is the checkpoint's weights.
     finite = [j for j in range(len(usable)) if math.isfinite(float(scores[j]))]

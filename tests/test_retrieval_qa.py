@@ -102,6 +102,47 @@ def test_score_matrix_is_the_same_at_any_block_size_100_by_100(tiny_retrieval_mo
     assert small["lse"][7, 42] == pytest.approx(float(direct[1] - direct[0]), abs=1e-5)
 
 
+def test_itc_then_itm_reranks_the_top_k_and_keeps_itcs_order_below_them(tiny_retrieval_model):
+    from clipbert_emo.eval.retrieval import contrastive_scores, rerank_top_k, score_matrix
+
+    model, _ = tiny_retrieval_model
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        feats = model.encode_features({"video": torch.randint(0, 255, (30, 2, 2, 3, 32, 32), dtype=torch.uint8,
+                                                              generator=g)})  # {"video": (V, N, D, h, w)}
+    present = {"video": torch.ones(30, dtype=torch.bool)}
+    ids = torch.randint(5, 50, (12, 6), generator=g)
+    mask = torch.ones_like(ids)
+    mask[0, 4:] = 0
+    itc = contrastive_scores(model, feats, ids, mask)
+    # the cosine of the loss's own embeddings, by hand for one pair
+    v = feats["video"][5].mean(dim=(0, 2, 3))
+    t = model.transformer.bert.embeddings.word_embeddings(ids[0, :4]).mean(0)
+    assert float(itc[0, 5]) == pytest.approx(float(torch.nn.functional.cosine_similarity(v, t, dim=0)), abs=1e-5)
+    itm = score_matrix(model, feats, present, ids, mask, ("lse",), progress=False)["lse"]
+    k = 5
+    out = rerank_top_k(model, feats, present, ids, mask, itc, k, ("lse",), pairs_per_pass=16, progress=False)["lse"]
+    for q in range(12):
+        top = set(itc[q].topk(k).indices.tolist())
+        order = out[q].argsort(descending=True).tolist()
+        assert set(order[:k]) == top, "the top k by ITC come first"
+        assert order[:k] == sorted(top, key=lambda j: -float(itm[q, j])), "ordered among themselves by ITM"
+        assert order[k:] == [j for j in itc[q].argsort(descending=True).tolist() if j not in top], "the rest: ITC's"
+        torch.testing.assert_close(out[q, order[:k]], itm[q, order[:k]], atol=1e-5, rtol=1e-4)
+    every = rerank_top_k(model, feats, present, ids, mask, itc, 30, ("lse",), progress=False)["lse"]
+    assert torch.equal(every.argsort(dim=1), itm.argsort(dim=1)), "k = V is the plain ITM ranking"
+
+
+def test_ranking_by_the_contrastive_embeddings_needs_the_contrastive_loss():
+    from clipbert_emo.config import ConfigError
+
+    with pytest.raises(ConfigError, match="retrieval.rank_by=itc_itm: .*model.contrastive_weight"):
+        load_config(None, [*TINY_OVERRIDES, "data.task=retrieval", "retrieval.rank_by=itc_itm"])
+    cfg = load_config(None, [*TINY_OVERRIDES, "data.task=retrieval", "retrieval.rank_by=itc",
+                             "model.contrastive_weight=1"])
+    assert cfg.retrieval.rank_by == "itc"
+
+
 # ---- the auxiliary video-text contrastive loss (model.contrastive_weight) ---------------------------------------
 
 def test_contrastive_loss_matches_a_hand_computation_and_drops_same_video_rows():

@@ -96,6 +96,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.mixed_precision": ("no", "fp16", "bf16", "auto"),
     "optim.optimizer": ("adamw", "apex_fused_adam"),
     "optim.adamw_kernel": ("auto", "for_loop", "foreach", "fused"),
+    "retrieval.rank_by": ("itm", "itc", "itc_itm"),
     "train.loss": ("ce", "weighted_ce", "focal"),
     "train.sampler": ("shuffle", "class_balanced"),
 }

@@ -334,6 +334,12 @@ class RetrievalConfig:
     # Evaluation ranks every video for every query: video features are computed once per video, then the
     # fusion transformer scores (query, video) pairs this many sequences (pairs x clips) per pass.
     eval_pairs_per_pass: int = 4096
+    # What orders the videos for a query. itm: the fused model's match margin (ClipBERT). itc: the cosine of the
+    # contrastive loss's embeddings (model.contrastive_weight: mean visual token, mean word embedding), no fusion
+    # pass. itc_itm: ALBEF's two stages: ITC picks each query's rerank_top_k videos, the ITM margin orders them,
+    # and they rank ahead of the rest, which keep ITC's order.
+    rank_by: str = "itm"
+    rerank_top_k: int = 16
 
 
 # The old spellings of renamed keys, as attributes (RENAMED_KEYS): code written against them keeps working.
@@ -435,6 +441,12 @@ def _check_model(cfg: ExperimentConfig) -> None:
                           f"{m.cross_layers}, {m.fusion_aux_weight})")
     if m.backbone_stages not in (3, 4):
         raise ConfigError(f"model.backbone_stages={m.backbone_stages}: expected 3 or 4")
+    r = cfg.retrieval
+    if r.rank_by != "itm" and cfg.data.task == "retrieval" and m.contrastive_weight <= 0:
+        raise ConfigError(f"retrieval.rank_by={r.rank_by}: ranks by the contrastive embeddings, which only "
+                          "model.contrastive_weight > 0 trains; set it, or rank_by=itm")
+    if r.rerank_top_k < 1:
+        raise ConfigError(f"retrieval.rerank_top_k={r.rerank_top_k}: at least 1")
     if m.cnn_frozen_stride not in (0, 2, 4, 8, 16, 32):
         raise ConfigError(f"model.cnn_frozen_stride={m.cnn_frozen_stride}: expected 0 (train every layer) or an "
                           "output stride: 2, 4, 8, 16 or 32")

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..config import AGGREGATIONS, renamed_keyword, resolve_n_test
@@ -93,6 +94,67 @@ def score_matrix(model, features: dict, present: dict, input_ids: torch.Tensor, 
     return scores
 
 
+@torch.no_grad()
+def contrastive_scores(model, features: dict, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                       device="cpu") -> torch.Tensor:
+    """(Q, V): the cosine of each query's and each video's contrastive embeddings (model.contrastive_weight's:
+    mean word embedding, mean visual token over the clips and the grid). No fusion pass: one matrix product."""
+    model.eval()
+    video = F.normalize(model.contrastive_video_embedding(features["video"].float()), dim=-1)  # (V, N, D, h, w) -> (V, D)
+    text = model.contrastive_text_embedding(input_ids.to(device), attention_mask.to(device))  # (Q, L) -> (Q, D)
+    return F.normalize(text.float().cpu(), dim=-1) @ video.T  # (Q, D) x (D, V) -> (Q, V)
+
+
+@torch.no_grad()
+def rerank_top_k(model, features: dict, present: dict, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                 first: torch.Tensor, top_k: int, aggregations=AGGREGATIONS, pairs_per_pass: int = 4096, device="cpu",
+                 progress: bool = True) -> dict:
+    """ALBEF's second stage: {aggregation: (Q, V)} where each query's ``top_k`` videos by ``first`` (Q, V) are
+    scored by the ITM margin and rank ahead of every other video, and the others keep ``first``'s order below them.
+    Only Q x top_k pairs go through the fusion transformer."""
+    model.eval()
+    num_q, num_v = first.shape
+    k = min(top_k, num_v)
+    top = first.topk(k, dim=1).indices  # (Q, k)
+    num_clips = next(iter(features.values())).shape[1]
+    q_chunk = max(1, pairs_per_pass // (num_clips * k))
+    margins = {how: torch.empty(num_q, k) for how in aggregations}
+    for q0 in tqdm(range(0, num_q, q_chunk), desc="re-ranking", disable=not progress, leave=False):
+        q1 = min(q0 + q_chunk, num_q)
+        picked = top[q0:q1].reshape(-1)  # (q, k) -> (q*k,): the videos each query's pairs read
+        ids = input_ids[q0:q1].repeat_interleave(k, dim=0).unsqueeze(1).to(device)  # (q, L) -> (q*k, 1, L)
+        mask = attention_mask[q0:q1].repeat_interleave(k, dim=0).unsqueeze(1).to(device)  # -> (q*k, 1, L)
+        block = {name: f[picked].to(device) for name, f in features.items()}  # (q*k, N, ...)
+        has = {name: p[picked].to(device) for name, p in present.items()}  # (q*k,)
+        clip_logits = model.clip_logits_from_features(ids, mask, block, has).float()  # (q*k, N, 2)
+        for how in aggregations:
+            pair = aggregate_clip_logits(clip_logits, how).view(q1 - q0, k, 2)  # (q*k, N, 2) -> (q, k, 2)
+            margins[how][q0:q1] = match_margin(pair).cpu()  # (q, k)
+    scores = {}
+    for how, m in margins.items():
+        # below the lowest re-ranked margin, in first's order
+        out = (m.min() - 1.0) - (first.max() - first)
+        out.scatter_(1, top, m)
+        scores[how] = out
+    return scores
+
+
+def ranking_scores(model, cfg, features: dict, present: dict, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                   aggregations=AGGREGATIONS, device="cpu", progress: bool = True) -> dict:
+    """{aggregation: (Q, V)} as retrieval.rank_by orders videos: the ITM margin of every pair (itm), the contrastive
+    cosine (itc; the same for every aggregation), or the cosine's top retrieval.rerank_top_k re-ranked by ITM
+    (itc_itm)."""
+    r = cfg.retrieval
+    if r.rank_by == "itm":
+        return score_matrix(model, features, present, input_ids, attention_mask, aggregations, r.eval_pairs_per_pass,
+                            device, progress)
+    first = contrastive_scores(model, features, input_ids, attention_mask, device)
+    if r.rank_by == "itc":
+        return {how: first for how in aggregations}
+    return rerank_top_k(model, features, present, input_ids, attention_mask, first, r.rerank_top_k, aggregations,
+                        r.eval_pairs_per_pass, device, progress)
+
+
 def rank_manifest(model, cfg, tokenizer, manifest: Manifest, n_test: int, aggregations=AGGREGATIONS,
                   batch_size: int = 8, device="cpu", progress: bool = True) -> dict:
     """Rank the manifest's videos (``n_test`` clips each) for each of its captions; {"reports": {aggregation:
@@ -104,9 +166,8 @@ def rank_manifest(model, cfg, tokenizer, manifest: Manifest, n_test: int, aggreg
     feats, present, skipped = video_features(model, videos, cfg.data, tokenizer, n_test, batch_size, device,
                                              progress)
     ids, mask = tokenize_texts(tokenizer, queries, cfg.data.max_text_len)  # (Q, L)
-    scores = score_matrix(model, feats, present, ids, mask, aggregations, cfg.retrieval.eval_pairs_per_pass, device,
-                          progress)
-    return {"n_test": n_test, "num_videos": len(videos), "num_queries": len(queries),
+    scores = ranking_scores(model, cfg, feats, present, ids, mask, aggregations, device, progress)
+    return {"n_test": n_test, "rank_by": cfg.retrieval.rank_by, "num_videos": len(videos), "num_queries": len(queries),
             "eval_seconds": time.time() - start, "skipped": [list(s) for s in list(manifest.skipped) + skipped],
             "reports": {how: retrieval_metrics(s, truth) for how, s in scores.items()}}
 

@@ -92,7 +92,8 @@ def run_task_demo(kind: str, data_dir: str = "data/synthemo_rq", out_dir: str | 
     if kind == "retrieval":
         rows = retrieval_rows(test)
         title = (f"text-to-video retrieval, {test['num_videos']} test videos x "
-                 f"{test['num_queries']} captions, N_test={test['n_test']} (R@K in %)")
+                 f"{test['num_queries']} captions, N_test={test['n_test']}, ranked by "
+                 f"{test.get('rank_by', 'itm')} (R@K in %)")
     else:
         how = cfg.model.aggregation
         chance = qa_chance(data_dir / f"{kind}_test.jsonl", kind == "qa_mc")

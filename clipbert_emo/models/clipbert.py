@@ -137,6 +137,17 @@ class ClipBertForEmotion(ClipBertModel, ClipScorer):
                 grids, texts["input_ids"], texts["attention_mask"], texts["positive"], texts["group"]))
         return parts
 
+    @staticmethod
+    def contrastive_video_embedding(grids: torch.Tensor) -> torch.Tensor:
+        """What the contrastive loss compares of a video: its mean visual token, (V, N, D, h, w) -> (V, D)."""
+        return grids.mean(dim=(1, 3, 4))
+
+    def contrastive_text_embedding(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """... and of a text: the mean of its word embeddings, padding left out, (Q, L) -> (Q, D)."""
+        words = self.transformer.bert.embeddings.word_embeddings(input_ids)  # (Q, L) -> (Q, L, D)
+        mask = attention_mask.unsqueeze(-1).to(words.dtype)  # (Q, L) -> (Q, L, 1)
+        return (words * mask).sum(1) / mask.sum(1).clamp_min(1.0)  # (Q, L, D) -> (Q, D)
+
     def _contrastive_loss(self, grids, input_ids, attention_mask, positive, group) -> torch.Tensor:
         """model.contrastive_weight's loss: each video's mean visual token against the mean word embedding of the
         text that describes it (``positive``), the other rows' texts as negatives, except those of the same video
@@ -145,12 +156,10 @@ class ClipBertForEmotion(ClipBertModel, ClipScorer):
 
         b, p = input_ids.shape[:2]
         grids = grids.unflatten(0, (b, p))[:, 0]  # fuse repeated them per text: (B*P, N, ...) -> (B, N, ...)
-        video = grids.mean(dim=(1, 3, 4))  # (B, N, D, h, w) -> (B, D)
+        video = self.contrastive_video_embedding(grids)  # (B, N, D, h, w) -> (B, D)
         rows = torch.arange(b, device=input_ids.device)
         ids = input_ids[rows, positive]  # (B, P, L) -> (B, L)
-        mask = attention_mask[rows, positive].unsqueeze(-1).float()  # (B, P, L) -> (B, L, 1)
-        words = self.transformer.bert.embeddings.word_embeddings(ids)  # (B, L) -> (B, L, D)
-        text = (words * mask).sum(1) / mask.sum(1).clamp_min(1.0)  # (B, L, D) -> (B, D)
+        text = self.contrastive_text_embedding(ids, attention_mask[rows, positive])  # (B, L) -> (B, D)
         kept = ids * attention_mask[rows, positive]  # padding zeroed, so equal texts compare equal
         same = (kept[:, None, :] == kept[None, :, :]).all(-1)  # (B, B)
         return video_text_contrastive_loss(video, text, group, same=same)
