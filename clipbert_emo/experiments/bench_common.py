@@ -100,3 +100,26 @@ def write_test_video(path: str | Path, seconds: float, height: int, gop: int | N
 def peak_rss_mb() -> float:
     """This process's peak resident memory so far, MB (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# The test videos: heights, and x264's keyframe interval per GOP kind. "default" is x264's
+# own (keyint 250, i.e. 10 s at 25 fps: what encoders hand users); "short" is 1 s, "2s" 2 s (social-media encodes).
+HEIGHTS = (360, 720)
+GOPS = {"default": None, "2s": 50, "short": 25}
+NO_CUDA = "no CUDA device: bench gpu measures a GPU; --device cpu runs its smoke version"
+
+
+def test_videos(folder: str | Path, durations, heights=HEIGHTS, gops=GOPS, progress: bool = True,
+                match: str = "") -> list[dict]:
+    """The benchmark's videos, written once into ``folder`` and reused; ``match``: only those whose file name
+    contains it (the others are not written either)."""
+    from tqdm.auto import tqdm
+
+    todo = [(d, h, g, f"{d}s_{h}p_{g}gop.mp4") for d in durations for h in heights for g in gops]
+    videos = []
+    for d, h, g, name in tqdm([t for t in todo if match in t[3]], desc="test videos", disable=not progress, leave=False):
+        path = Path(folder) / name
+        if not path.exists():
+            write_test_video(path, d, h, gops[g])
+        videos.append({"path": str(path), "seconds": d, "height": h, "gop": g})
+    return videos

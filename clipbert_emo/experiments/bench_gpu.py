@@ -37,8 +37,7 @@ import sys
 import time
 from pathlib import Path
 
-from .bench import NO_CUDA
-from .bench_common import machine, report
+from .bench_common import NO_CUDA, machine, report, test_videos
 from .bench_model import (REPEAT, bench_config, build_train_model, demo_checkpoint, parse_shapes, peak_tflops,
                           time_train_steps, train_autocast, train_data, train_row_numbers)
 
@@ -213,7 +212,6 @@ def infer_rows(args, names, device, described) -> list[dict]:
     import torch
 
     from ..predict import Predictor
-    from .bench import test_videos
 
     rows = []
     base = bench_config(args.config, args.overrides)
