@@ -116,9 +116,11 @@ def test_itc_then_itm_reranks_the_top_k_and_keeps_itcs_order_below_them(tiny_ret
     mask[0, 4:] = 0
     itc = contrastive_scores(model, feats, ids, mask)
     # the cosine of the loss's own embeddings, by hand for one pair
-    v = feats["video"][5].mean(dim=(0, 2, 3))
-    t = model.transformer.bert.embeddings.word_embeddings(ids[0, :4]).mean(0)
-    assert float(itc[0, 5]) == pytest.approx(float(torch.nn.functional.cosine_similarity(v, t, dim=0)), abs=1e-5)
+    with torch.no_grad():
+        v = feats["video"][5].mean(dim=(0, 2, 3))
+        t = model.transformer.bert.embeddings.word_embeddings(ids[0, :4]).mean(0)
+        expected = float(torch.nn.functional.cosine_similarity(v, t, dim=0))
+    assert float(itc[0, 5]) == pytest.approx(expected, abs=1e-5)
     itm = score_matrix(model, feats, present, ids, mask, ("lse",), progress=False)["lse"]
     k = 5
     out = rerank_top_k(model, feats, present, ids, mask, itc, k, ("lse",), pairs_per_pass=16, progress=False)["lse"]
@@ -539,7 +541,7 @@ def test_a_damaged_cache_entry_is_recomputed(value, retrieval_checkpoint, search
 def test_a_non_finite_score_is_reported_never_ranked(retrieval_checkpoint, search_folder, capsys, monkeypatch):
     import clipbert_emo.search as search_mod
 
-    real = search_mod.score_matrix
+    real = search_mod.ranking_scores
 
     def one_nan(*args, **kwargs):
         scores = real(*args, **kwargs)
@@ -547,7 +549,7 @@ def test_a_non_finite_score_is_reported_never_ranked(retrieval_checkpoint, searc
             s[0, 1] = float("nan")
         return scores
 
-    monkeypatch.setattr(search_mod, "score_matrix", one_nan)
+    monkeypatch.setattr(search_mod, "ranking_scores", one_nan)
     rc, result, err = _search_json(capsys, retrieval_checkpoint, search_folder, "a face that smiles")
     assert rc == 0, err[-2000:]
     assert [Path(r["video"]).name for r in result["results"]] and "1.mp4" not in [Path(r["video"]).name
@@ -561,7 +563,7 @@ def test_a_non_finite_score_is_reported_never_ranked(retrieval_checkpoint, searc
             s.fill_(float("nan"))
         return scores
 
-    monkeypatch.setattr(search_mod, "score_matrix", all_nan)
+    monkeypatch.setattr(search_mod, "ranking_scores", all_nan)
     rc, _, err = _search_json(capsys, retrieval_checkpoint, search_folder, "a face that smiles")
     assert rc == 2 and "every video scored NaN/inf" in err.strip().splitlines()[-1]
 
