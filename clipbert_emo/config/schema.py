@@ -441,12 +441,6 @@ def _check_model(cfg: ExperimentConfig) -> None:
                           f"{m.cross_layers}, {m.fusion_aux_weight})")
     if m.backbone_stages not in (3, 4):
         raise ConfigError(f"model.backbone_stages={m.backbone_stages}: expected 3 or 4")
-    r = cfg.retrieval
-    if r.rank_by != "itm" and cfg.data.task == "retrieval" and m.contrastive_weight <= 0:
-        raise ConfigError(f"retrieval.rank_by={r.rank_by}: ranks by the contrastive embeddings, which only "
-                          "model.contrastive_weight > 0 trains; set it, or rank_by=itm")
-    if r.rerank_top_k < 1:
-        raise ConfigError(f"retrieval.rerank_top_k={r.rerank_top_k}: at least 1")
     if m.cnn_frozen_stride not in (0, 2, 4, 8, 16, 32):
         raise ConfigError(f"model.cnn_frozen_stride={m.cnn_frozen_stride}: expected 0 (train every layer) or an "
                           "output stride: 2, 4, 8, 16 or 32")
@@ -529,6 +523,11 @@ def _check_task(cfg: ExperimentConfig) -> None:
     if r.num_negatives < 1 or r.eval_pairs_per_pass < 1:
         raise ConfigError(f"retrieval.num_negatives and retrieval.eval_pairs_per_pass must be >= 1 (got "
                           f"{r.num_negatives}, {r.eval_pairs_per_pass})")
+    if r.rank_by != "itm" and d.task == "retrieval" and m.contrastive_weight <= 0:
+        raise ConfigError(f"retrieval.rank_by={r.rank_by}: ranks by the contrastive embeddings, which only "
+                          "model.contrastive_weight > 0 trains; set it, or rank_by=itm")
+    if r.rerank_top_k < 1:
+        raise ConfigError(f"retrieval.rerank_top_k={r.rerank_top_k}: at least 1")
     if m.contrastive_weight < 0 or (m.contrastive_weight > 0 and (
             d.task not in ("retrieval", "qa_mc") or not d.use_video)):
         # Which fusion strategies have the loss is theirs to say (models/registry.py: check_fusion).
