@@ -201,6 +201,38 @@ def test_contrastive_weight_adds_a_loss_that_reaches_the_cnn():
     load_config(None, [*TINY_OVERRIDES, "data.task=qa_mc", "model.contrastive_weight=1"])  # the question + right answer
 
 
+def test_contrastive_score_weight_adds_each_clips_similarity_to_its_candidates_score():
+    import dataclasses
+
+    import torch.nn.functional as F
+
+    from clipbert_emo.build import build_model
+
+    cfg = load_config(None, [*TINY_OVERRIDES, "data.task=qa_mc", "model.num_layers=1", "model.dropout=0",
+                             "model.contrastive_weight=1", "model.contrastive_score_weight=0.5"])
+    torch.manual_seed(0)
+    model = build_model(cfg, 50, pretrained=False).eval()
+    video = torch.randint(0, 255, (2, 3, 2, 3, 32, 32), dtype=torch.uint8)  # (B, N, T, 3, H, W)
+    ids = torch.randint(5, 50, (2, 4, 6))  # (B, P, L): four candidates per question
+    mask = torch.ones_like(ids)
+    mask[:, :, 4:] = 0  # padding is left out of the text's embedding
+    with torch.no_grad():
+        both = model.clip_logits(ids, mask, video)  # (B, N, P)
+        grids = model.encode_features({"video": video})["video"]  # (B, N, D, h, w)
+        model.cfg = dataclasses.replace(model.cfg, contrastive_score_weight=0.0)
+        head = model.clip_logits(ids, mask, video)
+        words = model.transformer.bert.embeddings.word_embeddings(ids[:, :, :4])  # (B, P, 4, D)
+    clip = F.normalize(grids.mean(dim=(-2, -1)), dim=-1)  # (B, N, D)
+    text = F.normalize(words.mean(2), dim=-1)  # (B, P, D)
+    by_hand = head + 0.5 * torch.einsum("bnd,bpd->bnp", clip, text) / 0.07
+    torch.testing.assert_close(both, by_hand, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ConfigError, match="contrastive_score_weight=1.0: .*qa_mc and model.contrastive_weight"):
+        load_config(None, [*TINY_OVERRIDES, "data.task=qa_mc", "model.contrastive_score_weight=1"])
+    with pytest.raises(ConfigError, match="contrastive_score_weight"):
+        load_config(None, [*TINY_OVERRIDES, "data.task=retrieval", "model.contrastive_weight=1",
+                           "model.contrastive_score_weight=1"])
+
+
 # ---- negative sampling --------------------------------------------------------------------------------------
 
 def _pairs(n_videos=5, captions=2):
@@ -427,11 +459,26 @@ def test_retrieval_end_to_end_and_search_cache(synthemo_tasks, tmp_path, monkeyp
     assert [r["score"] for r in first["results"]] == pytest.approx([r["score"] for r in second["results"]])
 
 
+def test_retrieval_trains_with_each_videos_captions_sharing_its_clips(synthemo_tasks, tmp_path):
+    import math
+
+    from clipbert_emo.train.finetune import finetune
+
+    # Two captions per training video: batched together, one draw of clips, the twin left out of the negatives.
+    m = finetune(_task_cfg(synthemo_tasks, "retrieval", tmp_path / "run", "data.group_by_video=true",
+                           "retrieval.hard_negatives=true", "model.contrastive_weight=0.5", "train.batch_size=8"),
+                 progress=False)
+    assert all(math.isfinite(h["train_loss"]) and h["train_loss_itc"] > 0 for h in m["history"])
+    assert m["test"]["reports"]["lse"]["num_videos"] == 6
+
+
+@pytest.mark.parametrize("grouped", [False, True], ids=["", "group_by_video"])
 @pytest.mark.parametrize("kind", ["qa", "qa_mc"])
-def test_qa_end_to_end(synthemo_tasks, tmp_path, kind):
+def test_qa_end_to_end(synthemo_tasks, tmp_path, kind, grouped):
     from clipbert_emo.train.finetune import finetune
 
     extra = ["model.contrastive_weight=0.5"] if kind == "qa_mc" else []  # the question + right answer as positive
+    extra += ["data.group_by_video=true", "train.batch_size=8"] if grouped else []  # two videos' questions a batch
     m = finetune(_task_cfg(synthemo_tasks, kind, tmp_path / "run", *extra), progress=False)
     rep = m["test"]["reports"]["lse"]
     if kind == "qa_mc":
@@ -616,3 +663,25 @@ def test_search_lists_a_folder_it_cannot_read_as_skipped(monkeypatch, tmp_path):
     found, skipped = list_videos(tmp_path)
     assert [p.name for p in found] == ["a.mp4"]
     assert skipped == [[str(tmp_path / "locked"), "cannot list this folder: permission denied; its videos are left out"]]
+
+
+# ---- the demo's baselines ----------------------------------------------------------------------------------------
+
+def test_multiple_choice_majority_baseline_picks_the_commonest_answer_or_guesses(tmp_path):
+    from clipbert_emo.experiments.retrieval_qa import multiple_choice_majority, qa_rows
+
+    rows = [("colour", ["red", "blue", "grey", "green"], 0),  # red is the commonest right colour: picked, right
+            ("colour", ["blue", "red", "grey", "green"], 1),  # right
+            ("colour", ["green", "red", "blue", "grey"], 0),  # red offered but green is right: wrong
+            ("colour", ["green", "blue", "grey", "pink"], "grey"),  # red not offered: a 1-in-4 guess
+            ("shape", ["square", "circle"], "circle")]
+    path = tmp_path / "mc.jsonl"
+    path.write_text("".join(json.dumps({"video": "v.mp4", "text": "q", "candidates": c, "answer": a,
+                                        "question_type": t}) + "\n" for t, c, a in rows))
+    got = multiple_choice_majority(path)
+    assert got["colour"] == pytest.approx((1 + 1 + 0 + 0.25) / 4) and got["shape"] == 1.0
+    report = {"accuracy": 0.6, "num_questions": 5, "acc_colour": 0.5, "n_colour": 4, "acc_shape": 1.0, "n_shape": 1}
+    table = qa_rows(report, {"all": 0.3, "colour": 0.25, "shape": 0.5}, ["colour", "shape"], got)
+    assert [r["question type"] for r in table] == ["all", "colour", "shape"]
+    assert table[0]["majority answer"] == pytest.approx((got["colour"] * 4 + 1.0) / 5), "weighted by count"
+    assert table[1]["majority answer"] == got["colour"] and table[1]["chance"] == 0.25

@@ -123,6 +123,10 @@ class DataConfig:
     # probability (its <name>_present mask set false), never all of them; drawn from the sample's own generator, so
     # a resumed run drops the same ones. Trains a model that copes with a missing transcript, face or sound.
     modality_dropout: float = 0.0
+    # Samples that share a video (the questions of one video in QA, one row each) are batched together and share
+    # one draw of clips, decoded and passed through the encoders once per batch (data/dataset.py); at evaluation
+    # they share the N_test clips. With four questions per video, a quarter of the CNN's work per epoch.
+    group_by_video: bool = False
     # Where test clips sit on the decoder's timeline: accurate = exactly the sampled frames (evaluation and
     # training: reproducible numbers); keyframe = each clip moved to the nearest keyframe, a few times faster
     # on long videos (prediction's default; the frames used are reported). See data/decode.py.
@@ -211,6 +215,11 @@ class ModelConfig:
     # visual_aux_weight, it lets a from-scratch model align what the CNN sees with the words before the
     # fusion transformer has learnt to compare them.
     contrastive_weight: float = 0.0
+    # Multiple-choice QA: add this weight x each clip's contrastive similarity with a candidate text (cosine of the
+    # clip's mean visual token and the text's mean word embedding, / 0.07 as in the loss) to the head's score of that
+    # candidate, in training and at test time: the fused [CLS] and the embeddings the contrastive loss aligns vote
+    # together (ALBEF scores with both). Needs contrastive_weight > 0; 0 = the head alone, as ClipBERT.
+    contrastive_score_weight: float = 0.0
     audio_tokens: int = 8  # tokens per audio window (data.use_audio)
     # A pretrained speech encoder for the audio windows instead of the log-mel CNN: a local folder or hub id of
     # a transformers wav2vec2 / HuBERT / WavLM / data2vec-audio checkpoint (needs data.audio.front_end=waveform).
@@ -533,6 +542,17 @@ def _check_task(cfg: ExperimentConfig) -> None:
         # Which fusion strategies have the loss is theirs to say (models/registry.py: check_fusion).
         raise ConfigError(f"model.contrastive_weight={m.contrastive_weight}: the contrastive loss is for "
                           f"data.task=retrieval or qa_mc with video (got task {d.task}); set it to 0 otherwise")
+    if d.group_by_video and cfg.train.sampler == "class_balanced":
+        raise ConfigError("data.group_by_video shuffles whole videos; train.sampler=class_balanced draws samples one "
+                          "by one: use one of them")
+    if d.group_by_video and not d.use_video:
+        raise ConfigError("data.group_by_video batches the samples of one video together to encode its clips once: "
+                          "it needs data.use_video")
+    if m.contrastive_score_weight < 0 or (m.contrastive_score_weight > 0 and (
+            d.task != "qa_mc" or m.contrastive_weight <= 0)):
+        raise ConfigError(f"model.contrastive_score_weight={m.contrastive_score_weight}: adds the contrastive "
+                          "similarity to each multiple-choice candidate's score; it needs data.task=qa_mc and "
+                          f"model.contrastive_weight > 0 (got task {d.task}, contrastive_weight {m.contrastive_weight})")
     if len(set(d.labels)) != len(d.labels) or not d.labels:
         raise ConfigError(f"data.labels must be a non-empty list of distinct names, got {d.labels}")
 

@@ -133,6 +133,14 @@ def enabled_modalities(cfg: DataConfig) -> list[str]:
     return [name for name in MODALITY_DECODERS if getattr(cfg, f"use_{name}", False)]
 
 
+def shared_video_key(sample: Sample):
+    """What makes two samples read the same clips under data.group_by_video: the same file, span and sound (the
+    questions of one video); None for a sample whose pixels come from elsewhere (an in-memory image)."""
+    if sample.image is not None or not sample.video:
+        return None
+    return (sample.video, sample.start, sample.end, sample.audio)
+
+
 class VideoTextDataset(Dataset):
     """Items of one split: the text, each enabled modality's clips, and the task's annotation.
 
@@ -153,6 +161,15 @@ class VideoTextDataset(Dataset):
         self.target = target or (lambda sample: None)
         self.text_of = text_of or (lambda sample: sample.text)
         self.modalities = enabled_modalities(cfg)
+        # data.group_by_video: each video's first sample index stands for the video (its clips' seed, the batch's
+        # sharing key); the last decoded video is kept, as its other samples come next (the grouped sampler).
+        self.video_rows: dict = {}
+        if cfg.group_by_video:
+            for i, sample in enumerate(self.samples):
+                key = shared_video_key(sample)
+                if key is not None:
+                    self.video_rows.setdefault(key, i)
+        self._last_decoded: tuple | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -169,28 +186,41 @@ class VideoTextDataset(Dataset):
         item["label"] = self.target(sample)
         if not self.modalities:
             return item
-        rng = np.random.default_rng([self.seed, self.epoch, index]) if self.training else None
+        row = self.video_rows.get(shared_video_key(sample)) if self.video_rows else None
+        if row is None:
+            rng = np.random.default_rng([self.seed, self.epoch, index]) if self.training else None
+            item.update(self._decode(sample, rng))
+        else:  # the video's clips are drawn by its first sample's generator, the same for all its samples
+            key = (row, self.epoch if self.training else None)
+            if self._last_decoded is None or self._last_decoded[0] != key:
+                rng = np.random.default_rng([self.seed, self.epoch, row]) if self.training else None
+                self._last_decoded = (key, self._decode(sample, rng))
+            item.update(self._last_decoded[1])
+            item["clip_key"] = row
+            rng = np.random.default_rng([self.seed, self.epoch, index, 1]) if self.training else None
+        if "error" not in item and self.training and self.cfg.modality_dropout > 0:
+            drop_modalities(item, self.modalities, self.cfg.use_text, self.cfg.modality_dropout, rng)
+        return item
+
+    def _decode(self, sample: Sample, rng: np.random.Generator | None) -> dict:
+        """Every enabled modality's clips of ``sample`` with their presence flags, spans and what the decoders
+        found (face counts and boxes, frame indices); ``{"error": why}`` for a video that does not decode."""
+        out: dict = {}
         context: dict = {}
         try:
             for name in self.modalities:
-                item[name], spans = MODALITY_DECODERS[name](sample, self.cfg, self.num_clips, self.training, rng,
-                                                            context)
+                out[name], spans = MODALITY_DECODERS[name](sample, self.cfg, self.num_clips, self.training, rng,
+                                                           context)
                 context.setdefault("spans", spans)
         except VideoDecodeError as e:
-            item["error"] = str(e)
-            return item
+            return {"error": str(e)}
         for name in self.modalities:  # a file without, say, a sound track: those tokens are masked out
-            item[f"{name}_present"] = name not in context.get("absent", ())
-        item["spans"] = context["spans"]
-        if "faces" in context:
-            item["faces"] = context["faces"]
-        if "face_boxes" in context:  # each clip's per-frame face boxes (data/faces.py: boxes_by_clip)
-            item["face_boxes"] = context["face_boxes"]
-        if "frames" in context:  # the frame indices the clips were read from (data.seek moves them)
-            item["frames"] = context["frames"]
-        if self.training and self.cfg.modality_dropout > 0:
-            drop_modalities(item, self.modalities, self.cfg.use_text, self.cfg.modality_dropout, rng)
-        return item
+            out[f"{name}_present"] = name not in context.get("absent", ())
+        out["spans"] = context["spans"]
+        # face counts and each clip's per-frame face boxes (data/faces.py: boxes_by_clip); the frame indices the
+        # clips were read from (data.seek moves them)
+        out.update({k: context[k] for k in ("faces", "face_boxes", "frames") if k in context})
+        return out
 
 
 def drop_modalities(item: dict, names: list[str], use_text: bool, p: float, rng: np.random.Generator) -> None:
@@ -233,9 +263,19 @@ class Collator:
             return batch
         batch["input_ids"], batch["attention_mask"] = tokenize_texts(self.tokenizer, [it["text"] for it in items],
                                                                      self.max_text_len)
+        # data.group_by_video: samples of one video carry the same clips; each is stacked once, (U, N, ...), and
+        # clip_rows (B,) says which row every sample reads (the model encodes U videos, then indexes).
+        keys = [it.get("clip_key") for it in items]
+        stacked = items
+        if None not in keys and len(set(keys)) < len(keys):
+            first: dict = {}
+            for k in keys:
+                first.setdefault(k, len(first))
+            stacked = [items[keys.index(k)] for k in first]
+            batch["clip_rows"] = torch.tensor([first[k] for k in keys], dtype=torch.long)  # (B,)
         for name in MODALITY_DECODERS:
             if name in items[0]:
-                batch[name] = torch.stack([it[name] for it in items])  # B x (N, ...) -> (B, N, ...)
+                batch[name] = torch.stack([it[name] for it in stacked])  # U x (N, ...) -> (U, N, ...), U <= B
                 batch[f"{name}_present"] = torch.tensor([it[f"{name}_present"] for it in items])  # (B,) bool
         if "text_present" in items[0]:  # modality dropout removed some transcripts
             batch["text_present"] = torch.tensor([it["text_present"] for it in items])  # (B,) bool
@@ -262,9 +302,10 @@ def tokenize_texts(tokenizer, texts: list, max_len: int) -> tuple[torch.Tensor, 
 
 
 def model_inputs(batch: dict) -> dict:
-    """The keyword arguments a model's forward takes from a batch: the text, every modality's clips, and which
-    samples have each modality (``<name>_present``)."""
-    names = set(MODALITY_DECODERS) | {f"{n}_present" for n in MODALITY_DECODERS} | {"text_present"}
+    """The keyword arguments a model's forward takes from a batch: the text, every modality's clips, which
+    samples have each modality (``<name>_present``), and under data.group_by_video which clips each sample reads
+    (``clip_rows``)."""
+    names = set(MODALITY_DECODERS) | {f"{n}_present" for n in MODALITY_DECODERS} | {"text_present", "clip_rows"}
     return {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask") or k in names}
 
 

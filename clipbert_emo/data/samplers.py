@@ -8,7 +8,7 @@ epochs 1..e-1.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Hashable, Sequence
 
 import torch
 from torch.utils.data import Sampler
@@ -44,14 +44,29 @@ class _ReplayableSampler(Sampler[int]):
 
 
 class EpochShuffleSampler(_ReplayableSampler):
-    """A fresh permutation of all samples each epoch."""
+    """A fresh permutation of all samples each epoch.
 
-    def __init__(self, num_samples: int, seed: int):
+    ``groups`` (one key per sample, e.g. its video): the groups are shuffled instead, and each group's samples
+    follow one another in manifest order, so a batch holds whole groups (but where a group straddles a batch
+    boundary) and the samples of a video can share its clips (data.group_by_video)."""
+
+    def __init__(self, num_samples: int, seed: int, groups: Sequence[Hashable] | None = None):
         self.num_samples = num_samples
         self.seed = seed
+        self.members: list[list[int]] | None = None
+        if groups is not None:
+            if len(groups) != num_samples:
+                raise ValueError(f"groups: one key per sample, got {len(groups)} for {num_samples} samples")
+            by_key: dict = {}
+            for i, key in enumerate(groups):
+                by_key.setdefault(key, []).append(i)
+            self.members = list(by_key.values())  # in order of first appearance
 
     def epoch_indices(self, epoch: int) -> list[int]:
-        return torch.randperm(self.num_samples, generator=self._generator(epoch)).tolist()
+        if self.members is None:
+            return torch.randperm(self.num_samples, generator=self._generator(epoch)).tolist()
+        order = torch.randperm(len(self.members), generator=self._generator(epoch)).tolist()
+        return [i for g in order for i in self.members[g]]
 
 
 class ClassBalancedSampler(_ReplayableSampler):

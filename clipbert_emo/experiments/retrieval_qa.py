@@ -9,7 +9,8 @@ chance level beside them:
   for every aggregation; chance is K/100 for R@K and 50.5 for the median rank.
 - QA: accuracy over all questions and per question type; beside it, chance (one over the number of
   answers the type has: 6 feelings, 6 mouth movements, 2 shapes, 4 colours; 1/4 for multiple choice)
-  and the accuracy of always giving the type's commonest test answer.
+  and the accuracy of always giving the type's commonest test answer (multiple choice: picking it where it is
+  a candidate, guessing where not).
 
 Writes ``<out>/summary.json`` ({"rows": [...], "train_seconds", "metrics"}) beside the run folder.
 """
@@ -51,14 +52,40 @@ def retrieval_rows(test: dict) -> list[dict]:
     return rows
 
 
-def qa_rows(report: dict, chance: dict, question_types) -> list[dict]:
+def qa_rows(report: dict, chance: dict, question_types, majority: dict | None = None) -> list[dict]:
+    """The table's rows: all questions, then each type. ``majority``: per type, the accuracy of always giving its
+    commonest answer (default: the report's ``majority_acc_<type>``, open-ended); "all" weighs the types by count."""
+    majority = majority or {t: report.get(f"majority_acc_{t}") for t in question_types}
+    types = [t for t in question_types if f"acc_{t}" in report]
+    known = [t for t in types if majority.get(t) is not None]
+    overall = (sum(majority[t] * report[f"n_{t}"] for t in known) / sum(report[f"n_{t}"] for t in known)
+               if known and len(known) == len(types) else None)
     rows = [{"question type": "all", "accuracy": report["accuracy"], "chance": chance["all"],
-             "majority answer": None, "questions": report["num_questions"]}]
-    for t in question_types:
-        if f"acc_{t}" in report:
-            rows.append({"question type": t, "accuracy": report[f"acc_{t}"], "chance": chance[t],
-                         "majority answer": report.get(f"majority_acc_{t}"), "questions": report[f"n_{t}"]})
+             "majority answer": overall, "questions": report["num_questions"]}]
+    for t in types:
+        rows.append({"question type": t, "accuracy": report[f"acc_{t}"], "chance": chance[t],
+                     "majority answer": majority.get(t), "questions": report[f"n_{t}"]})
     return rows
+
+
+def multiple_choice_majority(manifest_path: Path) -> dict:
+    """Per question type, the expected accuracy of always picking the type's commonest right answer in the split
+    (the open-ended baseline), with a uniform guess among the candidates where it is not one of them."""
+    from collections import Counter
+
+    records = [json.loads(line) for line in manifest_path.read_text().splitlines() if line.strip()]
+    def right(rec):
+        a = rec["answer"]
+        return rec["candidates"][a] if isinstance(a, int) else a
+
+    common = {t: Counter(right(r) for r in records if r["question_type"] == t).most_common(1)[0][0]
+              for t in {r["question_type"] for r in records}}
+    score: dict[str, list[float]] = {}
+    for r in records:
+        pick = common[r["question_type"]]
+        got = (float(right(r) == pick) if pick in r["candidates"] else 1.0 / len(r["candidates"]))
+        score.setdefault(r["question_type"], []).append(got)
+    return {t: sum(v) / len(v) for t, v in score.items()}
 
 
 def qa_chance(manifest_path: Path, multiple_choice: bool) -> dict:
@@ -97,7 +124,8 @@ def run_task_demo(kind: str, data_dir: str = "data/synthemo_rq", out_dir: str | 
     else:
         how = cfg.model.aggregation
         chance = qa_chance(data_dir / f"{kind}_test.jsonl", kind == "qa_mc")
-        rows = qa_rows(test["reports"][how], chance, cfg.data.question_types)
+        majority = multiple_choice_majority(data_dir / f"{kind}_test.jsonl") if kind == "qa_mc" else None
+        rows = qa_rows(test["reports"][how], chance, cfg.data.question_types, majority)
         title = (f"{'multiple-choice' if kind == 'qa_mc' else 'open-ended'} QA, N_test={test['n_test']}, "
                  f"aggregation {how}")
     print(f"\n== SynthEmo {title} ==")

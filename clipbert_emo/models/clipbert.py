@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from einops import rearrange, repeat
 
 from ..config import ModelConfig
@@ -120,8 +121,22 @@ class ClipBertForEmotion(ClipBertModel, ClipScorer):
 
     def _score_clips(self, input_ids, attention_mask, inputs, features=None) -> ScoredClips:
         enc = self.encode_clips(input_ids, attention_mask, inputs, features)
-        logits = pair_logits(self._head_logits(enc), enc.pairs)  # (B*P, N, K) -> (B, N, P*K)
+        logits = self._head_logits(enc)  # (B*P, N, K)
+        if self.cfg.contrastive_score_weight > 0 and enc.pairs and "video" in enc.features:
+            logits = logits + self.cfg.contrastive_score_weight * self._clip_text_similarity(
+                enc.features["video"], input_ids.flatten(0, 1), attention_mask.flatten(0, 1)).unsqueeze(-1)
+        logits = pair_logits(logits, enc.pairs)  # (B*P, N, K) -> (B, N, P*K)
         return ScoredClips(logits, enc.features, pairs=enc.pairs)
+
+    def _clip_text_similarity(self, grids: torch.Tensor, input_ids: torch.Tensor,
+                              attention_mask: torch.Tensor) -> torch.Tensor:
+        """model.contrastive_score_weight's term: every clip against its row's text in the contrastive loss's
+        embedding space, cosine / temperature. grids (R, N, D, h, w), texts (R, L) -> (R, N)."""
+        from .losses import CONTRASTIVE_TEMPERATURE
+
+        clips = F.normalize(grids.float().mean(dim=(-2, -1)), dim=-1)  # (R, N, D, h, w) -> (R, N, D)
+        text = F.normalize(self.contrastive_text_embedding(input_ids, attention_mask).float(), dim=-1)  # (R, D)
+        return torch.einsum("rnd,rd->rn", clips, text) / CONTRASTIVE_TEMPERATURE  # -> (R, N)
 
     def _head_logits(self, enc: EncodedClips) -> torch.Tensor:
         """The head on every clip's pooled [CLS] -> per-clip logits (R, N, K), one row per text: R = B, or B*P."""

@@ -204,8 +204,12 @@ def regression_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.l1_loss(p, target.to(p.dtype))
 
 
+CONTRASTIVE_TEMPERATURE = 0.07  # ALBEF's initial value; also what model.contrastive_score_weight divides by
+
+
 def video_text_contrastive_loss(video: torch.Tensor, text: torch.Tensor, group: torch.Tensor | None = None,
-                                temperature: float = 0.07, same: torch.Tensor | None = None) -> torch.Tensor:
+                                temperature: float = CONTRASTIVE_TEMPERATURE,
+                                same: torch.Tensor | None = None) -> torch.Tensor:
     """Symmetric InfoNCE between B videos and their B captions (row i of each belongs together).
 
     ``video`` (B, D) and ``text`` (B, D) are compared by cosine similarity / ``temperature``; each video's own

@@ -86,12 +86,18 @@ class ModalityEncoders(nn.Module):
 
     def encode_features(self, inputs: dict) -> dict:
         """Each modality's clips (B, N, ...) -> its encoder's output (B, N, D, ...): the visual tokens before
-        fusion, which do not depend on the text."""
+        fusion, which do not depend on the text. With ``clip_rows`` (B,) (data.group_by_video: samples that
+        share a video) the clips are (U, N, ...), one row per distinct video, each encoded once and then handed
+        to every sample that reads it."""
         missing = [m.name for m in self.modalities if inputs.get(m.name) is None]
         if missing:
             raise ValueError(f"this model was trained with {' and '.join(missing)}; pass "
                              + ", ".join(f"{name}=(B, N, ...)" for name in missing))
-        return {m.name: getattr(self, m.encoder_attr)(inputs[m.name]) for m in self.modalities}
+        features = {m.name: getattr(self, m.encoder_attr)(inputs[m.name]) for m in self.modalities}
+        rows = inputs.get("clip_rows")
+        if rows is None:
+            return features
+        return {name: f.index_select(0, rows) for name, f in features.items()}  # (U, N, D, ...) -> (B, N, D, ...)
 
     def enable_gradient_checkpointing(self) -> None:
         """Trade compute for memory: recompute the encoders' stages and every BERT's layers in the backward pass."""
@@ -220,7 +226,7 @@ class ClipScorer(ModalityEncoders):
 
     def _clip_logits(self, input_ids, attention_mask, video, clips_per_pass, **modalities) -> torch.Tensor:
         inputs = {k: v for k, v in {"video": video, **modalities}.items() if v is not None}
-        clips = {k: v for k, v in inputs.items() if not k.endswith("_present")}  # (B, N, ...) each
+        clips = {k: v for k, v in inputs.items() if not k.endswith("_present") and k != "clip_rows"}  # (B, N, ...)
         n = next(iter(clips.values())).shape[1] if clips else 1
         if clips_per_pass <= 0 or n <= clips_per_pass:
             return self._score(input_ids, attention_mask, inputs).clip_logits

@@ -202,7 +202,9 @@ class MultipleChoiceQATask(_QATask):
         return TaskLoss(lambda logits, labels, weights: F.cross_entropy(logits.float(), labels[:, 0]), class_weights)
 
     def contrastive_targets(self, batch: dict) -> dict:
-        return {"positive": batch["labels"][:, 0]}  # "question [SEP] right answer" describes the video
+        # "question [SEP] right answer" describes the video; under data.group_by_video the other questions of the
+        # same video (clip_rows) are no negatives of it
+        return {"positive": batch["labels"][:, 0], "group": batch.get("clip_rows")}
 
     def report(self, logits, labels, data) -> dict:
         answers, types = labels[:, 0].numpy(), labels[:, 1].numpy()

@@ -16,6 +16,7 @@ from ..build import build_model
 from ..checkpoint import WEIGHTS, load_weights, update_model_card
 from ..config import DataConfig, ExperimentConfig, resolve_n_test
 from ..data.benchmarks import has_split
+from ..data.dataset import shared_video_key
 from ..data.loading import make_loader, stratified_subset
 from ..data.samplers import ClassBalancedSampler, EpochShuffleSampler
 from ..eval.evaluate import evaluate
@@ -63,7 +64,8 @@ class FinetuneRecipe:
         if cfg.train.sampler == "class_balanced":
             sampler = ClassBalancedSampler(task.balance_labels(train_m, data, cfg.train.balance_head), cfg.train.seed)
         else:
-            sampler = EpochShuffleSampler(len(train_m.samples), cfg.train.seed)
+            groups = [shared_video_key(s) or i for i, s in enumerate(train_m.samples)] if data.group_by_video else None
+            sampler = EpochShuffleSampler(len(train_m.samples), cfg.train.seed, groups)
         train_loader = make_loader(train_m, data, tokenizer, True, cfg.train.batch_size, cfg.train.seed, task=task,
                                    sampler=sampler)
         val_loader = (make_loader(val_m, data, tokenizer, False, cfg.train.eval_batch_size, cfg.train.seed, task=task,

@@ -79,7 +79,7 @@ class RetrievalRecipe(FinetuneRecipe):
                                "from its pretraining head" if itm else "newly initialised")
         dataset = RetrievalPairDataset(train_m, data, training=True, num_negatives=cfg.retrieval.num_negatives,
                                        seed=cfg.train.seed)
-        sampler = EpochShuffleSampler(len(dataset), cfg.train.seed)
+        sampler = EpochShuffleSampler(len(dataset), cfg.train.seed, dataset.groups if data.group_by_video else None)
         collate = RetrievalCollator(tokenizer, data.max_text_len, lambda targets: task.collate(targets, data))
         train_loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.train.batch_size, sampler=sampler,
                                                    num_workers=data.num_workers, collate_fn=collate,
