@@ -189,7 +189,8 @@ def test_compare_fusion_refuses_a_strategy_before_training_any(synthemo_dir, tmp
 
     monkeypatch.setattr(finetune_module, "finetune", never)
     rc = main(["compare-fusion", "-q", "--config", "synthemo_qa_mc", "--out", str(tmp_path / "cmp"),
-               *TINY_OVERRIDES, *data_overrides(synthemo_dir), "model.contrastive_weight=0"])
+               *TINY_OVERRIDES, *data_overrides(synthemo_dir), "model.contrastive_weight=0",
+               "model.contrastive_score_weight=0"])
     assert rc == 2
     assert "model.fusion=late cannot be used with data.task=qa_mc" in capsys.readouterr().err
 

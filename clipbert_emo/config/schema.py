@@ -552,7 +552,8 @@ def _check_task(cfg: ExperimentConfig) -> None:
             d.task != "qa_mc" or m.contrastive_weight <= 0)):
         raise ConfigError(f"model.contrastive_score_weight={m.contrastive_score_weight}: adds the contrastive "
                           "similarity to each multiple-choice candidate's score; it needs data.task=qa_mc and "
-                          f"model.contrastive_weight > 0 (got task {d.task}, contrastive_weight {m.contrastive_weight})")
+                          f"model.contrastive_weight > 0 (got task {d.task}, contrastive_weight {m.contrastive_weight}); "
+                          "set it to 0 otherwise")
     if len(set(d.labels)) != len(d.labels) or not d.labels:
         raise ConfigError(f"data.labels must be a non-empty list of distinct names, got {d.labels}")
 
