@@ -133,12 +133,18 @@ def enabled_modalities(cfg: DataConfig) -> list[str]:
     return [name for name in MODALITY_DECODERS if getattr(cfg, f"use_{name}", False)]
 
 
+def video_key(sample: Sample) -> tuple:
+    """What makes two records the same video: the file and the span of it they use."""
+    return (sample.video, sample.start, sample.end)
+
+
 def shared_video_key(sample: Sample):
-    """What makes two samples read the same clips under data.group_by_video: the same file, span and sound (the
-    questions of one video); None for a sample whose pixels come from elsewhere (an in-memory image)."""
+    """What makes two samples read the same clips under data.group_by_video: the same video (:func:`video_key`)
+    and sound (the questions of one video); None for a sample whose pixels come from elsewhere (an in-memory
+    image)."""
     if sample.image is not None or not sample.video:
         return None
-    return (sample.video, sample.start, sample.end, sample.audio)
+    return (*video_key(sample), sample.audio)
 
 
 class VideoTextDataset(Dataset):

@@ -14,13 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .dataset import Collator, VideoTextDataset
+from .dataset import Collator, VideoTextDataset, video_key
 from .manifest import Manifest, Sample
-
-
-def video_key(sample: Sample) -> tuple:
-    """What makes two records the same video: the file and the span of it they use."""
-    return (sample.video, sample.start, sample.end)
 
 
 def gallery(manifest: Manifest) -> tuple[list[Sample], list[str], list[int]]:
