@@ -64,6 +64,57 @@ def test_silent_video_is_masked_and_audio_only_file_is_windowed(tmp_path, write_
     assert mels.shape[1] == cfg.audio.n_mels
 
 
+def test_cached_sound_tracks_equal_the_decoded_ones_and_skip_the_decoder(tmp_path, write_av, monkeypatch):
+    import os
+    import pickle
+
+    from clipbert_emo.data import audio as audio_module
+
+    clip, silent = write_av(tmp_path / "a.mp4", seconds=2.0), write_av(tmp_path / "s.mp4", audio=False)
+    cache = tmp_path / "cache"
+    decoded = []
+    real = audio_module.read_audio
+    monkeypatch.setattr(audio_module, "read_audio", lambda p, r: decoded.append(p) or real(p, r))
+    first = audio_module.read_audio_cached(clip, 16000, cache)
+    assert np.array_equal(first, real(clip, 16000)) and first.dtype == np.float32
+    assert audio_module.read_audio_cached(silent, 16000, cache) is None
+    assert len(decoded) == 2
+    again = audio_module.read_audio_cached(clip, 16000, cache)
+    assert np.array_equal(again, first) and audio_module.read_audio_cached(silent, 16000, cache) is None
+    assert len(decoded) == 2, "the second reads come from the cache"
+    audio_module.read_audio_cached(clip, 8000, cache)
+    assert len(decoded) == 3, "another rate is another entry"
+
+    # A rewritten file is a new version: decoded again, not served the old track.
+    write_av(clip, seconds=1.0)
+    st = os.stat(clip)
+    os.utime(clip, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    shorter = audio_module.read_audio_cached(clip, 16000, cache)
+    assert len(decoded) == 4 and len(shorter) < len(first)
+
+    # A damaged entry, or one holding a pickle (which would run code if unpickled), is decoded again and replaced.
+    for entry in sorted(cache.glob("*.npy")):
+        entry.write_bytes(pickle.dumps(np.zeros(3, dtype=object)))
+    ran = len(decoded)
+    assert np.array_equal(audio_module.read_audio_cached(clip, 16000, cache), shorter)
+    assert len(decoded) == ran + 1
+    assert np.array_equal(audio_module.read_audio_cached(clip, 16000, cache), shorter) and len(decoded) == ran + 1
+
+
+def test_the_audio_cache_leaves_the_training_windows_unchanged(tmp_path, write_av):
+    path = write_av(tmp_path / "v.mp4", seconds=3.0)
+    plain = DataConfig(frame_size=32, num_frames=1, clip_fps=4.0, use_audio=True)
+    cached = DataConfig(frame_size=32, num_frames=1, clip_fps=4.0, use_audio=True,
+                        audio=AudioConfig(cache_dir=str(tmp_path / "cache")))
+    sample = Sample(video=str(path), text="")
+    spans = [(0.2, 0.7), (1.1, 1.6), (2.3, 2.8)]
+    for epoch in range(2):  # the first fills the cache, the second reads it
+        a, _ = load_audio_clips(sample, plain, 3, True, np.random.default_rng(epoch), {"spans": spans})
+        b, _ = load_audio_clips(sample, cached, 3, True, np.random.default_rng(epoch), {"spans": spans})
+        assert torch.equal(a, b)
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 1
+
+
 def test_log_mel_shape_and_spec_augment():
     from clipbert_emo.data.audio import spec_augment
 

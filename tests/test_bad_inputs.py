@@ -507,3 +507,14 @@ def test_a_target_out_of_range_is_one_line_and_loses_nothing(run, synthemo_dir, 
     kept = [k for k in before if k.startswith(("checkpoint/", "last/")) or k in ("metrics.json", "config.yaml")]
     assert {k: _snapshot(out).get(k) for k in kept} == {k: before[k] for k in kept}
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+
+
+def test_synthemo_flags_are_switches_not_strings():
+    from clipbert_emo.cli import build_parser
+
+    parse = lambda *a: build_parser().parse_args(["synthemo", *a])  # noqa: E731
+    assert parse("--audio").audio is True
+    assert parse("--no-audio").audio is False, "--no-audio turns it off (a bool-typed string would read True)"
+    assert parse().audio is None, "unset keeps SynthEmoConfig's default"
+    with pytest.raises(SystemExit):
+        parse("--audio", "false")

@@ -32,8 +32,12 @@ def add_synthemo_parser(sub, common) -> None:
 
     for f in dataclasses.fields(SynthEmoConfig):
         default = getattr(SynthEmoConfig(), f.name)
-        s.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=type(default), default=None,
-                       help=f"default: {default}")
+        if isinstance(default, bool):  # a flag: type=bool would read "--audio false" as True
+            s.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, action=argparse.BooleanOptionalAction,
+                           default=None, help=f"default: {'on' if default else 'off'}")
+        else:
+            s.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=type(default), default=None,
+                           help=f"default: {default}")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_synthemo)
 
@@ -146,7 +150,8 @@ def add_demo_parser(sub, common) -> None:
     s.add_argument("--out", default=None, help="run folder (default: runs/demo, runs/demo_audio with --audio)")
     s.add_argument("--audio", action="store_true",
                    help="SynthEmo with sound: train video+text, audio only and video+text+audio (make demo-audio)")
-    s.add_argument("--config", default=None, help="base config, a path or a shipped config's name (default: synthemo_cpu)")
+    s.add_argument("--config", default=None, help="base config, a path or a shipped config's name (default: "
+                   "synthemo_cpu; synthemo_audio with --audio)")
     s.add_argument("overrides", nargs="*", help=OVERRIDES_HELP + " (applied to all three models)")
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=_cmd_demo)

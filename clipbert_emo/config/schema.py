@@ -43,6 +43,11 @@ class AudioConfig:
     time_mask_frames: int = 20
     freq_masks: int = 2
     freq_mask_bins: int = 8
+    # A folder that keeps each file's decoded sound track (mono float32 at sample_rate, one .npy per file
+    # version, read back without pickle): every epoch after the first, and every validation, reads it instead of
+    # decoding the file again. "" = decode every time. Windows, spectrograms and SpecAugment are computed from it
+    # as before, so nothing the model sees changes.
+    cache_dir: str = ""
 
 
 @dataclass

@@ -9,9 +9,11 @@ audio stream gets silent windows marked absent, so the model masks its audio tok
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -47,6 +49,39 @@ def read_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray | None:
         for out in resampler.resample(None):
             chunks.append(out.to_ndarray().reshape(-1))
     return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+
+
+def read_audio_cached(path: str | os.PathLike, sample_rate: int, cache_dir: str | os.PathLike) -> np.ndarray | None:
+    """``read_audio``, through a folder of decoded tracks (data.audio.cache_dir): the same array, decoded once per
+    file version. The entry's name hashes the absolute path, size, modification time and rate, so an edited file
+    or another rate is decoded afresh; a file without sound is remembered by an empty ``.none`` entry. Entries are
+    written atomically (DataLoader workers may write the same one at once) and read with ``allow_pickle=False``;
+    an unreadable entry is decoded again and replaced."""
+    from ..config.atomic import atomic_path
+
+    path = os.fspath(path)
+    st = os.stat(path)
+    key = hashlib.sha1(f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}|{sample_rate}".encode()).hexdigest()
+    folder = Path(cache_dir)
+    entry, no_sound = folder / f"{key}.npy", folder / f"{key}.none"
+    if no_sound.exists():
+        return None
+    if entry.exists():
+        try:
+            wave = np.load(entry, allow_pickle=False)
+            if wave.dtype == np.float32 and wave.ndim == 1:
+                return wave
+        except (OSError, ValueError, EOFError):
+            pass
+        logger.warning("%s: unreadable cached sound track, decoding %s again", entry, path)
+    wave = read_audio(path, sample_rate)
+    with atomic_path(no_sound if wave is None else entry) as tmp:
+        if wave is None:
+            tmp.write_bytes(b"")
+        else:
+            with open(tmp, "wb") as f:  # a file object: np.save would add ".npy" to the temporary name
+                np.save(f, wave, allow_pickle=False)
+    return wave
 
 
 def audio_windows(wave: np.ndarray, sample_rate: int, centres: list[float], window_seconds: float) -> np.ndarray:
@@ -116,7 +151,8 @@ def load_audio_clips(sample: Sample, cfg: DataConfig, num_clips: int, training: 
     over the sound track itself. A file without sound gives silent windows and ``context["absent"]`` names it.
     """
     a = cfg.audio
-    wave = read_audio(sample.audio or sample.video, a.sample_rate)
+    source = sample.audio or sample.video
+    wave = read_audio_cached(source, a.sample_rate, a.cache_dir) if a.cache_dir else read_audio(source, a.sample_rate)
     if wave is None or len(wave) == 0:
         context.setdefault("absent", set()).add("audio")
         wave = np.zeros(0, np.float32)

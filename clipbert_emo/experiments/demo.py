@@ -33,7 +33,8 @@ AUDIO_MODALITIES = {
     "audio": ["data.use_video=false", "data.use_text=false", "data.use_audio=true"],
     "video+text+audio": ["data.use_audio=true"],
 }
-DEFAULT_CONFIG = "synthemo_cpu"  # a config shipped with the package (clipbert_emo/configs/)
+DEFAULT_CONFIG = "synthemo_cpu"  # configs shipped with the package (clipbert_emo/configs/)
+DEFAULT_AUDIO_CONFIG = "synthemo_audio"
 
 
 def _ensure_synthemo(data_dir: Path, progress: bool, audio: bool = False) -> dict:
@@ -59,7 +60,9 @@ def run_demo(data_dir: str = "data/synthemo", out_dir: str = "runs/demo", config
 
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     synth = _ensure_synthemo(data_dir, progress, audio)
-    config = config or DEFAULT_CONFIG
+    config = config or (DEFAULT_AUDIO_CONFIG if audio else DEFAULT_CONFIG)
+    # Decoded sound tracks are cached beside the data they come from (data.audio.cache_dir; unused without audio).
+    cache = [f"data.audio.cache_dir={data_dir / 'audio_cache'}"] if audio else []
     rows, details = [], {"ceilings": synth.get("ceilings"), "models": {}}
     train_seconds = eval_seconds = 0.0
     for modality, extra in (AUDIO_MODALITIES if audio else MODALITIES).items():
@@ -71,7 +74,7 @@ def run_demo(data_dir: str = "data/synthemo", out_dir: str = "runs/demo", config
             f"train.output_dir={run_dir}",
             f"name=demo-{modality}",
             "train.overwrite=true",  # a rerun of the demo replaces the previous one
-            *extra, *(overrides or []),
+            *cache, *extra, *(overrides or []),
         ])
         print(f"[demo] training {modality} ...")
         metrics = finetune(cfg, progress=progress)
