@@ -221,3 +221,32 @@ def test_log_mel_matches_the_numpy_reference():
     assert ours.shape == ref.shape
     loud = ref > np.log(1e-6)  # near the floor, float32 rounding dominates the logarithm
     np.testing.assert_allclose(ours[loud], ref[loud], atol=1e-3, rtol=1e-3)
+
+
+def test_the_audio_demo_trains_with_its_config_and_caches_beside_its_data(tmp_path, monkeypatch):
+    from clipbert_emo.experiments import demo
+    from clipbert_emo.train import finetune as finetune_module
+
+    data = tmp_path / "se"
+    data.mkdir()
+    (data / "synthemo.json").write_text(json.dumps({"config": {"audio": True}}))
+    for split in ("train", "val", "test"):
+        (data / f"{split}.jsonl").write_text("")
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_finetune(cfg, progress=True):
+        seen.append(cfg)
+        raise Stop
+
+    monkeypatch.setattr(finetune_module, "finetune", fake_finetune)
+    with pytest.raises(Stop):
+        demo.run_demo(str(data), str(tmp_path / "out"), audio=True, progress=False, overrides=["train.epochs=3"])
+    cfg = seen[0]
+    shipped = load_config("synthemo_audio")
+    assert cfg.name == "demo-video+text" and cfg.model.dropout == shipped.model.dropout == 0.0
+    assert cfg.data.audio.cache_dir == str(data / "audio_cache"), "the cache sits beside the data it holds"
+    assert cfg.train.epochs == 3, "the user's overrides come last"
+    assert cfg.data.train_manifest == str(data / "train.jsonl")
