@@ -101,6 +101,18 @@ def test_cached_sound_tracks_equal_the_decoded_ones_and_skip_the_decoder(tmp_pat
     assert np.array_equal(audio_module.read_audio_cached(clip, 16000, cache), shorter) and len(decoded) == ran + 1
 
 
+def test_an_unwritable_audio_cache_warns_once_and_training_reads_on(tmp_path, write_av, caplog):
+    from clipbert_emo.data.audio import read_audio_cached
+
+    clip = write_av(tmp_path / "a.mp4", seconds=1.0)
+    (tmp_path / "taken").write_text("a file where the cache folder should be")
+    with caplog.at_level("WARNING"):
+        for _ in range(2):
+            assert np.array_equal(read_audio_cached(clip, 16000, tmp_path / "taken" / "cache"), read_audio(clip, 16000))
+    warnings = [r for r in caplog.records if "cannot write decoded sound tracks" in r.getMessage()]
+    assert len(warnings) == 1 and "taken" in warnings[0].getMessage()
+
+
 def test_the_audio_cache_leaves_the_training_windows_unchanged(tmp_path, write_av):
     path = write_av(tmp_path / "v.mp4", seconds=3.0)
     plain = DataConfig(frame_size=32, num_frames=1, clip_fps=4.0, use_audio=True)

@@ -75,13 +75,26 @@ def read_audio_cached(path: str | os.PathLike, sample_rate: int, cache_dir: str 
             pass
         logger.warning("%s: unreadable cached sound track, decoding %s again", entry, path)
     wave = read_audio(path, sample_rate)
-    with atomic_path(no_sound if wave is None else entry) as tmp:
-        if wave is None:
-            tmp.write_bytes(b"")
-        else:
-            with open(tmp, "wb") as f:  # a file object: np.save would add ".npy" to the temporary name
-                np.save(f, wave, allow_pickle=False)
+    try:
+        with atomic_path(no_sound if wave is None else entry) as tmp:
+            if wave is None:
+                tmp.write_bytes(b"")
+            else:
+                with open(tmp, "wb") as f:  # a file object: np.save would add ".npy" to the temporary name
+                    np.save(f, wave, allow_pickle=False)
+    except OSError as e:  # a full disk or a folder we may not write: train on, decoding as without a cache
+        _warn_cache_unwritable(folder, e)
     return wave
+
+
+_UNWRITABLE_CACHES: set[Path] = set()  # warned about once per process, not once per file
+
+
+def _warn_cache_unwritable(folder: Path, error: OSError) -> None:
+    if folder not in _UNWRITABLE_CACHES:
+        _UNWRITABLE_CACHES.add(folder)
+        logger.warning("data.audio.cache_dir=%s: cannot write decoded sound tracks there (%s); decoding without it",
+                       folder, error)
 
 
 def audio_windows(wave: np.ndarray, sample_rate: int, centres: list[float], window_seconds: float) -> np.ndarray:
