@@ -8,6 +8,8 @@ killed mid-save leaves the previous checkpoint intact, never half of a new one.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 from pathlib import Path
@@ -307,6 +309,9 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
 
     path = Path(path)
     cfg, meta = read_checkpoint_config(path)
+    # data.audio.cache_dir is the training run's folder of decoded sound tracks: predicting, serving or searching
+    # the user's own files must not write their sound into it (or anywhere on disk).
+    cfg.data = dataclasses.replace(cfg.data, audio=dataclasses.replace(cfg.data.audio, cache_dir=""))
     if not (path / TOKENIZER).is_dir():
         raise CheckpointError(f"{path}: no {TOKENIZER}/ folder; a checkpoint carries the tokenizer it was trained "
                               "with, copy the folder back from the run")

@@ -169,15 +169,21 @@ def test_video_text_audio_finetune_and_predict_on_a_silent_video(synthemo_dir, t
             f.write(json.dumps({"video": str(path), "text": row["text"], "label": row["label"]}) + "\n")
     cfg = load_config(None, [*TINY_OVERRIDES, f"data.train_manifest={tmp_path / 'train.jsonl'}",
                              f"data.val_manifest={tmp_path / 'train.jsonl'}", "data.use_audio=true",
-                             "model.audio_tokens=4", f"train.output_dir={tmp_path / 'run'}", "train.max_steps=2"])
+                             "model.audio_tokens=4", f"train.output_dir={tmp_path / 'run'}", "train.max_steps=2",
+                             f"data.audio.cache_dir={tmp_path / 'audio_cache'}"])
     m = finetune(cfg, progress=False)
     assert m["steps"] == 2 and all(np.isfinite(m["step_losses"]))
+    cached = sorted((tmp_path / "audio_cache").iterdir())
+    assert cached, "training filled the sound-track cache"
     meta = json.loads((tmp_path / "run" / "checkpoint" / "meta.json").read_text())
     assert meta["modalities"] == ["video", "audio"]
     out = Predictor(tmp_path / "run" / "checkpoint")(tmp_path / "v0.mp4", text="hi", num_clips=2)
     assert out["missing_modalities"] == ["audio"], "a silent video is scored with its audio masked, and says so"
     out = Predictor(tmp_path / "run" / "checkpoint")(tmp_path / "v1.mp4", text="hi", num_clips=2)
     assert out["missing_modalities"] == []
+    new_video = write_av(tmp_path / "unseen.mp4", seconds=2.0)
+    Predictor(tmp_path / "run" / "checkpoint")(new_video, text="hi", num_clips=2)
+    assert sorted((tmp_path / "audio_cache").iterdir()) == cached, "predicting writes nothing into the run's cache"
 
 
 @pytest.mark.parametrize("kind", ["wav2vec2", "hubert"])
